@@ -1,0 +1,1 @@
+"""The `communecast` command: one entry point for controller, agents, simulator and demo."""

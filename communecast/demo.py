@@ -1,0 +1,124 @@
+"""`communecast demo`: a private broker (auth on), the controller on SQLite, simulated stations.
+
+Zero configuration: everything lives in --data-dir and survives a restart of the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from communecast.mosquitto import PrivateMosquitto
+from communecast.stations import ApiClient, provision, run_simulated
+from controller.app import create_app
+from controller.core.config import Settings
+from controller.core.security import mosquitto_password_hash
+from controller.db.session import Database
+from controller.services import broker_auth, seed
+
+CONTROLLER_USER = "communecast-controller"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    devices: int = 3
+    http_port: int = 8080
+    mqtt_port: int = 18830
+    data_dir: Path = Path("./demo-data")
+    admin_password: str | None = None
+
+
+def _secret(path: Path, given: str | None = None) -> str:
+    """A secret kept in the data dir (owner-only), so restarts keep working."""
+    if given:
+        return given
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+async def run_demo(opts: DemoOptions) -> None:
+    data = opts.data_dir.resolve()
+    admin_password = _secret(data / "secrets" / "admin-password", opts.admin_password)
+    mqtt_password = _secret(data / "secrets" / "mqtt-controller-password")
+    broker = PrivateMosquitto(
+        data / "broker", port=opts.mqtt_port,
+        controller_user=CONTROLLER_USER, controller_password=mqtt_password,
+    )  # fmt: skip
+    settings = Settings(
+        data_dir=data / "controller", http_port=opts.http_port, http_host="127.0.0.1",
+        mqtt_host="127.0.0.1", mqtt_port=opts.mqtt_port,
+        mqtt_username=CONTROLLER_USER, mqtt_password=mqtt_password,
+        broker_auth_dir=broker.directory, broker_pid_file=broker.pid_file,
+    )  # fmt: skip
+
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    with db.session() as s:
+        seed.ensure_demo_areas(s)
+        seed.ensure_admin(s, admin_password)
+        passwd, acl = broker_auth.render(s, CONTROLLER_USER, mosquitto_password_hash(mqtt_password))
+    db.dispose()
+    broker_auth.write(broker.directory, passwd, acl)
+    broker.start()
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=opts.http_port,
+                       log_level="warning", access_log=False)
+    )  # fmt: skip
+    server_task = asyncio.create_task(server.serve())
+    stations = []
+    try:
+        await _wait_healthy(settings.base_url)
+        api = await ApiClient.login(settings.base_url, "admin", admin_password)
+        configs = await provision(api, opts.devices, data / "stations")
+        stations = await run_simulated(configs)
+        _banner(settings.base_url, admin_password, opts, data, [c.uid for c in configs])
+        await server_task
+    finally:
+        for st in stations:
+            with contextlib.suppress(Exception):
+                await st.stop()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await server_task
+        broker.stop()
+
+
+async def _wait_healthy(base_url: str, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(base_url=base_url, timeout=2) as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"controller at {base_url} did not become healthy")
+            await asyncio.sleep(0.1)
+
+
+def _banner(url: str, password: str, opts: DemoOptions, data: Path, uids: list[str]) -> None:
+    print(
+        f"""
+communecast demo đang chạy / is running
+  Bảng điều khiển / API : {url}   (tài liệu API / API docs: {url}/docs)
+  Đăng nhập / Login     : admin / {password}
+  MQTT broker (auth on) : 127.0.0.1:{opts.mqtt_port}
+  Trạm loa mô phỏng     : {len(uids)} ({", ".join(uids)})
+  Dữ liệu / data dir    : {data}
+  Âm thanh đã phát / what the simulated horns played: {data}/stations/<uid>/sim/playbacks.jsonl
+Nhấn Ctrl-C để dừng / Ctrl-C to stop.""",
+        flush=True,
+    )

@@ -1,0 +1,1 @@
+"""The central communecast service: REST API, scheduler, MQTT side, media pipeline."""

@@ -1,0 +1,55 @@
+"""Request-scoped dependencies: the runtime, a DB session, the caller and their role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.core.errors import UserError
+from controller.core.i18n import pick_lang
+from controller.core.security import token_digest
+from controller.db.models import ApiToken, User
+from controller.runtime import Runtime
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+# Roles that may send to loudspeakers. Area-scoped roles come with the panel issue.
+OPERATOR_ROLES = ("admin", "province", "district", "commune", "operator")
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def lang(request: Request) -> str:
+    return pick_lang(request.headers.get("accept-language"))
+
+
+def db_session(rt: Runtime = Depends(runtime)) -> Iterator[Session]:
+    with rt.db.session() as s:
+        yield s
+
+
+def current_user(
+    token: str | None = Depends(oauth2), s: Session = Depends(db_session)
+) -> User:
+    if not token:
+        raise UserError(401, "auth.required")
+    row = s.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(token))).first()
+    if row is None or row.expires_at <= datetime.now(UTC) or not row.user.active:
+        raise UserError(401, "auth.required")
+    return row.user
+
+
+def require_role(*roles: str) -> Callable[[User], User]:
+    def check(user: User = Depends(current_user)) -> User:
+        if user.role not in roles:
+            raise UserError(403, "auth.forbidden")
+        return user
+
+    return check

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.api.deps import OPERATOR_ROLES, current_user, db_session, require_role, runtime
+from controller.core.errors import NotFound
+from controller.db.models import Broadcast, Delivery, PlayLog, User
+from controller.runtime import Runtime
+from controller.services import broadcasts
+
+router = APIRouter(prefix="/api/v1", tags=["broadcasts"])
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def broadcast_json(bc: Broadcast, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": bc.id,
+        "title": bc.title,
+        "media": bc.media,
+        "priority": bc.priority,
+        "start_at": _iso(bc.start_at),
+        "duration_s": bc.duration_s,
+        "targets": bc.targets,
+        "status": bc.status,
+        "created_at": _iso(bc.created_at),
+    }
+    if deliveries is not None:
+        body["stations"] = [
+            {"device_id": d.device_id, "state": d.state, "sent_at": _iso(d.sent_at),
+             "acked_at": _iso(d.acked_at), "detail": d.detail}
+            for d in deliveries
+        ]  # fmt: skip
+        body["acked"] = sum(d.state == "acked" for d in deliveries)
+    return body
+
+
+@router.post("/broadcasts", status_code=201)
+def create_broadcast(
+    req: broadcasts.BroadcastCreate,
+    user: User = Depends(require_role(*OPERATOR_ROLES)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    bc, device_ids = broadcasts.create(s, req, user.id)
+    s.commit()
+    rt.publisher.mark_dirty(device_ids)
+    return broadcast_json(bc) | {"stations": len(device_ids)}
+
+
+@router.get("/broadcasts")
+def list_broadcasts(
+    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> list[dict[str, Any]]:
+    q = select(Broadcast).order_by(Broadcast.start_at.desc()).limit(min(limit, 1000))
+    return [broadcast_json(b) for b in s.scalars(q)]
+
+
+@router.get("/broadcasts/{broadcast_id}")
+def get_broadcast(
+    broadcast_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> dict[str, Any]:
+    bc = s.get(Broadcast, broadcast_id)
+    if bc is None:
+        raise NotFound("broadcast.not_found", id=broadcast_id)
+    deliveries = list(
+        s.scalars(select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))
+    )
+    return broadcast_json(bc, deliveries)
+
+
+@router.post("/broadcasts/{broadcast_id}/cancel")
+def cancel_broadcast(
+    broadcast_id: int,
+    user: User = Depends(require_role(*OPERATOR_ROLES)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    device_ids = broadcasts.cancel(s, broadcast_id, user.id)
+    s.commit()
+    rt.publisher.mark_dirty(device_ids)
+    return {"id": broadcast_id, "status": "cancelled"}
+
+
+@router.get("/play-log")
+def play_log(
+    broadcast_id: int | None = None,
+    device_id: int | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+    _: User = Depends(current_user),
+    s: Session = Depends(db_session),
+) -> list[dict[str, Any]]:
+    q = select(PlayLog).order_by(PlayLog.id).limit(min(limit, 10000))
+    if broadcast_id is not None:
+        q = q.where(PlayLog.broadcast_id == broadcast_id)
+    if device_id is not None:
+        q = q.where(PlayLog.device_id == device_id)
+    if status:
+        q = q.where(PlayLog.status == status)
+    return [
+        {
+            "device_id": r.device_id,
+            "broadcast_id": r.broadcast_id,
+            "item_id": r.item_id,
+            "status": r.status,
+            "started_at": _iso(r.started_at),
+            "finished_at": _iso(r.finished_at),
+            "start_error_ms": r.start_error_ms,
+            "reason": r.reason,
+        }
+        for r in s.scalars(q)
+    ]

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.api.deps import current_user, db_session, require_role, runtime
+from controller.core.errors import NotFound
+from controller.db.models import Area, Device, DeviceEvent, User
+from controller.runtime import Runtime
+from controller.services import audit, devices
+
+router = APIRouter(prefix="/api/v1", tags=["devices"])
+
+
+@router.get("/devices")
+def list_devices(
+    kind: str | None = None,
+    commune_id: int | None = None,
+    _: User = Depends(current_user),
+    s: Session = Depends(db_session),
+) -> list[dict[str, Any]]:
+    q = select(Device).where(Device.retired_at.is_(None)).order_by(Device.id)
+    if kind:
+        q = q.where(Device.kind == kind)
+    if commune_id is not None:
+        q = q.where(Device.commune_id == commune_id)
+    return [devices.to_json(d) for d in s.scalars(q)]
+
+
+@router.post("/devices", status_code=201)
+def create_device(
+    req: devices.DeviceCreate,
+    user: User = Depends(require_role("admin", "technician")),
+    s: Session = Depends(db_session),
+) -> dict[str, Any]:
+    device = devices.create(s, req, user.id)
+    s.commit()
+    return devices.to_json(device)
+
+
+@router.post("/devices/{device_id}/credentials", status_code=201)
+def issue_credentials(
+    device_id: int,
+    user: User = Depends(require_role("admin")),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """Rotate the station's broker password and return its agent configuration once."""
+    device, password = devices.issue_credentials(s, device_id, user.id)
+    config = devices.agent_config(
+        s, device, password,
+        mqtt_host=rt.settings.mqtt_host, mqtt_port=rt.settings.mqtt_port,
+        controller_url=rt.settings.base_url, public_key=rt.keys.public_text,
+    )  # fmt: skip
+    s.commit()
+    rt.sync_broker_credentials()
+    return {"device": devices.to_json(device), "agent_config": config}
+
+
+@router.get("/devices/{device_id}/events")
+def device_events(
+    device_id: int,
+    kind: str | None = None,
+    limit: int = 200,
+    _: User = Depends(current_user),
+    s: Session = Depends(db_session),
+) -> list[dict[str, Any]]:
+    """What the station said, newest first (acks, rejections, proof of play, faults)."""
+    if s.get(Device, device_id) is None:
+        raise NotFound("device.not_found", id=device_id)
+    q = (
+        select(DeviceEvent)
+        .where(DeviceEvent.device_id == device_id)
+        .order_by(DeviceEvent.ts.desc())
+        .limit(min(limit, 5000))
+    )
+    if kind:
+        q = q.where(DeviceEvent.kind == kind)
+    return [e.body | {"received_at": e.received_at.isoformat()} for e in s.scalars(q)]
+
+
+class AreaCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: str = Field(pattern=r"^(province|district|commune|village)$")
+    name: str = Field(min_length=1, max_length=200)
+    code: str | None = Field(default=None, max_length=32)
+    parent_id: int | None = None
+
+
+@router.post("/areas", status_code=201)
+def create_area(
+    req: AreaCreate,
+    user: User = Depends(require_role("admin")),
+    s: Session = Depends(db_session),
+) -> dict[str, Any]:
+    if req.parent_id is not None and s.get(Area, req.parent_id) is None:
+        raise NotFound("area.not_found", id=req.parent_id)
+    area = Area(level=req.level, name=req.name, code=req.code, parent_id=req.parent_id)
+    s.add(area)
+    s.flush()
+    audit.record(s, user.id, "area.create", "area", area.id, name=req.name)
+    s.commit()
+    return {"id": area.id, "level": area.level, "name": area.name, "code": area.code,
+            "parent_id": area.parent_id}
+
+
+@router.get("/areas")
+def list_areas(
+    _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> list[dict[str, Any]]:
+    return [
+        {"id": a.id, "level": a.level, "name": a.name, "code": a.code, "parent_id": a.parent_id}
+        for a in s.scalars(select(Area).order_by(Area.id))
+    ]

@@ -1,0 +1,61 @@
+"""FastAPI application factory: routes, error shapes, and the runtime's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from controller.api.routes import auth, broadcasts, devices, health, media
+from controller.core.config import Settings
+from controller.core.errors import UserError
+from controller.core.i18n import pick_lang, t
+from controller.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = Runtime.build(settings)
+        app.state.runtime = rt
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(title="communecast", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        lang = pick_lang(request.headers.get("accept-language"))
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            {"detail": t(exc.key, lang, **exc.params), "code": exc.key},
+            status_code=exc.status,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        lang = pick_lang(request.headers.get("accept-language"))
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"detail": t("request.invalid", lang), "code": "request.invalid", "errors": problems},
+            status_code=422,
+        )
+
+    for module in (health, auth, devices, media, broadcasts):
+        app.include_router(module.router)
+    return app

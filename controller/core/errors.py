@@ -1,0 +1,16 @@
+"""Errors a person can act on: a status, a message key and its parameters."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    def __init__(self, status: int, key: str, **params: object) -> None:
+        super().__init__(key)
+        self.status = status
+        self.key = key
+        self.params = params
+
+
+class NotFound(UserError):
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(404, key, **params)

@@ -1,0 +1,105 @@
+"""Everything a running controller holds, built once at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select, text
+
+from controller.core.config import Settings
+from controller.core.security import mosquitto_password_hash
+from controller.db.models import Device
+from controller.db.session import Database
+from controller.mqtt.bus import MqttBus
+from controller.services import broker_auth, seed
+from controller.services.desired_state import DesiredStatePublisher
+from controller.services.ingest import Ingest
+from controller.services.media import MediaStore
+from protocol.signing import KeyPair, Signer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    keys: KeyPair
+    signer: Signer
+    media: MediaStore
+    bus: MqttBus
+    ingest: Ingest
+    publisher: DesiredStatePublisher
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        if settings.admin_password:
+            with db.session() as s:
+                seed.ensure_admin(s, settings.admin_password, reset=False)
+        keys = KeyPair.load_or_create(settings.signing_key_path)
+        signer = Signer(keys)
+        ingest = Ingest(db)
+        bus = MqttBus(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            client_id=settings.mqtt_client_id,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            on_message=ingest.handle,
+        )
+        publisher = DesiredStatePublisher(
+            db, bus, signer, timedelta(days=settings.horizon_days)
+        )
+        media = MediaStore(
+            settings.media_dir, max_bytes=settings.media_max_bytes, bitrate=settings.media_bitrate
+        )
+        return cls(settings, db, keys, signer, media, bus, ingest, publisher)
+
+    async def start(self) -> None:
+        self.media.delete_tmp()
+        self.tasks = [
+            asyncio.create_task(self.bus.run(), name="mqtt"),
+            asyncio.create_task(self.ingest.run(), name="ingest"),
+            asyncio.create_task(self.publisher.run(), name="desired-state"),
+        ]
+        # Re-assert every station's desired state: cheap, and it heals a broker that
+        # lost its retained messages while we were down.
+        with self.db.session() as s:
+            ids = list(s.scalars(select(Device.id).where(Device.retired_at.is_(None))))
+        self.publisher.mark_dirty(ids)
+
+    async def stop(self) -> None:
+        self.bus.stop()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.db.dispose()
+
+    def db_ok(self) -> bool:
+        try:
+            with self.db.session() as s:
+                s.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def sync_broker_credentials(self) -> None:
+        """Rewrite the broker's password/ACL files when this controller manages them."""
+        if self.settings.broker_auth_dir is None:
+            return
+        user = self.settings.mqtt_username or "communecast-controller"
+        controller_hash = mosquitto_password_hash(self.settings.mqtt_password or "")
+        with self.db.session() as s:
+            passwd, acl = broker_auth.render(s, user, controller_hash)
+        broker_auth.write(self.settings.broker_auth_dir, passwd, acl)
+        broker_auth.reload_broker(self.settings.broker_pid_file)

@@ -1,0 +1,85 @@
+"""One-off broadcasts: validate, resolve targets, record deliveries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.core.errors import NotFound, UserError
+from controller.db.models import Broadcast, Delivery, Media
+from controller.services import audit
+from controller.services.targets import Targets, resolve
+from protocol.messages import Priority
+
+# "Now" means a shared instant a little ahead, so every station has fetched the audio
+# and starts together (horns more than ~40 ms apart are heard as echo).
+NOW_LEAD = timedelta(seconds=3)
+PAST_TOLERANCE = timedelta(seconds=5)
+
+
+class BroadcastCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    media_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    media: list[str] = Field(default_factory=list, max_length=50)
+    targets: Targets
+    start_at: AwareDatetime | None = None
+    priority: Priority = Priority.NORMAL
+
+    def playlist(self) -> list[str]:
+        return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)
+
+
+def item_id_for(broadcast_id: int) -> str:
+    return f"b{broadcast_id}"
+
+
+def create(
+    session: Session, req: BroadcastCreate, user_id: int | None, *, now: datetime | None = None
+) -> tuple[Broadcast, list[int]]:
+    now = now or datetime.now(UTC)
+    playlist = req.playlist()
+    if not playlist:
+        raise UserError(422, "request.invalid")
+    media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(playlist)))}
+    for sha in playlist:
+        if sha not in media:
+            raise NotFound("media.not_found", sha256=sha)
+    start_at = req.start_at.astimezone(UTC) if req.start_at else now + NOW_LEAD
+    if start_at < now - PAST_TOLERANCE:
+        raise UserError(422, "broadcast.in_past", start_at=start_at.isoformat())
+    devices = resolve(session, req.targets, kind="speaker")
+    if not devices:
+        raise UserError(422, "broadcast.no_targets")
+    bc = Broadcast(
+        title=req.title,
+        media=playlist,
+        priority=req.priority.value,
+        start_at=start_at,
+        duration_s=sum(media[s].duration_s for s in playlist),
+        targets=req.targets.model_dump(exclude_defaults=True),
+        created_by=user_id,
+    )
+    session.add(bc)
+    session.flush()
+    for d in devices:
+        session.add(Delivery(broadcast_id=bc.id, device_id=d.id, item_id=item_id_for(bc.id)))
+    audit.record(
+        session, user_id, "broadcast.create", "broadcast", bc.id,
+        title=req.title, targets=bc.targets, start_at=start_at.isoformat(),
+        priority=req.priority.value, stations=len(devices),
+    )  # fmt: skip
+    return bc, [d.id for d in devices]
+
+
+def cancel(session: Session, broadcast_id: int, user_id: int | None) -> list[int]:
+    bc = session.get(Broadcast, broadcast_id)
+    if bc is None:
+        raise NotFound("broadcast.not_found", id=broadcast_id)
+    bc.status = "cancelled"
+    audit.record(session, user_id, "broadcast.cancel", "broadcast", bc.id)
+    return [d.device_id for d in bc.deliveries]

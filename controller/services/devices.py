@@ -1,0 +1,94 @@
+"""Stations: create, list, issue credentials and the agent's configuration."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from controller.core.errors import NotFound
+from controller.core.security import mosquitto_password_hash, new_secret
+from controller.db.models import Area, Device
+from controller.services import audit
+from controller.services.targets import groups_of
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(pattern=r"^(speaker|led)$")
+    commune_id: int
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+
+def new_uid(kind: str) -> str:
+    return f"{'spk' if kind == 'speaker' else 'led'}-{secrets.token_hex(4)}"
+
+
+def create(session: Session, req: DeviceCreate, user_id: int | None) -> Device:
+    area = session.get(Area, req.commune_id)
+    if area is None or area.level != "commune":
+        raise NotFound("area.not_found", id=req.commune_id)
+    device = Device(
+        uid=new_uid(req.kind), name=req.name, kind=req.kind, commune_id=req.commune_id,
+        lat=req.lat, lon=req.lon, tags=req.tags, reported={},
+    )  # fmt: skip
+    session.add(device)
+    session.flush()
+    audit.record(session, user_id, "device.create", "device", device.id, name=req.name)
+    return device
+
+
+def issue_credentials(session: Session, device_id: int, user_id: int | None) -> tuple[Device, str]:
+    """A fresh broker password; the old one stops working when the broker reloads."""
+    device = session.get(Device, device_id)
+    if device is None or device.retired_at is not None:
+        raise NotFound("device.not_found", id=device_id)
+    password = new_secret()
+    device.mqtt_password_hash = mosquitto_password_hash(password)
+    audit.record(session, user_id, "device.credentials", "device", device.id)
+    return device, password
+
+
+def agent_config(
+    session: Session,
+    device: Device,
+    password: str,
+    *,
+    mqtt_host: str,
+    mqtt_port: int,
+    controller_url: str,
+    public_key: str,
+) -> dict[str, Any]:
+    return {
+        "uid": device.uid,
+        "kind": device.kind,
+        "mqtt_host": mqtt_host,
+        "mqtt_port": mqtt_port,
+        "mqtt_username": device.uid,
+        "mqtt_password": password,
+        "controller_url": controller_url,
+        "controller_public_keys": [public_key],
+        "groups": groups_of(session, device),
+    }
+
+
+def to_json(device: Device) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "uid": device.uid,
+        "name": device.name,
+        "kind": device.kind,
+        "commune_id": device.commune_id,
+        "tags": device.tags or [],
+        "lat": device.lat,
+        "lon": device.lon,
+        "online": device.online,
+        "last_seen": device.last_seen.isoformat() if device.last_seen else None,
+        "retired": device.retired_at is not None,
+    }

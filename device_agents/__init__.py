@@ -1,0 +1,1 @@
+"""Agents that run on station hardware (Raspberry Pi) and speak to the controller."""

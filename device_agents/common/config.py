@@ -1,0 +1,53 @@
+"""One settings object for an agent: the JSON file the controller issued, plus env overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AgentConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMMUNECAST_AGENT_", extra="ignore")
+
+    uid: str
+    kind: str = "speaker"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_keepalive_s: int = 15
+    controller_url: str
+    controller_public_keys: list[str] = Field(min_length=1)
+    groups: dict[str, int] = Field(default_factory=dict)
+    data_dir: Path = Path("./agent-data")
+
+    # Hardware: a pyserial URL for the RS-485 bus (None = no relay board) and ALSA device.
+    modbus_url: str | None = None
+    modbus_baudrate: int = 9600
+    audio_device: str = "default"
+
+    default_volume: int = Field(default=80, ge=0, le=100)
+    # An item whose start was missed by more than this is reported 'missed', not played.
+    late_start_tolerance_s: float = 30.0
+    relay_lead_s: float = 1.5  # amplifier needs a moment to settle before the first word
+    relay_hold_s: float = 3.0  # keep it on briefly in case the next item follows
+    prepare_ahead_s: float = 120.0  # decode audio this long before the start
+    telemetry_interval_s: float = 60.0
+
+    @classmethod
+    def load(cls, path: Path, **overrides: object) -> AgentConfig:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data.setdefault("data_dir", str(path.parent))
+        data.update(overrides)
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        """Write with owner-only permissions: the file holds the broker password."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(self.model_dump_json(indent=2))

@@ -1,0 +1,132 @@
+"""The agent's MQTT link: own credentials, birth + Last Will, subscriptions, outbox.
+
+It reconnects forever with backoff. Events never go straight to the broker: they are
+in the store's outbox first, and an entry is deleted only after the broker's PUBACK,
+so an outage delays proof of play but never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from device_agents.common.store import AgentStore
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+class AgentLink:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str | None,
+        password: str | None,
+        keepalive: int,
+        subscriptions: list[str],
+        state_topic: str,
+        birth: Callable[[], bytes],
+        last_will: bytes,
+        store: AgentStore,
+        on_message: MessageHandler,
+    ) -> None:
+        self._host, self._port = host, port
+        self._client_id = client_id
+        self._username, self._password = username, password
+        self._keepalive = keepalive
+        self._subscriptions = subscriptions
+        self._state_topic = state_topic
+        self._birth = birth
+        self._last_will = last_will
+        self._store = store
+        self._on_message = on_message
+        self._client: aiomqtt.Client | None = None
+        self._outbox_wakeup = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self._stopping = False
+
+    def wake_outbox(self) -> None:
+        self._outbox_wakeup.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping:
+            try:
+                will = aiomqtt.Will(self._state_topic, self._last_will, qos=1, retain=True)
+                async with aiomqtt.Client(
+                    self._host,
+                    self._port,
+                    identifier=self._client_id,
+                    username=self._username,
+                    password=self._password,
+                    clean_session=False,
+                    keepalive=self._keepalive,
+                    will=will,
+                    timeout=10,
+                ) as client:
+                    self._client = client
+                    await client.subscribe([(t, 1) for t in self._subscriptions])
+                    await client.publish(self._state_topic, self._birth(), qos=1, retain=True)
+                    self.connections += 1
+                    self.connected.set()
+                    backoff = 0.2
+                    flusher = asyncio.create_task(self._flush_outbox(client))
+                    try:
+                        async for message in client.messages:
+                            payload = message.payload
+                            if not isinstance(payload, bytes | bytearray):
+                                payload = str(payload).encode()
+                            try:
+                                await self._on_message(message.topic.value, bytes(payload))
+                            except Exception:
+                                log.exception("handler failed for %s", message.topic)
+                    finally:
+                        flusher.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await flusher
+            except aiomqtt.MqttError as exc:
+                if not self._stopping:
+                    log.info("%s: broker link down (%s); retry in %.1fs", self._client_id, exc, backoff)
+            finally:
+                self.connected.clear()
+                self._client = None
+            if self._stopping:
+                break
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _flush_outbox(self, client: aiomqtt.Client) -> None:
+        while True:
+            entries = self._store.outbox_head()
+            if not entries:
+                self._outbox_wakeup.clear()
+                await self._outbox_wakeup.wait()
+                continue
+            for entry in entries:
+                await client.publish(entry.topic, entry.payload, qos=1)  # returns after PUBACK
+                self._store.outbox_done(entry.seq)
+
+    async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> bool:
+        """Best-effort publish for data that is worthless when late (telemetry, state)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError:
+            return False
+        return True
+
+    async def close(self, goodbye: bytes | None = None) -> None:
+        self._stopping = True
+        if goodbye is not None:
+            await self.publish_now(self._state_topic, goodbye, qos=1, retain=True)

@@ -1,0 +1,93 @@
+"""Local media cache: download by content address, resume with Range, verify SHA-256.
+
+A file is used only if its bytes hash to the name the signed schedule gave, so a
+tampered mirror or a broken download can never reach the horn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import httpx
+
+from protocol.messages import MediaRef
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+
+
+class MediaError(Exception):
+    pass
+
+
+class MediaCache:
+    def __init__(self, directory: Path, base_url: str, *, timeout_s: float = 30.0) -> None:
+        self.directory = directory
+        self.base_url = base_url.rstrip("/")
+        self._timeout = timeout_s
+        self._locks: dict[str, asyncio.Lock] = {}
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, sha256: str) -> Path:
+        return self.directory / f"{sha256}.media"
+
+    def has(self, ref: MediaRef) -> bool:
+        path = self.path_for(ref.sha256)
+        return path.exists() and path.stat().st_size == ref.size
+
+    async def ensure(self, ref: MediaRef, *, attempts: int = 6) -> Path:
+        """Return the verified local file, downloading (and resuming) as needed."""
+        lock = self._locks.setdefault(ref.sha256, asyncio.Lock())
+        async with lock:
+            if self.has(ref):
+                return self.path_for(ref.sha256)
+            delay = 0.5
+            last: Exception | None = None
+            for _ in range(attempts):
+                try:
+                    return await self._download(ref)
+                except (httpx.HTTPError, MediaError, OSError) as exc:
+                    last = exc
+                    log.info("download of %s failed (%s); retrying", ref.sha256[:12], exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            raise MediaError(f"could not fetch media {ref.sha256}: {last}")
+
+    async def _download(self, ref: MediaRef) -> Path:
+        final = self.path_for(ref.sha256)
+        part = final.with_suffix(".part")
+        have = part.stat().st_size if part.exists() else 0
+        if have > ref.size:
+            part.unlink()
+            have = 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        url = f"{self.base_url}/media/{ref.sha256}"
+        async with (
+            httpx.AsyncClient(timeout=self._timeout) as http,
+            http.stream("GET", url, headers=headers) as resp,
+        ):
+            if resp.status_code == 200:
+                have = 0  # server ignored the range: start over
+            elif resp.status_code != 206:
+                raise MediaError(f"HTTP {resp.status_code} for {url}")
+            with part.open("r+b" if have else "wb") as fh:
+                fh.seek(have)
+                fh.truncate()
+                async for chunk in resp.aiter_bytes(CHUNK):
+                    fh.write(chunk)
+        digest = hashlib.sha256()
+        with part.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != ref.sha256:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+            raise MediaError(f"checksum mismatch for {ref.sha256}")
+        os.replace(part, final)
+        return final

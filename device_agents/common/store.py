@@ -1,0 +1,182 @@
+"""The agent's local memory (SQLite): schedule, what already played, seen ids, outbox.
+
+It is what makes a station offline-first: items and media survive a network outage
+or a reboot, and events wait in the outbox until the broker has acknowledged them.
+Each state change and the event that reports it are written in one transaction, so
+a crash can neither lose a proof of play nor let an item play twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.messages import ScheduleItem
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    start_at REAL NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',   -- pending | playing | done
+    outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    seq: int
+    topic: str
+    payload: bytes
+
+
+class AgentStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    # -- key/value -------------------------------------------------------------
+    def get(self, key: str, default: str | None = None) -> str | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def put(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)", (key, value))
+
+    # -- replay protection ----------------------------------------------------
+    def remember(self, envelope_id: str, expires_at: float) -> bool:
+        """Record an envelope id; False if it was seen before (a replay)."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("DELETE FROM seen WHERE expires_at < ?", (now,))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO seen(id, expires_at) VALUES (?, ?)", (envelope_id, expires_at)
+            )
+            return cur.rowcount == 1
+
+    # -- schedule ---------------------------------------------------------------
+    def upsert_items(self, items: list[ScheduleItem]) -> list[ScheduleItem]:
+        """Add new items; return those that are new or still pending (to (re)arm)."""
+        armed: list[ScheduleItem] = []
+        with self._tx() as db:
+            for item in items:
+                row = db.execute("SELECT state FROM items WHERE item_id=?", (item.item_id,)).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO items(item_id, start_at, body) VALUES (?, ?, ?)",
+                        (item.item_id, item.start_at.timestamp(), item.model_dump_json()),
+                    )
+                    armed.append(item)
+                elif row[0] == "pending":
+                    db.execute(
+                        "UPDATE items SET start_at=?, body=? WHERE item_id=?",
+                        (item.start_at.timestamp(), item.model_dump_json(), item.item_id),
+                    )
+                    armed.append(item)
+        return armed
+
+    def pending_items(self) -> list[ScheduleItem]:
+        rows = self._db.execute(
+            "SELECT body FROM items WHERE state='pending' ORDER BY start_at"
+        ).fetchall()
+        return [ScheduleItem.model_validate_json(r[0]) for r in rows]
+
+    def items_in_state(self, state: str) -> list[ScheduleItem]:
+        rows = self._db.execute("SELECT body FROM items WHERE state=?", (state,)).fetchall()
+        return [ScheduleItem.model_validate_json(r[0]) for r in rows]
+
+    def item_state(self, item_id: str) -> str | None:
+        row = self._db.execute("SELECT state FROM items WHERE item_id=?", (item_id,)).fetchone()
+        return row[0] if row else None
+
+    def drop_pending(self, keep: set[str]) -> list[str]:
+        """Forget pending items the controller no longer wants; return their ids."""
+        rows = self._db.execute("SELECT item_id FROM items WHERE state='pending'").fetchall()
+        gone = [r[0] for r in rows if r[0] not in keep]
+        with self._tx() as db:
+            db.executemany("DELETE FROM items WHERE item_id=?", [(i,) for i in gone])
+        return gone
+
+    def transition(
+        self,
+        item_id: str,
+        state: str,
+        outcome: str | None = None,
+        *,
+        event: tuple[str, bytes] | None = None,
+        expect: str | None = None,
+    ) -> bool:
+        """Move an item to `state` and queue its event atomically.
+
+        With `expect`, only move it from that state (False otherwise): this is the
+        once-only gate that keeps a redelivered item from playing twice.
+        """
+        with self._tx() as db:
+            if expect is not None:
+                cur = db.execute(
+                    "UPDATE items SET state=?, outcome=? WHERE item_id=? AND state=?",
+                    (state, outcome, item_id, expect),
+                )
+            else:
+                cur = db.execute(
+                    "UPDATE items SET state=?, outcome=? WHERE item_id=?", (state, outcome, item_id)
+                )
+            if cur.rowcount != 1:
+                return False
+            if event is not None:
+                db.execute(
+                    "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
+                    (event[0], event[1], time.time()),
+                )
+        return True
+
+    def prune_items(self, older_than: float) -> None:
+        self._db.execute("DELETE FROM items WHERE state='done' AND start_at < ?", (older_than,))
+
+    # -- outbox ---------------------------------------------------------------------
+    def enqueue(self, topic: str, payload: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
+            (topic, payload, time.time()),
+        )
+
+    def outbox_head(self, limit: int = 100) -> list[OutboxEntry]:
+        rows = self._db.execute(
+            "SELECT seq, topic, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [OutboxEntry(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def outbox_done(self, seq: int) -> None:
+        self._db.execute("DELETE FROM outbox WHERE seq=?", (seq,))
+
+    def outbox_size(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

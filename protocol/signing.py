@@ -1,0 +1,115 @@
+"""Ed25519 signing of controller->device messages.
+
+The wire form is JWS-like: the envelope JSON is signed as exact bytes and carried
+base64url-encoded, so there is no canonicalisation for two implementations to
+disagree about.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+
+class SignatureError(ValueError):
+    """The message is not signed by a key this station trusts."""
+
+
+def b64u_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: str) -> bytes:
+    pad = "=" * (-len(text) % 4)
+    return base64.urlsafe_b64decode(text + pad)
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_key_to_text(public: Ed25519PublicKey) -> str:
+    """Base64url of the 32 raw bytes: short enough for an agent config file."""
+    return b64u_encode(
+        public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+
+
+def public_key_from_text(text: str) -> Ed25519PublicKey:
+    raw = b64u_decode(text.strip())
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: Ed25519PrivateKey
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    @property
+    def public_text(self) -> str:
+        return public_key_to_text(self.public)
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> KeyPair:
+        """Load the controller key, creating it (owner-only) on first start."""
+        if path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{path} is not an Ed25519 private key")
+            return cls(key)
+        pair = cls.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = pair.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        return pair
+
+
+class Signer:
+    def __init__(self, keys: KeyPair) -> None:
+        self._private = keys.private
+        self.kid = key_id(keys.public)
+
+    def sign(self, payload: bytes) -> str:
+        return b64u_encode(self._private.sign(payload))
+
+
+class Verifier:
+    """Holds the public keys a station trusts, by key id (room for key rotation)."""
+
+    def __init__(self, public_keys: list[Ed25519PublicKey]) -> None:
+        self._keys = {key_id(k): k for k in public_keys}
+
+    def verify(self, kid: str, payload: bytes, signature: str) -> None:
+        key = self._keys.get(kid)
+        if key is None:
+            raise SignatureError(f"unknown signing key {kid!r}")
+        try:
+            key.verify(b64u_decode(signature), payload)
+        except (InvalidSignature, ValueError) as exc:
+            raise SignatureError("signature does not match") from exc

@@ -1,0 +1,72 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL) and a whole running system."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from communecast.harness import System
+
+PG_URL = os.environ.get(
+    "COMMUNECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    problem = _postgres_available()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"{problem} (CI=true: PostgreSQL tests must run, not skip)")
+        pytest.skip(problem)
+    return PG_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind for one test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'controller.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"cc_test_{secrets.token_hex(6)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+async def system(tmp_path: Path, database_url: str) -> AsyncIterator[System]:
+    sys_ = System(tmp_path / "system", database_url)
+    try:
+        await sys_.start()
+        yield sys_
+    finally:
+        await sys_.stop()
+        log = sys_.root / "controller.log"
+        if log.exists():
+            print("---- controller log (tail) ----\n" + sys_.controller.log_tail(3000))

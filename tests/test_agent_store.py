@@ -1,0 +1,52 @@
+"""The agent's local store: once-only playing, replay memory, outbox survives a restart."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from device_agents.common.store import AgentStore
+from protocol.messages import MediaRef, ScheduleItem
+
+
+def item(item_id: str, minutes: int = 5) -> ScheduleItem:
+    return ScheduleItem(
+        item_id=item_id, start_at=datetime.now(UTC) + timedelta(minutes=minutes),
+        media=[MediaRef(sha256="a" * 64, size=10, duration_s=1.0)],
+    )  # fmt: skip
+
+
+def test_an_item_moves_to_playing_once(tmp_path: Path) -> None:
+    store = AgentStore(tmp_path / "a.sqlite3")
+    assert [i.item_id for i in store.upsert_items([item("b1"), item("b2")])] == ["b1", "b2"]
+    assert store.transition("b1", "playing", expect="pending")
+    assert not store.transition("b1", "playing", expect="pending")  # the second attempt loses
+    store.transition("b1", "done", "played", event=("t", b"e1"))
+    # Redelivery of the same desired state re-arms only what is still pending.
+    assert [i.item_id for i in store.upsert_items([item("b1"), item("b2")])] == ["b2"]
+    assert store.item_state("b1") == "done"
+
+
+def test_dropping_pending_items_keeps_history(tmp_path: Path) -> None:
+    store = AgentStore(tmp_path / "a.sqlite3")
+    store.upsert_items([item("b1"), item("b2"), item("b3")])
+    store.transition("b1", "done", "played")
+    assert store.drop_pending(keep={"b3"}) == ["b2"]
+    assert store.item_state("b1") == "done" and store.item_state("b2") is None
+
+
+def test_replay_memory_and_outbox_survive_restart(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = AgentStore(path)
+    assert store.remember("env-1", time.time() + 60)
+    assert not store.remember("env-1", time.time() + 60)
+    store.enqueue("cc/v1/dev/x/evt", b"one")
+    store.transition("missing", "done", event=("t", b"lost?"))  # unknown item: nothing queued
+    store.close()
+    again = AgentStore(path)
+    assert not again.remember("env-1", time.time() + 60)
+    entries = again.outbox_head()
+    assert [e.payload for e in entries] == [b"one"]
+    again.outbox_done(entries[0].seq)
+    assert again.outbox_size() == 0

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from controller.api.routes import auth, broadcasts, devices, health, media
+from controller.api.routes import all_routers
 from controller.core.config import Settings
 from controller.core.errors import UserError
 from controller.core.i18n import pick_lang, t
@@ -56,6 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
-    for module in (health, auth, devices, media, broadcasts):
-        app.include_router(module.router)
+    for router in all_routers():
+        app.include_router(router)
     return app

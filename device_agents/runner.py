@@ -40,7 +40,9 @@ def _amplifier(config: AgentConfig, url: str | None) -> Amplifier:
     return ModbusAmplifier(ModbusBusConfig(url=url, baudrate=config.modbus_baudrate))
 
 
-async def start_station(config: AgentConfig, *, simulated: bool, sim_transport: str = "pty") -> RunningStation:
+async def start_station(
+    config: AgentConfig, *, simulated: bool, sim_transport: str = "pty"
+) -> RunningStation:
     if config.kind != "speaker":
         raise ValueError(f"no agent for station kind {config.kind!r} yet")
     if simulated:

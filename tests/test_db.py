@@ -10,7 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from controller.db.models import Area, Base, Device, DeviceEvent, PlayLog
+from controller.db.models import Area, Device, DeviceEvent, PlayLog
+from controller.db.registry import metadata
 from controller.db.session import Database
 from controller.services.ingest import Ingest
 from protocol import topics
@@ -22,7 +23,7 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
     db.migrate()
     db.migrate()  # idempotent
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     db.dispose()
     assert diff == [], f"models and migrations differ: {diff}"
 

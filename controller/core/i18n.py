@@ -1,6 +1,15 @@
-"""Operator-facing messages: Vietnamese first, English on request (Accept-Language)."""
+"""Operator-facing messages: Vietnamese first, English on request (Accept-Language).
+
+Core messages are below; each feature adds its own in `controller/core/messages_<feature>.py`
+(a module-level `MESSAGES: dict[str, tuple[vi, en]]`), merged here at import.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import controller.core
 
 MESSAGES: dict[str, tuple[str, str]] = {
     "auth.required": (
@@ -62,6 +71,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "device.not_found": ("Không tìm thấy trạm {id}.", "Station {id} was not found."),
     "request.invalid": ("Dữ liệu gửi lên không hợp lệ.", "The request is not valid."),
 }
+
+
+
+def _load_feature_messages() -> None:
+    for info in pkgutil.iter_modules(controller.core.__path__):
+        if info.name.startswith("messages_"):
+            module = importlib.import_module(f"controller.core.{info.name}")
+            for key, pair in module.MESSAGES.items():
+                if key in MESSAGES:
+                    raise RuntimeError(f"message key {key!r} defined twice")
+                MESSAGES[key] = pair
+
+
+_load_feature_messages()
 
 
 def human_size(n: int) -> str:

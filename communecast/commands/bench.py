@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import argparse
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from communecast.bench import run
+
+    return run(args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bench = sub.add_parser("bench", help="benchmarks that print numbers (and --json PATH)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bb = bench_sub.add_parser("broadcast", help="one bulletin end to end: acks, start error, proof")
+    bb.add_argument("--devices", type=int, default=10)
+    bb.add_argument("--rounds", type=int, default=3)
+    bb.add_argument("--lead", type=float, default=3.0, help="seconds from POST to start_at")
+    bb.add_argument("--database-url", help="default: a fresh SQLite file")
+    bb.add_argument("--json", help="also write the result here")
+    bb.set_defaults(func=_bench)

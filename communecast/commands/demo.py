@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from communecast.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(
+        devices=args.devices,
+        http_port=args.http_port,
+        mqtt_port=args.mqtt_port,
+        data_dir=Path(args.data_dir),
+        admin_password=os.environ.get("COMMUNECAST_ADMIN_PASSWORD"),
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(opts))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    demo = sub.add_parser("demo", help="broker + controller + simulated stations, zero setup")
+    demo.add_argument("--devices", type=int, default=3)
+    demo.add_argument("--http-port", type=int, default=8080)
+    demo.add_argument("--mqtt-port", type=int, default=18830)
+    demo.add_argument("--data-dir", default="./demo-data")
+    demo.set_defaults(func=_demo)

@@ -32,6 +32,7 @@ class MediaCache:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout_s
         self._locks: dict[str, asyncio.Lock] = {}
+        self.bytes_downloaded = 0  # over the air: what a 4G data plan pays for
         directory.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, sha256: str) -> Path:
@@ -81,6 +82,7 @@ class MediaCache:
                 fh.truncate()
                 async for chunk in resp.aiter_bytes(CHUNK):
                     fh.write(chunk)
+                    self.bytes_downloaded += len(chunk)
         digest = hashlib.sha256()
         with part.open("rb") as fh:
             while chunk := fh.read(CHUNK):

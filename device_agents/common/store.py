@@ -126,6 +126,10 @@ class AgentStore:
             db.executemany("DELETE FROM items WHERE item_id=?", [(i,) for i in gone])
         return gone
 
+    def forget_pending(self, item_id: str) -> bool:
+        cur = self._db.execute("DELETE FROM items WHERE item_id=? AND state='pending'", (item_id,))
+        return cur.rowcount == 1
+
     def transition(
         self,
         item_id: str,

@@ -184,9 +184,10 @@ class SpeakerAgent:
         if item_id in self._playing:
             self._playing[item_id] = why
             await self.audio.stop()
-        elif runner is not None:
-            runner.cancel()
-            self.store.drop_pending(keep=set(self._runners))
+        else:
+            if runner is not None:
+                runner.cancel()
+            self.store.forget_pending(item_id)
 
     def _arm(self, item: ScheduleItem) -> None:
         if item.item_id in self._playing:

@@ -108,7 +108,43 @@ def print_broadcast(result: dict[str, Any]) -> None:
     )
 
 
+def _fresh_pg_database(server_url: str) -> str:
+    """A new, empty database on the given server, so a benchmark never touches real data."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"cc_bench_{int(time.time())}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
 def run(args: Any) -> int:
+    if args.bench == "ingest":
+        from communecast.bench_ingest import bench_backend, print_ingest
+
+        rates = [int(r) for r in args.rates.split(",")]
+        backends = [("sqlite", None)] if "sqlite" in args.backends else []
+        if "postgres" in args.backends:
+            backends.append(("postgresql", args.postgres_url))
+
+        async def _all() -> list[dict[str, Any]]:
+            out = []
+            for label, url in backends:
+                with tempfile.TemporaryDirectory() as tmp:
+                    db_url = url or f"sqlite:///{Path(tmp) / 'ingest.db'}"
+                    if label == "postgresql":
+                        db_url = _fresh_pg_database(db_url)
+                    out.append(await bench_backend(db_url, label, rates, args.seconds, args.devices))
+            return out
+
+        results = asyncio.run(_all())
+        print_ingest(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
     if args.bench == "broadcast":
         result = asyncio.run(bench_broadcast(args.devices, args.rounds, args.lead, args.database_url))
         print_broadcast(result)

@@ -61,7 +61,9 @@ async def run_demo(opts: DemoOptions) -> None:
         data_dir=data / "controller", http_port=opts.http_port, http_host="127.0.0.1",
         mqtt_host="127.0.0.1", mqtt_port=opts.mqtt_port,
         mqtt_username=CONTROLLER_USER, mqtt_password=mqtt_password,
-        broker_auth_dir=broker.directory, broker_pid_file=broker.pid_file,
+        broker_dynsec=broker.dynsec,
+        broker_auth_dir=None if broker.dynsec else broker.directory,
+        broker_pid_file=None if broker.dynsec else broker.pid_file,
     )  # fmt: skip
 
     db = Database(settings.resolved_database_url)
@@ -69,9 +71,14 @@ async def run_demo(opts: DemoOptions) -> None:
     with db.session() as s:
         seed.ensure_demo_areas(s)
         seed.ensure_admin(s, admin_password)
-        passwd, acl = broker_auth.render(s, CONTROLLER_USER, mosquitto_password_hash(mqtt_password))
+        controller_hash = mosquitto_password_hash(mqtt_password)
+        passwd, acl = broker_auth.render(s, CONTROLLER_USER, controller_hash)
+        dynsec = broker_auth.render_dynsec(s, CONTROLLER_USER, controller_hash)
     db.dispose()
-    broker_auth.write(broker.directory, passwd, acl)
+    if broker.dynsec:  # the database is the source of truth for every account
+        broker_auth.write_dynsec(broker.dynsec_file, dynsec)
+    else:
+        broker_auth.write(broker.directory, passwd, acl)
     broker.start()
 
     server = uvicorn.Server(

@@ -109,8 +109,12 @@ class System:
                 "COMMUNECAST_MQTT_PORT": str(self.broker.port),
                 "COMMUNECAST_MQTT_USERNAME": CONTROLLER_USER,
                 "COMMUNECAST_MQTT_PASSWORD": self.mqtt_password,
-                "COMMUNECAST_BROKER_AUTH_DIR": str(self.broker.directory),
-                "COMMUNECAST_BROKER_PID_FILE": str(self.broker.pid_file),
+                # Dynamic security where the plugin exists (accounts changed live, retire
+                # kicks at once); otherwise the password/ACL files and SIGHUP.
+                **({"COMMUNECAST_BROKER_DYNSEC": "true"} if self.broker.dynsec else {
+                    "COMMUNECAST_BROKER_AUTH_DIR": str(self.broker.directory),
+                    "COMMUNECAST_BROKER_PID_FILE": str(self.broker.pid_file),
+                }),
                 "COMMUNECAST_ADMIN_PASSWORD": self.admin_password,
                 **self.controller_env,
             },

@@ -67,6 +67,31 @@ async def provision(
     return configs
 
 
+async def provision_led(
+    api: ApiClient, count: int, data_dir: Path, *, protocols: tuple[str, ...] = ("alpha", "bx5k", "bitmap"),
+    first: int = 0, name_prefix: str = "Bảng điện tử",
+) -> list[AgentConfig]:
+    """Like `provision`, for LED boards; board i speaks protocols[i % len] (docs/led.md)."""
+    communes = [a for a in await api.call("GET", "/api/v1/areas") if a["level"] == "commune"]
+    if not communes:
+        raise RuntimeError("the controller has no communes yet")
+    boards = [d for d in await api.call("GET", "/api/v1/devices") if d["kind"] == "led"]
+    for i in range(len(boards), count):
+        commune = communes[i % len(communes)]
+        boards.append(await api.call("POST", "/api/v1/devices", json={
+            "name": f"{name_prefix} {i + 1:02d} – {commune['name']}", "kind": "led",
+            "commune_id": commune["id"], "tags": ["led", protocols[i % len(protocols)]],
+        }))  # fmt: skip
+    configs = []
+    for i, device in enumerate(boards[first:count], start=first):
+        issued = await api.call("POST", f"/api/v1/devices/{device['id']}/credentials")
+        cfg = AgentConfig(**issued["agent_config"], data_dir=data_dir / issued["agent_config"]["uid"],
+                          led_protocol=protocols[i % len(protocols)])
+        cfg.save(cfg.data_dir / "config.json")
+        configs.append(cfg)
+    return configs
+
+
 async def run_simulated(configs: list[AgentConfig]) -> list[RunningStation]:
     return list(await asyncio.gather(*(start_station(c, simulated=True) for c in configs)))
 

@@ -19,3 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bb.add_argument("--database-url", help="default: a fresh SQLite file")
     bb.add_argument("--json", help="also write the result here")
     bb.set_defaults(func=_bench)
+
+    bi = bench_sub.add_parser("ingest", help="events at rising rates into SQLite and PostgreSQL")
+    bi.add_argument("--rates", default="1000,2500,5000,7500", help="offered msgs/s, comma-separated")
+    bi.add_argument("--seconds", type=float, default=8.0, help="length of each step")
+    bi.add_argument("--devices", type=int, default=1000)
+    bi.add_argument("--backends", default="sqlite,postgres")
+    bi.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                    help="server to create a fresh benchmark database on")
+    bi.add_argument("--json", help="also write the results here")
+    bi.set_defaults(func=_bench)

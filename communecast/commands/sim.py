@@ -23,6 +23,18 @@ def _stations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _led(args: argparse.Namespace) -> int:
+    from firmware_sim.led.server import serve
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print("--listen takes HOST:PORT, e.g. 127.0.0.1:7001", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.protocol, host, int(port), Path(args.state_dir)))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim = sub.add_parser("sim", help="firmware simulator")
     sim_sub = sim.add_subparsers(dest="what", required=True)
@@ -36,3 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                           help="override the broker host given in the issued agent configs")
     stations.add_argument("--data-dir", default=os.environ.get("COMMUNECAST_DATA_DIR", "./sim-data"))
     stations.set_defaults(func=_stations)
+    led = sim_sub.add_parser(
+        "led", help="one simulated LED board controller on a TCP serial line (pyserial socket:// URL)"
+    )
+    led.add_argument("--protocol", choices=["alpha", "bx5k"], default="alpha")
+    led.add_argument("--listen", default="127.0.0.1:7001", help="HOST:PORT")
+    led.add_argument("--state-dir", default="./sim-led", help="state.json and current.png go here")
+    led.set_defaults(func=_led)

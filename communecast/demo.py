@@ -16,7 +16,7 @@ import httpx
 import uvicorn
 
 from communecast.mosquitto import PrivateMosquitto
-from communecast.stations import ApiClient, provision, run_simulated
+from communecast.stations import ApiClient, provision, provision_led, run_simulated
 from controller.app import create_app
 from controller.core.config import Settings
 from controller.core.security import mosquitto_password_hash
@@ -33,6 +33,7 @@ class DemoOptions:
     mqtt_port: int = 18830
     data_dir: Path = Path("./demo-data")
     admin_password: str | None = None
+    led_boards: int = 3  # simulated LED boards next to the speakers (alpha, bx5k, bitmap in turn)
 
 
 def _secret(path: Path, given: str | None = None) -> str:
@@ -92,6 +93,7 @@ async def run_demo(opts: DemoOptions) -> None:
         api = await ApiClient.login(settings.base_url, "admin", admin_password)
         configs = await provision(api, opts.devices, data / "stations")
         stations = await run_simulated(configs)
+        stations += await run_simulated(await provision_led(api, opts.led_boards, data / "boards"))
         _banner(settings.base_url, admin_password, opts, data, [c.uid for c in configs])
         await server_task
     finally:
@@ -126,6 +128,7 @@ communecast demo đang chạy / is running
   Trạm loa mô phỏng     : {len(uids)} ({", ".join(uids)})
   Dữ liệu / data dir    : {data}
   Âm thanh đã phát / what the simulated horns played: {data}/stations/<uid>/sim/playbacks.jsonl
+  Bảng điện tử / LED boards: {opts.led_boards}, đang hiện / showing: {data}/boards/<uid>/sim/current.png
 Nhấn Ctrl-C để dừng / Ctrl-C to stop.""",
         flush=True,
     )

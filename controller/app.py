@@ -58,4 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in all_routers():
         app.include_router(router)
+    from controller.web import mount_panel  # the web panel (docs/panel.md)
+
+    mount_panel(app)
     return app

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select, text
 
@@ -17,6 +18,7 @@ from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
 from controller.services import broker_auth, seed
 from controller.services.desired_state import DesiredStatePublisher
+from controller.services.dispatch import default_holder
 from controller.services.ingest import Ingest
 from controller.services.media import MediaStore
 from protocol.signing import KeyPair, Signer
@@ -35,6 +37,8 @@ class Runtime:
     ingest: Ingest
     publisher: DesiredStatePublisher
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Station accounts live in Mosquitto's dynamic-security plugin (None: files or nothing).
+    broker_admin: broker_auth.DynsecAdmin | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -54,14 +58,26 @@ class Runtime:
             username=settings.mqtt_username,
             password=settings.mqtt_password,
             on_message=ingest.handle,
+            share_group=settings.mqtt_share_group,
         )
         publisher = DesiredStatePublisher(
-            db, bus, signer, timedelta(days=settings.horizon_days)
+            db, bus, signer, timedelta(days=settings.horizon_days),
+            holder=default_holder(settings.mqtt_client_id),
+            lease_ttl=timedelta(seconds=settings.dispatch_lease_s),
         )
         media = MediaStore(
             settings.media_dir, max_bytes=settings.media_max_bytes, bitrate=settings.media_bitrate
         )
-        return cls(settings, db, keys, signer, media, bus, ingest, publisher)
+        rt = cls(settings, db, keys, signer, media, bus, ingest, publisher)
+        if settings.broker_dynsec:
+            rt.broker_admin = broker_auth.DynsecAdmin(
+                settings.mqtt_host, settings.mqtt_port, settings.mqtt_username, settings.mqtt_password
+            )
+        return rt
+
+    @property
+    def enrollment_key_path(self) -> Path:
+        return self.settings.data_dir / "keys" / "enrollment_hmac.key"
 
     async def start(self) -> None:
         self.media.delete_tmp()
@@ -70,11 +86,28 @@ class Runtime:
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.publisher.run(), name="desired-state"),
         ]
+        self.tasks.append(asyncio.create_task(self._roll_horizon(), name="horizon-roll"))
+        if self.broker_admin is not None:
+            self.tasks.append(asyncio.create_task(
+                broker_auth.reconcile_dynsec(self.broker_admin, self.db), name="broker-reconcile"))
         # Re-assert every station's desired state: cheap, and it heals a broker that
         # lost its retained messages while we were down.
         with self.db.session() as s:
             ids = list(s.scalars(select(Device.id).where(Device.retired_at.is_(None))))
         self.publisher.mark_dirty(ids)
+
+    async def _roll_horizon(self) -> None:
+        """Recurring schedules expand into a rolling horizon: re-publish every station now
+        and then, so each keeps ≥ horizon_days - horizon_refresh_hours of plays offline."""
+        period = self.settings.horizon_refresh_hours * 3600
+        while True:
+            await asyncio.sleep(period)
+            try:
+                with self.db.session() as s:
+                    ids = list(s.scalars(select(Device.id).where(Device.retired_at.is_(None))))
+                self.publisher.mark_dirty(ids)
+            except Exception:
+                log.exception("horizon roll failed; retrying next period")
 
     async def stop(self) -> None:
         self.bus.stop()

@@ -43,6 +43,10 @@ def _amplifier(config: AgentConfig, url: str | None) -> Amplifier:
 async def start_station(
     config: AgentConfig, *, simulated: bool, sim_transport: str = "pty"
 ) -> RunningStation:
+    if config.kind == "led":
+        from device_agents.led.runner import start_led_board
+
+        return await start_led_board(config, simulated=simulated, sim_transport=sim_transport)  # type: ignore[return-value]
     if config.kind != "speaker":
         raise ValueError(f"no agent for station kind {config.kind!r} yet")
     if simulated:

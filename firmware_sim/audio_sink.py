@@ -7,15 +7,13 @@ instant and lasts the real duration, so tests measure the agent's timing, not a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from device_agents.common.clock import sleep_until_or_event
+from device_agents.common.clock import REAL_CLOCK, Clock
 from device_agents.hardware.audio import PlaybackResult, PreparedAudio
 from device_agents.hardware.decode import decode_pcm
 from firmware_sim.fingerprint import fingerprint_pcm
@@ -53,8 +51,11 @@ class Playback:
 class SimAudioSink:
     """AudioOutput that keeps ``playbacks`` and optionally appends them to a JSONL file."""
 
-    def __init__(self, state_dir: Path | None = None, rate: int = DEFAULT_RATE) -> None:
+    def __init__(
+        self, state_dir: Path | None = None, rate: int = DEFAULT_RATE, clock: Clock | None = None
+    ) -> None:
         self.state_dir = state_dir
+        self.clock = clock or REAL_CLOCK  # the speaker "sounds" in this clock's time
         self.rate = rate
         self.playbacks: list[Playback] = []
         self._volume = 0
@@ -114,17 +115,18 @@ class SimAudioSink:
         self, prepared: PreparedAudio, start_at: float, volume: int, stop_event: asyncio.Event
     ) -> PlaybackResult:
         fingerprint = await self._fingerprint(prepared)
-        if await sleep_until_or_event(start_at, stop_event):
-            started_at = finished_at = time.time()
+        clock = self.clock
+        if await clock.sleep_until_or_event(start_at, stop_event):
+            started_at = finished_at = clock.time()
         else:
-            started_at = time.time()
+            started_at = clock.time()
             self._volume = volume
             self._playing = True
             try:
                 await self._notify()
-                with contextlib.suppress(TimeoutError):  # timeout = played to the end
-                    await asyncio.wait_for(stop_event.wait(), timeout=prepared.duration_s)
-                finished_at = time.time()
+                # returns False when it played to the end
+                await clock.sleep_until_or_event(started_at + prepared.duration_s, stop_event)
+                finished_at = clock.time()
             finally:
                 self._playing = False
         completed = not stop_event.is_set()

@@ -83,6 +83,33 @@ class ScheduleItem(_Model):
         return sum(m.duration_s for m in self.media)
 
 
+class LedMessage(_Model):
+    """One text for LED boards, shown inside its validity window (docs/led.md)."""
+
+    item_id: str = Field(min_length=1, max_length=128)
+    text: str = Field(min_length=1, max_length=1000)
+    mode: str = Field(default="hold", pattern=r"^(hold|scroll|flash|rotate)$")
+    speed: int = Field(default=3, ge=1, le=5)
+    color: str = Field(default="amber", pattern=r"^(red|green|amber|yellow|white|orange)$")
+    duration_s: int = Field(default=10, ge=1, le=3600)  # time on screen per turn when several rotate
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    priority: Priority = Priority.NORMAL
+
+
+class BrightnessStep(_Model):
+    """From local time `at` (HH:MM, in the content's timezone) on, the board runs at `percent`."""
+
+    at: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    percent: int = Field(ge=0, le=100)
+
+
+class LedContent(_Model):
+    messages: list[LedMessage] = Field(default_factory=list)
+    brightness: list[BrightnessStep] = Field(default_factory=list)
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
 class DesiredState(_Model):
     """Retained per device: a station that reconnects converges without asking."""
 
@@ -91,6 +118,7 @@ class DesiredState(_Model):
     config_version: int = 0
     horizon_until: AwareDatetime
     schedule: list[ScheduleItem] = Field(default_factory=list)
+    led: LedContent | None = None  # LED boards only; speakers never get it
 
 
 class PlayCommand(_Model):
@@ -124,6 +152,7 @@ class ReportedState(_Model):
     desired_version: int | None = None
     clock_offset_ms: float | None = None
     playing: str | None = None
+    led: dict[str, Any] | None = None  # LED boards: what the board shows now (docs/led.md)
 
 
 class Telemetry(_Model):

@@ -86,11 +86,28 @@ _communecast_setup() (
 
     # --- system tools -------------------------------------------------------------------
     if [[ ${COMMUNECAST_SKIP_SYSTEM_PACKAGES:-0} != 1 ]]; then
-        apt_packages=(mosquitto mosquitto-clients ffmpeg espeak-ng)
+        # alsa-utils: aplay is the agent's audio path, and `agent doctor` probes with it.
+        apt_packages=(mosquitto mosquitto-clients ffmpeg espeak-ng alsa-utils)
         missing=()
-        for cmd in mosquitto mosquitto_passwd ffmpeg ffprobe espeak-ng; do
+        for cmd in mosquitto mosquitto_passwd ffmpeg ffprobe espeak-ng aplay; do
             have "$cmd" || missing+=("$cmd")
         done
+        # LED boards: a font with Vietnamese glyphs for the bitmap path (docs/led.md).
+        if [[ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]]; then
+            if [[ $can_apt == 1 ]]; then
+                apt_install fonts-dejavu-core
+            else
+                echo "[setup] WARNING: install fonts-dejavu-core (LED bitmap path needs DejaVuSans.ttf)" >&2
+            fi
+        fi
+        # Web panel browser tests (docs/panel.md): Debian's Chromium, driven headless.
+        if [[ ! -x /usr/bin/chromium ]]; then
+            if [[ $can_apt == 1 ]]; then
+                apt_install chromium
+            else
+                echo "[setup] WARNING: install chromium (the panel's browser tests need /usr/bin/chromium)" >&2
+            fi
+        fi
         if ((${#missing[@]})); then
             say "missing system commands: ${missing[*]}"
             if [[ $can_apt == 1 ]]; then

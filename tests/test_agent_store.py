@@ -50,3 +50,11 @@ def test_replay_memory_and_outbox_survive_restart(tmp_path: Path) -> None:
     assert [e.payload for e in entries] == [b"one"]
     again.outbox_done(entries[0].seq)
     assert again.outbox_size() == 0
+
+
+def test_a_newer_desired_state_never_drops_a_commanded_item(tmp_path: Path) -> None:
+    store = AgentStore(tmp_path / "a.sqlite3")
+    store.upsert_items([item("b1")])
+    store.upsert_items([item("emergency-7")], source="command")
+    assert store.drop_pending(keep=set()) == ["b1"]
+    assert store.item_state("emergency-7") == "pending"

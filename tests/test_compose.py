@@ -211,6 +211,23 @@ def test_controller_waits_for_its_database_and_broker(services: dict[str, dict[s
     assert deps.get("broker") == "service_healthy"
 
 
+def test_two_controller_replicas_share_state_and_split_ingest(services: dict[str, dict[str, Any]]) -> None:
+    """docs/scaling.md: same database, broker, key and media; own session; one share group."""
+    a, b = environment(services["controller"]), environment(services["controller-b"])
+    for key in ("COMMUNECAST_DATABASE_URL", "COMMUNECAST_MQTT_HOST", "COMMUNECAST_MQTT_USERNAME",
+                "COMMUNECAST_MQTT_SHARE_GROUP"):
+        assert a[key] == b[key], key
+    assert a["COMMUNECAST_MQTT_SHARE_GROUP"]
+    assert a["COMMUNECAST_MQTT_CLIENT_ID"] != b["COMMUNECAST_MQTT_CLIENT_ID"]
+    assert services["controller"]["volumes"] == services["controller-b"]["volumes"]
+    assert depends_on(services["controller-b"]).get("controller") == "service_healthy"
+    assert has_healthcheck(services["controller-b"])
+    fleet = services["fleet"]
+    assert "fleet" in fleet.get("profiles", [])
+    assert fleet["command"][:3] == ["communecast", "sim", "fleet"]
+    assert has_healthcheck(fleet)
+
+
 # --- secrets --------------------------------------------------------------------------
 
 

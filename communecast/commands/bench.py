@@ -29,3 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="server to create a fresh benchmark database on")
     bi.add_argument("--json", help="also write the results here")
     bi.set_defaults(func=_bench)
+
+    bs = bench_sub.add_parser("sync", help="start skew across N stations for one scheduled bulletin")
+    bs.add_argument("--devices", type=int, default=100)
+    bs.add_argument("--lead", type=float, help="seconds from POST to start_at (default grows with N)")
+    bs.add_argument("--database-url", help="default: a fresh SQLite file")
+    bs.add_argument("--json", help="also write the result here")
+    bs.set_defaults(func=_bench_scale)
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from communecast import bench_scale
+
+    return {"sync": bench_scale.run_sync}[args.bench](args)

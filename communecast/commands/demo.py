@@ -12,6 +12,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(
         devices=args.devices,
+        led_boards=args.led_boards,
         http_port=args.http_port,
         mqtt_port=args.mqtt_port,
         data_dir=Path(args.data_dir),
@@ -24,7 +25,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo = sub.add_parser("demo", help="broker + controller + simulated stations, zero setup")
-    demo.add_argument("--devices", type=int, default=3)
+    demo.add_argument("--devices", type=int, default=3, help="simulated speaker stations")
+    demo.add_argument("--led-boards", type=int, default=3,
+                      help="simulated LED boards (Alpha, BX-5K and bitmap in turn)")
     demo.add_argument("--http-port", type=int, default=8080)
     demo.add_argument("--mqtt-port", type=int, default=18830)
     demo.add_argument("--data-dir", default="./demo-data")

@@ -23,6 +23,12 @@ def _stations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    from communecast.bench_scale import run_fleet
+
+    return run_fleet(args)
+
+
 def _led(args: argparse.Namespace) -> int:
     from firmware_sim.led.server import serve
 
@@ -48,6 +54,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                           help="override the broker host given in the issued agent configs")
     stations.add_argument("--data-dir", default=os.environ.get("COMMUNECAST_DATA_DIR", "./sim-data"))
     stations.set_defaults(func=_stations)
+    fleet = sim_sub.add_parser(
+        "fleet", help="N simulated speaker stations in one process (own MQTT connection and "
+        "credentials each); prints memory per station (docs/scaling.md)")
+    fleet.add_argument("--devices", type=int, default=100)
+    fleet.add_argument("--controller", default=os.environ.get(
+        "COMMUNECAST_CONTROLLER_URL", "http://127.0.0.1:8080"))
+    fleet.add_argument("--mqtt-host", default=os.environ.get("COMMUNECAST_MQTT_HOST"),
+                       help="override the broker host given in the issued agent configs")
+    fleet.add_argument("--data-dir", default=os.environ.get("COMMUNECAST_DATA_DIR", "./sim-fleet"))
+    fleet.add_argument("--seconds", type=float, help="stop after this long (default: run until ^C)")
+    fleet.add_argument("--json", help="write the memory/descriptor figures here")
+    fleet.set_defaults(func=_fleet)
     led = sim_sub.add_parser(
         "led", help="one simulated LED board controller on a TCP serial line (pyserial socket:// URL)"
     )

@@ -114,6 +114,15 @@ class Media(Base):
     source_sha256: Mapped[str] = mapped_column(String(64), index=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Audio pipeline (docs/audio.md, migration 0002_audio): loudness of the stored file
+    # measured independently after normalization, the upload's own loudness, and the
+    # warnings (message keys + params) the operator saw.
+    loudness_lufs: Mapped[float | None] = mapped_column(Float)
+    true_peak_dbtp: Mapped[float | None] = mapped_column(Float)
+    source_loudness_lufs: Mapped[float | None] = mapped_column(Float)
+    normalization: Mapped[str | None] = mapped_column(String(16))
+    warnings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    origin: Mapped[str | None] = mapped_column(String(16))  # upload | tts | asset
 
 
 class Broadcast(Base):

@@ -30,11 +30,18 @@ class MqttBus:
         password: str | None,
         on_message: Handler,
         subscriptions: tuple[str, ...] = topics.CONTROLLER_SUBSCRIPTIONS,
+        share_group: str | None = None,
     ) -> None:
+        """`share_group`: subscribe as `$share/<group>/<filter>` so that replicas in the
+        same group split the stations' messages (one replica gets each message)."""
         self._host, self._port = host, port
         self._client_id = client_id
         self._username, self._password = username, password
         self._on_message = on_message
+        if share_group:
+            if not share_group.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"share group must be letters, digits, - or _: {share_group!r}")
+            subscriptions = tuple(f"$share/{share_group}/{t}" for t in subscriptions)
         self._subscriptions = subscriptions
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -57,7 +64,9 @@ class MqttBus:
                 ) as client:
                     self._client = client
                     for topic in self._subscriptions:
-                        await client.subscribe(topic, qos=1)
+                        granted = await client.subscribe(topic, qos=1)
+                        if any(getattr(rc, "value", rc) >= 0x80 for rc in granted or ()):
+                            log.error("broker refused the subscription %s (ACL?): %s", topic, granted)
                     self.connected.set()
                     backoff = 0.2
                     log.info("MQTT connected to %s:%s", self._host, self._port)

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.db.models import Broadcast, Delivery, Media
-from controller.services import audit
+from controller.db.models import Broadcast, Delivery, Media, User
+from controller.services import approval, audit, policy, schedules
 from controller.services.targets import Targets, resolve
 from protocol.messages import Priority
 
@@ -29,6 +29,8 @@ class BroadcastCreate(BaseModel):
     targets: Targets
     start_at: AwareDatetime | None = None
     priority: Priority = Priority.NORMAL
+    # Needed (with the right to give it) when the broadcast breaks a commune's policy.
+    override_reason: str | None = Field(default=None, max_length=1000)
 
     def playlist(self) -> list[str]:
         return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)
@@ -39,8 +41,10 @@ def item_id_for(broadcast_id: int) -> str:
 
 
 def create(
-    session: Session, req: BroadcastCreate, user_id: int | None, *, now: datetime | None = None
+    session: Session, req: BroadcastCreate, user_id: int | None, *, now: datetime | None = None,
+    user: User | None = None,
 ) -> tuple[Broadcast, list[int]]:
+    """Record the broadcast; with `user`, apply broadcast policy and approval (draft or airs)."""
     now = now or datetime.now(UTC)
     playlist = req.playlist()
     if not playlist:
@@ -55,12 +59,21 @@ def create(
     devices = resolve(session, req.targets, kind="speaker")
     if not devices:
         raise UserError(422, "broadcast.no_targets")
+    duration_s = sum(media[s].duration_s for s in playlist)
+    communes = sorted({d.commune_id for d in devices})
+    outcome: dict[str, object] = {"status": "unchecked"}
+    status = "scheduled"
+    if user is not None:
+        occurrence = schedules.Occurrence(start_at, duration_s)
+        outcome = policy.enforce(session, user, communes, [occurrence], req.priority, req.override_reason)
+        status = "scheduled" if approval.can_approve(session, user, communes) else "draft"
     bc = Broadcast(
         title=req.title,
+        status=status,
         media=playlist,
         priority=req.priority.value,
         start_at=start_at,
-        duration_s=sum(media[s].duration_s for s in playlist),
+        duration_s=duration_s,
         targets=req.targets.model_dump(exclude_defaults=True),
         created_by=user_id,
     )
@@ -71,8 +84,15 @@ def create(
     audit.record(
         session, user_id, "broadcast.create", "broadcast", bc.id,
         title=req.title, targets=bc.targets, start_at=start_at.isoformat(),
-        priority=req.priority.value, stations=len(devices),
+        priority=req.priority.value, stations=len(devices), policy=outcome, status=status,
     )  # fmt: skip
+    if outcome.get("status") == "override":
+        audit.record(session, user_id, "policy.override", "broadcast", bc.id,
+                     reason=req.override_reason, rule=outcome.get("rule"))
+    if user is not None and status == "scheduled":
+        audit.record(session, user_id, "broadcast.approve", "broadcast", bc.id, automatic=True)
+        audit.record(session, user_id, "broadcast.send", "broadcast", bc.id, stations=len(devices))
+    bc.policy_outcome = outcome  # type: ignore[attr-defined]  # for the response only
     return bc, [d.id for d in devices]
 
 

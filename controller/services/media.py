@@ -1,9 +1,11 @@
-"""Media pipeline: validate an upload, transcode it for horn loudspeakers, store it by SHA-256.
+"""Media pipeline: validate an upload, normalize and transcode it for horn loudspeakers,
+store it by SHA-256.
 
 Horns reproduce roughly 300 Hz-7 kHz and carry speech, so every upload becomes one format:
-Opus, mono, 48 kHz, 32 kbit/s (VoIP tuning), in Ogg; bit-exact flags make the same input
-give the same bytes, so the same upload is stored once. ffprobe (through pydub's
-mediainfo) decides whether a file is audio; ffmpeg streams the transcode so memory stays
+Opus, mono, 48 kHz, 32 kbit/s (VoIP tuning), in Ogg, loudness-normalized to one target
+(controller/services/audio_pipeline.py, docs/audio.md); bit-exact flags make the same
+input give the same bytes, so the same upload is stored once. ffprobe (through pydub's
+mediainfo) decides whether a file is audio; ffmpeg streams every pass so memory stays
 flat for hour-long recordings.
 """
 
@@ -13,16 +15,27 @@ import hashlib
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pydub.utils import mediainfo_json
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
 from controller.core.i18n import human_size
+from controller.db.models import Media
+from controller.services.audio_pipeline import (
+    AudioWarning,
+    LoudnessTarget,
+    PipelineError,
+    PipelineResult,
+    process,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,42 +52,68 @@ class StoredMedia:
     size: int
     duration_s: float
     path: Path
+    loudness_lufs: float | None = None  # of the stored file, measured independently (ebur128)
+    true_peak_dbtp: float | None = None
+    source_loudness_lufs: float | None = None
+    normalization: str = "none"
+    warnings: tuple[AudioWarning, ...] = ()
 
 
 class MediaStore:
-    def __init__(self, root: Path, *, max_bytes: int, bitrate: str = "32k") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int,
+        bitrate: str = "32k",
+        target: LoudnessTarget | None = None,
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.bitrate = bitrate
+        self.target = target or LoudnessTarget()
         (root / "tmp").mkdir(parents=True, exist_ok=True)
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.opus"
 
     def ingest(self, source: BinaryIO, original_name: str) -> StoredMedia:
-        """Copy the upload aside, check it, transcode it, and file it under its hash."""
+        """Copy the upload aside, check it, normalize + transcode it, file it under its hash."""
         with tempfile.TemporaryDirectory(dir=self.root / "tmp") as work_dir:
             work = Path(work_dir)
             raw = work / "upload"
             source_sha = self._copy_limited(source, raw)
-            self._check_is_audio(raw, original_name)
-            out = work / "out.opus"
-            self._transcode(raw, out, original_name)
-            duration = _duration(out)
-            if duration < MIN_DURATION_S:
-                raise UserError(422, "media.too_short", min_s=MIN_DURATION_S)
-            sha = _sha256_file(out)
-            final = self.path_for(sha)
-            if not final.exists():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(out, final)  # atomic: a half-written file never has the final name
-            return StoredMedia(
-                sha256=sha,
-                source_sha256=source_sha,
-                size=final.stat().st_size,
-                duration_s=round(duration, 3),
-                path=final,
-            )
+            return self._ingest_file(raw, source_sha, original_name, work)
+
+    def ingest_path(self, path: Path, original_name: str) -> StoredMedia:
+        """Ingest a file the controller made itself (TTS, generated chimes): same pipeline."""
+        with tempfile.TemporaryDirectory(dir=self.root / "tmp") as work_dir:
+            return self._ingest_file(path, _sha256_file(path), original_name, Path(work_dir))
+
+    def _ingest_file(self, raw: Path, source_sha: str, original_name: str, work: Path) -> StoredMedia:
+        self._check_is_audio(raw, original_name)
+        out = work / "out.opus"
+        result = self._transcode(raw, out, original_name)
+        duration = _duration(out)
+        if duration < MIN_DURATION_S:
+            raise UserError(422, "media.too_short", min_s=MIN_DURATION_S)
+        sha = _sha256_file(out)
+        final = self.path_for(sha)
+        if not final.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(out, final)  # atomic: a half-written file never has the final name
+        return StoredMedia(
+            sha256=sha,
+            source_sha256=source_sha,
+            size=final.stat().st_size,
+            duration_s=round(duration, 3),
+            path=final,
+            loudness_lufs=result.output.integrated_lufs,
+            true_peak_dbtp=result.output.true_peak_dbtp,
+            source_loudness_lufs=result.source.integrated_lufs,
+            normalization=result.normalization,
+            warnings=tuple(result.warnings),
+        )
 
     def _copy_limited(self, source: BinaryIO, dest: Path) -> str:
         digest = hashlib.sha256()
@@ -100,20 +139,13 @@ class MediaStore:
         if not any(s.get("codec_type") == "audio" for s in streams):
             raise UserError(415, "media.not_audio", name=name)
 
-    def _transcode(self, src: Path, dest: Path, name: str) -> None:
-        cmd = [
-            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-            "-i", str(src),
-            "-vn", "-sn", "-dn", "-map_metadata", "-1",
-            "-ac", "1", "-ar", "48000",
-            "-c:a", "libopus", "-b:a", self.bitrate, "-application", "voip",
-            "-fflags", "+bitexact", "-flags:a", "+bitexact",
-            "-f", "ogg", str(dest),
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, timeout=600, check=False)
-        if proc.returncode != 0 or not dest.exists() or dest.stat().st_size == 0:
-            log.warning("transcode of %s failed: %s", name, proc.stderr.decode(errors="replace"))
-            raise UserError(415, "media.not_audio", name=name)
+    def _transcode(self, src: Path, dest: Path, name: str) -> PipelineResult:
+        """Two-pass loudnorm + Opus encode + independent ebur128 check (audio_pipeline)."""
+        try:
+            return process(src, dest, self.target, bitrate=self.bitrate)
+        except PipelineError as exc:
+            log.warning("transcode of %s failed: %s", name, exc)
+            raise UserError(415, "media.not_audio", name=name) from exc
 
     def delete_tmp(self) -> None:
         shutil.rmtree(self.root / "tmp", ignore_errors=True)
@@ -132,3 +164,66 @@ def _sha256_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# ------------------------------------------------------------------ database records
+
+
+def record_media(
+    session: Session,
+    stored: StoredMedia,
+    name: str,
+    user_id: int | None,
+    *,
+    origin: str = "upload",
+) -> Media:
+    """The Media row for a stored file (the same content uploaded twice is one row)."""
+    row = session.get(Media, stored.sha256)
+    if row is not None:
+        return row
+    row = Media(
+        sha256=stored.sha256, original_name=name[:255], content_type=STORED_CONTENT_TYPE,
+        size=stored.size, duration_s=stored.duration_s, codec=STORED_CODEC,
+        source_sha256=stored.source_sha256, created_by=user_id,
+        loudness_lufs=stored.loudness_lufs, true_peak_dbtp=stored.true_peak_dbtp,
+        source_loudness_lufs=stored.source_loudness_lufs, normalization=stored.normalization,
+        warnings=[w.to_json() for w in stored.warnings], origin=origin,
+    )  # fmt: skip
+    session.add(row)
+    return row
+
+
+# ------------------------------------------------------------- generated audio assets
+
+_ASSETS_LOCK = threading.Lock()
+
+
+def ensure_assets(store: MediaStore, session: Session) -> list[tuple[str, Media]]:
+    """Make the project's chimes and test signals (first use only) and return their media.
+
+    The WAVs are generated into ``<media>/assets`` and go through the same pipeline as an
+    upload; content addressing makes a second call (or a second controller) a no-op.
+    """
+    from audio_assets.generate import ASSETS, generate
+
+    out: list[tuple[str, Media]] = []
+    with _ASSETS_LOCK:
+        for name in ASSETS:
+            name_tag = f"asset:{name}"
+            row = session.scalars(
+                select(Media).where(Media.origin == "asset", Media.original_name == name_tag)
+            ).first()
+            if row is None or not store.path_for(row.sha256).exists():
+                wav = store.root / "assets" / f"{name}.wav"
+                if not wav.exists():
+                    generate(name, wav)
+                stored = store.ingest_path(wav, name_tag)
+                row = record_media(session, stored, name_tag, None, origin="asset")
+                try:
+                    session.commit()
+                except IntegrityError:  # another replica made the same row first
+                    session.rollback()
+                    row = session.get(Media, stored.sha256)
+                    assert row is not None
+            out.append((name, row))
+    return out

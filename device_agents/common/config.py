@@ -30,6 +30,16 @@ class AgentConfig(BaseSettings):
     modbus_baudrate: int = 9600
     audio_device: str = "default"
 
+    # LED boards (kind "led"): controller protocol, its pyserial URL and the panel size (docs/led.md).
+    led_protocol: str = Field(default="alpha", pattern=r"^(alpha|bx5k|bitmap)$")
+    led_url: str | None = None
+    led_baudrate: int = 9600
+    led_width: int = 192
+    led_height: int = 32
+    led_refresh_s: float = 60.0  # re-assert the content this often (a rebooted board lost it)
+    led_ping_s: float = 10.0  # ask the board controller whether it is alive this often
+    led_backoff_max_s: float = 30.0
+
     default_volume: int = Field(default=80, ge=0, le=100)
     # An item whose start was missed by more than this is reported 'missed', not played.
     late_start_tolerance_s: float = 30.0

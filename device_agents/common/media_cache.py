@@ -27,10 +27,21 @@ class MediaError(Exception):
 
 
 class MediaCache:
-    def __init__(self, directory: Path, base_url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        base_url: str,
+        *,
+        timeout_s: float = 30.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        """`http`: a client to share (a fleet of simulated stations shares one); by default
+        the cache opens its own on first use and keeps it (one TLS context per station)."""
         self.directory = directory
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout_s
+        self._http = http
+        self._owns_http = http is None
         self._locks: dict[str, asyncio.Lock] = {}
         self.bytes_downloaded = 0  # over the air: what a 4G data plan pays for
         directory.mkdir(parents=True, exist_ok=True)
@@ -60,6 +71,11 @@ class MediaCache:
                     delay = min(delay * 2, 10.0)
             raise MediaError(f"could not fetch media {ref.sha256}: {last}")
 
+    async def close(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
     async def _download(self, ref: MediaRef) -> Path:
         final = self.path_for(ref.sha256)
         part = final.with_suffix(".part")
@@ -69,10 +85,9 @@ class MediaCache:
             have = 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         url = f"{self.base_url}/media/{ref.sha256}"
-        async with (
-            httpx.AsyncClient(timeout=self._timeout) as http,
-            http.stream("GET", url, headers=headers) as resp,
-        ):
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._timeout)
+        async with self._http.stream("GET", url, headers=headers) as resp:
             if resp.status_code == 200:
                 have = 0  # server ignored the range: start over
             elif resp.status_code != 206:

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS items (
     start_at REAL NOT NULL,
     body TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',   -- pending | playing | done
-    outcome TEXT
+    outcome TEXT,
+    source TEXT NOT NULL DEFAULT 'desired'   -- desired (the retained horizon) | command
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,12 +45,21 @@ class OutboxEntry:
 
 
 class AgentStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        """`durable=False` (simulated fleets only) keeps the journal in memory: two file
+        descriptors per station instead of four, at the price of crash safety."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        if durable:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        else:
+            self._db.execute("PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+        if "source" not in columns:  # a store written by an older agent
+            self._db.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT 'desired'")
 
     def close(self) -> None:
         self._db.close()
@@ -84,16 +94,21 @@ class AgentStore:
             return cur.rowcount == 1
 
     # -- schedule ---------------------------------------------------------------
-    def upsert_items(self, items: list[ScheduleItem]) -> list[ScheduleItem]:
-        """Add new items; return those that are new or still pending (to (re)arm)."""
+    def upsert_items(self, items: list[ScheduleItem], source: str = "desired") -> list[ScheduleItem]:
+        """Add new items; return those that are new or still pending (to (re)arm).
+
+        `source` says who owns a pending item: a newer desired state may drop only the
+        items that came from desired state, never one sent as a command (e.g. an emergency
+        on a group topic).
+        """
         armed: list[ScheduleItem] = []
         with self._tx() as db:
             for item in items:
                 row = db.execute("SELECT state FROM items WHERE item_id=?", (item.item_id,)).fetchone()
                 if row is None:
                     db.execute(
-                        "INSERT INTO items(item_id, start_at, body) VALUES (?, ?, ?)",
-                        (item.item_id, item.start_at.timestamp(), item.model_dump_json()),
+                        "INSERT INTO items(item_id, start_at, body, source) VALUES (?, ?, ?, ?)",
+                        (item.item_id, item.start_at.timestamp(), item.model_dump_json(), source),
                     )
                     armed.append(item)
                 elif row[0] == "pending":
@@ -119,8 +134,10 @@ class AgentStore:
         return row[0] if row else None
 
     def drop_pending(self, keep: set[str]) -> list[str]:
-        """Forget pending items the controller no longer wants; return their ids."""
-        rows = self._db.execute("SELECT item_id FROM items WHERE state='pending'").fetchall()
+        """Forget pending desired-state items the controller no longer wants; return their ids."""
+        rows = self._db.execute(
+            "SELECT item_id FROM items WHERE state='pending' AND source='desired'"
+        ).fetchall()
         gone = [r[0] for r in rows if r[0] not in keep]
         with self._tx() as db:
             db.executemany("DELETE FROM items WHERE item_id=?", [(i,) for i in gone])

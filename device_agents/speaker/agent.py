@@ -14,14 +14,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from device_agents.common.clock import sleep_until
+import httpx
+
+from device_agents.common.clock import REAL_CLOCK, Clock
 from device_agents.common.config import AgentConfig
 from device_agents.common.gate import CommandGate
 from device_agents.common.link import AgentLink
 from device_agents.common.media_cache import MediaCache, MediaError
 from device_agents.common.store import AgentStore
 from device_agents.hardware.amplifier import Amplifier, HardwareError
-from device_agents.hardware.audio import AudioOutput
+from device_agents.hardware.audio import AudioOutput, PlaybackResult
 from device_agents.speaker.horn import Horn
 from protocol import topics
 from protocol.envelope import Envelope, Rejected
@@ -45,13 +47,26 @@ KEEP_DONE_S = 2 * 86400
 
 
 class SpeakerAgent:
-    def __init__(self, config: AgentConfig, audio: AudioOutput, amplifier: Amplifier) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        audio: AudioOutput,
+        amplifier: Amplifier,
+        clock: Clock | None = None,
+        *,
+        store: AgentStore | None = None,
+        media_http: httpx.AsyncClient | None = None,
+    ) -> None:
+        """`store` and `media_http` let a fleet of simulated stations share costs; a Pi
+        uses the defaults (a durable store in its data dir, its own HTTP client)."""
         self.cfg = config
+        # Every schedule decision reads this clock (tests inject an accelerated one).
+        self.clock = clock or REAL_CLOCK
         self.uid = config.uid
         self.audio = audio
         self.amp = amplifier
-        self.store = AgentStore(config.data_dir / "agent.sqlite3")
-        self.media = MediaCache(config.data_dir / "media", config.controller_url)
+        self.store = store or AgentStore(config.data_dir / "agent.sqlite3")
+        self.media = MediaCache(config.data_dir / "media", config.controller_url, http=media_http)
         self.gate = CommandGate(
             config.uid, config.groups, config.controller_public_keys, self.store
         )
@@ -103,6 +118,8 @@ class SpeakerAgent:
             await self.audio.stop()
         with contextlib.suppress(Exception):
             await self.amp.close()
+        with contextlib.suppress(Exception):
+            await self.media.close()
         self.store.close()
 
     async def run_forever(self) -> None:
@@ -209,7 +226,7 @@ class SpeakerAgent:
     async def _run_item(self, item: ScheduleItem) -> None:
         start = item.start_at.timestamp()
         tolerance = self.cfg.late_start_tolerance_s
-        if time.time() - start > tolerance:
+        if self.clock.time() - start > tolerance:
             self._finish(item, EventKind.MISSED, "missed", reason="start passed before it could play")
             return
         try:
@@ -217,15 +234,15 @@ class SpeakerAgent:
         except MediaError as exc:
             self._finish(item, EventKind.PLAY_FAILED, "failed", reason=f"media: {exc}")
             return
-        await sleep_until(start - self.cfg.prepare_ahead_s)
+        await self.clock.sleep_until(start - self.cfg.prepare_ahead_s)
         prepared = await self.audio.prepare(paths)
-        await sleep_until(start - self.cfg.relay_lead_s)
+        await self.clock.sleep_until(start - self.cfg.relay_lead_s)
         await self._relay_acquire()
         try:
             victim = await self.horn.acquire(item)
             if victim is not None:
                 await self._cancel(victim.item_id, f"preempted by {item.item_id}")
-            if time.time() - start > tolerance:
+            if self.clock.time() - start > tolerance:
                 self._finish(item, EventKind.MISSED, "missed", reason="horn busy past the start")
                 await self.horn.release(item)
                 return
@@ -243,13 +260,12 @@ class SpeakerAgent:
 
     async def _play(self, item: ScheduleItem, prepared: Any, start: float) -> None:
         volume = item.volume if item.volume is not None else self._volume()
-        play = asyncio.create_task(
-            self.audio.play(prepared, start_at=max(start, time.time()), volume=volume)
-        )
+        play = asyncio.create_task(self._start_output(item, prepared, start, volume))
         # Report a moment after the start, so the report's disk write never delays the first sample.
-        await sleep_until(start + 0.05)
-        self._emit(EventKind.PLAY_STARTED, item_id=item.item_id, broadcast_id=item.broadcast_id,
-                   detail={"started_at": start, "volume": volume})
+        await self.clock.sleep_until(start + 0.05)
+        if not self._playing.get(item.item_id):  # not stopped before it began
+            self._emit(EventKind.PLAY_STARTED, item_id=item.item_id, broadcast_id=item.broadcast_id,
+                       detail={"started_at": start, "volume": volume})
         try:
             result = await play
         except Exception as exc:
@@ -267,6 +283,20 @@ class SpeakerAgent:
         else:
             why = self._playing.get(item.item_id) or "stopped"
             self._finish(item, EventKind.INTERRUPTED, "interrupted", reason=why, detail=detail)
+
+    async def _start_output(
+        self, item: ScheduleItem, prepared: Any, start: float, volume: int
+    ) -> PlaybackResult:
+        """Hand the audio to the output unless a stop came first.
+
+        A preemption can land after this task is created but before the output has
+        registered the playback, when its stop() would find nothing to stop; the check
+        and the output's registration run without a pause in between.
+        """
+        if self._playing.get(item.item_id):
+            now = self.clock.time()
+            return PlaybackResult(started_at=now, finished_at=now, completed=False)
+        return await self.audio.play(prepared, start_at=max(start, self.clock.time()), volume=volume)
 
     def _finish(
         self,
@@ -314,7 +344,7 @@ class SpeakerAgent:
     async def _telemetry_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.telemetry_interval_s)
-            self.store.prune_items(time.time() - KEEP_DONE_S)
+            self.store.prune_items(self.clock.time() - KEEP_DONE_S)
             tele: dict[str, Any] = {"ts": _now(), "uptime_s": time.monotonic() - self._started,
                                     "volume": self._volume()}
             try:

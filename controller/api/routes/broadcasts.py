@@ -3,15 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.api.deps import OPERATOR_ROLES, current_user, db_session, require_role, runtime
+from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.core.errors import NotFound
 from controller.db.models import Broadcast, Delivery, PlayLog, User
 from controller.runtime import Runtime
-from controller.services import broadcasts
+from controller.services import approval, broadcasts
+from controller.services.policy import PolicyViolation, policy_refusal
 
 router = APIRouter(prefix="/api/v1", tags=["broadcasts"])
 
@@ -45,14 +46,33 @@ def broadcast_json(bc: Broadcast, deliveries: list[Delivery] | None = None) -> d
 @router.post("/broadcasts", status_code=201)
 def create_broadcast(
     req: broadcasts.BroadcastCreate,
+    request: Request,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    bc, device_ids = broadcasts.create(s, req, user.id)
+    try:
+        bc, device_ids = broadcasts.create(s, req, user.id, user=user)
+    except PolicyViolation as exc:
+        return policy_refusal(exc, lang(request))  # type: ignore[return-value]
+    if bc.status == "scheduled":
+        rt.publisher.mark_dirty(device_ids, session=s)  # dispatch queued in the same transaction
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
-    return broadcast_json(bc) | {"stations": len(device_ids)}
+    return broadcast_json(bc) | {"stations": len(device_ids), "approved": bc.status == "scheduled",
+                                 "policy": getattr(bc, "policy_outcome", None)}
+
+
+@router.post("/broadcasts/{broadcast_id}/approve")
+def approve_broadcast(
+    broadcast_id: int,
+    user: User = Depends(current_user),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    device_ids = approval.approve_broadcast(s, broadcast_id, user)
+    rt.publisher.mark_dirty(device_ids, session=s)  # dispatch queued in the same transaction
+    s.commit()
+    return {"id": broadcast_id, "status": "scheduled", "approved": True}
 
 
 @router.get("/broadcasts")

@@ -11,7 +11,7 @@ from controller.api.deps import current_user, db_session, require_role, runtime
 from controller.core.errors import NotFound
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
-from controller.services import audit, devices
+from controller.services import audit, devices, enrollment
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -56,8 +56,7 @@ def issue_credentials(
         mqtt_host=rt.settings.mqtt_host, mqtt_port=rt.settings.mqtt_port,
         controller_url=rt.settings.base_url, public_key=rt.keys.public_text,
     )  # fmt: skip
-    s.commit()
-    rt.sync_broker_credentials()
+    enrollment.commit_account(rt, s, device, password)  # broker account first (dynsec), then commit
     return {"device": devices.to_json(device), "agent_config": config}
 
 

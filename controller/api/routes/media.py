@@ -1,3 +1,6 @@
+"""Media over HTTP: uploads (normalized, transcoded, content-addressed), their metadata
+with loudness and warnings, the project's generated chimes, and the files themselves."""
+
 from __future__ import annotations
 
 import re
@@ -9,19 +12,26 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.api.deps import OPERATOR_ROLES, current_user, db_session, require_role, runtime
+from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.core.errors import NotFound, UserError
-from controller.core.i18n import human_size
+from controller.core.i18n import human_size, t
 from controller.db.models import Media, User
 from controller.runtime import Runtime
 from controller.services import audit
-from controller.services.media import STORED_CODEC, STORED_CONTENT_TYPE
+from controller.services.media import STORED_CONTENT_TYPE, ensure_assets, record_media
 
 router = APIRouter(tags=["media"])
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def media_json(m: Media) -> dict[str, Any]:
+def media_json(m: Media, language: str = "vi") -> dict[str, Any]:
+    """One media object; warnings come as codes plus a message in the caller's language."""
+    warnings = []
+    for w in m.warnings or []:
+        params = w.get("params") or {}
+        if language == "en":
+            params = {k: str(v).replace(",", ".") for k, v in params.items()}
+        warnings.append({"code": w["code"], "message": t(w["code"], language, **params)})
     return {
         "sha256": m.sha256,
         "duration_s": m.duration_s,
@@ -31,6 +41,12 @@ def media_json(m: Media) -> dict[str, Any]:
         "original_name": m.original_name,
         "url": f"/media/{m.sha256}",
         "created_at": m.created_at.isoformat(),
+        "loudness_lufs": m.loudness_lufs,
+        "true_peak_dbtp": m.true_peak_dbtp,
+        "source_loudness_lufs": m.source_loudness_lufs,
+        "normalization": m.normalization,
+        "origin": m.origin,
+        "warnings": warnings,
     }
 
 
@@ -41,41 +57,59 @@ async def upload_media(
     user: User = Depends(require_role(*OPERATOR_ROLES)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
+    language: str = Depends(lang),
 ) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > rt.settings.media_max_bytes + 65536:
         raise UserError(413, "media.too_large", limit=human_size(rt.settings.media_max_bytes))
     name = file.filename or "upload"
     stored = await run_in_threadpool(rt.media.ingest, file.file, name)
-    row = s.get(Media, stored.sha256)
-    if row is None:
-        row = Media(
-            sha256=stored.sha256, original_name=name[:255], content_type=STORED_CONTENT_TYPE,
-            size=stored.size, duration_s=stored.duration_s, codec=STORED_CODEC,
-            source_sha256=stored.source_sha256, created_by=user.id,
-        )  # fmt: skip
-        s.add(row)
-        audit.record(s, user.id, "media.upload", "media", stored.sha256, name=name)
+    existed = s.get(Media, stored.sha256) is not None
+    row = record_media(s, stored, name, user.id, origin="upload")
+    if not existed:
+        audit.record(s, user.id, "media.upload", "media", stored.sha256, name=name,
+                     loudness_lufs=stored.loudness_lufs)  # fmt: skip
         s.commit()
-    return media_json(row)
+    return media_json(row, language)
 
 
 @router.get("/api/v1/media")
 def list_media(
-    limit: int = 200, _: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: int = 200,
+    _: User = Depends(current_user),
+    s: Session = Depends(db_session),
+    language: str = Depends(lang),
 ) -> list[dict[str, Any]]:
     q = select(Media).order_by(Media.created_at.desc()).limit(min(limit, 5000))
-    return [media_json(m) for m in s.scalars(q)]
+    return [media_json(m, language) for m in s.scalars(q)]
+
+
+@router.get("/api/v1/media/assets")
+async def list_assets(
+    _: User = Depends(current_user),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+    language: str = Depends(lang),
+) -> list[dict[str, Any]]:
+    """The generated chimes and test signals, made on first use, ready for a playlist."""
+    assets = await run_in_threadpool(ensure_assets, rt.media, s)
+    return [
+        {**media_json(row, language), "name": name, "title": t(f"asset.{name}", language)}
+        for name, row in assets
+    ]
 
 
 @router.get("/api/v1/media/{sha256}")
 def media_info(
-    sha256: str, _: User = Depends(current_user), s: Session = Depends(db_session)
+    sha256: str,
+    _: User = Depends(current_user),
+    s: Session = Depends(db_session),
+    language: str = Depends(lang),
 ) -> dict[str, Any]:
     row = s.get(Media, sha256)
     if row is None:
         raise NotFound("media.not_found", sha256=sha256)
-    return media_json(row)
+    return media_json(row, language)
 
 
 @router.get("/media/{sha256}")

@@ -1,0 +1,186 @@
+"""Scale tooling (issue 8): `communecast sim fleet` and `communecast bench sync`.
+
+`sim fleet` runs N simulated speaker stations in one process (firmware_sim/fleet.py)
+against a running controller and reports memory per station. `bench sync` starts a whole
+system (private broker, controller process, a fleet in this process), schedules one
+bulletin for all N and reports the start skew across stations (docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from communecast.harness import System
+from communecast.stations import ApiClient
+from firmware_sim.fleet import Fleet, provision_fleet, rss_bytes
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    k = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[k]
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def _start_fleet(configs: list[Any]) -> tuple[Fleet, dict[str, Any]]:
+    """Start a fleet and measure what it costs per station (RSS, file descriptors)."""
+    rss0, fds0 = rss_bytes(), _fd_count()
+    fleet = Fleet(configs)
+    seconds = await fleet.start()
+    await asyncio.sleep(0)  # let the birth messages go out
+    rss1, fds1 = rss_bytes(), _fd_count()
+    n = max(len(configs), 1)
+    return fleet, {
+        "devices": len(configs), "connected": fleet.connected(), "start_s": round(seconds, 2),
+        "rss_mb": round(rss1 / 2**20, 1), "rss_delta_mb": round((rss1 - rss0) / 2**20, 1),
+        "rss_per_station_kb": round((rss1 - rss0) / n / 1024, 1),
+        "fds_per_station": round((fds1 - fds0) / n, 2),
+        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "tasks_per_station": round(len(asyncio.all_tasks()) / n, 2),
+    }  # fmt: skip
+
+
+def print_fleet(m: dict[str, Any]) -> None:
+    print(f"fleet: {m['connected']}/{m['devices']} stations connected in {m['start_s']} s")
+    print(f"  memory: RSS {m['rss_mb']} MB, +{m['rss_delta_mb']} MB for the fleet = "
+          f"{m['rss_per_station_kb']} KB per station")
+    print(f"  file descriptors per station: {m['fds_per_station']} (soft limit {m['fd_limit']}); "
+          f"asyncio tasks per station: {m['tasks_per_station']}")
+
+
+async def run_sim_fleet(
+    controller_url: str, username: str, password: str, devices: int, data_dir: Path, *,
+    mqtt_host: str | None, seconds: float | None, json_path: str | None,
+) -> dict[str, Any]:
+    api = await ApiClient.login(controller_url, username, password)
+    configs = await provision_fleet(controller_url, api.token, devices, data_dir, mqtt_host=mqtt_host)
+    fleet, measured = await _start_fleet(configs)
+    print_fleet(measured)
+    if json_path:
+        Path(json_path).write_text(json.dumps(measured, indent=2))
+    heartbeat = os.environ.get("COMMUNECAST_SIM_HEARTBEAT_FILE")
+    try:
+        loop = asyncio.get_running_loop()
+        until = None if seconds is None else loop.time() + seconds
+        while until is None or loop.time() < until:
+            if heartbeat and fleet.connected():
+                Path(heartbeat).touch()  # the container's health check reads its age
+            await asyncio.sleep(1 if until is not None else 15)
+    finally:
+        await fleet.stop()
+    return measured
+
+
+def _tone(path: Path, seconds: float) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", f"sine=frequency=660:duration={seconds}", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+async def bench_sync(devices: int, lead_s: float | None, database_url: str | None) -> dict[str, Any]:
+    """One bulletin to N stations: how far apart do their speakers start?"""
+    # Every station downloads the media from the controller first: give a big fleet time.
+    lead = lead_s if lead_s is not None else max(5.0, 3.0 + devices / 25)
+    with tempfile.TemporaryDirectory(prefix="cc-bench-sync-") as tmp:
+        root = Path(tmp)
+        system = System(root / "system", database_url or f"sqlite:///{root / 'bench.db'}")
+        await system.start()
+        fleet: Fleet | None = None
+        try:
+            assert system._api is not None
+            configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
+            fleet, measured = await _start_fleet(configs)
+            with _tone(root / "tone.wav", 2.0).open("rb") as fh:
+                media = (await system.api("POST", "/api/v1/media", files={"file": ("t.wav", fh)})).json()
+            start_at = (datetime.now(UTC) + timedelta(seconds=lead + 1)).replace(microsecond=0)
+            t0 = time.monotonic()
+            await system.api_json("POST", "/api/v1/broadcasts", json={
+                "title": "Bản tin đồng bộ", "media_sha256": media["sha256"], "targets": {"all": True},
+                "start_at": start_at.isoformat()})  # fmt: skip
+            scheduled = start_at.timestamp()
+            timeout = lead + 30
+            await asyncio.gather(
+                *(st.sink.wait_for(lambda p: True, timeout=timeout) for st in fleet.stations),
+                return_exceptions=True)  # a station that missed the start is counted below
+            elapsed = time.monotonic() - t0
+            measured["rss_after_play_mb"] = round(rss_bytes() / 2**20, 1)
+            first = [st.sink.playbacks[0] for st in fleet.stations if st.sink.playbacks]
+            # A station that was not ready at the instant starts late with a new instant.
+            on_time = [p for p in first if abs(p.requested_start - scheduled) < 1e-3]
+            starts = [p.started_at for p in on_time]
+            if not starts:
+                raise RuntimeError(f"no station started at the instant ({len(first)} late)")
+        finally:
+            if fleet is not None:
+                await fleet.stop()
+            await system.stop()
+    errors = [(s - scheduled) * 1000 for s in starts]
+    median = statistics.median(starts)
+    skew = [abs(s - median) * 1000 for s in starts]
+    return {
+        "devices": devices, "lead_s": round(lead, 1),
+        "database": "postgresql" if database_url and "postgres" in database_url else "sqlite",
+        "start_error_ms": {"p50": round(_pct(errors, 0.5), 2), "p99": round(_pct(errors, 0.99), 2),
+                           "max": round(max(errors), 2), "min": round(min(errors), 2)},
+        "skew_ms": {"p50": round(_pct(skew, 0.5), 2), "p99": round(_pct(skew, 0.99), 2),
+                    "max": round(max(skew), 2)},
+        "spread_ms": round((max(starts) - min(starts)) * 1000, 2),
+        "on_time": len(starts), "late_start": len(first) - len(starts),
+        "did_not_play": devices - len(first),
+        "all_started_after_post_s": round(elapsed, 2),
+        "fleet": measured,
+    }  # fmt: skip
+
+
+def print_sync(r: dict[str, Any]) -> None:
+    e, k = r["start_error_ms"], r["skew_ms"]
+    print(f"bench sync: {r['devices']} stations, one bulletin {r['lead_s']} s ahead ({r['database']})")
+    print(f"  sink start vs scheduled instant: p50 {e['p50']} ms, p99 {e['p99']} ms, max {e['max']} ms, "
+          f"min {e['min']} ms")
+    print(f"  skew from the median start:       p50 {k['p50']} ms, p99 {k['p99']} ms, max {k['max']} ms "
+          f"(target p99 <= 20 ms); spread {r['spread_ms']} ms")
+    print(f"  {r['on_time']} started at the instant, {r['late_start']} late (not ready), "
+          f"{r['did_not_play']} did not play")
+    print_fleet(r["fleet"])
+    print(f"  fleet RSS after everyone fetched and played it: {r['fleet'].get('rss_after_play_mb')} MB")
+
+
+def run_sync(args: Any) -> int:
+    result = asyncio.run(bench_sync(args.devices, args.lead, args.database_url))
+    print_sync(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def run_fleet(args: Any) -> int:
+    password = os.environ.get("COMMUNECAST_ADMIN_PASSWORD")
+    if not password:
+        print("set COMMUNECAST_ADMIN_PASSWORD (the controller's admin password)")
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_sim_fleet(
+            args.controller, os.environ.get("COMMUNECAST_ADMIN_USER", "admin"), password, args.devices,
+            Path(args.data_dir), mqtt_host=args.mqtt_host, seconds=args.seconds, json_path=args.json,
+        ))  # fmt: skip
+    return 0

@@ -1,0 +1,169 @@
+"""Enrollment codes, the agent's unauthenticated redeem call, retire and CSV import."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from controller.api.deps import db_session, lang, require_role, runtime
+from controller.core.errors import UserError
+from controller.core.i18n import t
+from controller.db.models import User
+from controller.runtime import Runtime
+from controller.services import devices, enrollment
+
+router = APIRouter(prefix="/api/v1", tags=["enrollment"])
+
+TECHNICIANS = ("admin", "technician")
+
+
+def _pepper(rt: Runtime) -> bytes:
+    return enrollment.load_pepper(rt.enrollment_key_path)
+
+
+def qr_payload(rt: Runtime, code: str) -> str:
+    """What the QR code holds: the command to paste on the Pi."""
+    return f"communecast agent enroll --controller {rt.settings.base_url} --code {code}"
+
+
+def _issued_json(rt: Runtime, issued: enrollment.IssuedCode) -> dict[str, Any]:
+    return {
+        "device_id": issued.device_id,
+        "code": issued.code,
+        "expires_at": issued.expires_at.isoformat(),
+        "expires_at_local": enrollment.people_time(issued.expires_at, rt.settings.timezone),
+        "qr_url": f"/api/v1/enrollment/qr.png?code={quote(issued.code)}",
+        "command": qr_payload(rt, issued.code),
+    }
+
+
+@router.post("/devices/{device_id}/enrollment", status_code=201)
+def create_enrollment_code(
+    device_id: int,
+    user: User = Depends(require_role(*TECHNICIANS)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """A one-time code for the technician; shown once, stored only as an HMAC."""
+    ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
+    issued = enrollment.issue_code(s, device_id, user.id, pepper=_pepper(rt), ttl=ttl)
+    s.commit()
+    return _issued_json(rt, issued)
+
+
+@router.get("/enrollment/qr.png")
+def enrollment_qr(
+    code: str = Query(min_length=1, max_length=32),
+    _: User = Depends(require_role(*TECHNICIANS)),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    """The code as a QR image (the enroll command line), for a phone or a printed label."""
+    import segno
+
+    normalized = enrollment.normalize(code)
+    if normalized is None:
+        raise UserError(400, "enroll.code_malformed")
+    buf = io.BytesIO()
+    segno.make(qr_payload(rt, enrollment.format_code(normalized)), error="m").save(
+        buf, kind="png", scale=6, border=4
+    )
+    return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/time")
+def controller_time() -> dict[str, Any]:
+    """The controller's clock to the microsecond (no login): `agent doctor` measures the
+    station's offset against it, NTP-style, instead of the 1 s HTTP Date header."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return {"utc": now.isoformat(), "unix": now.timestamp()}
+
+
+class EnrollRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    code: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/enroll")
+def enroll(
+    req: EnrollRequest,
+    request: Request,
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+    language: str = Depends(lang),
+) -> Any:
+    """Unauthenticated on purpose: the code is the credential. Returns the agent config once."""
+    source = request.client.host if request.client else "unknown"
+    settings = rt.settings
+    enrollment.check_rate(s, source, max_failures=settings.enrollment_max_failures,
+                          window_s=settings.enrollment_failure_window_s)
+    try:
+        device, password = enrollment.redeem(s, req.code, source, pepper=_pepper(rt), tz=settings.timezone)
+    except UserError as exc:
+        s.rollback()
+        enrollment.record_failure(s, source, window_s=settings.enrollment_failure_window_s)
+        s.commit()
+        return JSONResponse(
+            {"detail": t(exc.key, language, **exc.params), "code": exc.key}, status_code=exc.status
+        )
+    config = enrollment.agent_config_for(rt, s, device, password)
+    body = {"device": devices.to_json(device), "agent_config": config}
+    enrollment.commit_account(rt, s, device, password)
+    rt.publisher.mark_dirty([device.id])  # its desired state, retained, is waiting on connect
+    return body
+
+
+@router.post("/devices/{device_id}/retire")
+def retire_device(
+    device_id: int,
+    user: User = Depends(require_role(*TECHNICIANS)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """Revoke at once: the broker disconnects the station and refuses it from now on."""
+    device = enrollment.retire(rt, s, device_id, user.id)
+    enrollment.clear_retained(rt, device.uid)
+    retired_at = device.retired_at.isoformat() if device.retired_at else None
+    return devices.to_json(device) | {"retired_at": retired_at}
+
+
+@router.post("/devices/import", status_code=201)
+async def import_devices(
+    file: UploadFile = File(...),
+    codes: bool = True,
+    user: User = Depends(require_role(*TECHNICIANS)),
+    rt: Runtime = Depends(runtime),
+    language: str = Depends(lang),
+) -> Any:
+    """Stations from a CSV (all or none), each with its enrollment code unless codes=false."""
+    data = await file.read(8 * 1024 * 1024 + 1)
+    if len(data) > 8 * 1024 * 1024:
+        raise UserError(413, "device.csv_too_large", limit=enrollment.CSV_MAX_ROWS)
+    with rt.db.session() as s:
+        requests, problems = enrollment.parse_csv(s, data)
+        if problems:
+            return JSONResponse({
+                "detail": t("device.csv_invalid", language), "code": "device.csv_invalid",
+                "errors": [{"line": p.line, "problem": p.problem} for p in problems],
+            }, status_code=422)  # fmt: skip
+        ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
+        pepper = _pepper(rt)
+        created = []
+        for req in requests:
+            device = devices.create(s, req, user.id)
+            row = devices.to_json(device)
+            if codes:
+                row["enrollment"] = _issued_json(rt, enrollment.issue_code(s, device.id, user.id,
+                                                                           pepper=pepper, ttl=ttl))
+            created.append(row)
+        s.commit()
+    return {"created": created}

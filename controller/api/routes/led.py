@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
+from controller.db.models import User
+from controller.db.models_led import LedMessageRow
+from controller.runtime import Runtime
+from controller.services import led
+
+router = APIRouter(prefix="/api/v1", tags=["led"])
+
+
+def message_json(m: LedMessageRow) -> dict[str, Any]:
+    return {
+        "id": m.id, "text": m.text, "mode": m.mode, "speed": m.speed, "color": m.color,
+        "duration_s": m.duration_s, "priority": m.priority,
+        "start_at": m.start_at.isoformat() if m.start_at else None,
+        "end_at": m.end_at.isoformat() if m.end_at else None,
+        "targets": m.targets, "source": m.source, "status": m.status,
+        "created_at": m.created_at.isoformat(),
+    }  # fmt: skip
+
+
+@router.post("/led-messages", status_code=201)
+def create_led_message(
+    req: led.LedMessageCreate,
+    response: Response,
+    request: Request,
+    user: User = Depends(require_role(*OPERATOR_ROLES)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    row, device_ids, info = led.create(s, req, user.id, lang=lang(request))
+    if row is None:
+        response.status_code = 200
+        return {"id": None, "dry_run": True, **info}
+    s.commit()
+    rt.publisher.mark_dirty(device_ids)
+    return message_json(row) | {"boards": len(device_ids), **info}
+
+
+@router.get("/led-messages")
+def list_led_messages(
+    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> list[dict[str, Any]]:
+    q = select(LedMessageRow).order_by(LedMessageRow.id.desc()).limit(min(limit, 1000))
+    return [message_json(m) for m in s.scalars(q)]
+
+
+@router.post("/led-messages/{message_id}/cancel")
+def cancel_led_message(
+    message_id: int,
+    user: User = Depends(require_role(*OPERATOR_ROLES)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    device_ids = led.cancel(s, message_id, user.id)
+    s.commit()
+    rt.publisher.mark_dirty(device_ids)
+    return {"id": message_id, "status": "cancelled"}
+
+
+@router.get("/devices/{device_id}/preview.png")
+def board_preview(
+    device_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> Response:
+    png = led.preview_png(led.board(s, device_id))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/devices/{device_id}/led-health")
+def board_health(
+    device_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> dict[str, Any]:
+    return led.health(led.board(s, device_id))

@@ -1,0 +1,32 @@
+"""Broadcast policy per commune (docs/schedules.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+
+from controller.api.deps import current_user, db_session
+from controller.db.models import User
+from controller.db.models_schedules import CommunePolicy
+from controller.services import policy
+
+router = APIRouter(prefix="/api/v1", tags=["policy"])
+
+
+@router.put("/communes/{commune_id}/policy")
+def put_policy(
+    commune_id: int, req: policy.PolicyIn, user: User = Depends(current_user),
+    s: Session = Depends(db_session),
+) -> dict[str, Any]:
+    p = policy.put(s, commune_id, req, user)
+    s.commit()
+    return policy.policy_json(p, commune_id)
+
+
+@router.get("/communes/{commune_id}/policy")
+def get_policy(
+    commune_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> dict[str, Any]:
+    return policy.policy_json(s.get(CommunePolicy, commune_id), commune_id)

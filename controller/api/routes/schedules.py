@@ -1,0 +1,127 @@
+"""Recurring schedules: create, edit, delete, approve, preview occurrences (docs/schedules.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.api.deps import current_user, db_session, lang, require_role, runtime
+from controller.core.errors import NotFound, UserError
+from controller.core.permissions import Action, roles_with
+from controller.db.models import User
+from controller.db.models_schedules import Schedule
+from controller.runtime import Runtime
+from controller.services import schedules
+from controller.services.policy import PolicyViolation, policy_refusal
+
+router = APIRouter(prefix="/api/v1", tags=["schedules"])
+EDITORS = roles_with(Action.SCHEDULE_EDIT)
+
+
+def _saved_json(saved: schedules.Saved) -> dict[str, Any]:
+    return schedules.schedule_json(saved.schedule) | {
+        "stations": len(saved.device_ids), "conflicts": saved.conflicts, "policy": saved.policy,
+    }
+
+
+@router.post("/schedules", status_code=201)
+def create_schedule(
+    req: schedules.ScheduleIn, request: Request, user: User = Depends(require_role(*EDITORS)),
+    s: Session = Depends(db_session), rt: Runtime = Depends(runtime),
+) -> Any:
+    try:
+        saved = schedules.save(s, req, user)
+    except PolicyViolation as exc:
+        return policy_refusal(exc, lang(request))
+    s.commit()
+    rt.publisher.mark_dirty(saved.device_ids)
+    return _saved_json(saved)
+
+
+@router.put("/schedules/{schedule_id}")
+def update_schedule(
+    schedule_id: int, req: schedules.ScheduleIn, request: Request,
+    user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> Any:
+    try:
+        saved = schedules.save(s, req, user, schedule_id=schedule_id)
+    except PolicyViolation as exc:
+        return policy_refusal(exc, lang(request))
+    s.commit()
+    rt.publisher.mark_dirty(saved.device_ids)
+    return _saved_json(saved)
+
+
+@router.delete("/schedules/{schedule_id}")
+def delete_schedule(
+    schedule_id: int, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    device_ids = schedules.delete(s, schedule_id, user)
+    s.commit()
+    rt.publisher.mark_dirty(device_ids)
+    return {"id": schedule_id, "status": "deleted"}
+
+
+@router.post("/schedules/{schedule_id}/approve")
+def approve_schedule(
+    schedule_id: int, user: User = Depends(current_user), s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    device_ids = schedules.approve(s, schedule_id, user)
+    s.commit()
+    rt.publisher.mark_dirty(device_ids)
+    sc = s.get(Schedule, schedule_id)
+    assert sc is not None
+    return schedules.schedule_json(sc)
+
+
+@router.get("/schedules")
+def list_schedules(
+    include_deleted: bool = False, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> list[dict[str, Any]]:
+    q = select(Schedule).order_by(Schedule.id)
+    if not include_deleted:
+        q = q.where(Schedule.status != "deleted")
+    return [schedules.schedule_json(sc) for sc in s.scalars(q)]
+
+
+@router.get("/schedules/{schedule_id}")
+def get_schedule(
+    schedule_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> dict[str, Any]:
+    sc = s.get(Schedule, schedule_id)
+    if sc is None:
+        raise NotFound("schedule.not_found", id=schedule_id)
+    return schedules.schedule_json(sc)
+
+
+@router.get("/schedules/{schedule_id}/occurrences")
+def schedule_occurrences(
+    schedule_id: int, request: Request, _: User = Depends(current_user), s: Session = Depends(db_session),
+) -> list[str]:
+    """ISO-8601 instants with the schedule's local offset, in [from, to]."""
+    sc = s.get(Schedule, schedule_id)
+    if sc is None:
+        raise NotFound("schedule.not_found", id=schedule_id)
+    rec = schedules.Recurrence.of_schedule(sc)
+    try:
+        start = _aware(request.query_params["from"], rec)
+        end = _aware(request.query_params["to"], rec)
+    except (KeyError, ValueError):
+        raise UserError(422, "schedule.bad_window") from None
+    if end < start or end - start > timedelta(days=800):
+        raise UserError(422, "schedule.bad_window")
+    return [t.astimezone(rec.tz).isoformat() for t in rec.between(start, end, 5000)]
+
+
+def _aware(text: str, rec: schedules.Recurrence) -> datetime:
+    if "T" in text and " " in text:  # an unencoded '+' of the offset arrives as a space
+        text = text.replace(" ", "+")
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=rec.tz)

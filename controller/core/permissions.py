@@ -1,0 +1,142 @@
+"""Who may do what, and where: one small permission matrix shared by the panel and the API.
+
+A user has one role and (except admins) one area. The role says *what* they may do
+(the matrix below); the area says *where*: the user's own area and everything under it
+(province > district > commune > village). A user whose `area_id` is empty acts on the
+whole installation; only an admin should create such accounts for non-admin roles.
+
+| action \\ role      | admin | province | district | commune | approver | technician | viewer |
+|--------------------|:-----:|:--------:|:--------:|:-------:|:--------:|:----------:|:------:|
+| view               |   x   |    x     |    x     |    x    |    x     |     x      |   x    |
+| media.upload       |   x   |    x     |    x     |    x    |          |            |        |
+| broadcast.send     |   x   |    x     |    x     |    x    |          |            |        |
+| broadcast.emergency|   x   |    x     |    x     |    x    |          |            |        |
+| broadcast.approve  |   x   |    x     |          |         |    x     |            |        |
+| schedule.edit      |   x   |    x     |    x     |    x    |          |            |        |
+| led.compose        |   x   |    x     |    x     |    x    |          |            |        |
+| device.manage      |   x   |          |          |         |          |     x      |        |
+| device.test        |   x   |          |          |         |          |     x      |        |
+| report.view        |   x   |    x     |    x     |    x    |    x     |     x      |   x    |
+| audit.view         |   x   |    x     |          |         |    x     |            |        |
+| policy.edit        |   x   |    x     |          |         |          |            |        |
+| user.manage        |   x   |          |          |         |          |            |        |
+
+`operator` is the foundation's unscoped operator role, kept as an alias of `province` so
+existing accounts and API clients keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.db.models import Area, Device, User
+
+
+class Action(StrEnum):
+    VIEW = "view"
+    MEDIA_UPLOAD = "media.upload"
+    BROADCAST_SEND = "broadcast.send"
+    BROADCAST_EMERGENCY = "broadcast.emergency"
+    BROADCAST_APPROVE = "broadcast.approve"
+    SCHEDULE_EDIT = "schedule.edit"
+    LED_COMPOSE = "led.compose"
+    DEVICE_MANAGE = "device.manage"
+    DEVICE_TEST = "device.test"
+    REPORT_VIEW = "report.view"
+    AUDIT_VIEW = "audit.view"
+    POLICY_EDIT = "policy.edit"
+    USER_MANAGE = "user.manage"
+
+
+_OPERATE = {
+    Action.VIEW, Action.MEDIA_UPLOAD, Action.BROADCAST_SEND, Action.BROADCAST_EMERGENCY,
+    Action.SCHEDULE_EDIT, Action.LED_COMPOSE, Action.REPORT_VIEW,
+}  # fmt: skip
+
+MATRIX: dict[str, frozenset[Action]] = {
+    "admin": frozenset(Action),
+    "province": frozenset(_OPERATE | {Action.BROADCAST_APPROVE, Action.AUDIT_VIEW, Action.POLICY_EDIT}),
+    "district": frozenset(_OPERATE),
+    "commune": frozenset(_OPERATE),
+    "approver": frozenset({Action.VIEW, Action.BROADCAST_APPROVE, Action.REPORT_VIEW, Action.AUDIT_VIEW}),
+    "technician": frozenset({Action.VIEW, Action.DEVICE_MANAGE, Action.DEVICE_TEST, Action.REPORT_VIEW}),
+    "viewer": frozenset({Action.VIEW, Action.REPORT_VIEW}),
+}
+MATRIX["operator"] = MATRIX["province"]
+
+# Roles offered when an admin creates a user (the legacy alias is not offered).
+ROLES = ("admin", "province", "district", "commune", "approver", "technician", "viewer")
+# The area level a scoped role is normally attached to (used to validate the admin form).
+ROLE_LEVEL = {"province": "province", "district": "district", "commune": "commune"}
+
+
+def roles_with(action: Action) -> tuple[str, ...]:
+    """Every role allowed `action` (for the API's `require_role(*roles_with(...))`)."""
+    return tuple(role for role, actions in MATRIX.items() if action in actions)
+
+
+def can(user: User, action: Action | str) -> bool:
+    """The role half of the check: may this role ever do this (somewhere)?"""
+    return user.active and Action(action) in MATRIX.get(user.role, frozenset())
+
+
+def area_chain(session: Session, area_id: int) -> list[int]:
+    """The area and its ancestors, nearest first (at most a handful of rows)."""
+    chain: list[int] = []
+    current: int | None = area_id
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = session.scalar(select(Area.parent_id).where(Area.id == current))
+    return chain
+
+
+def covers(session: Session, user: User, area_id: int) -> bool:
+    """Is `area_id` inside the user's area (or is the user unscoped)?"""
+    if user.role == "admin" or user.area_id is None:
+        return True
+    return user.area_id in area_chain(session, area_id)
+
+
+def can_act_on_area(session: Session, user: User, action: Action | str, area_id: int) -> bool:
+    """The whole check: the role allows the action and the area lies within the user's scope."""
+    return can(user, action) and covers(session, user, area_id)
+
+
+def can_act_on_device(session: Session, user: User, action: Action | str, device: Device) -> bool:
+    return can_act_on_area(session, user, action, device.commune_id)
+
+
+def communes_in_scope(session: Session, user: User) -> set[int] | None:
+    """The commune ids a user sees and acts on; None means every commune."""
+    if user.role == "admin" or user.area_id is None:
+        return None
+    found: set[int] = set()
+    frontier = [user.area_id]
+    seen: set[int] = set()
+    while frontier:
+        rows = session.execute(
+            select(Area.id, Area.level, Area.parent_id).where(Area.id.in_(frontier))
+        ).all()
+        for area_id, level, _parent in rows:
+            seen.add(area_id)
+            if level == "commune":
+                found.add(area_id)
+        frontier = [
+            i for i in session.scalars(select(Area.id).where(Area.parent_id.in_(frontier)))
+            if i not in seen
+        ]
+    # A user attached to a village acts on that village's commune.
+    if not found:
+        chain = area_chain(session, user.area_id)
+        levels = dict(session.execute(select(Area.id, Area.level).where(Area.id.in_(chain))).all())
+        found = {a for a in chain if levels.get(a) == "commune"}
+    return found
+
+
+def all_in_scope(session: Session, user: User, commune_ids: Iterable[int]) -> bool:
+    scope = communes_in_scope(session, user)
+    return scope is None or set(commune_ids) <= scope

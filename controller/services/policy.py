@@ -1,0 +1,228 @@
+"""Broadcast policy per commune: allowed hours, days, minutes per session and per day.
+
+A schedule or broadcast outside the policy of any commune it reaches is refused with
+the first rule it breaks, unless the caller may override (`policy.edit` for every one of
+those communes) and gives a reason; the override is audited. Emergency is exempt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.core.errors import NotFound, UserError
+from controller.core.i18n import t
+from controller.core.permissions import Action, can_act_on_area
+from controller.db.models import Area, Broadcast, Delivery, Device, User
+from controller.db.models_schedules import CommunePolicy
+from controller.services import audit
+from protocol.messages import Priority
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
+DAY_NAMES = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7,
+             "mo": 1, "tu": 2, "we": 3, "th": 4, "fr": 5, "sa": 6, "su": 7}
+DAY_LABELS = {1: "T2", 2: "T3", 3: "T4", 4: "T5", 5: "T6", 6: "T7", 7: "CN"}
+
+
+class _Occ(Protocol):
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def duration_s(self) -> float: ...
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_hours: list[tuple[str, str]] = Field(default_factory=list, max_length=24)
+    days: list[int | str] = Field(default_factory=list, max_length=7)
+    max_minutes_per_session: int | None = Field(default=None, ge=1, le=24 * 60)
+    max_minutes_per_day: int | None = Field(default=None, ge=1, le=24 * 60)
+
+    @field_validator("allowed_hours")
+    @classmethod
+    def _hours(cls, v: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for a, b in v:
+            if not (_HHMM.match(a) and _HHMM.match(b)) or a >= b:
+                raise ValueError(f"window {a}-{b}: HH:MM, start before end")
+        return v
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[int | str]) -> list[int]:
+        out: set[int] = set()
+        for d in v:
+            n = DAY_NAMES.get(d.strip().lower()) if isinstance(d, str) else d
+            if n is None or not 1 <= n <= 7:
+                raise ValueError(f"day {d!r}: 1..7 (Mon..Sun) or mon..sun")
+            out.add(n)
+        return sorted(out)  # type: ignore[return-value]
+
+
+class PolicyViolation(UserError):
+    """422 with the rule broken, machine-readable in `rule` (routes put it in the body)."""
+
+    def __init__(self, key: str, rule: dict[str, Any], **params: object) -> None:
+        super().__init__(422, key, **params)
+        self.rule = rule
+
+
+def policy_json(p: CommunePolicy | None, commune_id: int) -> dict[str, Any]:
+    if p is None:
+        return {"commune_id": commune_id, "allowed_hours": [], "days": [], "max_minutes_per_session": None,
+                "max_minutes_per_day": None, "timezone": "Asia/Ho_Chi_Minh"}
+    return {"commune_id": commune_id, "allowed_hours": p.allowed_hours, "days": p.days,
+            "max_minutes_per_session": p.max_minutes_per_session,
+            "max_minutes_per_day": p.max_minutes_per_day, "timezone": "Asia/Ho_Chi_Minh",
+            "updated_at": p.updated_at.isoformat() if p.updated_at else None}
+
+
+def put(session: Session, commune_id: int, req: PolicyIn, user: User) -> CommunePolicy:
+    area = session.get(Area, commune_id)
+    if area is None or area.level != "commune":
+        raise NotFound("policy.no_commune", id=commune_id)
+    if not can_act_on_area(session, user, Action.POLICY_EDIT, commune_id):
+        raise UserError(403, "auth.forbidden")
+    p = session.get(CommunePolicy, commune_id) or CommunePolicy(commune_id=commune_id)
+    p.allowed_hours = [list(w) for w in req.allowed_hours]
+    p.days = list(req.days)  # type: ignore[arg-type]
+    p.max_minutes_per_session = req.max_minutes_per_session
+    p.max_minutes_per_day = req.max_minutes_per_day
+    p.updated_by = user.id
+    p.updated_at = datetime.now(UTC)
+    session.add(p)
+    audit.record(session, user.id, "policy.update", "commune", commune_id, **policy_json(p, commune_id))
+    return p
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.astimezone(TZ).strftime("%H:%M %d/%m/%Y")
+
+
+def _check_one(p: CommunePolicy, name: str, occ: _Occ) -> PolicyViolation | None:
+    start = occ.start.astimezone(TZ)
+    end = start + timedelta(seconds=occ.duration_s)
+    if p.days and start.isoweekday() not in p.days:
+        days = ", ".join(DAY_LABELS[d] for d in p.days)
+        rule = {"rule": "days", "days": p.days, "at": start.isoformat()}
+        return PolicyViolation("policy.outside_days", rule, commune=name, at=_fmt(occ.start), days=days)
+    if p.allowed_hours:
+        s_min = start.hour * 60 + start.minute + start.second / 60
+        e_min = s_min + occ.duration_s / 60
+        if not any(_minutes(a) <= s_min and e_min <= _minutes(b) for a, b in p.allowed_hours):
+            windows = ", ".join(f"{a}–{b}" for a, b in p.allowed_hours)
+            return PolicyViolation("policy.outside_hours",
+                                   {"rule": "allowed_hours", "allowed_hours": p.allowed_hours,
+                                    "at": start.isoformat(), "until": end.isoformat()},
+                                   commune=name, at=_fmt(occ.start), windows=windows)
+    if p.max_minutes_per_session is not None and occ.duration_s > p.max_minutes_per_session * 60:
+        return PolicyViolation("policy.session_too_long",
+                               {"rule": "max_minutes_per_session", "limit": p.max_minutes_per_session,
+                                "minutes": round(occ.duration_s / 60, 1), "at": start.isoformat()},
+                               commune=name, limit=p.max_minutes_per_session,
+                               minutes=round(occ.duration_s / 60, 1))
+    return None
+
+
+def _existing_minutes(
+    session: Session, commune_id: int, start: datetime, end: datetime, exclude_schedule: int | None
+) -> dict[str, float]:
+    """Minutes already planned per local day (YYYY-MM-DD) on one commune's stations."""
+    from controller.db.models_schedules import Schedule
+    from controller.services import schedules as sched
+    from controller.services.targets import Targets, resolve
+
+    per_day: dict[str, float] = defaultdict(float)
+    # (ids first: PostgreSQL cannot DISTINCT rows that hold JSON columns)
+    on_commune = (select(Delivery.broadcast_id).join(Device, Device.id == Delivery.device_id)
+                  .where(Device.commune_id == commune_id))
+    q = select(Broadcast).where(Broadcast.id.in_(on_commune), Broadcast.status.in_(("scheduled", "draft")),
+                                Broadcast.start_at >= start, Broadcast.start_at <= end)
+    for bc in session.scalars(q):
+        if Priority(bc.priority) is not Priority.EMERGENCY:
+            per_day[bc.start_at.astimezone(TZ).date().isoformat()] += bc.duration_s / 60
+    for sc in session.scalars(select(Schedule).where(Schedule.status.in_(("active", "draft")))):
+        if sc.id == exclude_schedule or Priority(sc.priority) is Priority.EMERGENCY:
+            continue
+        if not any(d.commune_id == commune_id for d in resolve(session, Targets.model_validate(sc.targets))):
+            continue
+        for occ in sched.occurrences(sc, start, end, sched.MAX_CHECKED):
+            per_day[occ.start.astimezone(TZ).date().isoformat()] += occ.duration_s / 60
+    return per_day
+
+
+def check(
+    session: Session, commune_ids: Iterable[int], occs: Sequence[_Occ], *,
+    exclude_schedule: int | None = None,
+) -> PolicyViolation | None:
+    """The first rule broken by any occurrence on any commune, or None."""
+    ids = sorted(set(commune_ids))
+    policies = list(session.scalars(select(CommunePolicy).where(CommunePolicy.commune_id.in_(ids))))
+    if not policies or not occs:
+        return None
+    names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_(ids))).all())
+    for p in policies:
+        name = names.get(p.commune_id, str(p.commune_id))
+        for occ in occs:
+            bad = _check_one(p, name, occ)
+            if bad is not None:
+                bad.rule["commune_id"] = p.commune_id
+                return bad
+        if p.max_minutes_per_day is not None:
+            first = min(o.start for o in occs) - timedelta(days=1)
+            last = max(o.start for o in occs) + timedelta(days=1)
+            per_day = _existing_minutes(session, p.commune_id, first, last, exclude_schedule)
+            for occ in occs:
+                day = occ.start.astimezone(TZ).date().isoformat()
+                per_day[day] += occ.duration_s / 60
+            for occ in occs:
+                day = occ.start.astimezone(TZ).date()
+                total = per_day[day.isoformat()]
+                if total > p.max_minutes_per_day + 1e-6:
+                    return PolicyViolation(
+                        "policy.day_too_long",
+                        {"rule": "max_minutes_per_day", "limit": p.max_minutes_per_day,
+                         "minutes": round(total, 1), "day": day.isoformat(), "commune_id": p.commune_id},
+                        commune=name, limit=p.max_minutes_per_day, minutes=round(total, 1),
+                        day=day.strftime("%d/%m/%Y"))
+    return None
+
+
+def enforce(
+    session: Session, user: User, commune_ids: Iterable[int], occs: Sequence[_Occ], priority: Priority,
+    override_reason: str | None, *, exclude_schedule: int | None = None,
+) -> dict[str, Any]:
+    """Refuse (raise PolicyViolation) or say why it may air: ok, exempt, override."""
+    ids = sorted(set(commune_ids))
+    if priority is Priority.EMERGENCY:
+        return {"status": "exempt", "reason": "emergency"}
+    bad = check(session, ids, occs, exclude_schedule=exclude_schedule)
+    if bad is None:
+        return {"status": "ok"}
+    reason = (override_reason or "").strip()
+    if not reason:
+        raise bad
+    if not all(can_act_on_area(session, user, Action.POLICY_EDIT, c) for c in ids):
+        raise UserError(403, "policy.override_forbidden")
+    return {"status": "override", "reason": reason, "rule": bad.rule, "code": bad.key}
+
+
+def policy_refusal(exc: PolicyViolation, lang: str) -> JSONResponse:
+    """The 422 body: the message, its code, and the broken rule as data."""
+    return JSONResponse({"detail": t(exc.key, lang, **exc.params), "code": exc.key, "rule": exc.rule},
+                        status_code=422)

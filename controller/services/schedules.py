@@ -1,0 +1,400 @@
+"""Recurring schedules: RFC 5545 rules in local time, expanded into each station's horizon.
+
+Occurrences are never stored: the rule is the truth and every desired-state build
+expands it for the horizon. Each occurrence gets the item id
+``s{schedule_id}@{UTC yyyymmddThhmmssZ}``, which is stable across rebuilds, edits and
+controller restarts, so a station never plays the same occurrence twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dateutil.rrule import rrule, rrulestr
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.core.errors import NotFound, UserError
+from controller.db.models import Area, Broadcast, Delivery, Device, Media, User, utcnow
+from controller.db.models_schedules import Schedule
+from controller.services import approval, audit, policy
+from controller.services.targets import Targets, resolve
+from protocol.messages import MediaRef, Priority, ScheduleItem
+
+DEFAULT_TZ = "Asia/Ho_Chi_Minh"
+# Occurrences that ended longer ago than this are dropped from the horizon.
+KEEP_PAST = timedelta(minutes=10)
+# What a save checks (policy, conflicts): the coming year, at most this many occurrences.
+CHECK_WINDOW = timedelta(days=366)
+MAX_CHECKED = 2000
+CONFLICT_WINDOW = timedelta(days=8)
+MAX_CONFLICTS = 50
+# A horn can not usefully play more often than hourly; finer rules would flood the horizon.
+ALLOWED_FREQ = {"YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY"}
+_UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
+_FORBIDDEN = re.compile(r"(^|[\n;:])\s*(DTSTART|RDATE|EXRULE|TZID)", re.IGNORECASE)
+
+
+class ScheduleIn(BaseModel):
+    """The contract of POST /api/v1/schedules (PUT takes the same body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    media: list[str] = Field(min_length=1, max_length=50)
+    rrule: str = Field(min_length=6, max_length=1000)
+    dtstart: datetime  # local wall time; an offset, if given, is converted to the zone
+    until: datetime | None = None
+    exdates: list[datetime] = Field(default_factory=list, max_length=1000)
+    targets: Targets
+    priority: Priority = Priority.NORMAL
+    timezone: str = DEFAULT_TZ
+    override_reason: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("media")
+    @classmethod
+    def _shas(cls, v: list[str]) -> list[str]:
+        for sha in v:
+            if not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise ValueError(f"not a sha256: {sha[:70]}")
+        return v
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    start: datetime  # aware, UTC
+    duration_s: float
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(seconds=self.duration_s)
+
+
+def item_id(schedule_id: int, start: datetime) -> str:
+    return f"s{schedule_id}@{start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def parse_item_id(value: str) -> tuple[int, datetime] | None:
+    """The schedule and UTC instant an item id names (None for other items)."""
+    m = re.fullmatch(r"s(\d+)@(\d{8}T\d{6})Z", value)
+    if m is None:
+        return None
+    return int(m.group(1)), datetime.strptime(m.group(2), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except Exception:
+        raise UserError(422, "schedule.bad_timezone", timezone=name) from None
+
+
+def _local(dt: datetime, tz: ZoneInfo) -> datetime:
+    """Naive local wall time (an aware input is converted into the zone first)."""
+    return dt.astimezone(tz).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+def _attach(local: datetime, tz: ZoneInfo) -> datetime:
+    return local.replace(tzinfo=tz).astimezone(UTC)
+
+
+def parse_rule(text: str, dtstart_local: datetime, tz: ZoneInfo) -> rrule:
+    """One RRULE (with or without the 'RRULE:' prefix) anchored at a naive local dtstart.
+
+    An UTC UNTIL (…Z, as RFC 5545 wants with a TZID) becomes local wall time, so the rule
+    expands in wall time and never drifts by the zone offset.
+    """
+    body = text.strip()
+    if body.upper().startswith("RRULE:"):
+        body = body[6:]
+    if _FORBIDDEN.search(body) or "\n" in body:
+        raise UserError(422, "schedule.bad_rule", rule=text, error="DTSTART/RDATE/EXRULE/TZID")
+
+    def _until(m: re.Match[str]) -> str:
+        instant = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        return "UNTIL=" + _local(instant, tz).strftime("%Y%m%dT%H%M%S")
+
+    body = _UNTIL_UTC.sub(_until, body)
+    freq = re.search(r"FREQ=([A-Z]+)", body.upper())
+    if freq is None:
+        raise UserError(422, "schedule.bad_rule", rule=text, error="FREQ")
+    if freq.group(1) not in ALLOWED_FREQ:
+        raise UserError(422, "schedule.too_frequent", rule=text)
+    try:
+        parsed = rrulestr(body, dtstart=dtstart_local)
+    except (ValueError, TypeError) as exc:
+        raise UserError(422, "schedule.bad_rule", rule=text, error=str(exc)) from None
+    if not isinstance(parsed, rrule):
+        raise UserError(422, "schedule.bad_rule", rule=text, error="one RRULE")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """A schedule's timing, ready to expand."""
+
+    rule: rrule
+    tz: ZoneInfo
+    until_local: datetime | None
+    exdates_local: frozenset[datetime]
+
+    @classmethod
+    def of(cls, rule: str, dtstart: str | datetime, until: str | datetime | None,
+           exdates: list[str] | list[datetime], timezone: str) -> Recurrence:
+        tz = _zone(timezone)
+        start = _local(datetime.fromisoformat(dtstart) if isinstance(dtstart, str) else dtstart, tz)
+        end = None
+        if until is not None:
+            end = _local(datetime.fromisoformat(until) if isinstance(until, str) else until, tz)
+        ex = frozenset(_local(datetime.fromisoformat(e) if isinstance(e, str) else e, tz) for e in exdates)
+        return cls(parse_rule(rule, start, tz), tz, end, ex)
+
+    @classmethod
+    def of_schedule(cls, sc: Schedule) -> Recurrence:
+        return cls.of(sc.rrule, sc.dtstart, sc.until, sc.exdates or [], sc.timezone)
+
+    def between(self, start: datetime, end: datetime, limit: int | None = None) -> list[datetime]:
+        """UTC instants in [start, end] (both aware), in order."""
+        lo = _local(start, self.tz) - timedelta(days=1)  # slack for offset changes; filtered below
+        hi = _local(end, self.tz) + timedelta(days=1)
+        if self.until_local is not None:
+            hi = min(hi, self.until_local)
+        out: list[datetime] = []
+        if hi < lo:
+            return out
+        for local in self.rule.xafter(lo, inc=True):
+            if local > hi:
+                break
+            if local < lo or local in self.exdates_local:
+                continue
+            instant = _attach(local, self.tz)
+            if start <= instant <= end:
+                out.append(instant)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+
+def occurrences(sc: Schedule, start: datetime, end: datetime, limit: int | None = None) -> list[Occurrence]:
+    return [Occurrence(t, sc.duration_s) for t in Recurrence.of_schedule(sc).between(start, end, limit)]
+
+
+# -- the horizon (called from desired_state.build) ----------------------------------------------
+def _matches(targets: dict[str, Any], device: Device, district_of: dict[int, int | None]) -> bool:
+    if targets.get("all"):
+        return True
+    if device.id in (targets.get("devices") or []):
+        return True
+    if device.commune_id in (targets.get("communes") or []):
+        return True
+    if district_of.get(device.commune_id) in (targets.get("districts") or []):
+        return True
+    return bool(set(targets.get("tags") or []) & set(device.tags or []))
+
+
+def horizon_items(
+    session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
+) -> dict[int, list[ScheduleItem]]:
+    """Every active schedule's occurrences in [now - its length - KEEP_PAST, now + horizon]."""
+    speakers = [d for d in devices if d.kind == "speaker" and d.retired_at is None]
+    out: dict[int, list[ScheduleItem]] = {d.id: [] for d in speakers}
+    if not speakers:
+        return out
+    schedules = list(session.scalars(select(Schedule).where(Schedule.status == "active")))
+    if not schedules:
+        return out
+    communes = {d.commune_id for d in speakers}
+    district_of = dict(session.execute(select(Area.id, Area.parent_id).where(Area.id.in_(communes))).all())
+    shas = {s for sc in schedules for s in sc.media}
+    media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(shas)))}
+    for sc in schedules:
+        members = [d for d in speakers if _matches(sc.targets, d, district_of)]
+        if not members or any(s not in media for s in sc.media):
+            continue
+        refs = [MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in sc.media]
+        since = now - timedelta(seconds=sc.duration_s) - KEEP_PAST
+        for occ in occurrences(sc, since, now + horizon, limit=MAX_CHECKED):
+            item = ScheduleItem(item_id=item_id(sc.id, occ.start), title=sc.title, start_at=occ.start,
+                                priority=Priority(sc.priority), media=refs)
+            for d in members:
+                out[d.id].append(item)
+    for items in out.values():
+        items.sort(key=lambda i: i.start_at)
+    return out
+
+
+# -- saving -----------------------------------------------------------------------------------------
+@dataclass
+class Saved:
+    schedule: Schedule
+    device_ids: list[int]
+    conflicts: list[dict[str, Any]]
+    policy: dict[str, Any]
+    approved: bool
+
+
+def _validate(session: Session, req: ScheduleIn) -> tuple[Recurrence, dict[str, Media], list[Device]]:
+    media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(req.media)))}
+    for sha in req.media:
+        if sha not in media:
+            raise NotFound("media.not_found", sha256=sha)
+    rec = Recurrence.of(req.rrule, req.dtstart, req.until, req.exdates, req.timezone)
+    devices = resolve(session, req.targets, kind="speaker")
+    if not devices:
+        raise UserError(422, "broadcast.no_targets")
+    return rec, media, devices
+
+
+def _apply(sc: Schedule, req: ScheduleIn, rec: Recurrence, media: dict[str, Media]) -> None:
+    sc.title = req.title
+    sc.media = list(req.media)
+    sc.duration_s = sum(media[s].duration_s for s in req.media)
+    sc.rrule = req.rrule.strip()
+    sc.dtstart = _local(req.dtstart, rec.tz).isoformat()
+    sc.until = rec.until_local.isoformat() if rec.until_local else None
+    sc.exdates = sorted(e.isoformat() for e in rec.exdates_local)
+    sc.timezone = req.timezone
+    sc.targets = req.targets.model_dump(exclude_defaults=True)
+    sc.priority = req.priority.value
+    sc.override_reason = req.override_reason
+    sc.updated_at = utcnow()
+
+
+def save(
+    session: Session, req: ScheduleIn, user: User, *, schedule_id: int | None = None,
+    now: datetime | None = None,
+) -> Saved:
+    """Create (schedule_id None) or replace a schedule: validate, policy, approval, conflicts."""
+    now = now or datetime.now(UTC)
+    rec, media, devices = _validate(session, req)
+    old_devices: list[int] = []
+    if schedule_id is None:
+        sc = Schedule(created_by=user.id, status="draft")
+    else:
+        found = session.get(Schedule, schedule_id)
+        if found is None or found.status == "deleted":
+            raise NotFound("schedule.not_found", id=schedule_id)
+        sc = found
+        old_devices = [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind="speaker")]
+    _apply(sc, req, rec, media)
+    upcoming = [Occurrence(t, sc.duration_s) for t in rec.between(now, now + CHECK_WINDOW, MAX_CHECKED)]
+    communes = sorted({d.commune_id for d in devices})
+    outcome = policy.enforce(
+        session, user, communes, upcoming, req.priority, req.override_reason,
+        exclude_schedule=schedule_id,
+    )
+    approved = approval.can_approve(session, user, communes)
+    session.add(sc)
+    session.flush()
+    action = "schedule.create" if schedule_id is None else "schedule.update"
+    audit.record(session, user.id, action, "schedule", sc.id, title=sc.title, rrule=sc.rrule,
+                 dtstart=sc.dtstart, until=sc.until, targets=sc.targets, priority=sc.priority,
+                 stations=len(devices), policy=outcome)
+    if outcome.get("status") == "override":
+        audit.record(session, user.id, "policy.override", "schedule", sc.id,
+                     reason=req.override_reason, rule=outcome.get("rule"))
+    if approved:
+        sc.status, sc.approved_by, sc.approved_at = "active", user.id, now
+        audit.record(session, user.id, "schedule.approve", "schedule", sc.id, automatic=True,
+                     why="creator has approval rights for the area")
+    else:
+        sc.status, sc.approved_by, sc.approved_at = "draft", None, None
+    found_conflicts = conflicts(session, sc, devices, now=now)
+    ids = sorted({d.id for d in devices} | set(old_devices))
+    return Saved(sc, ids, found_conflicts, outcome, approved)
+
+
+def delete(session: Session, schedule_id: int, user: User) -> list[int]:
+    sc = session.get(Schedule, schedule_id)
+    if sc is None or sc.status == "deleted":
+        raise NotFound("schedule.not_found", id=schedule_id)
+    sc.status = "deleted"
+    sc.updated_at = utcnow()
+    audit.record(session, user.id, "schedule.delete", "schedule", sc.id, title=sc.title)
+    return [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind="speaker")]
+
+
+def approve(session: Session, schedule_id: int, user: User, *, now: datetime | None = None) -> list[int]:
+    sc = session.get(Schedule, schedule_id)
+    if sc is None or sc.status == "deleted":
+        raise NotFound("schedule.not_found", id=schedule_id)
+    devices = resolve(session, Targets.model_validate(sc.targets), kind="speaker")
+    approval.require(session, user, {d.commune_id for d in devices})
+    if sc.status != "active":
+        sc.status, sc.approved_by, sc.approved_at = "active", user.id, now or datetime.now(UTC)
+        audit.record(session, user.id, "schedule.approve", "schedule", sc.id, title=sc.title)
+    return [d.id for d in devices]
+
+
+# -- conflicts ------------------------------------------------------------------------------------------
+def _resolution(mine: Priority, other: Priority, mine_first: bool) -> str:
+    if mine.rank > other.rank:
+        return "preempts"  # this schedule takes the horn; the other is interrupted or waits
+    if mine.rank < other.rank:
+        return "preempted"
+    return "other_waits" if mine_first else "waits"
+
+
+def conflicts(
+    session: Session, sc: Schedule, devices: list[Device], *, now: datetime
+) -> list[dict[str, Any]]:
+    """Overlaps on shared stations in the coming days, and how the horn will resolve them.
+
+    Equal priority: the one that starts later waits for the horn (and is reported missed
+    if that wait exceeds the station's late-start tolerance). Higher priority preempts.
+    """
+    end = now + CONFLICT_WINDOW
+    mine = [Occurrence(t, sc.duration_s) for t in Recurrence.of_schedule(sc).between(now, end, MAX_CHECKED)]
+    if not mine:
+        return []
+    my_ids = {d.id for d in devices}
+    my_priority = Priority(sc.priority)
+    others: list[tuple[str, int, str, Priority, list[Occurrence], set[int]]] = []
+    for other in session.scalars(select(Schedule).where(Schedule.status.in_(("active", "draft")),
+                                                        Schedule.id != sc.id)):
+        shared = {d.id for d in resolve(session, Targets.model_validate(other.targets))} & my_ids
+        if shared:
+            occ = occurrences(other, now - timedelta(seconds=other.duration_s), end, MAX_CHECKED)
+            others.append(("schedule", other.id, other.title, Priority(other.priority), occ, shared))
+    rows = session.execute(
+        select(Broadcast, Delivery.device_id).join(Delivery, Delivery.broadcast_id == Broadcast.id)
+        .where(Broadcast.status.in_(("scheduled", "draft")), Broadcast.start_at <= end,
+               Broadcast.start_at >= now - timedelta(days=1), Delivery.device_id.in_(my_ids))
+    ).all()
+    by_bc: dict[int, tuple[Broadcast, set[int]]] = {}
+    for bc, dev in rows:
+        by_bc.setdefault(bc.id, (bc, set()))[1].add(dev)
+    for bc, shared in by_bc.values():
+        others.append(("broadcast", bc.id, bc.title, Priority(bc.priority),
+                       [Occurrence(bc.start_at, bc.duration_s)], shared))
+    found: list[dict[str, Any]] = []
+    for kind, oid, title, prio, occs, shared in others:
+        for a in mine:
+            for b in occs:
+                if a.start < b.end and b.start < a.end:
+                    found.append({
+                        "with": {"type": kind, "id": oid, "title": title, "priority": prio.value},
+                        "at": a.start.isoformat(), "other_at": b.start.isoformat(),
+                        "stations": sorted(shared),
+                        "resolution": _resolution(my_priority, prio, a.start <= b.start),
+                    })  # fmt: skip
+                    if len(found) >= MAX_CONFLICTS:
+                        return found
+    return found
+
+
+def schedule_json(sc: Schedule) -> dict[str, Any]:
+    return {
+        "id": sc.id, "title": sc.title, "media": sc.media, "duration_s": sc.duration_s,
+        "rrule": sc.rrule, "dtstart": sc.dtstart, "until": sc.until, "exdates": sc.exdates,
+        "timezone": sc.timezone, "targets": sc.targets, "priority": sc.priority, "status": sc.status,
+        "approved": sc.status == "active", "override_reason": sc.override_reason,
+        "created_by": sc.created_by, "created_at": sc.created_at.isoformat() if sc.created_at else None,
+        "approved_by": sc.approved_by,
+        "approved_at": sc.approved_at.isoformat() if sc.approved_at else None,
+    }  # fmt: skip

@@ -1,0 +1,36 @@
+"""The web panel (docs/panel.md): server-rendered pages on the same service layer as the API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from controller.web.panel import HERE, BadCsrf, Forbidden, LoginRequired, redirect, render, with_headers
+from controller.web.routes import router
+
+STATIC_PREFIX = "/panel-static"
+
+
+def mount_panel(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount(STATIC_PREFIX, StaticFiles(directory=HERE / "static"), name="panel-static")
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        from urllib.parse import quote
+
+        if request.url.path.startswith("/panel/stream") or request.method != "GET":
+            return with_headers(render(request, "error.html", status=401, ctx=None,
+                                       message=("Cần đăng nhập để dùng chức năng này.", {})))
+        return redirect(f"/login?next={quote(exc.next_path, safe='/')}")
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        return render(request, "error.html", status=403, ctx=None,
+                      message=("Tài khoản của bạn không có quyền thực hiện thao tác này.", {}))
+
+    @app.exception_handler(BadCsrf)
+    async def bad_csrf(request: Request, exc: BadCsrf) -> Response:
+        return render(request, "error.html", status=403, ctx=None,
+                      message=("Biểu mẫu đã hết hạn hoặc không hợp lệ. Hãy tải lại trang rồi thử lại.", {}))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from communecast.harness import System
+from communecast.pgtemp import fresh_database
 
 
 def _tone(path: Path, seconds: float) -> Path:
@@ -108,19 +109,6 @@ def print_broadcast(result: dict[str, Any]) -> None:
     )
 
 
-def _fresh_pg_database(server_url: str) -> str:
-    """A new, empty database on the given server, so a benchmark never touches real data."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"cc_bench_{int(time.time())}"
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 def run(args: Any) -> int:
     if args.bench == "ingest":
         from communecast.bench_ingest import bench_backend, print_ingest
@@ -134,10 +122,14 @@ def run(args: Any) -> int:
             out = []
             for label, url in backends:
                 with tempfile.TemporaryDirectory() as tmp:
-                    db_url = url or f"sqlite:///{Path(tmp) / 'ingest.db'}"
+                    db_url, drop = url or f"sqlite:///{Path(tmp) / 'ingest.db'}", None
                     if label == "postgresql":
-                        db_url = _fresh_pg_database(db_url)
-                    out.append(await bench_backend(db_url, label, rates, args.seconds, args.devices))
+                        db_url, drop = fresh_database(db_url)
+                    try:
+                        out.append(await bench_backend(db_url, label, rates, args.seconds, args.devices))
+                    finally:
+                        if drop:
+                            drop()
             return out
 
         results = asyncio.run(_all())
@@ -146,7 +138,14 @@ def run(args: Any) -> int:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return 0
     if args.bench == "broadcast":
-        result = asyncio.run(bench_broadcast(args.devices, args.rounds, args.lead, args.database_url))
+        url, drop = args.database_url, None
+        if url and url.startswith("postgresql"):
+            url, drop = fresh_database(url)  # never migrate or seed the server's own database
+        try:
+            result = asyncio.run(bench_broadcast(args.devices, args.rounds, args.lead, url))
+        finally:
+            if drop:
+                drop()
         print_broadcast(result)
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bb.add_argument("--devices", type=int, default=10)
     bb.add_argument("--rounds", type=int, default=3)
     bb.add_argument("--lead", type=float, default=3.0, help="seconds from POST to start_at")
-    bb.add_argument("--database-url", help="default: a fresh SQLite file")
+    bb.add_argument("--database-url", help="default: a fresh SQLite file; with a PostgreSQL URL a fresh "
+                    "database is created on that server")
     bb.add_argument("--json", help="also write the result here")
     bb.set_defaults(func=_bench)
 

@@ -15,13 +15,13 @@ import math
 import os
 import resource
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from communecast.bench import _tone
 from communecast.harness import System
 from communecast.stations import ApiClient
 from firmware_sim.fleet import Fleet, provision_fleet, rss_bytes
@@ -86,15 +86,6 @@ async def run_sim_fleet(
     finally:
         await fleet.stop()
     return measured
-
-
-def _tone(path: Path, seconds: float) -> Path:
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
-         "-i", f"sine=frequency=660:duration={seconds}", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
 
 
 async def bench_sync(devices: int, lead_s: float | None, database_url: str | None) -> dict[str, Any]:

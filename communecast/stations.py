@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,25 +47,14 @@ async def provision(
 
     Issuing credentials rotates the broker password, so stations already running are skipped.
     """
-    communes = [a for a in await api.call("GET", "/api/v1/areas") if a["level"] == "commune"]
-    if not communes:
-        raise RuntimeError("the controller has no communes yet")
-    devices = [d for d in await api.call("GET", "/api/v1/devices") if d["kind"] == "speaker"]
-    for i in range(len(devices), count):
-        commune = communes[i % len(communes)]
-        devices.append(await api.call("POST", "/api/v1/devices", json={
+    return await _provision(
+        api, "speaker", count, data_dir, first,
+        body_for=lambda i, commune: {
             "name": f"{name_prefix} {i + 1:02d} – {commune['name']}",
-            "kind": "speaker",
-            "commune_id": commune["id"],
             "lat": 21.35 + 0.01 * i, "lon": 105.55 + 0.01 * i,
-        }))  # fmt: skip
-    configs = []
-    for device in devices[first:count]:
-        issued = await api.call("POST", f"/api/v1/devices/{device['id']}/credentials")
-        cfg = AgentConfig(**issued["agent_config"], data_dir=data_dir / issued["agent_config"]["uid"])
-        cfg.save(cfg.data_dir / "config.json")
-        configs.append(cfg)
-    return configs
+        },
+        config_for=lambda i: {},
+    )  # fmt: skip
 
 
 async def provision_led(
@@ -72,21 +62,40 @@ async def provision_led(
     first: int = 0, name_prefix: str = "Bảng điện tử",
 ) -> list[AgentConfig]:
     """Like `provision`, for LED boards; board i speaks protocols[i % len] (docs/led.md)."""
+    return await _provision(
+        api, "led", count, data_dir, first,
+        body_for=lambda i, commune: {
+            "name": f"{name_prefix} {i + 1:02d} – {commune['name']}",
+            "tags": ["led", protocols[i % len(protocols)]],
+        },
+        config_for=lambda i: {"led_protocol": protocols[i % len(protocols)]},
+    )  # fmt: skip
+
+
+async def _provision(
+    api: ApiClient,
+    kind: str,
+    count: int,
+    data_dir: Path,
+    first: int,
+    *,
+    body_for: Callable[[int, dict[str, Any]], dict[str, Any]],
+    config_for: Callable[[int], dict[str, Any]],
+) -> list[AgentConfig]:
+    """Create missing stations of `kind` round-robin over the communes, then issue configs."""
     communes = [a for a in await api.call("GET", "/api/v1/areas") if a["level"] == "commune"]
     if not communes:
         raise RuntimeError("the controller has no communes yet")
-    boards = [d for d in await api.call("GET", "/api/v1/devices") if d["kind"] == "led"]
-    for i in range(len(boards), count):
+    devices = [d for d in await api.call("GET", "/api/v1/devices") if d["kind"] == kind]
+    for i in range(len(devices), count):
         commune = communes[i % len(communes)]
-        boards.append(await api.call("POST", "/api/v1/devices", json={
-            "name": f"{name_prefix} {i + 1:02d} – {commune['name']}", "kind": "led",
-            "commune_id": commune["id"], "tags": ["led", protocols[i % len(protocols)]],
-        }))  # fmt: skip
+        body = {"kind": kind, "commune_id": commune["id"], **body_for(i, commune)}
+        devices.append(await api.call("POST", "/api/v1/devices", json=body))
     configs = []
-    for i, device in enumerate(boards[first:count], start=first):
+    for i, device in enumerate(devices[first:count], start=first):
         issued = await api.call("POST", f"/api/v1/devices/{device['id']}/credentials")
         cfg = AgentConfig(**issued["agent_config"], data_dir=data_dir / issued["agent_config"]["uid"],
-                          led_protocol=protocols[i % len(protocols)])
+                          **config_for(i))
         cfg.save(cfg.data_dir / "config.json")
         configs.append(cfg)
     return configs

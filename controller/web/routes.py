@@ -266,12 +266,7 @@ def bulletins(request: Request, media: str | None = None) -> Response:
 
 @router.post("/bulletins/upload", response_class=HTMLResponse)
 async def upload(request: Request) -> Response:
-    rt = runtime(request)
-    form = await request.form()
-    with rt.db.session() as s:
-        ctx = current(request, s)
-    await check_csrf(ctx, form)
-    ctx.require(Action.MEDIA_UPLOAD)
+    rt, form, ctx = await _authorized_form(request, Action.MEDIA_UPLOAD)
     upload_file = form.get("file")
     if upload_file is None or isinstance(upload_file, str) or not upload_file.filename:
         return _bulletins_page(request, ctx, status=422, error=("Hãy chọn một tệp âm thanh.", {}))
@@ -314,12 +309,7 @@ def _targets(s: Any, ctx: Ctx, form: Any) -> Targets:
 
 @router.post("/bulletins/send", response_class=HTMLResponse)
 async def send(request: Request) -> Response:
-    rt = runtime(request)
-    form = await request.form()
-    with rt.db.session() as s:
-        ctx = current(request, s)
-    await check_csrf(ctx, form)
-    ctx.require(Action.BROADCAST_SEND)
+    rt, form, ctx = await _authorized_form(request, Action.BROADCAST_SEND)
     values = {k: str(form.get(k, "")) for k in ("title", "media_sha256", "target", "stations", "start_local",
                                                  "priority")}
     values["communes"] = [_int(v) for v in form.getlist("communes")]
@@ -379,12 +369,7 @@ def approvals(request: Request) -> Response:
 
 @router.post("/approvals/{broadcast_id}/approve", response_class=HTMLResponse)
 async def approve(request: Request, broadcast_id: int) -> Response:
-    rt = runtime(request)
-    form = await request.form()
-    with rt.db.session() as s:
-        ctx = current(request, s)
-    await check_csrf(ctx, form)
-    ctx.require(Action.BROADCAST_APPROVE)
+    rt, _form, ctx = await _authorized_form(request, Action.BROADCAST_APPROVE)
     try:
         with rt.db.session() as s:
             user = s.get(User, ctx.user.id)
@@ -447,12 +432,7 @@ def users(request: Request) -> Response:
 
 @router.post("/admin/users", response_class=HTMLResponse)
 async def create_user(request: Request) -> Response:
-    rt = runtime(request)
-    form = await request.form()
-    with rt.db.session() as s:
-        ctx = current(request, s)
-    await check_csrf(ctx, form)
-    ctx.require(Action.USER_MANAGE)
+    rt, form, ctx = await _authorized_form(request, Action.USER_MANAGE)
     values = {k: str(form.get(k, "")) for k in ("username", "role", "area_id")}
     try:
         with rt.db.session() as s:
@@ -465,12 +445,7 @@ async def create_user(request: Request) -> Response:
 
 @router.post("/admin/users/{user_id}/active", response_class=HTMLResponse)
 async def set_user_active(request: Request, user_id: int) -> Response:
-    rt = runtime(request)
-    form = await request.form()
-    with rt.db.session() as s:
-        ctx = current(request, s)
-    await check_csrf(ctx, form)
-    ctx.require(Action.USER_MANAGE)
+    rt, form, ctx = await _authorized_form(request, Action.USER_MANAGE)
     try:
         with rt.db.session() as s:
             accounts.set_active(s, ctx.user, user_id, str(form.get("active")) == "1")
@@ -484,3 +459,14 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 
 __all__ = ["BadCsrf", "Forbidden", "error_page", "router"]
+
+
+async def _authorized_form(request: Request, action: Action) -> tuple[Any, Any, Ctx]:
+    """Every panel form post: the caller, then their CSRF token, then the permission."""
+    rt = runtime(request)
+    form = await request.form()
+    with rt.db.session() as s:
+        ctx = current(request, s)
+    await check_csrf(ctx, form)
+    ctx.require(action)
+    return rt, form, ctx

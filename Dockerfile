@@ -1,5 +1,5 @@
-# communecast controller image (also runs the simulated stations and the broker
-# credentials job in docker-compose.yml). Build: docker build -t communecast .
+# communecast controller image (also runs the simulated stations and the broker-accounts
+# job in docker-compose.yml). Build: docker build -t communecast .
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,8 +13,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg espeak-ng mosquitto-clients \
     && rm -rf /var/lib/apt/lists/*
 
-# A fixed uid/gid: docker-compose.yml runs the broker with this group so it can read
-# the password/ACL files the controller writes (deploy/mosquitto/README.md).
+# A fixed uid/gid: with the file-based broker fallback the broker runs with this group so
+# it can read the password/ACL files the controller writes (deploy/mosquitto/README.md).
 RUN groupadd --system --gid 10001 communecast \
     && useradd --system --uid 10001 --gid communecast --no-create-home \
         --home-dir /var/lib/communecast --shell /usr/sbin/nologin communecast
@@ -29,7 +29,7 @@ COPY communecast ./communecast
 COPY audio_assets ./audio_assets
 RUN pip install '.[all]' \
     && install -d -o communecast -g communecast -m 0750 \
-        /var/lib/communecast /var/lib/communecast-broker
+        /var/lib/communecast /var/lib/communecast-broker /var/lib/communecast-fleet
 
 USER communecast
 ENV COMMUNECAST_DATA_DIR=/var/lib/communecast \

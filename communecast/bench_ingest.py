@@ -64,28 +64,33 @@ async def _run_rate(system: System, db: Database, rate: int, seconds: float, dev
     pid = system.controller.proc.pid  # type: ignore[union-attr]
     tag = f"r{rate}x"
     cpu0, _ = _proc_stats(pid)
-    t0 = time.monotonic()
+    t0 = time.time()  # wall clock: compared with the publisher's own start
     pub = await _loadgen("publish", *auth, "--rate", str(rate), "--seconds", str(seconds),
                          "--devices", str(devices), "--tag", tag)  # fmt: skip
     rss_max = 0.0
     pub_task = asyncio.create_task(_last_json(pub))
-    stored, t_done, last_change, last_n = 0, None, time.monotonic(), -1
+    total = int(rate * seconds)  # what the load generator publishes
+    stored, t_done, last_change, last_n = 0, None, time.time(), -1
     while True:
         await asyncio.sleep(0.1)
         rss_max = max(rss_max, _proc_stats(pid)[1])
         stored = await asyncio.to_thread(_count, db, tag)
         if stored != last_n:
-            last_n, last_change = stored, time.monotonic()
+            last_n, last_change = stored, time.time()
+        if t_done is None and stored >= total:
+            t_done = time.time()  # not when the publisher process has exited (~0.5 s later)
+            cpu1, _ = _proc_stats(pid)
         if pub_task.done():
-            published = pub_task.result()["published"]
-            if stored >= published:
-                t_done = time.monotonic()
+            if t_done is not None:
                 break
-            if time.monotonic() - last_change > 5:
+            if time.time() - last_change > 5:
                 break  # stalled: whatever is missing is lost
-    cpu1, _ = _proc_stats(pid)
+    if t_done is None:
+        cpu1, _ = _proc_stats(pid)
     pub_result = pub_task.result()
-    elapsed = (t_done or last_change) - t0
+    # From the first publish (the load generator's start-up is not the controller's time) to
+    # the last row stored, or to when storing stalled.
+    elapsed = (t_done or last_change) - pub_result.get("started_at", t0)
     return {
         "offered_per_s": rate,
         "published": pub_result["published"],
@@ -93,7 +98,7 @@ async def _run_rate(system: System, db: Database, rate: int, seconds: float, dev
         "stored": stored,
         "lost": pub_result["published"] - stored,
         "msgs_per_s": round(stored / elapsed, 1),
-        "controller_cpu_pct": round(100 * (cpu1 - cpu0) / elapsed, 1),
+        "controller_cpu_pct": round(100 * (cpu1 - cpu0) / ((t_done or last_change) - t0), 1),
         "rss_mb": round(rss_max, 1),
     }
 
@@ -152,6 +157,7 @@ def print_ingest(results: list[dict[str, Any]]) -> None:
               f"{res['msgs_per_s']:.0f} msg/s (offered {res['sustained_offered_per_s']}), "
               f"bare-subscriber baseline {res['baseline_msgs_per_s']:.0f} msg/s, max RSS {res['rss_mb']} MB")
         for r, b in zip(res["runs"], res["baseline_runs"], strict=True):
-            print(f"  offered {r['offered_per_s']:>6}/s: stored {r['stored']:>7} lost {r['lost']:>5} "
+            print(f"  offered {r['offered_per_s']:>6}/s (published at {r['publisher_per_s']:>6.0f}/s): "
+                  f"stored {r['stored']:>7} lost {r['lost']:>5} "
                   f"at {r['msgs_per_s']:>8.0f}/s, controller CPU {r['controller_cpu_pct']:>5}% "
                   f"RSS {r['rss_mb']} MB | bare subscriber {b['msgs_per_s']:>8.0f}/s lost {b['lost']}")

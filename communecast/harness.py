@@ -94,12 +94,26 @@ class System:
     mqtt_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     stations: list[Station] = field(default_factory=list)
     communes: list[dict[str, Any]] = field(default_factory=list)
+    # Agent settings for every station added (e.g. telemetry_interval_s for health tests).
+    agent_overrides: dict[str, Any] = field(default_factory=dict)
+    # MQTT over TLS for the controller and every station (docs/enrollment.md, TLS); plain_mqtt=False
+    # also drops the broker's unencrypted listener.
+    tls: bool = False
+    plain_mqtt: bool = True
 
     def __post_init__(self) -> None:
         self.broker = PrivateMosquitto(
             self.root / "broker", port=free_port(),
             controller_user=CONTROLLER_USER, controller_password=self.mqtt_password,
+            tls_port=free_port() if self.tls else None, plain=self.plain_mqtt,
         )  # fmt: skip
+        tls_env: dict[str, str] = {}
+        if self.broker.tls_port is not None:
+            tls_env = {"COMMUNECAST_MQTT_PORT": str(self.broker.tls_port), "COMMUNECAST_MQTT_TLS": "true",
+                       "COMMUNECAST_MQTT_CA_FILE": str(self.broker.ca_file),
+                       "COMMUNECAST_AGENT_MQTT_TLS": "true"}
+            self.agent_overrides = {"mqtt_tls": True, "mqtt_ca_file": self.broker.ca_file,
+                                    **self.agent_overrides}
         http_port = free_port()
         self.controller = ControllerProcess(
             env={
@@ -116,6 +130,7 @@ class System:
                     "COMMUNECAST_BROKER_PID_FILE": str(self.broker.pid_file),
                 }),
                 "COMMUNECAST_ADMIN_PASSWORD": self.admin_password,
+                **tls_env,
                 **self.controller_env,
             },
             log_path=self.root / "controller.log",
@@ -180,6 +195,8 @@ class System:
         for cfg in configs:
             if mqtt_port is not None:
                 cfg = cfg.model_copy(update={"mqtt_port": mqtt_port})
+            if self.agent_overrides:
+                cfg = cfg.model_copy(update=self.agent_overrides)
             running = await start_station(cfg, simulated=True)
             added.append(Station(devices[cfg.uid], cfg, running))
         self.stations += added

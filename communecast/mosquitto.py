@@ -5,6 +5,10 @@ manages every station's account and ACL live over `$CONTROL/dynamic-security/v1`
 without it, the broker reads the password and ACL files the controller writes
 (controller.services.broker_auth) and reloads them on SIGHUP. Either way exactly as a
 production broker would.
+
+With `tls_port` it also listens with TLS (1.2+), using a CA and server certificate made
+at first start with `cryptography` in `<directory>/tls` (a temp dir in tests; never
+committed); `plain=False` drops the unencrypted listener altogether.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from controller.core.security import mosquitto_password_hash
@@ -37,7 +42,7 @@ log_dest file {log}
 log_type error
 log_type warning
 log_type notice
-listener {port} {host}
+{listeners}
 allow_anonymous false
 {auth}
 max_queued_messages 10000
@@ -45,6 +50,12 @@ max_queued_messages 10000
 
 FILES_AUTH = "password_file {passwd}\nacl_file {acl}"
 DYNSEC_AUTH = "plugin {plugin}\nplugin_opt_config_file {config}"
+TLS_LISTENER = """listener {port} {host}
+cafile {ca}
+certfile {cert}
+keyfile {key}
+tls_version tlsv1.2
+require_certificate {require}"""
 
 
 class MosquittoNotFound(RuntimeError):
@@ -67,8 +78,17 @@ class PrivateMosquitto:
         controller_password: str,
         host: str = "127.0.0.1",
         dynsec: bool | None = None,
+        tls_port: int | None = None,
+        plain: bool = True,
+        tls_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+        tls_valid: timedelta = timedelta(days=90),
+        require_client_cert: bool = False,
     ) -> None:
-        """`dynsec`: use the dynamic-security plugin (None = whenever it is installed)."""
+        """`dynsec`: use the dynamic-security plugin (None = whenever it is installed).
+        `tls_port`: also a TLS listener there, its certificate for `tls_names`, valid `tls_valid`;
+        `plain=False`: no unencrypted listener (then `port` is not listened on)."""
+        if not plain and tls_port is None:
+            raise ValueError("a broker without the plain listener needs tls_port")
         self.directory = directory
         self.dynsec_plugin = find_dynsec_plugin() if dynsec is not False else None
         if dynsec and self.dynsec_plugin is None:
@@ -76,6 +96,9 @@ class PrivateMosquitto:
         self.host, self.port = host, port
         self.controller_user = controller_user
         self.controller_password = controller_password
+        self.tls_port, self.plain = tls_port, plain
+        self.tls_names, self.tls_valid = tls_names, tls_valid
+        self.require_client_cert = require_client_cert
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -94,6 +117,42 @@ class PrivateMosquitto:
     def log_file(self) -> Path:
         return self.directory / "mosquitto.log"
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.directory / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate clients must trust (PEM)."""
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def listen_port(self) -> int:
+        """A port it really listens on (the TLS one when the plain listener is off)."""
+        return self.port if self.plain or self.tls_port is None else self.tls_port
+
+    def write_tls_files(self) -> None:
+        """CA + server certificate, made once per directory (a restart keeps what clients trust)."""
+        from communecast import tls
+
+        if (self.tls_dir / "server.crt").exists() and self.ca_file.exists():
+            return
+        self.tls_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.tls_dir, 0o700)
+        ca = tls.new_ca("communecast test broker CA")
+        tls.save(ca, self.ca_file, self.tls_dir / "ca.key")
+        server = tls.issue(ca, list(self.tls_names), valid=self.tls_valid)
+        tls.save(server, self.tls_dir / "server.crt", self.tls_dir / "server.key")
+
+    def _listeners(self) -> str:
+        lines = [f"listener {self.port} {self.host}"] if self.plain else []
+        if self.tls_port is not None:
+            self.write_tls_files()
+            lines.append(TLS_LISTENER.format(
+                port=self.tls_port, host=self.host, ca=self.ca_file, cert=self.tls_dir / "server.crt",
+                key=self.tls_dir / "server.key", require=str(self.require_client_cert).lower()))  # fmt: skip
+        return "\n".join(lines)
+
     def write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "persist").mkdir(exist_ok=True)
@@ -105,7 +164,7 @@ class PrivateMosquitto:
         conf.write_text(
             CONF.format(
                 user=getpass.getuser(), pid=self.pid_file, persist=self.directory / "persist",
-                log=self.log_file, port=self.port, host=self.host, auth=auth,
+                log=self.log_file, listeners=self._listeners(), auth=auth,
             )
         )  # fmt: skip
         if self.dynsec_plugin is not None:
@@ -139,11 +198,11 @@ class PrivateMosquitto:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
                 tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
                 raise RuntimeError(f"mosquitto exited: {err}\n{tail}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.listen_port), 0.2):
                 if self.pid_file.exists():
                     return
             time.sleep(0.02)
-        raise TimeoutError(f"mosquitto did not listen on {self.host}:{self.port}")
+        raise TimeoutError(f"mosquitto did not listen on {self.host}:{self.listen_port}")
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

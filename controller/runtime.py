@@ -16,11 +16,17 @@ from controller.core.security import mosquitto_password_hash
 from controller.db.models import Device
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
-from controller.services import broker_auth, seed
+from controller.mqtt.tls import broker_tls_context
+from controller.services import broker_auth, metrics, seed, telemetry
+from controller.services.alarms.engine import AlarmEngine
+from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
 from controller.services.desired_state import DesiredStatePublisher
 from controller.services.dispatch import default_holder
 from controller.services.ingest import Ingest
 from controller.services.media import MediaStore
+from controller.services.provincial import outbox as provincial_outbox
+from controller.services.provincial.config import ProvincialSettings
+from controller.services.provincial.connector import ProvincialConnector
 from protocol.signing import KeyPair, Signer
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,11 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Station accounts live in Mosquitto's dynamic-security plugin (None: files or nothing).
     broker_admin: broker_auth.DynsecAdmin | None = None
+    # Reporting to the province's source system (docs/provincial.md); None when not configured.
+    provincial: ProvincialConnector | None = None
+    # Station health (docs/health.md): alarm engine and its notifications.
+    alarms: AlarmEngine | None = None
+    notifications: NotificationHub | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -51,14 +62,16 @@ class Runtime:
         keys = KeyPair.load_or_create(settings.signing_key_path)
         signer = Signer(keys)
         ingest = Ingest(db)
+        tls = broker_tls_context(settings)  # None: plain MQTT
         bus = MqttBus(
             settings.mqtt_host,
             settings.mqtt_port,
             client_id=settings.mqtt_client_id,
             username=settings.mqtt_username,
             password=settings.mqtt_password,
-            on_message=ingest.handle,
+            on_batch=ingest.handle_batch,
             share_group=settings.mqtt_share_group,
+            tls_context=tls,
         )
         publisher = DesiredStatePublisher(
             db, bus, signer, timedelta(days=settings.horizon_days),
@@ -69,9 +82,18 @@ class Runtime:
             settings.media_dir, max_bytes=settings.media_max_bytes, bitrate=settings.media_bitrate
         )
         rt = cls(settings, db, keys, signer, media, bus, ingest, publisher)
+        provincial = ProvincialSettings()
+        if provincial.enabled:
+            rt.provincial = ProvincialConnector(db, provincial, is_leader=lambda: publisher.is_leader)
+            ingest.play_log_hook = provincial_outbox.enqueue_play_logs
+        rt.notifications = NotificationHub(notifiers_from_settings(settings))
+        rt.alarms = AlarmEngine(db, settings, rt.notifications)
+        ingest.after_store = rt.alarms.submit
+        metrics.attach_database(db)
         if settings.broker_dynsec:
             rt.broker_admin = broker_auth.DynsecAdmin(
-                settings.mqtt_host, settings.mqtt_port, settings.mqtt_username, settings.mqtt_password
+                settings.mqtt_host, settings.mqtt_port, settings.mqtt_username, settings.mqtt_password,
+                tls_context=tls,
             )
         return rt
 
@@ -87,6 +109,12 @@ class Runtime:
             asyncio.create_task(self.publisher.run(), name="desired-state"),
         ]
         self.tasks.append(asyncio.create_task(self._roll_horizon(), name="horizon-roll"))
+        if self.provincial is not None:
+            self.tasks.append(asyncio.create_task(self.provincial.run(), name="provincial"))
+        if self.alarms is not None and self.notifications is not None:
+            self.tasks += [asyncio.create_task(self.notifications.run(), name="alarm-notify"),
+                           asyncio.create_task(self.alarms.run(), name="alarms"),
+                           asyncio.create_task(self._telemetry_maintenance(), name="telemetry-rollup")]
         if self.broker_admin is not None:
             self.tasks.append(asyncio.create_task(
                 broker_auth.reconcile_dynsec(self.broker_admin, self.db), name="broker-reconcile"))
@@ -108,6 +136,26 @@ class Runtime:
                 self.publisher.mark_dirty(ids)
             except Exception:
                 log.exception("horizon roll failed; retrying next period")
+
+    async def _telemetry_maintenance(self) -> None:
+        """Roll up finished 5-minute buckets and prune old samples; only the dispatch-lease
+        holder does it, so replicas do not race on the same buckets."""
+        cfg = self.settings
+        while True:
+            await asyncio.sleep(cfg.health_tick_s)
+            if not self.publisher.is_leader:
+                continue
+
+            def work() -> None:
+                with self.db.session() as s:
+                    telemetry.rollup(s)
+                with self.db.session() as s:
+                    telemetry.prune(s, raw_days=cfg.telemetry_raw_days, rollup_days=cfg.telemetry_rollup_days)
+
+            try:
+                await asyncio.to_thread(work)
+            except Exception:
+                log.exception("telemetry rollup failed; retrying next tick")
 
     async def stop(self) -> None:
         self.bus.stop()

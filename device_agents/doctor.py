@@ -9,6 +9,7 @@ broker login uses a separate client id, so a running agent is not disconnected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -16,12 +17,15 @@ import ssl
 import stat
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
 from device_agents.common.config import AgentConfig
+from device_agents.common.tls import agent_ca_file, agent_context
 from protocol import topics
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -40,11 +44,42 @@ TEXT: dict[str, tuple[str, str]] = {
     "broker.fail": ("không kết nối được {host}:{port}: {error}. Kiểm tra mạng/4G và tường lửa.",
                     "cannot reach {host}:{port}: {error}. Check the network/4G link and firewall."),
     "tls": ("Mã hóa TLS", "TLS encryption"),
-    "tls.ok": ("bắt tay TLS thành công, chứng chỉ hợp lệ ({version})",
-               "TLS handshake succeeded, certificate valid ({version})"),
+    "tls.ok": ("{version}, chứng chỉ hợp lệ: {subject}, hết hạn {expires} (còn {days} ngày)",
+               "{version}, certificate valid: {subject}, expires {expires} ({days} days left)"),
+    "tls.expiring": ("{version}, chứng chỉ {subject} SẮP HẾT HẠN: {expires} (còn {days} ngày). "
+                     "Cấp chứng chỉ mới cho máy chủ MQTT.",
+                     "{version}, certificate {subject} EXPIRES SOON: {expires} ({days} days left). "
+                     "Issue a new broker certificate."),
     "tls.fail": ("bắt tay TLS thất bại: {error}", "TLS handshake failed: {error}"),
-    "tls.none": ("chưa cấu hình (MQTT không mã hóa, cổng {port})",
-                 "not configured (plain MQTT, port {port})"),
+    "tls.plain_port": ("bắt tay TLS thất bại ({error}): cổng {port} có lẽ là MQTT không mã hóa, "
+                       "không phải cổng TLS (thường là 8883)",
+                       "TLS handshake failed ({error}): port {port} looks like plain MQTT, not the TLS "
+                       "port (usually 8883)"),
+    "tls.unknown_ca": ("chứng chỉ của máy chủ {host} KHÔNG do CA tin cậy ký ({error}). Có thể đang nối "
+                       "nhầm máy chủ hoặc bị giả mạo, hoặc tệp CA {ca} đã cũ: kích hoạt lại trạm.",
+                       "the certificate of {host} is NOT signed by the trusted CA ({error}). Wrong or "
+                       "impostor broker, or a stale CA file {ca}: enroll the station again."),
+    "tls.mismatch": ("chứng chỉ của máy chủ không mang tên “{name}” ({error}). Kiểm tra "
+                     "mqtt_host / mqtt_tls_server_name.",
+                     "the broker's certificate is not for the name “{name}” ({error}). Check "
+                     "mqtt_host / mqtt_tls_server_name."),
+    "tls.expired": ("chứng chỉ của máy chủ đã hết hạn hoặc chưa có hiệu lực ({error}). Kiểm tra đồng "
+                    "hồ của trạm; nếu đúng giờ thì cấp chứng chỉ mới cho máy chủ MQTT.",
+                    "the broker's certificate has expired or is not valid yet ({error}). Check the "
+                    "station's clock; if it is right, issue a new broker certificate."),
+    "tls.ca_unreadable": ("không đọc được tệp CA / chứng chỉ của trạm: {error}",
+                          "cannot read the CA file / station certificate: {error}"),
+    "tls.client_refused": ("máy chủ MQTT từ chối trạm sau khi bắt tay TLS ({error}): máy chủ đòi chứng "
+                           "chỉ của trạm (TLS hai chiều). Cấu hình mqtt_client_cert_file và "
+                           "mqtt_client_key_file bằng chứng chỉ do CA của máy chủ cấp.",
+                           "the broker dropped the station right after the TLS handshake ({error}): it "
+                           "wants a station certificate (mutual TLS). Set mqtt_client_cert_file and "
+                           "mqtt_client_key_file to one issued by the broker's CA."),
+    "tls.system_ca": ("(kho CA của hệ thống)", "(the system trust store)"),
+    "tls.none": ("KHÔNG mã hóa (MQTT thường, cổng {port}): mật khẩu và dữ liệu đi qua mạng ở dạng rõ. "
+                 "Bật mqtt_tls.",
+                 "NOT encrypted (plain MQTT, port {port}): the password and data cross the network "
+                 "in clear. Enable mqtt_tls."),
     "creds": ("Tài khoản của trạm", "Station credentials"),
     "creds.ok": ("đăng nhập được với tên {user}, được nhận lệnh của mình",
                  "logged in as {user} and may receive its own commands"),
@@ -54,7 +89,8 @@ TEXT: dict[str, tuple[str, str]] = {
                       "enrolling again: get a new code and run communecast agent enroll."),
     "creds.no_sub": ("đăng nhập được nhưng không được nhận lệnh trên {topic}",
                      "logged in but may not receive commands on {topic}"),
-    "creds.skip": ("không thử vì không kết nối được máy chủ MQTT", "not tried: the broker is unreachable"),
+    "creds.skip": ("không thử vì không kết nối được máy chủ MQTT (hoặc TLS lỗi)",
+                   "not tried: the broker is unreachable (or TLS failed)"),
     "clock": ("Đồng hồ", "Clock"),
     "clock.ok": ("lệch {ms:+.0f} ms so với máy chủ điều khiển{ntp}",
                  "{ms:+.0f} ms from the controller{ntp}"),
@@ -120,13 +156,14 @@ def _size(n: float) -> str:
 class Doctor:
     def __init__(self, config: AgentConfig, config_file: Path | None, *, lang: str = "vi",
                  simulated_audio: bool = False, clock_limit_s: float = 1.0,
-                 min_free_bytes: int = 200 * 2**20, timeout: float = 5.0) -> None:
+                 min_free_bytes: int = 200 * 2**20, timeout: float = 5.0, cert_warn_days: int = 30) -> None:
         self.c, self.config_file, self.lang = config, config_file, lang
         self.simulated_audio = simulated_audio
         # Loose on purpose: this is "is NTP working at all"; the 100 ms alarm is telemetry's.
         self.clock_limit_s = clock_limit_s
         self.min_free_bytes = min_free_bytes
         self.timeout = timeout
+        self.cert_warn_days = cert_warn_days  # warn this long before the broker certificate expires
 
     def _t(self, key: str, **params: object) -> str:
         return tr(key, self.lang, **params)
@@ -136,7 +173,10 @@ class Doctor:
         if self.config_file is not None:
             checks.append(self.check_config_file(self.config_file))
         reachable = await self.check_broker()
-        checks += [reachable, await self.check_tls(), await self.check_credentials(reachable.status == OK),
+        tls = await self.check_tls()
+        # Over a refused TLS handshake a login would only repeat the TLS error as "account refused".
+        login = reachable.status == OK and tls.status != FAIL
+        checks += [reachable, tls, await self.check_credentials(login),
                    await self.check_clock(), await self.check_audio()]
         serial = await self.check_serial()
         checks += [serial, await self.check_modbus(serial.status)]
@@ -160,23 +200,77 @@ class Doctor:
         ms = (time.perf_counter() - t0) * 1000
         return Check("broker", OK, self._t("broker.ok", host=host, port=port, ms=ms))
 
-    def _tls_wanted(self) -> bool:
-        return bool(getattr(self.c, "mqtt_tls", False)) or self.c.mqtt_port == 8883
-
     async def check_tls(self) -> Check:
-        if not self._tls_wanted():
-            return Check("tls", SKIP, self._t("tls.none", port=self.c.mqtt_port))
-        ca = getattr(self.c, "mqtt_ca_file", None)
-        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        """Handshake exactly as the agent does (same context), then say what was found."""
+        c = self.c
+        if not c.mqtt_tls:
+            return Check("tls", WARN, self._t("tls.none", port=c.mqtt_port))
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(
-                self.c.mqtt_host, self.c.mqtt_port, ssl=context, server_hostname=self.c.mqtt_host),
-                self.timeout)  # fmt: skip
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            context = agent_context(c)
+        except (OSError, ssl.SSLError) as exc:
+            return Check("tls", FAIL, self._t("tls.ca_unreadable", error=_err(exc)))
+        assert context is not None
+        name = c.mqtt_tls_server_name or c.mqtt_host
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                c.mqtt_host, c.mqtt_port, ssl=context, server_hostname=name,
+                ssl_handshake_timeout=self.timeout), self.timeout)  # fmt: skip
+        except ssl.SSLCertVerificationError as exc:
+            return Check("tls", FAIL, self._verify_failure(exc, name))
+        except (ssl.SSLError, ConnectionResetError) as exc:
+            # A plain MQTT listener answers a ClientHello with garbage or by hanging up.
+            hung_up = isinstance(exc, ConnectionResetError | ssl.SSLEOFError)
+            plain = hung_up or "WRONG_VERSION_NUMBER" in str(exc)
+            key = "tls.plain_port" if plain else "tls.fail"
+            return Check("tls", FAIL, self._t(key, error=_err(exc), port=c.mqtt_port))
+        except (OSError, TimeoutError) as exc:
             return Check("tls", FAIL, self._t("tls.fail", error=_err(exc)))
         ssl_obj = writer.get_extra_info("ssl_object")
+        try:
+            der = ssl_obj.getpeercert(binary_form=True) if ssl_obj else None
+            version = (ssl_obj.version() if ssl_obj else None) or "?"
+        except ValueError:  # the broker already tore the session down (see below)
+            der, version = None, "?"
+        # With TLS 1.3 the broker judges our certificate (mutual TLS) after the handshake looks
+        # done here: a broker that accepts us waits silently for CONNECT, one that refuses hangs up.
+        refused: str | None = None
+        try:
+            if await asyncio.wait_for(reader.read(1), 0.3) == b"":
+                refused = "connection closed"
+        except TimeoutError:
+            pass
+        except (OSError, ssl.SSLError) as exc:
+            refused = _err(exc)
         writer.close()
-        return Check("tls", OK, self._t("tls.ok", version=ssl_obj.version() if ssl_obj else "?"))
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        if refused is not None:
+            return Check("tls", FAIL, self._t("tls.client_refused", error=refused))
+        if der is None:  # cannot happen with CERT_REQUIRED; say so rather than pass silently
+            return Check("tls", FAIL, self._t("tls.fail", error="no certificate"))
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+        expires = cert.not_valid_after_utc
+        days = int((expires - datetime.now(UTC)).total_seconds() // 86400)
+        params = {"version": version, "subject": cert.subject.rfc4514_string(), "days": days,
+                  "expires": expires.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%d/%m/%Y")}
+        if days < self.cert_warn_days:
+            return Check("tls", WARN, self._t("tls.expiring", **params))
+        return Check("tls", OK, self._t("tls.ok", **params))
+
+    def _verify_failure(self, exc: ssl.SSLCertVerificationError, name: str) -> str:
+        """OpenSSL's verify codes, in words a technician can act on."""
+        error = exc.verify_message or _err(exc)
+        code = exc.verify_code
+        if code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+            return self._t("tls.mismatch", name=name, error=error)
+        if code in (9, 10):  # not yet valid, expired
+            return self._t("tls.expired", error=error)
+        if code in (2, 18, 19, 20, 21):  # issuer unknown, self-signed, untrusted chain
+            ca = agent_ca_file(self.c) or self._t("tls.system_ca")
+            return self._t("tls.unknown_ca", host=self.c.mqtt_host, error=error, ca=ca)
+        return self._t("tls.fail", error=error)
 
     async def check_credentials(self, reachable: bool) -> Check:
         import aiomqtt
@@ -184,16 +278,16 @@ class Doctor:
         if not reachable:
             return Check("creds", SKIP, self._t("creds.skip"))
         user = self.c.mqtt_username or self.c.uid
-        tls = None
-        if self._tls_wanted():
-            ca = getattr(self.c, "mqtt_ca_file", None)
-            tls = aiomqtt.TLSParameters(ca_certs=str(ca) if ca else None)
+        try:
+            tls = agent_context(self.c)
+        except (OSError, ssl.SSLError) as exc:
+            return Check("creds", SKIP, self._t("tls.ca_unreadable", error=_err(exc)))
         own = topics.cmd(self.c.uid)
         try:
             async with aiomqtt.Client(
                 self.c.mqtt_host, self.c.mqtt_port, identifier=f"{self.c.uid}-doctor-{secrets.token_hex(3)}",
                 username=self.c.mqtt_username, password=self.c.mqtt_password, clean_session=True,
-                timeout=self.timeout, tls_params=tls,
+                timeout=self.timeout, tls_context=tls,
             ) as client:  # fmt: skip
                 granted = await client.subscribe(own, qos=1)
                 await client.unsubscribe(own)

@@ -3,7 +3,9 @@
 The controller answers POST /api/v1/enroll with the station's own broker account, the
 controller's signing public key(s) and the rest of the agent config. They are written
 to `<data dir>/config.json`, owner-only (file 0600 in a 0700 directory): the file holds
-the station's broker password.
+the station's broker password. When the controller runs the stations' MQTT over TLS the
+answer also carries the broker's CA certificate, stored as `<data dir>/broker-ca.pem`
+(0644: it is public) and named in the config, so the agent verifies the broker it talks to.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from device_agents.common.config import AgentConfig
+from device_agents.common.tls import CA_FILE_NAME
 
 CONFIG_NAME = "config.json"
 
@@ -26,6 +29,10 @@ LOCAL_MESSAGES: dict[str, tuple[str, str]] = {
     "bad_answer": (
         "Máy chủ điều khiển trả lời không hợp lệ (mã {status}).",
         "The controller gave an unexpected answer (status {status}).",
+    ),
+    "bad_ca": (
+        "Máy chủ điều khiển gửi chứng chỉ CA của máy chủ MQTT không đọc được: {error}.",
+        "The controller sent an unreadable CA certificate for the MQTT broker: {error}.",
     ),
     "saved": (
         "Đã kích hoạt trạm {uid} ({name}). Cấu hình lưu tại {path}.\n"
@@ -84,7 +91,11 @@ async def enroll(controller_url: str, code: str, data_dir: Path, *, lang: str = 
         raise EnrollError(local_text("bad_answer", lang, status=r.status_code))
     data_dir = data_dir.resolve()
     secure_dir(data_dir)
-    config = AgentConfig(**body["agent_config"], data_dir=data_dir)
+    agent = dict(body["agent_config"])
+    ca_pem = agent.pop("mqtt_ca_pem", None)
+    if ca_pem:
+        agent["mqtt_ca_file"] = str(store_ca(data_dir, str(ca_pem), lang))
+    config = AgentConfig(**agent, data_dir=data_dir)
     path = config_path(data_dir)
     tmp = path.with_name(f".{CONFIG_NAME}.tmp")
     tmp.unlink(missing_ok=True)
@@ -92,6 +103,27 @@ async def enroll(controller_url: str, code: str, data_dir: Path, *, lang: str = 
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)  # a re-enroll replaces the old credentials in one step
     return Enrolled(config, path, str(body.get("device", {}).get("name", "")))
+
+
+def store_ca(data_dir: Path, pem: str, lang: str) -> Path:
+    """Check it is a certificate, then write it 0644 next to config.json (atomically)."""
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise EnrollError(local_text("bad_ca", lang, error=exc)) from exc
+    if not certs:
+        raise EnrollError(local_text("bad_ca", lang, error="no certificate"))
+    path = data_dir / CA_FILE_NAME
+    tmp = path.with_name(f".{CA_FILE_NAME}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(pem)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
 
 
 def load(data_dir: Path) -> AgentConfig:

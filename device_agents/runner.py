@@ -5,7 +5,6 @@ This is the only place that knows which one a station has.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -56,7 +55,7 @@ async def start_station(
         await hw.start()
         audio: AudioOutput = hw.sink
         amp = _amplifier(config, hw.modbus_url)
-        agent = SpeakerAgent(config, audio, amp)
+        agent = SpeakerAgent(config, audio, amp, clock=hw.clock)  # clock: drift fault (docs/health.md)
         await agent.start()
         return RunningStation(agent, hw)
     agent = SpeakerAgent(config, AlsaAudioOutput(config.audio_device), _amplifier(config, config.modbus_url))
@@ -64,11 +63,14 @@ async def start_station(
     return RunningStation(agent)
 
 
-async def run_agent(config_path: Path, *, simulated: bool) -> None:
+async def run_agent(config_path: Path, *, simulated: bool) -> int:
+    """Run until stopped; returns the exit code (75 = restart me, asked by a signed
+    `restart_agent` diagnostic or an applied update; docs/operations.md)."""
     config = AgentConfig.load(config_path)
     station = await start_station(config, simulated=simulated)
     log.info("agent %s running (%s hardware)", config.uid, "simulated" if simulated else "real")
     try:
-        await asyncio.Event().wait()
+        await station.agent.diagnostics.restart_requested.wait()
     finally:
         await station.stop()
+    return station.agent.diagnostics.exit_code or 0

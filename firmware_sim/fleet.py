@@ -78,6 +78,8 @@ class FleetSink(SimAudioSink):
     and RAM. Timing, volume and the playback record stay per station.
     """
 
+    stream_keep_s = 0.0  # thousands of stations: keep no streamed samples (docs/live.md)
+
     _decoded: ClassVar[dict[tuple[str, ...], PreparedAudio]] = {}
     _fingerprints_shared: ClassVar[dict[tuple[str, ...], str]] = {}
     _locks: ClassVar[dict[tuple[str, ...], asyncio.Lock]] = {}
@@ -178,6 +180,9 @@ class Fleet:
         store = AgentStore(cfg.data_dir / "agent.sqlite3", durable=False)
         agent = SpeakerAgent(cfg, sink, SimAmplifier(cabinet), clock=FLEET_CLOCK, store=store,
                              media_http=self._media_http)
+        # Clock-offset probes (docs/emergency.md): spread over minutes, so a fleet's probes (its own
+        # HTTP traffic in this one process) do not crowd what is being measured.
+        agent.clock_probe.first_within_s = max(120.0, len(self._configs) / 20)
         return FleetStation(device_id, cfg, agent, sink, cabinet)
 
     async def start(self, *, connect_timeout: float = 120.0) -> float:

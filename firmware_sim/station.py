@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Literal
 
 from firmware_sim.audio_sink import SimAudioSink
-from firmware_sim.faults import Faults
+from firmware_sim.faults import DriftingClock, Faults
 from firmware_sim.relay_board import AmplifierCabinet
 from firmware_sim.serial_line import PtyLine, TcpSerialLine
 
@@ -33,6 +33,8 @@ class SimStationHardware:
     ) -> None:
         self.faults = faults if faults is not None else Faults()
         self.sink = SimAudioSink(state_dir=state_dir)
+        # The station's wall clock for its agent: `clock_drift` shifts it (docs/health.md).
+        self.clock = DriftingClock(self.faults)
         self.cabinet = AmplifierCabinet(self.faults)
         self.cabinet.audio_state = lambda: (self.sink.playing, self.sink.volume)
         self.line: PtyLine | TcpSerialLine

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class Priority(StrEnum):
@@ -31,6 +40,8 @@ class CommandKind(StrEnum):
     PLAY = "play"  # immediate or at an instant, outside the desired-state horizon
     CANCEL = "cancel"  # stop an item (by item_id) wherever it is in its life
     PING = "ping"
+    DIAGNOSTIC = "diagnostic"  # a closed set of technician checks (protocol/ops.py), never a shell
+    UPDATE = "update"  # install a signed agent release (protocol/ops.py, docs/operations.md)
 
 
 class EventKind(StrEnum):
@@ -42,6 +53,11 @@ class EventKind(StrEnum):
     INTERRUPTED = "interrupted"
     MISSED = "missed"
     FAULT = "fault"
+    DIAGNOSTIC_RESULT = "diagnostic_result"  # ref = the diagnostic command's envelope id
+    UPDATE_APPLIED = "update_applied"
+    UPDATE_ROLLED_BACK = "update_rolled_back"  # installed, health check failed, previous release back
+    UPDATE_REFUSED = "update_refused"  # bad signature, wheel hash mismatch, ...: nothing installed
+    RECOVERED = "recovered"  # a fault reported earlier is over (e.g. a relayed stream is back)
 
 
 class RejectReason(StrEnum):
@@ -56,7 +72,16 @@ class RejectReason(StrEnum):
 
 
 class _Model(BaseModel):
+    """Commands are strict: a station refuses what it does not fully understand."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Report(BaseModel):
+    """Device -> controller reports are tolerant: a station already updated to a newer agent
+    may add fields an older controller does not know yet; they are ignored, never fatal."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class MediaRef(_Model):
@@ -67,8 +92,39 @@ class MediaRef(_Model):
     duration_s: float = Field(gt=0)
 
 
+class StreamRef(_Model):
+    """Audio fetched while it plays (docs/live.md): the controller's live voice or a relayed radio.
+
+    It only ever arrives inside a signed item, so a station fetches no URL an operator typed
+    unchecked: the controller allows only its own live path and its relay allow-list.
+    """
+
+    # http(s)://..., or a path on the controller (resolved against the agent's controller_url).
+    url: str = Field(min_length=1, max_length=2000)
+    kind: Literal["live", "relay"] = "relay"  # live: the end of the stream ends the item
+    format: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,16}$")  # ffmpeg -f; None probes
+    rate: int = Field(default=16000, ge=8000, le=48000)  # of raw "s16le" streams
+    fallback: Literal["silence", "filler"] = "silence"  # played during dead air
+    filler: list[MediaRef] = Field(default_factory=list, max_length=20)
+    dead_air_s: float = Field(default=10.0, ge=0.5, le=600)
+    # Live: the session's capability, sent as the X-Stream-Token header (never in a URL or a log).
+    token: str | None = Field(default=None, max_length=128)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str) -> str:
+        on_controller = url.startswith("/") and not url.startswith("//")
+        if not (url.startswith(("http://", "https://")) or on_controller):
+            raise ValueError("a stream URL is http(s):// or a path on the controller")
+        return url
+
+
 class ScheduleItem(_Model):
-    """One thing to play once at an absolute instant; item_id makes it idempotent."""
+    """One thing to play once at an absolute instant; item_id makes it idempotent.
+
+    Either `media` (files, played to their end) or `stream` (played until `end_at` or, for
+    live voice, until the stream ends).
+    """
 
     item_id: str = Field(min_length=1, max_length=128)
     broadcast_id: int | None = None
@@ -76,10 +132,33 @@ class ScheduleItem(_Model):
     start_at: AwareDatetime
     priority: Priority = Priority.NORMAL
     volume: int | None = Field(default=None, ge=0, le=100)
-    media: list[MediaRef] = Field(min_length=1)
+    media: list[MediaRef] = Field(default_factory=list)
+    stream: StreamRef | None = None
+    end_at: AwareDatetime | None = None  # streams: the window closes here
+
+    @model_validator(mode="after")
+    def _media_or_stream(self) -> ScheduleItem:
+        if bool(self.media) == (self.stream is not None):
+            raise ValueError("an item has either media or a stream")
+        if self.stream is not None and (self.end_at is None or self.end_at <= self.start_at):
+            raise ValueError("a stream item needs end_at after start_at")
+        if self.stream is None and self.end_at is not None:
+            raise ValueError("end_at is for stream items")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Media items serialize exactly as before streams existed, so older agents accept them."""
+        data: dict[str, Any] = handler(self)
+        if self.stream is None:
+            data.pop("stream", None)
+            data.pop("end_at", None)
+        return data
 
     @property
     def duration_s(self) -> float:
+        if self.end_at is not None:
+            return (self.end_at - self.start_at).total_seconds()
         return sum(m.duration_s for m in self.media)
 
 
@@ -129,7 +208,7 @@ class CancelCommand(_Model):
     item_id: str
 
 
-class Event(_Model):
+class Event(_Report):
     """Device -> controller. Idempotent by id: the controller stores each id once."""
 
     id: str = Field(min_length=8, max_length=64)
@@ -142,7 +221,7 @@ class Event(_Model):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class ReportedState(_Model):
+class ReportedState(_Report):
     """Retained per device. Birth message when online, Last Will when gone."""
 
     online: bool
@@ -155,7 +234,7 @@ class ReportedState(_Model):
     led: dict[str, Any] | None = None  # LED boards: what the board shows now (docs/led.md)
 
 
-class Telemetry(_Model):
+class Telemetry(_Report):
     ts: AwareDatetime
     uptime_s: float | None = None
     relay_on: bool | None = None
@@ -163,6 +242,14 @@ class Telemetry(_Model):
     amp_current_a: float | None = None
     cabinet_temp_c: float | None = None
     volume: int | None = None
+    clock_offset_ms: float | None = None  # station clock minus reference (docs/health.md)
+    # Health (docs/health.md), None where the station cannot measure it.
+    playing: bool | None = None  # audio is coming out right now (cut speaker line detection)
+    cpu_temp_c: float | None = None
+    disk_free_mb: float | None = None
+    net_type: str | None = Field(default=None, max_length=16)  # ethernet | wifi | cellular | other
+    net_signal_dbm: float | None = None  # 4G RSSI (ModemManager) or Wi-Fi signal
+    led_reachable: bool | None = None  # LED boards: the board controller answers
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

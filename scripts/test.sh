@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The project's test command: set up, lint, then pytest. Extra arguments go to pytest,
-# e.g. `bash scripts/test.sh tests/test_compose.py -x`.
+# The project's test command: set up, lint, then pytest.
+#   bash scripts/test.sh                  the whole suite: most test files on several workers
+#                                         (they mostly wait on real time), then the tests marked
+#                                         `solo` (start-skew and latency measurements) alone
+#   bash scripts/test.sh tests/x.py -x    extra arguments: one plain pytest run with them
+# COMMUNECAST_TEST_WORKERS sets the number of workers (default 3; 0 = no parallel part).
 # Exit status: pytest's; if pytest passed but ruff found problems, 1.
 set -uo pipefail
 
@@ -13,8 +17,26 @@ lint_status=0
 echo "[test] ruff check ."
 .venv/bin/ruff check . || lint_status=$?
 
-.venv/bin/pytest -q "$@"
-status=$?
+if (($# > 0)); then
+    .venv/bin/pytest -q "$@"
+    status=$?
+else
+    workers=${COMMUNECAST_TEST_WORKERS:-3}
+    start=$SECONDS
+    if ((workers > 0)); then
+        echo "[test] part 1: everything but the timing measurements, on $workers workers"
+        .venv/bin/pytest -q -m "not solo" -n "$workers" --dist loadfile --durations=15
+    else
+        .venv/bin/pytest -q -m "not solo" --durations=15
+    fi
+    status=$?
+    echo "[test] part 2: timing measurements (marked solo), one at a time"
+    .venv/bin/pytest -q -m solo --durations=10
+    solo=$?
+    ((solo == 5)) && solo=0  # nothing marked solo is not a failure
+    ((status == 0)) && status=$solo
+    echo "[test] suite finished in $((SECONDS - start)) s"
+fi
 
 if ((status == 0 && lint_status != 0)); then
     echo "[test] pytest passed but ruff check failed (exit $lint_status): see its report above" >&2

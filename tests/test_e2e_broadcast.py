@@ -8,12 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from communecast.harness import System
 from firmware_sim.fingerprint import fingerprint_file
 from tests.support.audio import chirp, tone
 from tests.support.proxy import CuttableProxy
 from tests.support.waiting import eventually
+
+# Measures start instants: run alone (scripts/test.sh), not next to other tests.
+pytestmark = pytest.mark.solo
 
 
 async def upload(system: System, path: Path) -> dict:

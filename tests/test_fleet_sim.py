@@ -9,10 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from communecast.harness import System
 from firmware_sim.fleet import Fleet, provision_fleet
 from tests.support.audio import tone
 from tests.support.waiting import eventually
+
+# Measures start instants across the fleet: run alone (scripts/test.sh), not next to other tests.
+pytestmark = pytest.mark.solo
 
 
 async def test_fleet_stations_play_a_bulletin_together_with_their_own_credentials(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from device_agents.hardware.decode import AudioDecodeError, decode_pcm
 from firmware_sim.audio_sink import SimAudioSink
 from firmware_sim.fingerprint import fingerprint_file, fingerprint_pcm
 
-pytestmark = pytest.mark.timeout(60)
+# Measures start instants: run alone (scripts/test.sh), not next to other tests.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.solo]
 
 
 def make_tone(path: Path, frequency: int, seconds: float = 1.5) -> Path:
@@ -256,13 +257,14 @@ open({log!r}, "a").write(" ".join(args) + "\\n")
 if args[args.index("-D") + 1] == "broken":
     sys.stderr.write("aplay: main: audio open error: No such device\\n")
     sys.exit(1)
-t0 = time.monotonic(); total = 0
+t0 = None; total = 0
 while chunk := sys.stdin.buffer.read(640):
+    t0 = t0 or time.monotonic()  # the clock starts with the first sample, as a sound card's does
     total += len(chunk)
     ahead = total / (2 * rate) - (time.monotonic() - t0)
     if ahead > 0.05:
         time.sleep(ahead - 0.05)
-time.sleep(max(0.0, total / (2 * rate) - (time.monotonic() - t0)))
+time.sleep(max(0.0, total / (2 * rate) - (time.monotonic() - (t0 or time.monotonic()))))
 """
 
 

@@ -17,6 +17,9 @@ from protocol.signing import KeyPair, Signer
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 
+# Measures start instants: run alone (scripts/test.sh), not next to other tests.
+pytestmark = pytest.mark.solo
+
 
 @pytest.fixture
 async def station_system(tmp_path: Path):  # type: ignore[no-untyped-def]

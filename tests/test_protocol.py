@@ -99,3 +99,17 @@ def test_desired_state_refuses_naive_times_and_bad_hashes() -> None:
             "schedule": [{"item_id": "x", "start_at": "2026-12-01T05:30:00+07:00",
                           "media": [{"sha256": "abc", "size": 1, "duration_s": 1}]}],
         })  # fmt: skip
+
+
+def test_reports_tolerate_newer_fields_but_commands_do_not() -> None:
+    """A station on a newer agent keeps reporting to an older controller (extra fields are
+    ignored); a command with a field the station does not know is refused, never half-obeyed."""
+    from protocol.messages import Event, ReportedState, Telemetry
+
+    now = datetime.now(UTC).isoformat()
+    tele = Telemetry.model_validate({"ts": now, "uptime_s": 5, "battery_pct": 93})
+    assert tele.uptime_s == 5 and not hasattr(tele, "battery_pct")
+    assert ReportedState.model_validate({"online": True, "sim_iccid": "8984"}).online
+    assert Event.model_validate({"id": "e" * 16, "kind": "ack", "ts": now, "future": 1}).kind == "ack"
+    with pytest.raises(ValueError, match="extra"):
+        DesiredState.model_validate({"version": 1, "horizon_until": now, "self_destruct": True})

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from communecast.harness import System
 from communecast.stations import ApiClient, provision
 from device_agents.common.clock import AcceleratedClock
@@ -32,6 +34,9 @@ from protocol.messages import MediaRef
 from tests.support.audio import tone
 from tests.support.proxy import CuttableProxy
 from tests.support.waiting import eventually
+
+# Measures start instants: run alone (scripts/test.sh), not next to other tests.
+pytestmark = pytest.mark.solo
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SPEED = 4 * 3600.0  # four virtual hours per real second: the week takes 42 s

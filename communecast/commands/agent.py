@@ -29,8 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Chưa kích hoạt: không có {path}. Chạy communecast agent enroll trước.\n"
               f"Not enrolled: {path} does not exist. Run communecast agent enroll first.", file=sys.stderr)
         return 2
-    asyncio.run(run_agent(path, simulated=args.sim))
-    return 0
+    return asyncio.run(run_agent(path, simulated=args.sim))  # 75: restart requested (systemd restarts)
 
 
 def _enroll(args: argparse.Namespace) -> int:

@@ -38,8 +38,44 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bs.add_argument("--json", help="also write the result here")
     bs.set_defaults(func=_bench_scale)
 
+    bh = bench_sub.add_parser("horizon", help="N stations x 4 daily schedules: build, sign and publish "
+                              "everyone's desired-state horizon (target <= 10 s at 10,000)")
+    bh.add_argument("--stations", type=int, default=10_000)
+    bh.add_argument("--communes", type=int, help="default: stations / 20")
+    bh.add_argument("--districts", type=int, help="default: communes / 20")
+    bh.add_argument("--horizon-days", type=int, default=8)
+    bh.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    bh.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                    help="server to create a throw-away benchmark database on")
+    bh.add_argument("--profile", help="write cProfile stats of the phase run to PATH.<db>.prof")
+    bh.add_argument("--json", help="also write the results here")
+    bh.set_defaults(func=_bench_horizon)
+
+    bf = bench_sub.add_parser("fanout", help="one emergency to N stations (group fan-out, synchronized "
+                              "start, acks) against a bare MQTT publish to N subscribers")
+    bf.add_argument("--devices", type=int, default=200)
+    bf.add_argument("--rounds", type=int, default=2, help="emergencies in a row (the lead learns)")
+    bf.add_argument("--audio", choices=["held", "fresh"], default="held",
+                    help="held: the clip is on the stations already (drilled); fresh: all fetch it")
+    bf.add_argument("--database-url", help="default: a fresh SQLite file; with a PostgreSQL URL "
+                    "a fresh database on that server")
+    bf.add_argument("--json", help="also write the result here")
+    bf.set_defaults(func=_bench_fanout)
+
 
 def _bench_scale(args: argparse.Namespace) -> int:
     from communecast import bench_scale
 
     return {"sync": bench_scale.run_sync}[args.bench](args)
+
+
+def _bench_horizon(args: argparse.Namespace) -> int:
+    from communecast import bench_horizon
+
+    return bench_horizon.run(args)
+
+
+def _bench_fanout(args: argparse.Namespace) -> int:
+    from communecast import bench_fanout
+
+    return bench_fanout.run(args)

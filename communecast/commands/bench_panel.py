@@ -4,7 +4,7 @@ Seeds a fresh database (SQLite by default; PostgreSQL with --database-url pointi
 server, on which a throw-away database is created and dropped) with an area tree, N
 stations with GPS and state, and proof-of-play rows; then requests the dashboard, the
 station list (first/deep page, search, state and commune filters), a station's detail
-page and the play log through the real app (routing, session check, SQL, templates),
+page, the play log and the monthly report through the real app (routing, session check, SQL, templates),
 as an unscoped admin and as a district operator. Prints server-side times in ms.
 
 Registers itself as a subcommand of `communecast bench` (communecast/commands/bench.py).
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     actions = [a for a in getattr(bench, "_actions", []) if isinstance(a, argparse._SubParsersAction)]
     target = actions[0] if actions else sub
     name = "panel" if actions else "bench-panel"
-    p = target.add_parser(name, help="the web panel's dashboard and station list, N stations (server time)")
+    p = target.add_parser(name, help="the panel's dashboard, stations and reports, N stations (server time)")
     p.add_argument("--stations", type=int, default=10000)
     p.add_argument("--communes", type=int, default=250, help="communes the stations are spread over")
     p.add_argument("--plays", type=int, default=5, help="bulletins in the play log, each on every station")
@@ -107,6 +107,8 @@ def seed(db: Any, stations: int, communes: int, plays: int, *, rng: random.Rando
 
 def _run(args: argparse.Namespace) -> int:
     import logging
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
 
     from fastapi.testclient import TestClient
 
@@ -142,6 +144,9 @@ def _run(args: argparse.Namespace) -> int:
                 _login(admin, "admin", password)
                 district = TestClient(app)
                 _login(district, "bench.district", password)
+                # Monthly report over every seeded play (SQL GROUP BY per commune and local month).
+                today = datetime.now(ZoneInfo(settings.timezone)).date()
+                since = (today - timedelta(days=62)).isoformat()
                 pages = [
                     ("admin", admin, "/"),
                     ("admin", admin, "/stations"),
@@ -151,8 +156,10 @@ def _run(args: argparse.Namespace) -> int:
                     ("admin", admin, "/stations?state=offline&page=3"),
                     ("admin", admin, f"/stations/{ids['device']}"),
                     ("admin", admin, "/playlog"),
+                    ("admin", admin, f"/reports?start={since}&end={today}"),
                     ("district", district, "/"),
                     ("district", district, "/stations?state=online"),
+                    ("district", district, f"/reports?start={since}&end={today}"),
                 ]
                 results = []
                 for who, client, path in pages:

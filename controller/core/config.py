@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     # Controller replicas (docs/scaling.md): each needs its own mqtt_client_id; with a
     # share group they split station traffic through $share/<group>/... subscriptions.
     mqtt_share_group: str | None = None
+    # TLS to the broker for this connection and the dynamic-security admin one (docs/enrollment.md,
+    # "TLS"): TLS 1.2+, certificate and host name verified. CA None = the system's trust store;
+    # client cert/key only for mutual TLS; server name when mqtt_host is not in the certificate.
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_cert_file: Path | None = None
+    mqtt_client_key_file: Path | None = None
+    mqtt_tls_server_name: str | None = None
     # The replica holding the dispatch lease publishes desired state; it expires this
     # long after its holder stops renewing (a killed replica is replaced within it).
     dispatch_lease_s: float = Field(default=5.0, ge=1.0, le=120.0)
@@ -45,6 +53,11 @@ class Settings(BaseSettings):
     # How agents reach the broker, when not the way the controller does (NAT, TLS port).
     agent_mqtt_host: str | None = None
     agent_mqtt_port: int | None = None
+    # Enrollment tells stations to use TLS (on agent_mqtt_port, default 8883 unless mqtt_tls) and
+    # hands them this CA certificate (default mqtt_ca_file); server name as for mqtt_tls_server_name.
+    agent_mqtt_tls: bool = False
+    agent_mqtt_ca_file: Path | None = None
+    agent_mqtt_tls_server_name: str | None = None
 
     # Enrollment codes (docs/enrollment.md): lifetime, and failed tries allowed per
     # client address in a window before it gets 429.
@@ -63,6 +76,18 @@ class Settings(BaseSettings):
     tts_espeak_executable: str = "espeak-ng"
     tts_piper_executable: str = "piper"
     tts_piper_models: dict[str, Path] = Field(default_factory=dict)
+    # Emergency broadcasts (docs/emergency.md): the volume they play at, and the lead from
+    # request to the synchronized start (learnt from earlier emergencies' ack times, plus a
+    # media-fetch estimate; emergency_lead_s fixes it instead).
+    emergency_volume: int = Field(default=100, ge=0, le=100)
+    emergency_lead_s: float | None = Field(default=None, ge=0.1, le=60)
+    emergency_lead_min_s: float = Field(default=0.5, ge=0.1, le=60)
+    emergency_lead_max_s: float = Field(default=10.0, ge=0.1, le=120)
+    emergency_lead_margin_s: float = Field(default=0.35, ge=0, le=10)
+    emergency_default_delivery_s: float = Field(default=0.25, ge=0, le=30)
+    emergency_default_per_station_ms: float = Field(default=0.5, ge=0, le=100)
+    emergency_media_bytes_per_s: float = Field(default=50e6, gt=0)
+    emergency_media_requests_per_s: float = Field(default=200.0, gt=0)  # GET /media/<sha> served
     horizon_days: int = Field(default=8, ge=1, le=60)
     # Re-publish every station this often so recurring schedules roll forward (docs/schedules.md).
     horizon_refresh_hours: float = Field(default=6.0, gt=0, le=24 * 7)
@@ -74,6 +99,50 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
     cookie_secure: bool | None = None  # None: Secure when the request came over HTTPS
+    # Streamed broadcasts (docs/live.md). Stations relay only these sources: an exact URL, or
+    # every URL under one that ends in "/". JSON list, e.g. '["http://radio.example/vov1.mp3"]'.
+    relay_sources: list[str] = Field(default_factory=list)
+    live_max_minutes: int = Field(default=60, ge=1, le=24 * 60)  # a live session ends by itself then
+
+    # Station health (docs/health.md): telemetry storage, alarm rules, notifications, /metrics.
+    telemetry_raw_days: float = Field(default=2.0, gt=0, le=30)  # raw samples, then 5-min rollups
+    telemetry_rollup_days: float = Field(default=90.0, gt=0, le=3650)
+    health_tick_s: float = Field(default=5.0, gt=0, le=300)  # offline check, rollups, retention
+    alarm_offline_after_s: float = Field(default=300.0, gt=0)
+    alarm_mains_min_v: float = 180.0  # below: mains loss; clears at +15 V
+    alarm_mains_for_s: float = Field(default=30.0, ge=0)
+    alarm_idle_current_a: float = 0.3  # playing with the relay on but at most this: cut speaker line
+    alarm_speaker_line_for_s: float = Field(default=0.0, ge=0)
+    alarm_cabinet_max_c: float = 60.0  # above: overheating; clears 5 °C lower
+    alarm_overheat_for_s: float = Field(default=60.0, ge=0)
+    alarm_clock_offset_max_ms: float = 100.0  # |offset| above: clock alarm; clears at 80 %
+    alarm_clock_for_s: float = Field(default=60.0, ge=0)
+    alarm_disk_min_mb: float = 500.0  # free space below: disk low; clears at +20 %
+    alarm_disk_for_s: float = Field(default=300.0, ge=0)
+    alarm_led_for_s: float = Field(default=60.0, ge=0)
+    # Notifications: webhooks (JSON POST, HMAC-SHA256 signed when a secret is set) and e-mail.
+    alarm_webhook_urls: list[str] = Field(default_factory=list)
+    alarm_webhook_secret: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "communecast@localhost"
+    alarm_email_to: list[str] = Field(default_factory=list)
+    # More notifiers: "module:factory" paths, each factory(settings) -> Notifier.
+    alarm_notifiers: list[str] = Field(default_factory=list)
+    # /metrics: with a token, a bearer token is required; without, only loopback clients get it.
+    metrics_token: str | None = None
+
+    # CAP 1.2 alert input (docs/cap.md). Geocode schemes whose values are our Area.code
+    # (Vietnamese administrative unit codes), and "valueName=value" -> Area.code for others.
+    cap_geocode_names: list[str] = Field(default_factory=lambda: ["DVHC", "MA_DVHC", "VN-DVHC"])
+    cap_geocode_map: dict[str, str] = Field(default_factory=dict)
+    cap_max_bytes: int = Field(default=512 * 1024, ge=4096, le=10 * 1024 * 1024)
+    cap_voice_vi: str = "vi-north"  # the voice for Vietnamese alerts
+    # A normal-priority alert waits for approval as a draft starting this far ahead.
+    cap_draft_lead_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -13,6 +13,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Thời điểm kết thúc đã qua ({end_at}). Hãy chọn thời điểm trong tương lai.",
         "The end time has passed ({end_at}). Pick a future time.",
     ),
+    "led.recurrence_incomplete": (
+        "Thông báo lặp lại cần đủ quy tắc lặp (rrule), thời điểm bắt đầu (dtstart, giờ địa phương) "
+        "và số phút hiển thị mỗi lần (show_minutes).",
+        "Recurring text needs a rule (rrule), a local start (dtstart) and minutes shown each time "
+        "(show_minutes).",
+    ),
+    "led.recurrence_with_window": (
+        "Thông báo lặp lại không dùng start_at/end_at; hãy dùng dtstart, until và show_minutes.",
+        "Recurring text does not take start_at/end_at; use dtstart, until and show_minutes.",
+    ),
     "led.not_found": ("Không tìm thấy thông báo bảng điện tử {id}.", "LED message {id} was not found."),
     "led.not_a_board": ("Thiết bị {id} không phải bảng điện tử.", "Device {id} is not an LED board."),
     "led.text_only": (

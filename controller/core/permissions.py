@@ -140,3 +140,34 @@ def communes_in_scope(session: Session, user: User) -> set[int] | None:
 def all_in_scope(session: Session, user: User, commune_ids: Iterable[int]) -> bool:
     scope = communes_in_scope(session, user)
     return scope is None or set(commune_ids) <= scope
+
+
+def require_targets_in_scope(session: Session, user: User, targets: object, kind: str | None = None) -> None:
+    """Refuse (403, Vietnamese message) targets reaching outside the user's area.
+
+    `targets` is a `controller.services.targets.Targets`: every commune it names, the
+    communes of the districts it names, and the communes of the stations it resolves to
+    (devices, tags) must lie inside the user's scope. "All" is only for unscoped users.
+    """
+    from controller.core.errors import UserError
+    from controller.services.targets import Targets, resolve
+
+    scope = communes_in_scope(session, user)
+    if scope is None:
+        return
+    t = targets if isinstance(targets, Targets) else Targets.model_validate(targets)
+    if t.all:
+        raise UserError(403, "scope.all_forbidden")
+    wanted = set(t.communes)
+    if t.districts:
+        wanted |= set(session.scalars(
+            select(Area.id).where(Area.parent_id.in_(t.districts), Area.level == "commune")))
+    if t.devices or t.tags:
+        kinds = [kind] if kind else ["speaker", "led"]
+        only = Targets(devices=t.devices, tags=t.tags)
+        wanted |= {d.commune_id for k in kinds for d in resolve(session, only, kind=k)}
+    outside = sorted(wanted - scope)
+    if outside:
+        rows = session.execute(select(Area.id, Area.name).where(Area.id.in_(outside))).all()
+        names = {i: n for i, n in rows}
+        raise UserError(403, "scope.forbidden", names=", ".join(names.get(i) or str(i) for i in outside))

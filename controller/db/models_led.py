@@ -25,6 +25,14 @@ class LedMessageRow(Base):
     start_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     end_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     targets: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Recurring text (docs/led.md): the same RFC 5545 rules as audio schedules, in local wall
+    # time; each occurrence is shown for `show_s` seconds. NULL rrule: one window start_at..end_at.
+    rrule: Mapped[str | None] = mapped_column(Text)
+    dtstart: Mapped[str | None] = mapped_column(String(32))
+    until: Mapped[str | None] = mapped_column(String(32))
+    exdates: Mapped[list[str] | None] = mapped_column(JSON)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    show_s: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16), default="operator")  # operator | emergency
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | cancelled
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

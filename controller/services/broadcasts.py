@@ -31,9 +31,26 @@ class BroadcastCreate(BaseModel):
     priority: Priority = Priority.NORMAL
     # Needed (with the right to give it) when the broadcast breaks a commune's policy.
     override_reason: str | None = Field(default=None, max_length=1000)
+    # Emergency / priority only (docs/emergency.md): LED mirror text (also read out by TTS
+    # when no media is given, in `voice`) and a repeat rule (RFC 5545 RRULE, local time).
+    text: str | None = Field(default=None, min_length=1, max_length=1000)
+    voice: str = Field(default="vi-north", max_length=32)
+    repeat: str | None = Field(default=None, min_length=6, max_length=1000)
 
     def playlist(self) -> list[str]:
         return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)
+
+
+# Priorities that may carry an LED mirror text and a repeat rule (docs/emergency.md).
+FANOUT_PRIORITIES = (Priority.EMERGENCY, Priority.PRIORITY)
+
+
+def check_emergency_fields(req: BroadcastCreate) -> None:
+    """`text` and `repeat` belong to emergency (or priority) broadcasts: say so clearly."""
+    used = [name for name in ("text", "repeat") if getattr(req, name) is not None]
+    if used and req.priority not in FANOUT_PRIORITIES:
+        names = ", ".join(f"\u201c{u}\u201d" for u in used)
+        raise UserError(422, "emergency.fields_need_priority", fields=names, priority=req.priority.value)
 
 
 def item_id_for(broadcast_id: int) -> str:
@@ -46,6 +63,7 @@ def create(
 ) -> tuple[Broadcast, list[int]]:
     """Record the broadcast; with `user`, apply broadcast policy and approval (draft or airs)."""
     now = now or datetime.now(UTC)
+    check_emergency_fields(req)
     playlist = req.playlist()
     if not playlist:
         raise UserError(422, "request.invalid")

@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -221,8 +222,9 @@ class DynsecAdmin:
     """
 
     def __init__(self, host: str, port: int, username: str | None, password: str | None,
-                 *, timeout: float = 10.0) -> None:
+                 *, timeout: float = 10.0, tls_context: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
+        self.tls_context = tls_context  # None: plain MQTT (controller.mqtt.tls)
         self.username, self.password = username, password
         self.timeout = timeout
         # Every admin connection sees every response on the shared response topic:
@@ -239,6 +241,7 @@ class DynsecAdmin:
             async with self._slots, asyncio.timeout(self.timeout), aiomqtt.Client(
                 self.host, self.port, identifier=f"cc-dynsec-{tag}", username=self.username,
                 password=self.password, clean_session=True, timeout=self.timeout,
+                tls_context=self.tls_context,
             ) as client:
                 await client.subscribe(DYNSEC_RESPONSE_TOPIC, qos=1)
                 await client.publish(DYNSEC_TOPIC, json.dumps({"commands": sent}).encode(), qos=1)

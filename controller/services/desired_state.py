@@ -13,22 +13,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, select, update
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from controller.db.models import Broadcast, Delivery, Device, Media
 from controller.db.models_dispatch import DispatchQueue
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
-from controller.services import dispatch, led, schedules
+from controller.services import dispatch, emergency, led, live, metrics, schedules
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, DesiredState, MediaRef, Priority, ScheduleItem
-from protocol.signing import Signer
+from protocol.signing import Signer, b64u_encode
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,49 @@ class Outgoing:
 def build(
     session: Session, device_ids: list[int], signer: Signer, *, now: datetime, horizon: timedelta
 ) -> list[Outgoing]:
-    devices = list(session.scalars(select(Device).where(Device.id.in_(device_ids))))
+    """Each station's signed desired state, with its version bumped in `session` (uncommitted).
+
+    Nothing is flushed while the items are gathered, so on SQLite the write lock is held
+    only from the version bumps to the caller's commit, not for the whole build (the
+    lease renewal writes meanwhile).
+    """
+    with session.no_autoflush:
+        devices = list(session.scalars(
+            select(Device).where(Device.id.in_(device_ids)).options(defer(Device.reported))
+        ))  # fmt: skip
+        items = _items(session, devices, now=now, horizon=horizon)
+        led_content = led.content_for(session, [d.id for d in devices], now)  # LED boards only
+    out: list[Outgoing] = []
+    bumps: list[dict[str, int]] = []
+    for device in devices:
+        if device.retired_at is not None:
+            continue
+        version = device.desired_version + 1
+        head = DesiredState(version=version, horizon_until=now + horizon, led=led_content.get(device.id))
+        topic = topics.desired(device.uid)
+        target = topics.target_of(topic)
+        payload = _sealed(head, items[device.id], target, signer, now=now, ttl=horizon)
+        out.append(Outgoing(device.id, topic, payload, version))
+        bumps.append({"b_id": device.id, "b_version": version})
+    if bumps:  # one executemany instead of the unit of work over every Device object
+        table = Device.__table__
+        bump = update(table).where(table.c.id == bindparam("b_id"))
+        session.execute(bump.values(desired_version=bindparam("b_version")), bumps)
+        for device in devices:  # keep the loaded objects in step, without making them dirty
+            if device.retired_at is None:
+                set_committed_value(device, "desired_version", device.desired_version + 1)
+    return out
+
+
+def _items(
+    session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
+) -> dict[int, list[ScheduleItem]]:
+    """Each station's schedule: one-off broadcasts, recurring schedules, streams (sorted)."""
     rows = session.execute(
         select(Delivery, Broadcast)
         .join(Broadcast, Delivery.broadcast_id == Broadcast.id)
         .where(
-            Delivery.device_id.in_(device_ids),
+            Delivery.device_id.in_([d.id for d in devices]),
             Broadcast.status == "scheduled",
             Broadcast.start_at >= now - timedelta(days=1),
             Broadcast.start_at <= now + horizon,
@@ -81,31 +119,44 @@ def build(
         )
         if delivery.sent_at is None:
             delivery.sent_at = now
-    led_content = led.content_for(session, [d.id for d in devices], now)  # LED boards only
     for device_id, occurrences in schedules.horizon_items(session, devices, now=now, horizon=horizon).items():
         items[device_id] = sorted(items[device_id] + occurrences, key=lambda i: i.start_at)
-    out: list[Outgoing] = []
-    for device in devices:
-        if device.retired_at is not None:
-            continue
-        device.desired_version += 1
-        state = DesiredState(
-            version=device.desired_version,
-            horizon_until=now + horizon,
-            schedule=items[device.id],
-            led=led_content.get(device.id),
-        )
-        topic = topics.desired(device.uid)
-        env = Envelope.new(
-            CommandKind.DESIRED_STATE,
-            topics.target_of(topic),
-            state.model_dump(mode="json"),
-            ttl=horizon,
-            now=now,
-        )
-        payload = SignedMessage.seal(env, signer).to_bytes()
-        out.append(Outgoing(device.id, topic, payload, device.desired_version))
-    return out
+    for device_id, streamed in live.horizon_items(session, devices, now=now, horizon=horizon).items():
+        items[device_id] = sorted(items[device_id] + streamed, key=lambda i: i.start_at)  # docs/live.md
+    emergency.apply_volumes(session, items)  # emergencies and their repeats play at emergency volume
+    return items
+
+
+_EMPTY_SCHEDULE = '"schedule":[]'
+# Item JSON by item object (kept alive here, so an id is never reused while cached). The
+# items of recurring schedules are shared by every station they target and across builds
+# (schedules._EXPANDED), so each is serialized once per roll, not once per station.
+_ITEM_JSON: dict[int, tuple[ScheduleItem, str]] = {}
+_ITEM_JSON_MAX = 50_000
+
+
+def _sealed(
+    head: DesiredState, schedule: list[ScheduleItem], target: str, signer: Signer, *,
+    now: datetime, ttl: timedelta,
+) -> bytes:  # fmt: skip
+    """What `SignedMessage.seal(Envelope.new(DESIRED_STATE, target, state.model_dump(mode="json")))`
+    gives for `head` with `schedule`, byte for byte (tests/test_replicas_lease.py), but with
+    each item's JSON made once and spliced in: serializing every item per station was most
+    of the build (`communecast bench horizon`). Items are frozen models, so their JSON is too."""
+    if len(_ITEM_JSON) > _ITEM_JSON_MAX:
+        _ITEM_JSON.clear()
+    parts = []
+    for item in schedule:
+        hit = _ITEM_JSON.get(id(item))
+        if hit is None or hit[0] is not item:
+            hit = _ITEM_JSON[id(item)] = (item, item.model_dump_json())
+        parts.append(hit[1])
+    env = Envelope.new(CommandKind.DESIRED_STATE, target, head.model_dump(mode="json"), ttl=ttl, now=now)
+    before, found, after = env.model_dump_json().partition(_EMPTY_SCHEDULE)
+    if not found or _EMPTY_SCHEDULE in after:  # cannot happen: quotes inside JSON strings are escaped
+        raise ValueError("desired state: no unique empty schedule to fill")
+    raw = f'{before}"schedule":[{",".join(parts)}]{after}'.encode()
+    return SignedMessage(kid=signer.kid, payload=b64u_encode(raw), sig=signer.sign(raw)).to_bytes()
 
 
 class DesiredStatePublisher:
@@ -175,7 +226,7 @@ class DesiredStatePublisher:
                     continue
                 await self._bus.connected.wait()
                 try:
-                    more = await self._drain_once()
+                    await self._drain()
                 except dispatch.LeaseLost:
                     log.warning("dispatch lease lost; another replica dispatches now")
                     self._lease_valid_until = 0.0
@@ -183,8 +234,6 @@ class DesiredStatePublisher:
                 except Exception as exc:
                     log.warning("desired state publish failed (%s); will retry", exc)
                     await asyncio.sleep(0.5)
-                    more = True
-                if more:
                     self._wakeup.set()
         finally:
             renew.cancel()
@@ -231,31 +280,62 @@ class DesiredStatePublisher:
             with self._db.session() as s:
                 self.lease.release(s)
 
-    async def _drain_once(self) -> bool:
-        """Build, sign and publish one batch; returns whether more may be waiting."""
+    async def _drain(self) -> None:
+        """Drain the queue, publishing batch k while batch k+1 is built and signed in a
+        worker thread (at most one built batch waits; `communecast bench horizon`).
 
-        def _build() -> tuple[dispatch.Pending, list[Outgoing]]:
-            with self._db.session() as s:
-                todo = dispatch.pending(s, BATCH)
-                if not todo.row_ids:
-                    return todo, []
-                started = time.monotonic()
-                out = build(s, todo.device_ids, self._signer, now=datetime.now(UTC), horizon=self._horizon)
-                self.lease.fence(s)  # the version bumps commit only while the lease is ours
-                self._lease_valid_until = started + self.lease.ttl.total_seconds() / 2
-                return todo, out
+        Renewing the lease never waits for a batch: `_hold_lease` runs on its own, and a
+        batch's version bumps commit only if the lease still has the epoch it had when
+        the batch read its data (`Lease.fence`), however long the build took.
+        """
+        ready: _Batch | None = None
+        while True:
+            busy = ready.todo.device_ids if ready is not None else ()
+            building = asyncio.ensure_future(asyncio.to_thread(self._build_batch, busy))
+            if ready is not None:
+                try:
+                    await self._publish_batch(ready)
+                except BaseException:
+                    # Never two builds at once: let this one finish. Its version bumps may
+                    # commit unpublished; its rows stay queued, so it is simply rebuilt.
+                    await asyncio.wait({building})
+                    if not building.cancelled():
+                        building.exception()
+                    raise
+            ready = await building
+            if ready is None:
+                return
 
-        todo, outgoing = await asyncio.to_thread(_build)
-        if not todo.row_ids:
-            return False
+    def _build_batch(self, busy: Sequence[int]) -> _Batch | None:
+        """Worker thread: read, build and sign one batch; commit its version bumps fenced."""
+        epoch = self.lease.epoch  # before reading anything: the fence compares against it
+        if epoch is None:
+            raise dispatch.LeaseLost(self.lease.name)
+        with self._db.session() as s:
+            todo = dispatch.pending(s, BATCH, busy=busy)
+            if not todo.row_ids:
+                return None
+            queued = metrics.queued_since(s, todo.device_ids)  # dispatch latency (docs/health.md)
+            out = build(s, todo.device_ids, self._signer, now=datetime.now(UTC), horizon=self._horizon)
+            fenced_at = time.monotonic()
+            self.lease.fence(s, epoch=epoch)  # the version bumps commit only while the lease is ours
+        # Committed: the lease row now expires a whole TTL after fenced_at, so a slow build
+        # does not shorten what the renewal task established (it only ever extends it).
+        self._lease_valid_until = max(self._lease_valid_until, fenced_at + self.lease.ttl.total_seconds() / 2)
+        return _Batch(todo, out, queued)
+
+    async def _publish_batch(self, batch: _Batch) -> None:
+        """Publish one built batch, then delete exactly the queue rows it read."""
         if not self.is_leader:
             raise dispatch.LeaseLost(self.lease.name)
+        todo, outgoing = batch.todo, batch.outgoing
         results = await asyncio.gather(
             *(self._bus.publish(o.topic, o.payload, qos=1, retain=True) for o in outgoing),
             return_exceptions=True,
         )
         failed = {o.device_id for o, r in zip(outgoing, results, strict=True) if r is not None}
         self.published += len(outgoing) - len(failed)
+        metrics.observe_dispatch(batch.queued, (o.device_id for o in outgoing if o.device_id not in failed))
 
         def _done() -> None:
             with self._db.session() as s:
@@ -269,4 +349,12 @@ class DesiredStatePublisher:
         await asyncio.to_thread(_done)
         if failed:
             raise ConnectionError(f"{len(failed)} desired-state publishes failed")
-        return True
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One built, signed and committed batch waiting to be published."""
+
+    todo: dispatch.Pending
+    outgoing: list[Outgoing]
+    queued: dict[int, datetime]

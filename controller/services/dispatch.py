@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -55,11 +55,16 @@ class Pending:
     device_ids: list[int]
 
 
-def pending(session: Session, max_devices: int) -> Pending:
-    """The oldest queued rows covering at most `max_devices` distinct stations."""
-    rows = session.execute(
-        select(DispatchQueue.id, DispatchQueue.device_id).order_by(DispatchQueue.id).limit(max_devices * 4)
-    ).all()
+def pending(session: Session, max_devices: int, *, busy: Collection[int] = ()) -> Pending:
+    """The oldest queued rows covering at most `max_devices` distinct stations.
+
+    Stations in `busy` (the batch still being published while this one is built) are
+    left for a later round, so a station is never in two batches at once.
+    """
+    query = select(DispatchQueue.id, DispatchQueue.device_id).order_by(DispatchQueue.id)
+    if busy:
+        query = query.where(DispatchQueue.device_id.not_in(sorted(busy)))
+    rows = session.execute(query.limit(max_devices * 4)).all()
     devices: list[int] = []
     chosen: set[int] = set()
     row_ids: list[int] = []
@@ -129,23 +134,28 @@ class Lease:
         self.epoch = None
         return False
 
-    def fence(self, session: Session, now: datetime | None = None) -> None:
+    def fence(self, session: Session, now: datetime | None = None, *, epoch: int | None = None) -> None:
         """Renew inside a write transaction, or raise LeaseLost if it is no longer ours.
 
+        `epoch` is the one held when the batch read its data (default: the current one).
+        A batch must pass it: the renewal task may re-take the lease after a takeover
+        (A -> B -> A gives a new epoch), and the batch read before that must still fail.
         On PostgreSQL the UPDATE locks the lease row until commit, so a competing
         acquire waits for this transaction and then sees a fresh expiry.
         """
-        if self.epoch is None:
+        expected = self.epoch if epoch is None else epoch
+        if expected is None:
             raise LeaseLost(self.name)
         now = now or datetime.now(UTC)
         table = DispatchLease.__table__
         result = session.execute(
             update(table)
-            .where(table.c.name == self.name, table.c.holder == self.holder, table.c.epoch == self.epoch)
+            .where(table.c.name == self.name, table.c.holder == self.holder, table.c.epoch == expected)
             .values(expires_at=now + self.ttl)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            self.epoch = None
+            if self.epoch == expected:
+                self.epoch = None
             raise LeaseLost(self.name)
 
     def release(self, session: Session) -> None:

@@ -39,6 +39,7 @@ from controller.services.targets import groups_of
 from protocol import topics
 
 if TYPE_CHECKING:
+    from controller.core.config import Settings
     from controller.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -182,11 +183,36 @@ def redeem(session: Session, code: str, source: str, *, pepper: bytes, tz: str,
 
 def agent_config_for(rt: Runtime, session: Session, device: Device, password: str) -> dict[str, Any]:
     s = rt.settings
-    return devices.agent_config(
+    config = devices.agent_config(
         session, device, password,
         mqtt_host=s.agent_mqtt_host or s.mqtt_host, mqtt_port=s.agent_mqtt_port or s.mqtt_port,
         controller_url=s.base_url, public_key=rt.keys.public_text,
     )  # fmt: skip
+    if s.agent_mqtt_tls:
+        config.update(agent_tls_config(s))
+    return config
+
+
+def agent_tls_config(s: Settings) -> dict[str, Any]:
+    """TLS for the station (docs/enrollment.md, TLS): the broker's TLS port and, when the
+    controller has one, the CA certificate (PEM) the agent stores next to its config."""
+    out: dict[str, Any] = {
+        "mqtt_tls": True,
+        "mqtt_port": s.agent_mqtt_port or (s.mqtt_port if s.mqtt_tls else 8883),
+        "mqtt_tls_server_name": s.agent_mqtt_tls_server_name,
+    }
+    ca_file = s.agent_mqtt_ca_file or s.mqtt_ca_file
+    if ca_file is not None:
+        try:
+            pem = Path(ca_file).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("cannot read the broker CA for agents (%s): %s", ca_file, exc)
+            raise UserError(503, "enroll.broker_unavailable") from exc
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            log.error("%s holds no PEM certificate: stations could not verify the broker", ca_file)
+            raise UserError(503, "enroll.broker_unavailable")
+        out["mqtt_ca_pem"] = pem
+    return out
 
 
 def _call_broker(fn: Any, *args: Any) -> None:

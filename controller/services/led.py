@@ -20,6 +20,7 @@ from controller.core.i18n import t
 from controller.db.models import Device
 from controller.db.models_led import LedDelivery, LedMessageRow
 from controller.services import audit
+from controller.services.schedules import DEFAULT_TZ, Recurrence
 from controller.services.targets import Targets, resolve
 from device_agents.led.text import to_board_ascii
 from protocol.messages import BrightnessStep, LedContent, LedMessage, Priority
@@ -27,6 +28,9 @@ from protocol.messages import BrightnessStep, LedContent, LedMessage, Priority
 # Night dimming for every board unless told otherwise: full from 05:00, 40 % from 22:00 (local).
 DEFAULT_BRIGHTNESS = (("05:00", 100), ("22:00", 40))
 KEEP_ENDED = timedelta(minutes=1)
+# Recurring LED text is expanded this far ahead into each board's desired state (the controller
+# re-publishes every horizon_refresh_hours, like audio schedules).
+LED_HORIZON = timedelta(days=8)
 
 
 class LedMessageCreate(BaseModel):
@@ -41,6 +45,13 @@ class LedMessageCreate(BaseModel):
     speed: int = Field(default=3, ge=1, le=5)
     color: str = Field(default="amber", pattern=r"^(red|green|amber|yellow|white|orange)$")
     duration_s: int = Field(default=10, ge=1, le=3600)
+    # Recurring text, with the same RFC 5545 rules as audio schedules (docs/led.md): from
+    # each occurrence of `rrule` (local wall time from `dtstart`) the text stays up `show_minutes`.
+    rrule: str | None = Field(default=None, max_length=500)
+    dtstart: str | None = Field(default=None, max_length=32)
+    until: str | None = Field(default=None, max_length=32)
+    exdates: list[str] = Field(default_factory=list, max_length=366)
+    show_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
     dry_run: bool = False  # only say what each board will show; store and send nothing
 
 
@@ -82,14 +93,35 @@ def _check_window(start_at: datetime | None, end_at: datetime | None, now: datet
         raise UserError(422, "led.in_past", end_at=end_at.isoformat())
 
 
+def _check_recurrence(req: LedMessageCreate) -> Recurrence | None:
+    """Validate a recurring window with the audio schedules' own rule parser."""
+    if req.rrule is None:
+        if req.dtstart or req.until or req.exdates or req.show_minutes:
+            raise UserError(422, "led.recurrence_incomplete")
+        return None
+    if not req.dtstart or not req.show_minutes:
+        raise UserError(422, "led.recurrence_incomplete")
+    if req.start_at or req.end_at:
+        raise UserError(422, "led.recurrence_with_window")
+    try:
+        return Recurrence.of(req.rrule, req.dtstart, req.until, req.exdates, DEFAULT_TZ)
+    except ValueError as exc:
+        raise UserError(422, "schedule.bad_rule", rule=req.rrule, error=str(exc)) from None
+
+
 def _store(session: Session, devices: list[Device], *, text: str, targets: dict[str, Any], mode: str,
            speed: int, color: str, duration_s: int, priority: Priority, start_at: datetime | None,
-           end_at: datetime | None, source: str, user_id: int | None) -> LedMessageRow:
+           end_at: datetime | None, source: str, user_id: int | None,
+           recurring: LedMessageCreate | None = None) -> LedMessageRow:
     row = LedMessageRow(
         text=text, mode=mode, speed=speed, color=color, duration_s=duration_s, priority=priority.value,
         start_at=start_at, end_at=end_at, targets=targets, source=source, status="active",
         created_by=user_id,
     )  # fmt: skip
+    if recurring is not None and recurring.rrule is not None:
+        row.rrule, row.dtstart, row.until = recurring.rrule, recurring.dtstart, recurring.until
+        row.exdates, row.timezone = list(recurring.exdates), DEFAULT_TZ
+        row.show_s = (recurring.show_minutes or 0) * 60
     session.add(row)
     session.flush()
     for d in devices:
@@ -108,17 +140,23 @@ def create(
     start_at = req.start_at.astimezone(UTC) if req.start_at else None
     end_at = req.end_at.astimezone(UTC) if req.end_at else None
     _check_window(start_at, end_at, now)
+    recurrence = _check_recurrence(req)
     devices = resolve(session, req.targets, kind="led")
     if not devices:
         raise UserError(422, "led.no_targets")
     rows, warnings = board_will_show(devices, req.text, lang)
-    info = {"board_will_show": rows, "warnings": warnings}
+    info: dict[str, Any] = {"board_will_show": rows, "warnings": warnings}
+    if recurrence is not None:
+        upcoming = recurrence.between(now, now + timedelta(days=366), limit=5)
+        info["next_windows"] = [{"start_at": t.isoformat(),
+                                 "end_at": (t + timedelta(minutes=req.show_minutes or 0)).isoformat()}
+                                for t in upcoming]  # fmt: skip
     if req.dry_run:
         return None, [], info
     row = _store(session, devices, text=req.text, targets=req.targets.model_dump(exclude_defaults=True),
                  mode=req.mode, speed=req.speed, color=req.color, duration_s=req.duration_s,
                  priority=req.priority, start_at=start_at, end_at=end_at, source="operator",
-                 user_id=user_id)
+                 user_id=user_id, recurring=req)
     return row, [d.id for d in devices], info
 
 
@@ -151,7 +189,23 @@ def mirror_emergency_text(
     return [d.id for d in devices]
 
 
-def content_for(session: Session, device_ids: list[int], now: datetime) -> dict[int, LedContent]:
+def windows(m: LedMessageRow, now: datetime, horizon: timedelta) -> list[tuple[str, datetime | None,
+                                                                              datetime | None]]:
+    """(item id, start, end) of each time `m` is shown: one window, or each recurrence in the horizon.
+
+    Occurrence item ids are stable across rebuilds (``l{id}@{UTC}``), like audio schedules' ones.
+    """
+    if not m.rrule or not m.dtstart or not m.show_s:
+        return [(item_id_for(m.id), m.start_at, m.end_at)]
+    rec = Recurrence.of(m.rrule, m.dtstart, m.until, m.exdates or [], m.timezone or DEFAULT_TZ)
+    show = timedelta(seconds=m.show_s)
+    return [(f"{item_id_for(m.id)}@{t:%Y%m%dT%H%M%SZ}", t, t + show)
+            for t in rec.between(now - show, now + horizon)]
+
+
+def content_for(
+    session: Session, device_ids: list[int], now: datetime, horizon: timedelta = LED_HORIZON
+) -> dict[int, LedContent]:
     """Desired LED content of each LED board among `device_ids` (speakers are left out)."""
     boards = set(session.scalars(select(Device.id).where(Device.id.in_(device_ids), Device.kind == "led")))
     if not boards:
@@ -167,11 +221,15 @@ def content_for(session: Session, device_ids: list[int], now: datetime) -> dict[
         .order_by(LedMessageRow.id)
     ).all()
     messages: dict[int, list[LedMessage]] = {b: [] for b in boards}
+    expanded: dict[int, list[tuple[str, datetime | None, datetime | None]]] = {}
     for device_id, m in rows:
-        messages[device_id].append(LedMessage(
-            item_id=item_id_for(m.id), text=m.text, mode=m.mode, speed=m.speed, color=m.color,
-            duration_s=m.duration_s, start_at=m.start_at, end_at=m.end_at, priority=Priority(m.priority),
-        ))  # fmt: skip
+        if m.id not in expanded:
+            expanded[m.id] = windows(m, now, horizon)
+        for item_id, start_at, end_at in expanded[m.id]:
+            messages[device_id].append(LedMessage(
+                item_id=item_id, text=m.text, mode=m.mode, speed=m.speed, color=m.color,
+                duration_s=m.duration_s, start_at=start_at, end_at=end_at, priority=Priority(m.priority),
+            ))  # fmt: skip
     brightness = [BrightnessStep(at=a, percent=p) for a, p in DEFAULT_BRIGHTNESS]
     return {b: LedContent(messages=msgs, brightness=brightness) for b, msgs in messages.items()}
 

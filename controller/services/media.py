@@ -11,6 +11,7 @@ flat for hour-long recordings.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from pydub.utils import mediainfo_json
 from sqlalchemy import select
@@ -36,6 +37,9 @@ from controller.services.audio_pipeline import (
     PipelineResult,
     process,
 )
+
+if TYPE_CHECKING:
+    from controller.services.tts import TtsService
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +195,21 @@ def record_media(
     )  # fmt: skip
     session.add(row)
     return row
+
+
+async def record_speech(
+    session: Session, store: MediaStore, service: TtsService, text: str, voice: str, name: str,
+    user_id: int | None,
+) -> Media:
+    """Synthesize text (rate 1.0) off the event loop and store the speech like an upload (origin "tts")."""
+
+    def make() -> StoredMedia:
+        with tempfile.TemporaryDirectory(dir=store.root / "tmp") as work:
+            speech = service.synthesize(text, voice, 1.0, Path(work))
+            return store.ingest_path(speech.wav, name)
+
+    stored = await asyncio.to_thread(make)
+    return record_media(session, stored, name, user_id, origin="tts")
 
 
 # ------------------------------------------------------------- generated audio assets

@@ -10,18 +10,20 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, and_, case, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_schedules import Schedule
+from controller.db.types import UTCDateTime
 from controller.services.schedules import parse_item_id
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+MONTHS_WITHOUT_LOOKUP = 24  # wider ranges are narrowed to the data first (one CASE arm per month)
 STATUS_VI = {"played": "Đã phát", "interrupted": "Bị ngắt", "failed": "Lỗi", "missed": "Bỏ lỡ",
              "playing": "Đang phát"}
 COLUMNS = [
@@ -95,28 +97,106 @@ def to_csv(session: Session, f: Filters, lang: str = "vi") -> bytes:
 
 
 def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
-    """Per commune and local month: minutes really broadcast, plays, missed, failed, interrupted."""
-    q = (select(PlayLog, Device.commune_id, Area.name).join(Device, Device.id == PlayLog.device_id)
-         .join(Area, Area.id == Device.commune_id))
+    """Per commune and local month: minutes really broadcast, plays, missed, failed, interrupted.
+
+    One GROUP BY in the database (the play log has a row per station and bulletin: the
+    biggest table the panel reads). A play's month is the local month of its instant
+    (`_when`), found by comparing that UTC instant with the UTC instants at which the local
+    months begin: the same SQL is exact on SQLite (which has no time zones) and PostgreSQL,
+    whatever the server's or the session's time zone.
+    """
+    dialect = session.get_bind().dialect.name
+    when = _when_sql(dialect)
+    cond = [when.is_not(None)]
     if f.commune_id is not None:
-        q = q.where(Device.commune_id == f.commune_id)
-    acc: dict[tuple[int, str], dict[str, Any]] = {}
-    for r, commune_id, name in session.execute(q).all():
-        when = _when(r)
-        if when is None or (f.start and when < f.start) or (f.end and when >= f.end):
-            continue
-        month = when.astimezone(TZ).strftime("%m/%Y")
-        a = acc.setdefault((commune_id, month), {"commune_id": commune_id, "commune": name, "month": month,
-                                                 "minutes": 0.0, "played": 0, "missed": 0, "failed": 0,
-                                                 "interrupted": 0})
-        if r.status in ("played", "interrupted") and r.started_at and r.finished_at:
-            a["minutes"] += (r.finished_at - r.started_at).total_seconds() / 60
-        if r.status in ("played", "missed", "failed", "interrupted"):
-            a[r.status] += 1
-    out = sorted(acc.values(), key=lambda a: (a["commune"], a["month"][3:], a["month"][:2]))
+        cond.append(Device.commune_id == f.commune_id)
+    if f.start is not None:
+        cond.append(when >= f.start)
+    if f.end is not None:
+        cond.append(when < f.end)
+    lo, hi = f.start, f.end
+    if lo is None or hi is None or hi - lo > timedelta(days=MONTHS_WITHOUT_LOOKUP * 31):
+        # An open or very wide range (the API): the data says which months there are.
+        first, last = session.execute(
+            select(func.min(when), func.max(when)).select_from(PlayLog)
+            .join(Device, Device.id == PlayLog.device_id).where(*cond)
+        ).one()
+        if first is None:
+            return []
+        lo, hi = max(lo or first, first), min(hi or last, last) + timedelta(seconds=1)
+    starts = _month_starts(lo, hi)
+    # A month is its index in `starts`; the first arm also takes what lies before the second
+    # month (the range filter bounds it below).
+    month: Any = (case(*[(when < nxt, i) for i, nxt in enumerate(starts[1:])], else_=len(starts) - 1)
+                  if len(starts) > 1 else literal(0))  # fmt: skip
+    span = _seconds_sql(dialect, PlayLog.finished_at, PlayLog.started_at)
+    seconds = case((and_(PlayLog.status.in_(("played", "interrupted")), PlayLog.started_at.is_not(None),
+                         PlayLog.finished_at.is_not(None)), span), else_=0.0)
+    # Grouped one level up: with bound parameters in it the same CASE would be two different
+    # expressions to PostgreSQL in SELECT and in GROUP BY.
+    per_row = (select(Device.commune_id.label("commune_id"), month.label("month"), seconds.label("secs"),
+                      PlayLog.status.label("status"))
+               .select_from(PlayLog).join(Device, Device.id == PlayLog.device_id).where(*cond)
+               .subquery())  # fmt: skip
+    c = per_row.c
+
+    def count(status: str) -> Any:
+        return func.sum(case((c.status == status, 1), else_=0))
+
+    found = session.execute(
+        select(c.commune_id, c.month, func.sum(c.secs), count("played"), count("missed"), count("failed"),
+               count("interrupted"))
+        .group_by(c.commune_id, c.month)
+    ).all()
+    names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_({r[0] for r in found}))).all())
+    out = []
+    for commune_id, i, secs, played, missed, failed, interrupted in found:
+        if commune_id not in names:
+            continue  # as the inner join with the commune always did
+        local = starts[int(i)].astimezone(TZ)
+        out.append({"commune_id": commune_id, "commune": names[commune_id], "month": f"{local:%m/%Y}",
+                    "minutes": round(float(secs or 0) / 60, 2), "played": int(played or 0),
+                    "missed": int(missed or 0), "failed": int(failed or 0),
+                    "interrupted": int(interrupted or 0), "_sort": (local.year, local.month)})  # fmt: skip
+    out.sort(key=lambda a: (a["commune"], a["_sort"]))
     for a in out:
-        a["minutes"] = round(a["minutes"], 2)
+        del a["_sort"]
     return out
+
+
+def _when_sql(dialect: str) -> Any:
+    """`_when` in SQL: started, else the instant a schedule item id names, else last update."""
+    item = PlayLog.item_id
+    stamp = func.substr(item, func.length(item) - 15, 15)  # "YYYYMMDDTHHMMSS" before the final "Z"
+    p = [func.substr(stamp, a, n) for a, n in ((1, 4), (5, 2), (7, 2), (10, 2), (12, 2), (14, 2))]
+    text = p[0] + "-" + p[1] + "-" + p[2] + " " + p[3] + ":" + p[4] + ":" + p[5]
+    # The pattern `parse_item_id` fullmatches (on SQLite, SQLAlchemy's REGEXP is Python's re).
+    is_item = item.regexp_match(r"^s[0-9]+@[0-9]{8}T[0-9]{6}Z\Z")
+    if dialect == "postgresql":
+        instant: Any = cast(text + "+00", DateTime(timezone=True))
+    else:  # SQLite keeps naive UTC as text in exactly this shape (controller/db/types.py)
+        instant = text + ".000000"
+    return type_coerce(func.coalesce(PlayLog.started_at, case((is_item, instant)), PlayLog.updated_at),
+                       UTCDateTime())
+
+
+def _seconds_sql(dialect: str, later: Any, earlier: Any) -> Any:
+    if dialect == "postgresql":
+        return func.extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+def _month_starts(lo: datetime, hi: datetime) -> list[datetime]:
+    """The UTC instants at which the local months overlapping [lo, hi) begin (at least one)."""
+    first = lo.astimezone(TZ)
+    y, m = first.year, first.month
+    out: list[datetime] = []
+    while True:
+        start = datetime(y, m, 1, tzinfo=TZ).astimezone(UTC)
+        if out and start >= hi:
+            return out
+        out.append(start)
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
 
 
 def to_xlsx(session: Session, f: Filters, lang: str = "vi") -> bytes:

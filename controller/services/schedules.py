@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rrule, rrulestr
+from dateutil.rrule import DAILY, HOURLY, WEEKLY, rrule, rrulestr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -134,6 +134,28 @@ def parse_rule(text: str, dtstart_local: datetime, tz: ZoneInfo) -> rrule:
     return parsed
 
 
+_PERIOD = {DAILY: timedelta(days=1), WEEKLY: timedelta(weeks=1), HOURLY: timedelta(hours=1)}
+
+
+def _fast_forward(rule: rrule, lo: datetime) -> rrule:
+    """The same rule restarted a whole number of periods closer to `lo`.
+
+    dateutil walks every occurrence from DTSTART, so a daily rule started a year ago costs
+    hundreds of steps per expansion. Without COUNT or BYSETPOS, and for daily, weekly or
+    hourly rules, moving DTSTART by whole INTERVALs keeps every later occurrence (the
+    defaults DTSTART implies — time of day, weekday — are unchanged by such a move).
+    """
+    step = _PERIOD.get(rule._freq)  # dateutil keeps its parts private
+    start = rule._dtstart
+    if step is None or rule._count is not None or rule._bysetpos or start is None:
+        return rule
+    step *= rule._interval
+    periods = (lo - start) // step - 1
+    if periods < 2:
+        return rule
+    return rule.replace(dtstart=start + periods * step)
+
+
 @dataclass(frozen=True)
 class Recurrence:
     """A schedule's timing, ready to expand."""
@@ -167,7 +189,7 @@ class Recurrence:
         out: list[datetime] = []
         if hi < lo:
             return out
-        for local in self.rule.xafter(lo, inc=True):
+        for local in _fast_forward(self.rule, lo).xafter(lo, inc=True):
             if local > hi:
                 break
             if local < lo or local in self.exdates_local:
@@ -200,7 +222,12 @@ def _matches(targets: dict[str, Any], device: Device, district_of: dict[int, int
 def horizon_items(
     session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
 ) -> dict[int, list[ScheduleItem]]:
-    """Every active schedule's occurrences in [now - its length - KEEP_PAST, now + horizon]."""
+    """Every active schedule's occurrences in [now - its length - KEEP_PAST, now + horizon].
+
+    Set-based (`communecast bench horizon`): schedules are indexed by what they target and
+    each schedule is expanded once (cached across builds, `_occurrence_items`), not once per
+    station, so a roll of 10,000 stations costs seconds rather than minutes.
+    """
     speakers = [d for d in devices if d.kind == "speaker" and d.retired_at is None]
     out: dict[int, list[ScheduleItem]] = {d.id: [] for d in speakers}
     if not speakers:
@@ -212,20 +239,73 @@ def horizon_items(
     district_of = dict(session.execute(select(Area.id, Area.parent_id).where(Area.id.in_(communes))).all())
     shas = {s for sc in schedules for s in sc.media}
     media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(shas)))}
-    for sc in schedules:
-        members = [d for d in speakers if _matches(sc.targets, d, district_of)]
-        if not members or any(s not in media for s in sc.media):
+    # Which schedules (by position, to keep their order) each kind of target selects.
+    everyone: list[int] = []
+    index: dict[str, dict[Any, list[int]]] = {"devices": {}, "communes": {}, "districts": {}, "tags": {}}
+    for pos, sc in enumerate(schedules):
+        if any(s not in media for s in sc.media):
             continue
-        refs = [MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in sc.media]
-        since = now - timedelta(seconds=sc.duration_s) - KEEP_PAST
-        for occ in occurrences(sc, since, now + horizon, limit=MAX_CHECKED):
-            item = ScheduleItem(item_id=item_id(sc.id, occ.start), title=sc.title, start_at=occ.start,
-                                priority=Priority(sc.priority), media=refs)
-            for d in members:
-                out[d.id].append(item)
-    for items in out.values():
-        items.sort(key=lambda i: i.start_at)
+        targets = sc.targets or {}
+        if targets.get("all"):
+            everyone.append(pos)
+            continue
+        for key, by in index.items():
+            for value in targets.get(key) or []:
+                by.setdefault(value, []).append(pos)
+    items_of: dict[int, list[ScheduleItem]] = {}
+    merged: dict[tuple[int, ...], list[ScheduleItem]] = {}
+    for d in speakers:
+        chosen = set(everyone)
+        chosen.update(index["devices"].get(d.id, ()))
+        chosen.update(index["communes"].get(d.commune_id, ()))
+        district = district_of.get(d.commune_id)
+        if district is not None:
+            chosen.update(index["districts"].get(district, ()))
+        for tag in d.tags or ():
+            chosen.update(index["tags"].get(tag, ()))
+        if not chosen:
+            continue
+        key = tuple(sorted(chosen))
+        items = merged.get(key)
+        if items is None:
+            items = []
+            for pos in key:
+                if pos not in items_of:
+                    items_of[pos] = _occurrence_items(schedules[pos], media, now, horizon)
+                items += items_of[pos]
+            items.sort(key=lambda i: i.start_at)  # stable: same order as one schedule after another
+            merged[key] = items
+        out[d.id] = list(items)
     return out
+
+
+# Each schedule's items, reused across builds while the window they cover contains the
+# one asked for (a horizon roll asks for nearly the same window for every batch of
+# stations). Keyed by everything an item depends on, so an edit simply misses the cache.
+_EXPANDED: dict[tuple[Any, ...], tuple[datetime, datetime, list[ScheduleItem]]] = {}
+_EXPANDED_MAX = 20_000
+_CACHE_SLACK = timedelta(hours=12)
+
+
+def _occurrence_items(sc: Schedule, media: dict[str, Media], now: datetime, horizon: timedelta
+                      ) -> list[ScheduleItem]:
+    refs = [MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in sc.media]
+    since, until = now - timedelta(seconds=sc.duration_s) - KEEP_PAST, now + horizon
+    key = (sc.id, sc.rrule, sc.dtstart, sc.until, tuple(sc.exdates or ()), sc.timezone, sc.title,
+           sc.priority, tuple((r.sha256, r.size, r.duration_s) for r in refs))
+    hit = _EXPANDED.get(key)
+    if hit is None or not (hit[0] <= since and until <= hit[1]):
+        lo, hi = since - _CACHE_SLACK, until + _CACHE_SLACK
+        instants = Recurrence.of_schedule(sc).between(lo, hi, limit=MAX_CHECKED * 4)
+        if len(instants) >= MAX_CHECKED * 4:  # too dense to cache: expand just this window
+            instants = [o.start for o in occurrences(sc, since, until, limit=MAX_CHECKED)]
+            lo, hi = since, until
+        items = [ScheduleItem(item_id=item_id(sc.id, t), title=sc.title, start_at=t,
+                              priority=Priority(sc.priority), media=refs) for t in instants]
+        if len(_EXPANDED) >= _EXPANDED_MAX:
+            _EXPANDED.clear()
+        hit = _EXPANDED[key] = (lo, hi, items)
+    return [i for i in hit[2] if since <= i.start_at <= until][:MAX_CHECKED]
 
 
 # -- saving -----------------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+import importlib
+import pkgutil
+
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
@@ -12,8 +15,23 @@ from controller.web.routes import router
 STATIC_PREFIX = "/panel-static"
 
 
+def feature_routers() -> list[APIRouter]:
+    """Every `controller/web/routes_*.py` with a module-level `router`: features add pages by adding files."""
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("routes_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        feature = getattr(module, "router", None)
+        if isinstance(feature, APIRouter):
+            found.append(feature)
+    return found
+
+
 def mount_panel(app: FastAPI) -> None:
     app.include_router(router)
+    for feature in feature_routers():
+        app.include_router(feature)
     app.mount(STATIC_PREFIX, StaticFiles(directory=HERE / "static"), name="panel-static")
 
     @app.exception_handler(LoginRequired)

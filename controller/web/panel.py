@@ -43,11 +43,23 @@ NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from 
     "password": "Đã đổi mật khẩu. Các phiên đăng nhập khác đã bị đăng xuất.",
     "user": "Đã tạo tài khoản.",
     "user_state": "Đã cập nhật tài khoản.",
+    # feature pages (routes_*.py)
+    "schedule_saved": "Đã lưu lịch phát. Lịch đã được áp dụng.",
+    "schedule_draft": "Đã lưu lịch phát. Lịch sẽ được phát khi người có quyền duyệt.",
+    "schedule_approved": "Đã duyệt lịch phát. Các trạm sẽ phát theo lịch.",
+    "schedule_deleted": "Đã xoá lịch phát.",
+    "led_sent": "Đã gửi nội dung tới các bảng điện tử.",
+    "led_cancelled": "Đã gỡ nội dung khỏi các bảng điện tử.",
+    "code_issued": "Đã tạo mã kích hoạt mới. Mã cũ (nếu có) không còn dùng được.",
+    "diag_sent": "Đã gửi lệnh kiểm tra tới trạm.",
+    "alarm_acked": "Đã xác nhận cảnh báo.",
+    "emergency_cancelled": "Đã dừng phát khẩn cấp.",
 }
 EVENT_KINDS = {
     "ack": "Đã nhận lệnh", "rejected": "Từ chối lệnh", "play_started": "Bắt đầu phát",
     "play_finished": "Phát xong", "interrupted": "Bị ngắt", "play_failed": "Lỗi phát", "missed": "Bị lỡ",
     "fault": "Sự cố phần cứng",
+    "recovered": "Hết sự cố",  # e.g. a relayed stream is back after dead air (docs/live.md)
 }  # fmt: skip
 PLAY_STATUS = {
     "playing": "Đang phát", "played": "Đã phát", "interrupted": "Bị ngắt", "failed": "Lỗi phát",
@@ -137,9 +149,19 @@ def render(request: Request, name: str, *, status: int = 200, ctx: Ctx | None = 
         role_name=lambda r: _(ROLE_NAMES.get(r, r)), play_status=lambda st: _(PLAY_STATUS.get(st, st)),
         event_kind=lambda k: _(EVENT_KINDS[k]) if k in EVENT_KINDS else k,
         notice=_(NOTICES[request.query_params["ok"]]) if request.query_params.get("ok") in NOTICES else None,
-        here=here, here_q=quote(here, safe=""), path=request.url.path, **values,
+        here=here, here_q=quote(here, safe=""), path=request.url.path, panel_feature=panel_feature, **values,
     )  # fmt: skip
     return with_headers(HTMLResponse(body, status_code=status))
+
+
+def panel_feature(name: str) -> bool:
+    """Is a feature's service there yet (`controller/services/<name>`)? Its nav link waits for it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(f"controller.services.{name}") is not None
+    except ImportError:
+        return False
 
 
 def with_headers(resp: Response) -> Response:

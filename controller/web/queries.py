@@ -211,7 +211,22 @@ def play_log(s: Session, *, device_id: int | None = None, broadcast_id: int | No
         .where(*cond).order_by(PlayLog.id.desc()).limit(page_size).offset((page - 1) * page_size)
     )
     rows = [{"log": r, "device": d, "title": t} for r, d, t in s.execute(q)]
+    _schedule_titles(s, rows)
     return StationPage(rows, total, page, pages)
+
+
+def _schedule_titles(s: Session, rows: list[dict[str, Any]]) -> None:
+    """A schedule occurrence (item id s{id}@...) has no broadcast: show its schedule's title."""
+    from controller.db.models_schedules import Schedule
+    from controller.services.schedules import parse_item_id
+
+    wanted = {r["log"].id: p[0] for r in rows if not r["title"] and (p := parse_item_id(r["log"].item_id))}
+    if wanted:
+        q = select(Schedule.id, Schedule.title).where(Schedule.id.in_(set(wanted.values())))
+        titles = dict(s.execute(q).all())
+        for r in rows:
+            if r["log"].id in wanted:
+                r["title"] = titles.get(wanted[r["log"].id])
 
 
 def drafts(s: Session, scope: set[int] | None) -> list[dict[str, Any]]:

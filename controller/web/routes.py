@@ -23,8 +23,9 @@ from controller.db.models import Area, Broadcast, Delivery, Device, Media, PlayL
 from controller.services import approval, audit, broadcasts
 from controller.services.media import record_media
 from controller.services.targets import Targets
-from controller.web import accounts, queries
+from controller.web import accounts, dashboard_alarms, queries
 from controller.web.i18n import LANG_COOKIE, LANGS
+from controller.web.pagekit import authorized_form
 from controller.web.panel import (
     BadCsrf,
     Ctx,
@@ -170,21 +171,23 @@ def dashboard(request: Request) -> Response:
         ctx = current(request, s)
         board = queries.dashboard(s, ctx.scope)
         dots, box = queries.station_map(s, ctx.scope)
+        alarms = dashboard_alarms.open_alarms(s, ctx.scope, ctx.lang, ctx.rt.settings.timezone)
     return render(request, "dashboard.html", ctx=ctx, board=board, dots=dots, box=box,
-                  map_w=queries.MAP_W, map_h=queries.MAP_H)
+                  map_w=queries.MAP_W, map_h=queries.MAP_H, alarms=alarms)
 
 
 @router.get("/panel/stream")
 async def stream(request: Request) -> Response:
-    """Server-sent events: the dashboard counts, whenever they change."""
+    """Server-sent events: the dashboard counts and open alarms (user's area), whenever they change."""
     rt = runtime(request)
     with rt.db.session() as s:
         ctx = current(request, s)
-    scope = ctx.scope
+    scope, lang = ctx.scope, ctx.lang
 
     def snapshot() -> dict[str, Any]:
         with rt.db.session() as s:
-            return queries.dashboard(s, scope).summary()
+            return {**queries.dashboard(s, scope).summary(),
+                    "alarms": dashboard_alarms.open_alarms(s, scope, lang, rt.settings.timezone)}
 
     async def events() -> AsyncIterator[bytes]:
         last = None
@@ -266,7 +269,7 @@ def bulletins(request: Request, media: str | None = None) -> Response:
 
 @router.post("/bulletins/upload", response_class=HTMLResponse)
 async def upload(request: Request) -> Response:
-    rt, form, ctx = await _authorized_form(request, Action.MEDIA_UPLOAD)
+    rt, form, ctx = await authorized_form(request, Action.MEDIA_UPLOAD)
     upload_file = form.get("file")
     if upload_file is None or isinstance(upload_file, str) or not upload_file.filename:
         return _bulletins_page(request, ctx, status=422, error=("Hãy chọn một tệp âm thanh.", {}))
@@ -309,7 +312,7 @@ def _targets(s: Any, ctx: Ctx, form: Any) -> Targets:
 
 @router.post("/bulletins/send", response_class=HTMLResponse)
 async def send(request: Request) -> Response:
-    rt, form, ctx = await _authorized_form(request, Action.BROADCAST_SEND)
+    rt, form, ctx = await authorized_form(request, Action.BROADCAST_SEND)
     values = {k: str(form.get(k, "")) for k in ("title", "media_sha256", "target", "stations", "start_local",
                                                  "priority")}
     values["communes"] = [_int(v) for v in form.getlist("communes")]
@@ -369,7 +372,7 @@ def approvals(request: Request) -> Response:
 
 @router.post("/approvals/{broadcast_id}/approve", response_class=HTMLResponse)
 async def approve(request: Request, broadcast_id: int) -> Response:
-    rt, _form, ctx = await _authorized_form(request, Action.BROADCAST_APPROVE)
+    rt, _form, ctx = await authorized_form(request, Action.BROADCAST_APPROVE)
     try:
         with rt.db.session() as s:
             user = s.get(User, ctx.user.id)
@@ -432,7 +435,7 @@ def users(request: Request) -> Response:
 
 @router.post("/admin/users", response_class=HTMLResponse)
 async def create_user(request: Request) -> Response:
-    rt, form, ctx = await _authorized_form(request, Action.USER_MANAGE)
+    rt, form, ctx = await authorized_form(request, Action.USER_MANAGE)
     values = {k: str(form.get(k, "")) for k in ("username", "role", "area_id")}
     try:
         with rt.db.session() as s:
@@ -445,7 +448,7 @@ async def create_user(request: Request) -> Response:
 
 @router.post("/admin/users/{user_id}/active", response_class=HTMLResponse)
 async def set_user_active(request: Request, user_id: int) -> Response:
-    rt, form, ctx = await _authorized_form(request, Action.USER_MANAGE)
+    rt, form, ctx = await authorized_form(request, Action.USER_MANAGE)
     try:
         with rt.db.session() as s:
             accounts.set_active(s, ctx.user, user_id, str(form.get("active")) == "1")
@@ -459,14 +462,3 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 
 __all__ = ["BadCsrf", "Forbidden", "error_page", "router"]
-
-
-async def _authorized_form(request: Request, action: Action) -> tuple[Any, Any, Ctx]:
-    """Every panel form post: the caller, then their CSRF token, then the permission."""
-    rt = runtime(request)
-    form = await request.form()
-    with rt.db.session() as s:
-        ctx = current(request, s)
-    await check_csrf(ctx, form)
-    ctx.require(action)
-    return rt, form, ctx

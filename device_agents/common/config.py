@@ -20,6 +20,14 @@ class AgentConfig(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_keepalive_s: int = 15
+    # TLS to the broker (docs/enrollment.md, "TLS"): TLS 1.2+, certificate and host name always
+    # verified. CA file: the broker's CA (enrollment stores it next to config.json; relative paths
+    # are in data_dir); None = the system's trust store. Client cert/key only for mutual TLS.
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_cert_file: Path | None = None
+    mqtt_client_key_file: Path | None = None
+    mqtt_tls_server_name: str | None = None  # the name in the broker's certificate, if not mqtt_host
     controller_url: str
     controller_public_keys: list[str] = Field(min_length=1)
     groups: dict[str, int] = Field(default_factory=dict)
@@ -47,6 +55,12 @@ class AgentConfig(BaseSettings):
     relay_hold_s: float = 3.0  # keep it on briefly in case the next item follows
     prepare_ahead_s: float = 120.0  # decode audio this long before the start
     telemetry_interval_s: float = 60.0
+    clock_offset_interval_s: float = Field(default=600.0, gt=0)  # re-measure it this often (docs/health.md)
+    # Streamed items (docs/live.md): audio held before the first sample sounds, the most that may
+    # queue up before the oldest is dropped, and the level under which a relay counts as silent.
+    stream_jitter_s: float = Field(default=0.2, ge=0, le=5)
+    stream_max_latency_s: float = Field(default=1.0, ge=0.2, le=30)
+    stream_silence_dbfs: float = Field(default=-60.0, le=0)
 
     @classmethod
     def load(cls, path: Path, **overrides: object) -> AgentConfig:

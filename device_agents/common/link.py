@@ -3,13 +3,19 @@
 It reconnects forever with backoff. Events never go straight to the broker: they are
 in the store's outbox first, and an entry is deleted only after the broker's PUBACK,
 so an outage delays proof of play but never loses it.
+
+With a TLS context (device_agents.common.tls: TLS 1.2+, chain and host name verified) the
+password and every message are encrypted on the 4G link; without one it warns loudly when
+the broker is not on this machine, because then they cross the network in clear.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
@@ -37,6 +43,7 @@ class AgentLink:
         last_will: bytes,
         store: AgentStore,
         on_message: MessageHandler,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._host, self._port = host, port
         self._client_id = client_id
@@ -48,6 +55,8 @@ class AgentLink:
         self._last_will = last_will
         self._store = store
         self._on_message = on_message
+        self._tls = tls
+        self.last_error: str | None = None  # why the last connection attempt failed (doctor, tests)
         self._client: aiomqtt.Client | None = None
         self._outbox_wakeup = asyncio.Event()
         self.connected = asyncio.Event()
@@ -57,8 +66,17 @@ class AgentLink:
     def wake_outbox(self) -> None:
         self._outbox_wakeup.set()
 
+    def _warn_if_clear_text(self) -> None:
+        if self._tls is not None or _is_loopback(self._host):
+            return
+        log.warning("%s: MQTT WITHOUT TLS to %s:%s: the broker password and all messages cross the network "
+                    "unencrypted. Enable mqtt_tls (docs/enrollment.md, TLS) / MQTT KHÔNG MÃ HÓA: bật "
+                    "mqtt_tls.",
+                    self._client_id, self._host, self._port)
+
     async def run(self) -> None:
         backoff = 0.2
+        self._warn_if_clear_text()
         while not self._stopping:
             try:
                 will = aiomqtt.Will(self._state_topic, self._last_will, qos=1, retain=True)
@@ -72,11 +90,13 @@ class AgentLink:
                     keepalive=self._keepalive,
                     will=will,
                     timeout=10,
+                    tls_context=self._tls,
                 ) as client:
                     self._client = client
                     await client.subscribe([(t, 1) for t in self._subscriptions])
                     await client.publish(self._state_topic, self._birth(), qos=1, retain=True)
                     self.connections += 1
+                    self.last_error = None
                     self.connected.set()
                     backoff = 0.2
                     flusher = asyncio.create_task(self._flush_outbox(client))
@@ -94,7 +114,14 @@ class AgentLink:
                         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                             await flusher
             except aiomqtt.MqttError as exc:
-                if not self._stopping:
+                self.last_error = str(exc)
+                if self._stopping:
+                    pass
+                elif "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
+                    # Not a flaky 4G link: a wrong or impostor broker, or a stale CA. Say so every time.
+                    log.error("%s: broker certificate REFUSED (%s): run `communecast agent doctor`; "
+                              "retry in %.1fs", self._client_id, exc, backoff)
+                else:
                     log.info("%s: broker link down (%s); retry in %.1fs", self._client_id, exc, backoff)
             finally:
                 self.connected.clear()
@@ -130,3 +157,12 @@ class AgentLink:
         self._stopping = True
         if goodbye is not None:
             await self.publish_now(self._state_topic, goodbye, qos=1, retain=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

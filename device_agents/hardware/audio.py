@@ -17,7 +17,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -28,6 +28,8 @@ from device_agents.hardware.decode import SAMPLE_WIDTH, decode_pcm
 log = logging.getLogger(__name__)
 
 DEFAULT_RATE = 16000
+# play_stream() chunks: S16LE mono at this rate (voice band; the live path sends it as is).
+STREAM_RATE = 16000
 
 
 class AudioOutputError(Exception):
@@ -57,6 +59,12 @@ class PlaybackResult:
     completed: bool  # False when stop() cut it short (preempted)
 
 
+def _not_started() -> PlaybackResult:
+    """stop() came before the start time: nothing was played."""
+    now = time.time()
+    return PlaybackResult(started_at=now, finished_at=now, completed=False)
+
+
 @runtime_checkable
 class AudioOutput(Protocol):
     """Where a station's sound goes: a real sound card or the simulator."""
@@ -67,6 +75,13 @@ class AudioOutput(Protocol):
 
     async def play(self, prepared: PreparedAudio, *, start_at: float, volume: int) -> PlaybackResult:
         """Wait until ``start_at`` (unix time), play to the end or until stop()."""
+        ...
+
+    async def play_stream(
+        self, chunks: AsyncIterator[bytes], *, start_at: float, volume: int
+    ) -> PlaybackResult:
+        """From ``start_at``, play S16LE mono STREAM_RATE chunks as they come, until the
+        iterator ends (completed) or stop() (not completed). docs/live.md."""
         ...
 
     async def stop(self) -> None:
@@ -110,6 +125,32 @@ def scale_pcm(pcm: bytes, volume: int) -> bytes:
     if sys.byteorder == "big":
         scaled.byteswap()
     return scaled.tobytes()
+
+
+async def next_chunk(chunks: AsyncIterator[bytes], stop: asyncio.Event) -> bytes | None:
+    """The next chunk of a stream, or None when it ended or ``stop`` was set first."""
+    if stop.is_set():
+        return None
+
+    async def pull() -> bytes:
+        return await chunks.__anext__()
+
+    getter = asyncio.create_task(pull())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await getter
+    if getter not in done or getter.cancelled():
+        return None
+    try:
+        return getter.result()
+    except StopAsyncIteration:
+        return None
 
 
 class AlsaAudioOutput:
@@ -165,8 +206,7 @@ class AlsaAudioOutput:
     ) -> PlaybackResult:
         pcm = await asyncio.to_thread(scale_pcm, prepared.pcm, volume)
         if await sleep_until_or_event(start_at - self.SPAWN_LEAD_S, stop_event):
-            now = time.time()
-            return PlaybackResult(started_at=now, finished_at=now, completed=False)
+            return _not_started()
         self._proc = proc = await asyncio.create_subprocess_exec(
             self._aplay,
             "-q",
@@ -202,8 +242,7 @@ class AlsaAudioOutput:
         stderr_task: asyncio.Task[bytes],
     ) -> PlaybackResult:
         if await sleep_until_or_event(start_at, stop_event):
-            now = time.time()
-            return PlaybackResult(started_at=now, finished_at=now, completed=False)
+            return _not_started()
         started_at = time.time()
         self._playing = True
         assert proc.stdin is not None
@@ -228,6 +267,53 @@ class AlsaAudioOutput:
                 f"{err.decode('utf-8', 'replace').strip()}"
             )
         return PlaybackResult(started_at, finished_at, completed=True)
+
+    STREAM_BUFFER_US = 200_000  # aplay's ring buffer for streams: small, it adds to the latency
+
+    async def play_stream(
+        self, chunks: AsyncIterator[bytes], *, start_at: float, volume: int
+    ) -> PlaybackResult:
+        """Pipe the chunks into aplay as they arrive; ALSA plays silence on an underrun."""
+        if self._stop_event is not None:
+            raise AudioOutputError("already playing; stop() the current playback first")
+        stop_event, ended = asyncio.Event(), asyncio.Event()
+        self._stop_event, self._ended = stop_event, ended
+        try:
+            if await sleep_until_or_event(start_at - self.SPAWN_LEAD_S, stop_event):
+                return _not_started()
+            self._proc = proc = await asyncio.create_subprocess_exec(
+                self._aplay, "-q", "-t", "raw", "-f", "S16_LE", "-r", str(STREAM_RATE), "-c", "1",
+                "-B", str(self.STREAM_BUFFER_US), "-D", self.device,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            if await sleep_until_or_event(start_at, stop_event):
+                return _not_started()
+            started_at = time.time()
+            self._playing = True
+            assert proc.stdin is not None
+            try:
+                while (chunk := await next_chunk(chunks, stop_event)) is not None:
+                    proc.stdin.write(scale_pcm(chunk[: len(chunk) - len(chunk) % SAMPLE_WIDTH], volume))
+                    await proc.stdin.drain()
+                proc.stdin.close()
+                if not stop_event.is_set():
+                    await proc.wait()
+            except (BrokenPipeError, ConnectionResetError):
+                await proc.wait()
+            finished_at = time.time()
+            if stop_event.is_set():
+                return PlaybackResult(started_at, finished_at, completed=False)
+            if proc.returncode not in (0, None):
+                raise AudioOutputError(f"aplay on {self.device!r} failed ({proc.returncode})")
+            return PlaybackResult(started_at, finished_at, completed=True)
+        finally:
+            self._playing = False
+            try:
+                await self._reap()
+            finally:
+                self._stop_event = self._ended = None
+                ended.set()
 
     async def _reap(self) -> None:
         proc, self._proc = self._proc, None

@@ -17,10 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from device_agents.common import health, logbuffer
 from device_agents.common.config import AgentConfig
+from device_agents.common.diagnostics import DiagnosticHooks, Diagnostics
 from device_agents.common.gate import CommandGate
 from device_agents.common.link import AgentLink
 from device_agents.common.store import AgentStore
+from device_agents.common.tls import agent_context
+from device_agents.common.updater import Updater, running_version
 from device_agents.led.driver import BoardContent, LedController, LedError
 from protocol import topics
 from protocol.envelope import Rejected
@@ -37,7 +41,7 @@ from protocol.messages import (
 )
 
 log = logging.getLogger(__name__)
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = running_version()  # the installed release, reported at birth (docs/operations.md)
 
 
 def choose(content: LedContent, now: datetime) -> BoardContent | None:
@@ -86,7 +90,7 @@ class LedAgent:
             keepalive=config.mqtt_keepalive_s, subscriptions=self.gate.subscriptions,
             state_topic=topics.state(config.uid), birth=self._birth,
             last_will=ReportedState(online=False, kind=config.kind).model_dump_json().encode(),
-            store=self.store, on_message=self._on_message,
+            store=self.store, on_message=self._on_message, tls=agent_context(config),
         )  # fmt: skip
         raw = self.store.get("led_content")
         self.content = LedContent.model_validate_json(raw) if raw else LedContent()
@@ -105,6 +109,13 @@ class LedAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
         self.changed = asyncio.Event()  # set whenever the board's state changed (tests wait on it)
+        # Remote diagnostics and signed updates (docs/operations.md): closed actions, no shell.
+        self.diagnostics = Diagnostics(DiagnosticHooks(
+            uid=self.uid, store=self.store, emit=self._emit, publish=self.link.publish_now,
+            logs=logbuffer.install(), board=board, board_overwritten=self._board_overwritten,
+            board_busy=lambda: bool(self.on_board and self.on_board.priority == "emergency")))  # fmt: skip
+        self.diagnostics.h.logs.add_secret(config.mqtt_password)
+        self.updater = Updater(config, emit=self._emit, on_applied=self.diagnostics.request_restart)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -113,11 +124,15 @@ class LedAgent:
             asyncio.create_task(self._display_loop(), name=f"{self.uid}-display"),
             asyncio.create_task(self._telemetry_loop(), name=f"{self.uid}-tele"),
         ]
+        self._tasks.append(asyncio.create_task(self.updater.watch_boot(self.link.connected),
+                                               name=f"{self.uid}-release-confirm"))
 
     async def stop(self) -> None:
         goodbye = ReportedState(online=False, ts=_now(), kind=self.cfg.kind)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.link.close(goodbye.model_dump_json().encode()), 2)
+        await self.diagnostics.close()
+        await self.updater.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -171,6 +186,10 @@ class LedAgent:
                 self._wake.set()
             elif env.kind is CommandKind.PING:
                 self._emit(EventKind.ACK, ref=env.id)
+            elif env.kind is CommandKind.DIAGNOSTIC:
+                self.diagnostics.accept(env)
+            elif env.kind is CommandKind.UPDATE:
+                self.updater.accept(env)
             else:
                 raise Rejected(RejectReason.UNSUPPORTED, f"kind {env.kind} on an LED board", env.id)
         except Rejected as rej:
@@ -249,8 +268,15 @@ class LedAgent:
         while True:
             await asyncio.sleep(self.cfg.telemetry_interval_s)
             tele = Telemetry(ts=_now(), uptime_s=time.monotonic() - self._started,
-                             cabinet_temp_c=self.temperature_c, extra={"led": self._led_report()})
+                             cabinet_temp_c=self.temperature_c, extra={"led": self._led_report()},
+                             led_reachable=self.reachable,
+                             **(await health.collect(self.cfg.data_dir)).as_telemetry())  # docs/health.md
             await self.link.publish_now(topics.telemetry(self.uid), tele.model_dump_json().encode())
+
+    def _board_overwritten(self) -> None:
+        """A diagnostic drew on the board: send the real content again now."""
+        self.on_board = None
+        self._wake.set()
 
     def _emit(self, kind: EventKind, **fields: Any) -> None:
         event = Event(id=uuid.uuid4().hex, kind=kind, ts=_now(), **fields)

@@ -16,15 +16,21 @@ from typing import Any
 
 import httpx
 
+from device_agents.common import health, logbuffer
 from device_agents.common.clock import REAL_CLOCK, Clock
+from device_agents.common.clock_offset import ClockOffsetProbe, OffsetSample
 from device_agents.common.config import AgentConfig
+from device_agents.common.diagnostics import DiagnosticHooks, Diagnostics
 from device_agents.common.gate import CommandGate
 from device_agents.common.link import AgentLink
 from device_agents.common.media_cache import MediaCache, MediaError
 from device_agents.common.store import AgentStore
+from device_agents.common.tls import agent_context
+from device_agents.common.updater import Updater, running_version
 from device_agents.hardware.amplifier import Amplifier, HardwareError
 from device_agents.hardware.audio import AudioOutput, PlaybackResult
 from device_agents.speaker.horn import Horn
+from device_agents.speaker.stream import run_stream_item
 from protocol import topics
 from protocol.envelope import Envelope, Rejected
 from protocol.messages import (
@@ -42,7 +48,7 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = running_version()  # the installed release, reported at birth (docs/operations.md)
 KEEP_DONE_S = 2 * 86400
 
 
@@ -67,6 +73,10 @@ class SpeakerAgent:
         self.amp = amplifier
         self.store = store or AgentStore(config.data_dir / "agent.sqlite3")
         self.media = MediaCache(config.data_dir / "media", config.controller_url, http=media_http)
+        # Offset to the controller's clock, reported in the retained state (docs/emergency.md).
+        self.clock_probe = ClockOffsetProbe(config.controller_url, http=media_http, clock=self.clock,
+                                            period_s=config.clock_offset_interval_s,
+                                            first_within_s=min(20.0, config.clock_offset_interval_s))
         self.gate = CommandGate(
             config.uid, config.groups, config.controller_public_keys, self.store
         )
@@ -83,6 +93,7 @@ class SpeakerAgent:
             last_will=ReportedState(online=False, kind=config.kind).model_dump_json().encode(),
             store=self.store,
             on_message=self._on_message,
+            tls=agent_context(config),  # None: plain MQTT (docs/enrollment.md, TLS)
         )
         self.horn = Horn()
         self.rejections: dict[str, int] = {}
@@ -92,6 +103,14 @@ class SpeakerAgent:
         self._relay_off: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
+        # Remote diagnostics and signed updates (docs/operations.md): closed actions, no shell.
+        self.diagnostics = Diagnostics(DiagnosticHooks(
+            uid=self.uid, store=self.store, emit=self._emit, publish=self.link.publish_now,
+            logs=logbuffer.install(), default_volume=config.default_volume, audio=audio, amp=amplifier,
+            horn=self.horn, playing=self._playing, relay_acquire=self._relay_acquire,
+            relay_release=self._relay_release, relay_busy=lambda: self._relay_users > 0))  # fmt: skip
+        self.diagnostics.h.logs.add_secret(config.mqtt_password)
+        self.updater = Updater(config, emit=self._emit, on_applied=self.diagnostics.request_restart)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -103,12 +122,17 @@ class SpeakerAgent:
         self._tasks = [
             asyncio.create_task(self.link.run(), name=f"{self.uid}-link"),
             asyncio.create_task(self._telemetry_loop(), name=f"{self.uid}-tele"),
+            asyncio.create_task(self.clock_probe.run(self._report_offset), name=f"{self.uid}-clock"),
         ]
+        self._tasks.append(asyncio.create_task(self.updater.watch_boot(self.link.connected),
+                                               name=f"{self.uid}-release-confirm"))
 
     async def stop(self) -> None:
         goodbye = ReportedState(online=False, ts=_now(), kind=self.cfg.kind)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.link.close(goodbye.model_dump_json().encode()), 2)
+        await self.diagnostics.close()
+        await self.updater.close()
         for task in [*self._tasks, *self._runners.values()]:
             task.cancel()
         for task in [*self._tasks, *self._runners.values()]:
@@ -120,6 +144,8 @@ class SpeakerAgent:
             await self.amp.close()
         with contextlib.suppress(Exception):
             await self.media.close()
+        with contextlib.suppress(Exception):
+            await self.clock_probe.close()
         self.store.close()
 
     async def run_forever(self) -> None:
@@ -136,8 +162,13 @@ class SpeakerAgent:
             kind=self.cfg.kind,
             agent_version=AGENT_VERSION,
             desired_version=int(self.store.get("desired_version", "0") or 0),
+            clock_offset_ms=self.clock_probe.offset_ms,
         )
         return state.model_dump_json().encode()
+
+    async def _report_offset(self, _sample: OffsetSample) -> None:
+        """A new clock offset: re-publish the retained state that carries it."""
+        await self.link.publish_now(topics.state(self.uid), self._birth(), qos=1, retain=True)
 
     # -- messages -----------------------------------------------------------------------
     async def _on_message(self, topic: str, payload: bytes) -> None:
@@ -149,7 +180,7 @@ class SpeakerAgent:
                 self._apply_desired(env)
             elif env.kind is CommandKind.PLAY:
                 item = PlayCommand.model_validate(env.body).item
-                self._accept([item])
+                self._accept([item], source="command")  # a later desired state must not drop it
                 self._emit(EventKind.ACK, ref=env.id, item_id=item.item_id,
                            broadcast_id=item.broadcast_id, detail={"items": [item.item_id]})
             elif env.kind is CommandKind.CANCEL:
@@ -158,6 +189,10 @@ class SpeakerAgent:
                 self._emit(EventKind.ACK, ref=env.id, item_id=cmd.item_id)
             elif env.kind is CommandKind.PING:
                 self._emit(EventKind.ACK, ref=env.id)
+            elif env.kind is CommandKind.DIAGNOSTIC:
+                self.diagnostics.accept(env)  # result comes as a diagnostic_result event
+            elif env.kind is CommandKind.UPDATE:
+                self.updater.accept(env)  # outcome: update_applied / _rolled_back / _refused
             else:
                 raise Rejected(RejectReason.UNSUPPORTED, f"kind {env.kind}", env.id)
         except Rejected as rej:
@@ -192,8 +227,8 @@ class SpeakerAgent:
         self._accept(state.schedule)
         self._emit(EventKind.ACK, ref=env.id, detail={"version": state.version, "items": sorted(keep)})
 
-    def _accept(self, items: list[ScheduleItem]) -> None:
-        for item in self.store.upsert_items(items):
+    def _accept(self, items: list[ScheduleItem], source: str = "desired") -> None:
+        for item in self.store.upsert_items(items, source=source):
             self._arm(item)
 
     async def _cancel(self, item_id: str, why: str) -> None:
@@ -224,6 +259,9 @@ class SpeakerAgent:
 
     # -- playing one item -------------------------------------------------------------------
     async def _run_item(self, item: ScheduleItem) -> None:
+        if item.stream is not None:  # live voice or a relay: device_agents/speaker/stream.py
+            await run_stream_item(self, item)
+            return
         start = item.start_at.timestamp()
         tolerance = self.cfg.late_start_tolerance_s
         if self.clock.time() - start > tolerance:
@@ -346,13 +384,16 @@ class SpeakerAgent:
             await asyncio.sleep(self.cfg.telemetry_interval_s)
             self.store.prune_items(self.clock.time() - KEEP_DONE_S)
             tele: dict[str, Any] = {"ts": _now(), "uptime_s": time.monotonic() - self._started,
-                                    "volume": self._volume()}
+                                    "volume": self._volume(), "clock_offset_ms": self.clock_probe.offset_ms}
+            tele |= (await health.collect(self.cfg.data_dir)).as_telemetry()  # docs/health.md
+            playing = self.audio.playing
             try:
                 r = await self.amp.read()
                 tele |= {"relay_on": r.relay_on, "mains_v": r.mains_v,
                          "amp_current_a": r.amp_current_a, "cabinet_temp_c": r.cabinet_temp_c}
             except HardwareError as exc:
                 tele["extra"] = {"amplifier_error": str(exc)}
+            tele["playing"] = playing and self.audio.playing  # sounding all through the meter read
             payload = Telemetry.model_validate(tele).model_dump_json().encode()
             await self.link.publish_now(topics.telemetry(self.uid), payload)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,7 @@ def skip_or_fail(reason: str) -> None:
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Any]:
+async def chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Any]:
     """A fresh headless Chromium (own profile dir); yields the Playwright Browser."""
     problem = chromium_problem()
     if problem:
@@ -163,7 +163,8 @@ async def chromium() -> AsyncIterator[Any]:
     async with async_playwright() as pw:
         try:
             # Playwright gives every launch a fresh temporary profile (user data dir).
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                               args=[*CHROMIUM_ARGS, *extra_args])
         except Error as exc:
             skip_or_fail(f"Chromium at {CHROMIUM} did not start: {str(exc).splitlines()[0]}")
         try:

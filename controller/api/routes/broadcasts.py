@@ -4,15 +4,19 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.core.errors import NotFound
+from controller.core.permissions import require_targets_in_scope
 from controller.db.models import Broadcast, Delivery, PlayLog, User
+from controller.db.models_emergency import EmergencyBroadcast
 from controller.runtime import Runtime
-from controller.services import approval, broadcasts
+from controller.services import approval, broadcasts, emergency
 from controller.services.policy import PolicyViolation, policy_refusal
+from protocol.messages import Priority
 
 router = APIRouter(prefix="/api/v1", tags=["broadcasts"])
 
@@ -43,13 +47,41 @@ def broadcast_json(bc: Broadcast, deliveries: list[Delivery] | None = None) -> d
     return body
 
 
+def _is_emergency(req: broadcasts.BroadcastCreate) -> bool:
+    """Emergencies (and priority broadcasts with an LED text or a repeat) take the group fan-out."""
+    return req.priority is Priority.EMERGENCY or (
+        req.priority is Priority.PRIORITY and (req.text is not None or req.repeat is not None))
+
+
 @router.post("/broadcasts", status_code=201)
-def create_broadcast(
+async def create_broadcast(
     req: broadcasts.BroadcastCreate,
     request: Request,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    require_targets_in_scope(s, user, req.targets, "speaker")  # a commune operator: own commune only
+    if _is_emergency(req):
+        try:
+            bc = await emergency.start(rt, s, req, user)
+        except PolicyViolation as exc:
+            return policy_refusal(exc, lang(request))  # type: ignore[return-value]
+        em = s.get(EmergencyBroadcast, bc.id)
+        stations = int(s.scalar(select(func.count()).select_from(Delivery)
+                                .where(Delivery.broadcast_id == bc.id)) or 0)
+        return broadcast_json(bc) | {"stations": stations, "approved": True,
+                                     "policy": {"status": "exempt", "reason": "emergency"},
+                                     "emergency": None if em is None else {
+                                         "topics": em.topics, "lead_ms": em.lead_ms,
+                                         "lead_basis": em.lead_basis, "publish_ms": em.publish_ms,
+                                         "volume": em.volume, "schedule_id": em.schedule_id,
+                                         "led_message_id": em.led_message_id}}
+    return await run_in_threadpool(_create_normal, req, request, user, s, rt)
+
+
+def _create_normal(
+    req: broadcasts.BroadcastCreate, request: Request, user: User, s: Session, rt: Runtime
 ) -> dict[str, Any]:
     try:
         bc, device_ids = broadcasts.create(s, req, user.id, user=user)
@@ -87,22 +119,43 @@ def list_broadcasts(
 def get_broadcast(
     broadcast_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
+    """The broadcast, every station's state (with the reason when it is not on air) and the
+    measured start skew; for an emergency also who sent it, its topics, lead and timings."""
     bc = s.get(Broadcast, broadcast_id)
     if bc is None:
         raise NotFound("broadcast.not_found", id=broadcast_id)
     deliveries = list(
         s.scalars(select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))
     )
-    return broadcast_json(bc, deliveries)
+    body = broadcast_json(bc, deliveries)
+    extra = emergency.summary(s, bc)
+    if extra is None:
+        states = emergency.station_states(s, bc)
+        counts: dict[str, int] = {}
+        for st in states:
+            counts[st["state"]] = counts.get(st["state"], 0) + 1
+        extra = {"emergency": None, "station_states": states, "counts": counts,
+                 "skew": emergency.skew(states)}
+    return body | extra
 
 
 @router.post("/broadcasts/{broadcast_id}/cancel")
-def cancel_broadcast(
+async def cancel_broadcast(
     broadcast_id: int,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    bc = s.get(Broadcast, broadcast_id)
+    if bc is not None:
+        require_targets_in_scope(s, user, bc.targets or {}, "speaker")  # only what they could send
+    if s.get(EmergencyBroadcast, broadcast_id) is not None:
+        await emergency.stop(rt, s, broadcast_id, user)
+        return {"id": broadcast_id, "status": "cancelled"}
+    return await run_in_threadpool(_cancel_normal, broadcast_id, user, s, rt)
+
+
+def _cancel_normal(broadcast_id: int, user: User, s: Session, rt: Runtime) -> dict[str, Any]:
     device_ids = broadcasts.cancel(s, broadcast_id, user.id)
     s.commit()
     rt.publisher.mark_dirty(device_ids)

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
+from controller.core.permissions import require_targets_in_scope
 from controller.db.models import User
 from controller.db.models_led import LedMessageRow
 from controller.runtime import Runtime
@@ -22,6 +23,8 @@ def message_json(m: LedMessageRow) -> dict[str, Any]:
         "start_at": m.start_at.isoformat() if m.start_at else None,
         "end_at": m.end_at.isoformat() if m.end_at else None,
         "targets": m.targets, "source": m.source, "status": m.status,
+        "rrule": m.rrule, "dtstart": m.dtstart, "until": m.until, "exdates": m.exdates or [],
+        "show_minutes": m.show_s // 60 if m.show_s else None,
         "created_at": m.created_at.isoformat(),
     }  # fmt: skip
 
@@ -35,6 +38,7 @@ def create_led_message(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    require_targets_in_scope(s, user, req.targets, "led")  # a commune operator: own commune only
     row, device_ids, info = led.create(s, req, user.id, lang=lang(request))
     if row is None:
         response.status_code = 200
@@ -59,6 +63,9 @@ def cancel_led_message(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    found = s.get(LedMessageRow, message_id)
+    if found is not None:
+        require_targets_in_scope(s, user, found.targets, "led")
     device_ids = led.cancel(s, message_id, user.id)
     s.commit()
     rt.publisher.mark_dirty(device_ids)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
 from controller.core.errors import NotFound, UserError
-from controller.core.permissions import Action, roles_with
+from controller.core.permissions import Action, require_targets_in_scope, roles_with
 from controller.db.models import User
 from controller.db.models_schedules import Schedule
 from controller.runtime import Runtime
@@ -33,6 +33,7 @@ def create_schedule(
     req: schedules.ScheduleIn, request: Request, user: User = Depends(require_role(*EDITORS)),
     s: Session = Depends(db_session), rt: Runtime = Depends(runtime),
 ) -> Any:
+    require_targets_in_scope(s, user, req.targets, "speaker")  # a commune operator: own commune only
     try:
         saved = schedules.save(s, req, user)
     except PolicyViolation as exc:
@@ -48,6 +49,8 @@ def update_schedule(
     user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> Any:
+    require_targets_in_scope(s, user, req.targets, "speaker")
+    _require_existing_in_scope(s, user, schedule_id)
     try:
         saved = schedules.save(s, req, user, schedule_id=schedule_id)
     except PolicyViolation as exc:
@@ -62,6 +65,7 @@ def delete_schedule(
     schedule_id: int, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    _require_existing_in_scope(s, user, schedule_id)
     device_ids = schedules.delete(s, schedule_id, user)
     s.commit()
     rt.publisher.mark_dirty(device_ids)
@@ -118,6 +122,13 @@ def schedule_occurrences(
     if end < start or end - start > timedelta(days=800):
         raise UserError(422, "schedule.bad_window")
     return [t.astimezone(rec.tz).isoformat() for t in rec.between(start, end, 5000)]
+
+
+def _require_existing_in_scope(s: Session, user: User, schedule_id: int) -> None:
+    """Editing or deleting another area's schedule is refused like creating one there."""
+    sc = s.get(Schedule, schedule_id)
+    if sc is not None:
+        require_targets_in_scope(s, user, sc.targets, "speaker")
 
 
 def _aware(text: str, rec: schedules.Recurrence) -> datetime:

@@ -17,7 +17,7 @@ from controller.db.models import Media, User
 from controller.runtime import Runtime
 from controller.services import audit
 from controller.services.media import StoredMedia, record_media
-from controller.services.tts import Speech, TtsService
+from controller.services.tts import Speech, TtsService, shared_service
 
 router = APIRouter(tags=["media"])
 
@@ -31,11 +31,7 @@ class TtsRequest(BaseModel):
 
 def tts_service(rt: Runtime) -> TtsService:
     """One service per running controller, built from its settings on first use."""
-    service = getattr(rt, "_tts_service", None)
-    if service is None:
-        service = TtsService.from_settings(rt.settings)
-        rt._tts_service = service  # type: ignore[attr-defined]
-    return service
+    return shared_service(rt)
 
 
 def _make(rt: Runtime, service: TtsService, req: TtsRequest, name: str) -> tuple[StoredMedia, Speech]:

@@ -8,6 +8,9 @@ from typing import Protocol
 
 # Public voice names (API) -> a regional Vietnamese voice. Engines map them to their own.
 VOICES = ("vi-north", "vi-central", "vi-south")
+# Other languages, for alerts that arrive in them (CAP <language>, docs/cap.md); their text
+# is spoken as written (the normalizer is Vietnamese).
+OTHER_VOICES = ("en-us",)
 MIN_RATE = 0.5
 MAX_RATE = 2.0
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from controller.services.tts.base import run_engine
 
 # espeak-ng's own names (`espeak-ng --voices=vi`).
-ESPEAK_VOICES = {"vi-north": "vi", "vi-central": "vi-vn-x-central", "vi-south": "vi-vn-x-south"}
+ESPEAK_VOICES = {"vi-north": "vi", "vi-central": "vi-vn-x-central", "vi-south": "vi-vn-x-south",
+                 "en-us": "en-us"}
 # Words per minute at rate 1.0: a little slower than espeak's 175, because horns are
 # heard outdoors, over distance and echo, where slower speech stays intelligible.
 BASE_WPM = 150

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.core.errors import UserError
-from controller.services.tts.base import MAX_RATE, MIN_RATE, VOICES, TtsEngine, TtsError, TtsTimeout
+from controller.services.tts.base import (
+    MAX_RATE,
+    MIN_RATE,
+    OTHER_VOICES,
+    VOICES,
+    TtsEngine,
+    TtsError,
+    TtsTimeout,
+)
 from controller.services.tts.espeak import EspeakEngine
 from controller.services.tts.normalize_vi import normalize
 from controller.services.tts.piper import PiperEngine
@@ -73,7 +81,7 @@ class TtsService:
 
     def validate(self, text: str, voice: str, rate: float) -> str:
         """Check the request and return the text as it will be spoken."""
-        if voice not in VOICES:
+        if voice not in VOICES and voice not in OTHER_VOICES:
             raise UserError(422, "tts.bad_voice")
         if not MIN_RATE <= rate <= MAX_RATE:
             raise UserError(422, "tts.bad_rate")
@@ -82,7 +90,7 @@ class TtsService:
             raise UserError(422, "tts.text_empty")
         if len(stripped) > self.max_chars:
             raise UserError(422, "tts.text_too_long", limit=self.max_chars, length=len(stripped))
-        spoken = normalize(stripped)
+        spoken = normalize(stripped) if voice in VOICES else " ".join(stripped.split())
         if not any(ch.isalpha() for ch in spoken):
             raise UserError(422, "tts.nothing_to_say")
         return spoken
@@ -110,3 +118,13 @@ class TtsService:
             log.warning("TTS conditioning failed: %s", proc.stderr.decode(errors="replace")[-500:])
             raise UserError(500, "tts.failed")
         return Speech(out, spoken, engine.name, voice, rate)
+
+
+def shared_service(rt: object) -> TtsService:
+    """One service per running controller (the TTS route, CAP alerts, emergencies), built from its
+    settings on first use."""
+    service: TtsService | None = getattr(rt, "_tts_service", None)
+    if service is None:
+        service = TtsService.from_settings(rt.settings)  # type: ignore[attr-defined]
+        rt._tts_service = service  # type: ignore[attr-defined]
+    return service

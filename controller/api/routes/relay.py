@@ -1,0 +1,56 @@
+"""Relays of an allow-listed radio stream for a window (docs/live.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+
+from controller.api.deps import current_user, db_session, require_role, runtime
+from controller.api.routes.live import SENDERS
+from controller.db.models import User
+from controller.runtime import Runtime
+from controller.services import relay
+from controller.services.broadcasts import item_id_for
+
+router = APIRouter(prefix="/api/v1", tags=["relay"])
+
+
+@router.post("/relays", status_code=201)
+def create_relay(
+    req: relay.RelayCreate,
+    user: User = Depends(require_role(*SENDERS)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    ls, device_ids = relay.create(s, req, user, allowed=rt.settings.relay_sources)
+    rt.publisher.mark_dirty(device_ids, session=s)
+    s.commit()
+    return ls.as_dict() | {"item_id": item_id_for(ls.broadcast_id), "stations": len(device_ids)}
+
+
+@router.get("/relays")
+def list_relays(
+    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+) -> list[dict[str, Any]]:
+    return [ls.as_dict() for ls in relay.list_relays(s, min(limit, 1000))]
+
+
+@router.get("/relay-sources")
+def relay_sources(_: User = Depends(current_user), rt: Runtime = Depends(runtime)) -> list[str]:
+    """What an operator may relay (set by the administrator)."""
+    return list(rt.settings.relay_sources)
+
+
+@router.post("/relays/{relay_id}/cancel")
+def cancel_relay(
+    relay_id: int,
+    user: User = Depends(require_role(*SENDERS)),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    device_ids = relay.cancel(s, relay_id, user.id)
+    s.commit()
+    rt.publisher.mark_dirty(device_ids)
+    return {"id": relay_id, "status": "cancelled"}

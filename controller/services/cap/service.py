@@ -1,0 +1,307 @@
+"""A received CAP 1.2 alert -> a record, and (for an actual, public alert for our areas) a
+broadcast: emergency/priority through `services.emergency`, normal as a draft awaiting
+approval. Update replaces the thread's running broadcast, Cancel stops it; Test, Exercise,
+Draft and System alerts are recorded and never reach a loudspeaker. docs/cap.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from controller.core.errors import UserError
+from controller.core.permissions import covers
+from controller.db.models import Broadcast, Device, Media, User
+from controller.db.models_cap import CapAlertRecord
+from controller.db.models_emergency import EmergencyBroadcast
+from controller.services import approval, audit, broadcasts, emergency
+from controller.services.cap.areas import AreaMatch, map_areas
+from controller.services.cap.parse import CapAlert, CapInfo, parse_alert
+from controller.services.media import record_speech
+from controller.services.policy import PolicyViolation
+from controller.services.targets import Targets, resolve
+from controller.services.tts import shared_service
+from protocol.messages import Priority
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LED_TEXT_MAX = 1000  # BroadcastCreate.text
+# CAP <urgency> x <severity> -> our priority (docs/cap.md explains each row).
+_URGENT = ("Immediate", "Expected")
+PRIORITY_TABLE: dict[tuple[str, str], Priority] = {}
+for _sev in ("Extreme", "Severe"):
+    for _urg in _URGENT:
+        PRIORITY_TABLE[(_urg, _sev)] = Priority.EMERGENCY
+    PRIORITY_TABLE[("Future", _sev)] = Priority.PRIORITY
+    PRIORITY_TABLE[("Unknown", _sev)] = Priority.PRIORITY
+for _urg in (*_URGENT, "Future"):
+    PRIORITY_TABLE[(_urg, "Moderate")] = Priority.PRIORITY
+# Everything else (Minor, Unknown severity, urgency Past) is Priority.NORMAL.
+NOT_ON_AIR = ("Exercise", "System", "Test", "Draft")
+
+
+def priority_for(urgency: str, severity: str, certainty: str = "Observed") -> Priority:
+    """The documented table; an alert its sender thinks "Unlikely" never interrupts anyone."""
+    if certainty == "Unlikely":
+        return Priority.NORMAL
+    return PRIORITY_TABLE.get((urgency, severity), Priority.NORMAL)
+
+
+@dataclass
+class Received:
+    record: CapAlertRecord
+    created: bool  # a broadcast (on air or draft) was created: 201
+    duplicate: bool = False
+
+
+def pick_info(alert: CapAlert, vi_voice: str) -> tuple[CapInfo | None, str | None]:
+    """The <info> we act on and the voice to read it: Vietnamese first, then English;
+    otherwise the first <info> (its areas and priority still count) with no voice."""
+    for prefix, voice in (("vi", vi_voice), ("en", "en-us")):
+        for info in alert.infos:
+            if info.language.lower().split("-")[0] == prefix:
+                return info, voice
+    return (alert.infos[0], None) if alert.infos else (None, None)
+
+
+def spoken_text(info: CapInfo) -> str:
+    parts = [info.headline or info.event, info.instruction]
+    return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip()) + "."
+
+
+def led_text(info: CapInfo) -> str:
+    return (info.headline or info.event or "CAP")[:LED_TEXT_MAX]
+
+
+def record_json(rec: CapAlertRecord, *, raw: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": rec.id, "identifier": rec.identifier, "sender": rec.sender, "sent": rec.sent,
+        "status": rec.status, "msg_type": rec.msg_type, "scope": rec.scope, "references": rec.references,
+        "thread_id": rec.thread_id, "language": rec.language, "event": rec.event,
+        "headline": rec.headline, "urgency": rec.urgency, "severity": rec.severity,
+        "certainty": rec.certainty, "priority": rec.priority, "broadcast_id": rec.broadcast_id,
+        "outcome": rec.outcome, "detail": rec.detail,
+        "received_at": rec.received_at.isoformat() if rec.received_at else None,
+    }  # fmt: skip
+    if raw:
+        body["raw_xml"] = rec.raw_xml
+    return body
+
+
+# -- the pieces -----------------------------------------------------------------------------------------
+def _existing(session: Session, alert: CapAlert) -> CapAlertRecord | None:
+    return session.scalar(select(CapAlertRecord).where(
+        CapAlertRecord.sender == alert.sender, CapAlertRecord.identifier == alert.identifier))
+
+
+def _referenced(session: Session, alert: CapAlert) -> list[CapAlertRecord]:
+    if not alert.references:
+        return []
+    keys = [(r.sender, r.identifier) for r in alert.references]
+    return list(session.scalars(select(CapAlertRecord).where(
+        tuple_(CapAlertRecord.sender, CapAlertRecord.identifier).in_(keys))))
+
+
+def _thread_broadcasts(session: Session, refs: list[CapAlertRecord]) -> list[Broadcast]:
+    """Broadcasts still scheduled (or drafted) anywhere in the referenced alerts' threads."""
+    if not refs:
+        return []
+    threads = {r.thread_id or r.id for r in refs}
+    rows = session.scalars(select(CapAlertRecord.broadcast_id).where(
+        or_(CapAlertRecord.thread_id.in_(threads), CapAlertRecord.id.in_(threads)),
+        CapAlertRecord.broadcast_id.is_not(None)))
+    ids = sorted({i for i in rows if i is not None})
+    if not ids:
+        return []
+    return list(session.scalars(select(Broadcast).where(
+        Broadcast.id.in_(ids), Broadcast.status.in_(("scheduled", "draft"))).order_by(Broadcast.id)))
+
+
+async def _stop(rt: Runtime, session: Session, bcs: list[Broadcast], user: User | None) -> list[int]:
+    stopped = []
+    for bc in bcs:
+        if session.get(EmergencyBroadcast, bc.id) is not None:
+            await emergency.stop(rt, session, bc.id, user)
+        else:
+            device_ids = broadcasts.cancel(session, bc.id, user.id if user else None)
+            rt.publisher.mark_dirty(device_ids, session=session)
+            session.commit()
+        stopped.append(bc.id)
+    return stopped
+
+
+def _in_scope(session: Session, user: User | None, match: AreaMatch) -> tuple[Targets | None, list[str]]:
+    """What of the matched areas the sending account may reach, as broadcast targets."""
+    notes: list[str] = []
+    communes = set(match.communes)
+    devices = set(match.devices)
+    if user is not None:
+        outside = {c for c in communes if not covers(session, user, c)}
+        communes -= outside
+        if devices:
+            rows = session.execute(select(Device.id, Device.commune_id).where(Device.id.in_(devices))).all()
+            bad = {i for i, c in rows if not covers(session, user, c)}
+            devices -= bad
+            outside |= {c for i, c in rows if i in bad}
+        if outside:
+            notes.append(f"outside the account's area, left out: communes {sorted(outside)}")
+    if not communes and not devices:
+        return None, notes
+    targets = Targets(communes=sorted(communes), devices=sorted(devices))
+    if not resolve(session, targets, kind="speaker"):
+        notes.append("no loudspeaker station in the matched areas")
+        return None, notes
+    return targets, notes
+
+
+async def _speak(rt: Runtime, session: Session, text: str, voice: str, user: User | None) -> Media:
+    service = shared_service(rt)
+    text = text[: service.max_chars]
+    name = f"CAP (TTS {voice}): {' '.join(text.split())[:80]}"
+    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None)
+
+
+# -- the entry point ------------------------------------------------------------------------------------
+async def receive(rt: Runtime, session: Session, raw: bytes, user: User | None) -> Received:
+    """Parse and act on one alert. Any invalid input is a UserError (4xx) and nothing is stored."""
+    alert = parse_alert(raw)
+    found = _existing(session, alert)
+    if found is not None:
+        return _duplicate(found, alert)
+    if alert.msg_type in ("Update", "Cancel") and not alert.references:
+        raise UserError(422, "cap.needs_references", msg_type=alert.msg_type)
+    info, voice = pick_info(alert, rt.settings.cap_voice_vi)
+    refs = _referenced(session, alert)
+    prio = priority_for(info.urgency, info.severity, info.certainty) if info else None
+    rec = CapAlertRecord(
+        sender=alert.sender, identifier=alert.identifier, sent=alert.sent, sent_at=alert.sent_at,
+        status=alert.status, msg_type=alert.msg_type, scope=alert.scope,
+        references=[f"{r.sender},{r.identifier},{r.sent}" for r in alert.references],
+        thread_id=min((r.thread_id or r.id for r in refs), default=None),
+        language=info.language if info else None, event=info.event if info else None,
+        headline=info.headline if info else None, urgency=info.urgency if info else None,
+        severity=info.severity if info else None, certainty=info.certainty if info else None,
+        priority=prio.value if prio else None, raw_xml=raw.decode("utf-8", errors="replace"),
+        outcome="received", detail={}, received_by=user.id if user else None,
+    )  # fmt: skip
+    session.add(rec)
+    uid = user.id if user else None
+    try:
+        session.flush()  # the (sender, identifier) unique key: a concurrent twin stops here
+        rec.thread_id = rec.thread_id or rec.id
+        audit.record(session, uid, "cap.receive", "cap_alert", rec.id, identifier=alert.identifier,
+                     sender=alert.sender, status=alert.status, msg_type=alert.msg_type)
+        # Claimed before the slow part (speech synthesis): a twin posted meanwhile finds it, and
+        # SQLite's write lock is not held through it.
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        twin = _existing(session, alert)
+        if twin is None:
+            raise
+        return _duplicate(twin, alert)
+    rec_id = rec.id
+    try:
+        return await _act(rt, session, rec, alert, info, voice, prio, refs, user)
+    except Exception as exc:
+        # Nothing aired: forget the claim so the sender's retry is handled afresh (a record that
+        # did air, e.g. broker down after the commit, stays and makes a retry a duplicate).
+        session.rollback()
+        stored = session.get(CapAlertRecord, rec_id)
+        if stored is not None and stored.outcome == "received":
+            session.delete(stored)
+            audit.record(session, uid, "cap.failed", "cap_alert", rec_id, identifier=alert.identifier,
+                         error=getattr(exc, "key", type(exc).__name__))
+            session.commit()
+        raise
+
+
+def _duplicate(found: CapAlertRecord, alert: CapAlert) -> Received:
+    if found.sent != alert.sent:
+        raise UserError(409, "cap.identifier_reused", identifier=alert.identifier, sender=alert.sender,
+                        sent=found.sent, new_sent=alert.sent)
+    return Received(found, created=False, duplicate=True)
+
+
+def _finish(session: Session, rec: CapAlertRecord, outcome: str, **detail: Any) -> Received:
+    rec.outcome = outcome
+    rec.detail = {**(rec.detail or {}), **detail}
+    session.commit()
+    return Received(rec, created=outcome in ("aired", "draft"))
+
+
+async def _act(
+    rt: Runtime, session: Session, rec: CapAlertRecord, alert: CapAlert, info: CapInfo | None,
+    voice: str | None, prio: Priority | None, refs: list[CapAlertRecord], user: User | None,
+) -> Received:
+    if alert.status in NOT_ON_AIR:
+        return _finish(session, rec, "recorded_only", reason=f"status {alert.status}: never aired")
+    if alert.msg_type in ("Ack", "Error"):
+        return _finish(session, rec, "recorded_only", reason=f"msgType {alert.msg_type}")
+    if alert.scope != "Public":
+        return _finish(session, rec, "not_public", reason=f"scope {alert.scope}: not for loudspeakers")
+    stopped: list[int] = []
+    if alert.msg_type in ("Update", "Cancel"):
+        stopped = await _stop(rt, session, _thread_broadcasts(session, refs), user)
+        if not refs:
+            rec.detail = {"references_unknown": rec.references}
+    if alert.msg_type == "Cancel":
+        return _finish(session, rec, "cancelled", stopped=stopped)
+    if info is None or prio is None:
+        return _finish(session, rec, "no_info", stopped=stopped)
+    now = datetime.now(UTC)
+    if info.expires is not None and info.expires <= now:
+        return _finish(session, rec, "expired", stopped=stopped, expires=info.expires.isoformat())
+    match = map_areas(session, info.areas, geocode_names=rt.settings.cap_geocode_names,
+                      geocode_map=rt.settings.cap_geocode_map)
+    targets, notes = _in_scope(session, user, match)
+    area_detail = {"areas": match.notes + notes, "communes": sorted(match.communes),
+                   "devices": sorted(match.devices)}
+    if targets is None:
+        return _finish(session, rec, "not_for_us", stopped=stopped, **area_detail)
+    if voice is None:
+        return _finish(session, rec, "unsupported_language", stopped=stopped, **area_detail)
+    media = await _speak(rt, session, spoken_text(info), voice, user)
+    title = f"CAP: {led_text(info)}"[:300]
+    communes = {d.commune_id for d in resolve(session, targets, kind="speaker")}
+    direct = prio is Priority.EMERGENCY or (
+        prio is Priority.PRIORITY and (user is None or approval.can_approve(session, user, communes)))
+    if direct:
+        req = broadcasts.BroadcastCreate(title=title, media_sha256=media.sha256, targets=targets,
+                                         priority=prio, text=led_text(info))
+        try:
+            bc = await emergency.start(rt, session, req, user)
+        except PolicyViolation as exc:  # priority in quiet hours etc.: an approver decides
+            area_detail["policy"] = exc.key
+        except UserError as exc:
+            if exc.key != "emergency.broker_down":
+                raise
+            # Stored and committed: the desired state carries it once the broker is back. The
+            # record says so (a retry of this alert is then a duplicate, never a second airing).
+            rec.broadcast_id = session.scalar(select(Broadcast.id).where(
+                Broadcast.title == title, Broadcast.created_at >= now).order_by(Broadcast.id.desc()).limit(1))
+            _finish(session, rec, "aired", stopped=stopped, voice=voice, broker="down at start",
+                    **area_detail)
+            raise
+        else:
+            rec.broadcast_id = bc.id
+            return _finish(session, rec, "aired", stopped=stopped, voice=voice, **area_detail)
+    # Normal (or priority the account may not approve): a draft an approver can send.
+    start_at = now + timedelta(minutes=rt.settings.cap_draft_lead_minutes)
+    req = broadcasts.BroadcastCreate(title=title, media_sha256=media.sha256, targets=targets,
+                                     priority=prio, start_at=start_at)
+    bc, _devices = broadcasts.create(session, req, user.id if user else None)
+    bc.status = "draft"
+    rec.broadcast_id = bc.id
+    audit.record(session, user.id if user else None, "cap.draft", "broadcast", bc.id, cap_alert=rec.id,
+                 priority=prio.value)
+    return _finish(session, rec, "draft", stopped=stopped, voice=voice, **area_detail)

@@ -1,0 +1,582 @@
+"""Emergency broadcasts (Thông tư 39 "khẩn cấp"): one signed PLAY per group topic, now.
+
+`start` and `stop` are the two entry points (the API route and the CAP importer call them,
+possibly concurrently). An emergency is a Broadcast with per-station Delivery rows like any
+other (acks and proof of play are tracked per station), but it does not wait for the
+desired-state dispatcher: the controller signs one PLAY for each group topic that covers the
+targets (all / district / commune; single stations and tags fall back to per-device command
+topics) and every station starts at the same instant, `lead` after the request. The LED
+boards of the same areas mirror the text; a repeat rule becomes an emergency-priority
+schedule in the stations' desired-state horizon (it keeps playing through outages). Cancel
+sends one CANCEL per group topic, ends the schedule and the LED mirror. docs/emergency.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from controller.core.errors import NotFound, UserError
+from controller.core.permissions import Action, can, covers
+from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, Media, PlayLog, User
+from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.models_led import LedMessageRow
+from controller.db.models_schedules import Schedule
+from controller.services import approval, audit, led, policy, schedules
+from controller.services.broadcasts import BroadcastCreate, check_emergency_fields, item_id_for
+from controller.services.targets import Targets
+from protocol import topics
+from protocol.envelope import Envelope, SignedMessage
+from protocol.messages import (
+    CancelCommand,
+    CommandKind,
+    EventKind,
+    MediaRef,
+    PlayCommand,
+    Priority,
+    ScheduleItem,
+)
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# How many earlier emergencies the lead is learnt from.
+LEAD_HISTORY = 5
+# A signed PLAY is valid this long after its start (a station that gets it later rejects
+# it as expired and is shown so; the desired state still carries the item).
+PLAY_TTL_AFTER_START = timedelta(seconds=60)
+# Acks that raced the Delivery rows are looked for again this long after the publish.
+ACK_RECHECK_S = 5.0
+# The audio counts as already on the stations when this share of them played it before.
+HELD_SHARE = 0.99
+
+
+# -- fan-out planning ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Station:
+    id: int
+    uid: str
+    commune_id: int
+
+
+@dataclass
+class Fanout:
+    """The minimal set of topics that reaches exactly the targeted stations (and which ones)."""
+
+    topics: list[str] = field(default_factory=list)
+    stations: list[Station] = field(default_factory=list)
+
+
+def plan(session: Session, targets: Targets) -> Fanout:
+    """Map targets to group topics: all -> grp/all; district -> grp/district/{id};
+    commune -> grp/commune/{id} (unless its district is already addressed); single
+    stations and tags -> their own cmd topic unless a group already covers them.
+
+    Column queries, not ORM objects: a 10,000-station emergency must plan in milliseconds.
+    """
+    base = select(Device.id, Device.uid, Device.commune_id, Device.tags).where(
+        Device.kind == "speaker", Device.retired_at.is_(None))
+    out = Fanout()
+    if targets.all:
+        out.topics = [topics.group_cmd("all")]
+        out.stations = [Station(i, u, c) for i, u, c, _ in session.execute(base.order_by(Device.id))]
+        return out
+    covered_communes: set[int] = set()
+    for district in sorted(set(targets.districts)):
+        communes = set(session.scalars(select(Area.id).where(Area.parent_id == district,
+                                                             Area.level == "commune")))
+        out.topics.append(topics.group_cmd("district", district))
+        covered_communes |= communes
+    for commune in sorted(set(targets.communes) - covered_communes):
+        out.topics.append(topics.group_cmd("commune", commune))
+        covered_communes.add(commune)
+    found: dict[int, Station] = {}
+    if covered_communes:
+        for i, u, c, _ in session.execute(base.where(Device.commune_id.in_(covered_communes))):
+            found[i] = Station(i, u, c)
+    singles: dict[int, Station] = {}
+    if targets.devices:
+        for i, u, c, _ in session.execute(base.where(Device.id.in_(targets.devices))):
+            if i not in found:
+                singles[i] = Station(i, u, c)
+    if targets.tags:
+        wanted = set(targets.tags)
+        for i, u, c, tags in session.execute(base):
+            if i not in found and wanted.intersection(tags or []):
+                singles[i] = Station(i, u, c)
+    out.topics += [topics.cmd(st.uid) for st in sorted(singles.values(), key=lambda s: s.id)]
+    found |= singles
+    out.stations = [found[i] for i in sorted(found)]
+    return out
+
+
+# -- the synchronized start ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Lead:
+    seconds: float
+    basis: str
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _default_delivery(cfg: Any, stations: int) -> float:
+    """Publish -> ack before any emergency was measured: a base plus a little per station."""
+    return float(cfg.emergency_default_delivery_s + stations * cfg.emergency_default_per_station_ms / 1000)
+
+
+def choose_lead(session: Session, rt: Runtime, media: list[Media], stations: int) -> Lead:
+    """start_at = now + lead: long enough that (almost) every station has the PLAY, the audio
+    and its amplifier on, short enough that the emergency is on air at once.
+
+    lead = p99(request -> ack) of the last emergency (scaled up to a bigger fan-out; until there
+           is one: 250 ms + 0.5 ms per station)
+         + media fetch estimate, 0 when the stations already hold the audio
+           (stations x bytes / throughput + stations / request rate)
+         + a margin for preempting what plays and starting the output,
+    clamped to [min, max]. A fixed `emergency_lead_s` overrides it.
+    """
+    cfg = rt.settings
+    if cfg.emergency_lead_s is not None:
+        return Lead(cfg.emergency_lead_s, "fixed (emergency_lead_s)")
+    delivery, basis = _default_delivery(cfg, stations), "default delivery"
+    rows = session.execute(
+        select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.requested_at)
+        .where(EmergencyBroadcast.published_at.is_not(None))
+        .order_by(EmergencyBroadcast.broadcast_id.desc()).limit(LEAD_HISTORY)
+    ).all()
+    for bc_id, requested in rows:  # the most recent emergency with enough acks teaches the lead
+        acks = list(session.scalars(select(Delivery.acked_at).where(
+            Delivery.broadcast_id == bc_id, Delivery.acked_at.is_not(None))))
+        total = session.scalar(select(func.count()).select_from(Delivery)
+                               .where(Delivery.broadcast_id == bc_id)) or 1
+        if len(acks) >= 10:
+            # From the request, as start_at is counted from it: controller time + fan-out + handling.
+            p99 = max(0.0, _pct([(a - requested).total_seconds() for a in acks], 0.99))
+            delivery = p99 * max(1.0, stations / total)  # a bigger fan-out takes longer
+            basis = f"p99 ack {p99 * 1000:.0f} ms of emergency {bc_id} ({total} stations)"
+            break
+    basis = f"{basis} {delivery * 1000:.0f} ms"
+    fresh = [m for m in media if not _held_by_stations(session, m.sha256, stations)]
+    size = sum(m.size for m in fresh)
+    fetch = 0.0
+    if fresh:
+        fetch = (stations * size / cfg.emergency_media_bytes_per_s
+                 + stations / cfg.emergency_media_requests_per_s)
+    lead = delivery + fetch + cfg.emergency_lead_margin_s
+    lead = min(max(lead, cfg.emergency_lead_min_s), cfg.emergency_lead_max_s)
+    held = "audio already on the stations" if not fresh else f"media fetch {fetch * 1000:.0f} ms"
+    return Lead(round(lead, 3), f"{basis}; {held} ({stations} stations)")
+
+
+def _held_by_stations(session: Session, sha: str, stations: int) -> bool:
+    """Do (nearly) all the stations already hold this audio? They do if it played on them before
+    (a drill, an earlier bulletin): a station's media cache keeps what it verified."""
+    recent = session.execute(select(Broadcast.id, Broadcast.media).order_by(Broadcast.id.desc()).limit(500))
+    ids = [b for b, m in recent if sha in (m or [])]
+    if not ids:
+        return False
+    had = session.scalar(select(func.count(func.distinct(PlayLog.device_id))).where(
+        PlayLog.broadcast_id.in_(ids), PlayLog.status.in_(("played", "interrupted", "playing")))) or 0
+    return had >= math.ceil(HELD_SHARE * stations)
+
+
+# -- start ------------------------------------------------------------------------------------------------
+def _check_rights(session: Session, user: User | None, req: BroadcastCreate, fan: Fanout) -> None:
+    """Emergencies skip approval, but the sender's role must allow them in every target area."""
+    if user is None:
+        return  # a system caller (CAP importer with its own checks)
+    action = Action.BROADCAST_EMERGENCY if req.priority is Priority.EMERGENCY else Action.BROADCAST_SEND
+    if not can(user, action):
+        raise UserError(403, "auth.forbidden")
+    for commune in sorted({st.commune_id for st in fan.stations}):
+        if not covers(session, user, commune):
+            name = session.scalar(select(Area.name).where(Area.id == commune)) or str(commune)
+            raise UserError(403, "emergency.forbidden_area", area=name)
+
+
+async def _tts_media(rt: Runtime, session: Session, text: str, voice: str, user: User | None) -> Media:
+    """No recording given: the LED text is read out (Vietnamese TTS), stored like an upload."""
+    from controller.services.media import record_speech
+    from controller.services.tts import shared_service
+
+    service = shared_service(rt)
+    service.validate(text, voice, 1.0)
+    name = f"Khẩn cấp (TTS {voice}): {' '.join(text.split())[:80]}"
+    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None)
+
+
+def _sign(rt: Runtime, kind: CommandKind, topic: str, body: dict[str, Any], *, now: datetime,
+          ttl: timedelta, priority: Priority) -> bytes:
+    return _sign_with_id(rt, kind, topic, body, now=now, ttl=ttl, priority=priority)[1]
+
+
+def _sign_with_id(rt: Runtime, kind: CommandKind, topic: str, body: dict[str, Any], *, now: datetime,
+                  ttl: timedelta, priority: Priority) -> tuple[str, bytes]:
+    env = Envelope.new(kind, topics.target_of(topic), body, ttl=ttl, priority=priority, now=now)
+    return env.id, SignedMessage.seal(env, rt.signer).to_bytes()
+
+
+def _record_deliveries(session: Session, bc_id: int, item_id: str, stations: list[Station],
+                       sent_at: datetime) -> None:
+    """One Delivery row per station (bulk), then the acks that were stored before the rows existed."""
+    session.execute(insert(Delivery), [
+        {"broadcast_id": bc_id, "device_id": st.id, "item_id": item_id, "state": "pending",
+         "sent_at": sent_at} for st in stations])  # fmt: skip
+    _apply_early_acks(session, bc_id, item_id)
+
+
+def _apply_early_acks(session: Session, bc_id: int, item_id: str) -> int:
+    acks = {d: ts for d, ts in session.execute(
+        select(DeviceEvent.device_id, DeviceEvent.ts).where(
+            DeviceEvent.item_id == item_id, DeviceEvent.kind == EventKind.ACK.value))}
+    if not acks:
+        return 0
+    pending = session.scalars(select(Delivery).where(
+        Delivery.broadcast_id == bc_id, Delivery.state == "pending", Delivery.device_id.in_(list(acks))))
+    n = 0
+    for delivery in pending:
+        delivery.state, delivery.acked_at = "acked", acks[delivery.device_id]
+        n += 1
+    return n
+
+
+def _recheck_acks(rt: Runtime, bc_id: int, item_id: str) -> None:
+    try:
+        with rt.db.session() as s:
+            if _apply_early_acks(s, bc_id, item_id):
+                s.commit()
+    except Exception:
+        log.exception("re-checking the acks of emergency %s failed", bc_id)
+
+
+async def _publish_all(rt: Runtime, messages: list[tuple[str, bytes]]) -> None:
+    results = await asyncio.gather(*(rt.bus.publish(t, p, qos=1) for t, p in messages),
+                                   return_exceptions=True)
+    failed = [t for (t, _), r in zip(messages, results, strict=True) if isinstance(r, BaseException)]
+    if failed:
+        log.error("emergency publish failed on %s: %r", failed, [r for r in results if r is not None])
+        raise UserError(503, "emergency.broker_down")
+
+
+async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User | None) -> Broadcast:
+    """Validate; record the broadcast, LED mirror, repeat schedule and audit; commit; publish one
+    signed PLAY per group topic; then write the per-station Delivery rows (after the publish, so
+    10,000 rows never delay the first word on air) and return the broadcast."""
+    t0 = time.monotonic()
+    now = datetime.now(UTC)
+    if req.priority not in (Priority.EMERGENCY, Priority.PRIORITY):
+        check_emergency_fields(req)  # normal broadcasts with text/repeat: the clear 422
+        raise UserError(422, "request.invalid")
+    fan = plan(session, req.targets)
+    if not fan.stations:
+        raise UserError(422, "broadcast.no_targets")
+    _check_rights(session, user, req, fan)
+    communes = sorted({st.commune_id for st in fan.stations})
+    if req.priority is Priority.PRIORITY and user is not None and not approval.can_approve(
+            session, user, communes):
+        raise UserError(403, "emergency.priority_needs_approval")
+    playlist = req.playlist()
+    if not playlist:
+        if not req.text:
+            raise UserError(422, "emergency.no_audio")
+        playlist = [(await _tts_media(rt, session, req.text, req.voice, user)).sha256]
+    media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(playlist)))}
+    for sha in playlist:
+        if sha not in media:
+            raise NotFound("media.not_found", sha256=sha)
+    rec = None
+    if req.repeat:  # validate before anything is stored or sent
+        rec = schedules.Recurrence.of(req.repeat, now, None, [], rt.settings.timezone)
+    lead = choose_lead(session, rt, [media[s] for s in playlist], len(fan.stations))
+    now = datetime.now(UTC)  # again: text-to-speech may have taken seconds; the lead counts from here
+    start_at = now + timedelta(seconds=lead.seconds)
+    if req.start_at is not None and req.start_at.astimezone(UTC) > start_at:
+        start_at = req.start_at.astimezone(UTC)  # an emergency may be set for a later instant
+    duration_s = sum(media[s].duration_s for s in playlist)
+    outcome: dict[str, Any] = {"status": "exempt", "reason": "emergency"}
+    if req.priority is Priority.PRIORITY and user is not None:  # priority keeps the commune's policy
+        outcome = policy.enforce(session, user, communes, [schedules.Occurrence(start_at, duration_s)],
+                                 req.priority, req.override_reason)
+    uid = user.id if user else None
+    bc = Broadcast(title=req.title, status="scheduled", media=playlist, priority=req.priority.value,
+                   start_at=start_at, duration_s=duration_s,
+                   targets=req.targets.model_dump(exclude_defaults=True), created_by=uid)
+    session.add(bc)
+    session.flush()
+    item_id = item_id_for(bc.id)
+    volume = rt.settings.emergency_volume
+    em = EmergencyBroadcast(broadcast_id=bc.id, text=req.text, voice=req.voice if req.text else None,
+                            repeat=req.repeat, volume=volume, topics=fan.topics,
+                            lead_ms=round(lead.seconds * 1000, 1), lead_basis=lead.basis[:200],
+                            requested_at=now, status="active")
+    boards: list[int] = []
+    if req.text:
+        boards = led.mirror_emergency_text(session, req.targets, req.text, None, user_id=uid, now=now)
+        if boards:
+            em.led_message_id = session.scalar(
+                select(LedMessageRow.id).where(LedMessageRow.source == "emergency",
+                                               LedMessageRow.text == req.text)
+                .order_by(LedMessageRow.id.desc()).limit(1))
+    if rec is not None and req.repeat:
+        sc = _repeat_schedule(req, rec, playlist, duration_s, start_at, uid)
+        session.add(sc)
+        session.flush()
+        em.schedule_id = sc.id
+        audit.record(session, uid, "schedule.create", "schedule", sc.id, title=sc.title, rrule=sc.rrule,
+                     dtstart=sc.dtstart, targets=sc.targets, priority=sc.priority,
+                     emergency_broadcast=bc.id)
+    session.add(em)
+    audit.record(session, uid, "broadcast.emergency", "broadcast", bc.id, title=req.title,
+                 targets=bc.targets, text=req.text, repeat=req.repeat, priority=req.priority.value,
+                 stations=len(fan.stations), topics=fan.topics, start_at=start_at.isoformat(),
+                 lead_ms=em.lead_ms, lead_basis=lead.basis, policy=outcome, led_boards=len(boards))
+    if boards:
+        rt.publisher.mark_dirty(boards, session=session)
+    if em.schedule_id is not None:  # the repeats live in every station's desired-state horizon
+        rt.publisher.mark_dirty([st.id for st in fan.stations], session=session)
+    item = ScheduleItem(
+        item_id=item_id, broadcast_id=bc.id, title=req.title, start_at=start_at, priority=req.priority,
+        volume=volume,
+        media=[MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in playlist])
+    body = PlayCommand(item=item).model_dump(mode="json")
+    ttl = (start_at - now) + timedelta(seconds=duration_s) + PLAY_TTL_AFTER_START
+    signed = [(t, *_sign_with_id(rt, CommandKind.PLAY, t, body, now=now, ttl=ttl, priority=req.priority))
+              for t in fan.topics]
+    em.play_ids = [env_id for _, env_id, _ in signed]
+    session.commit()  # small on purpose: the per-station rows are written after the publish
+    try:
+        await _publish_all(rt, [(t, payload) for t, _, payload in signed])
+    except UserError:
+        # The broadcast is stored as 'scheduled': the desired state carries it to every station
+        # as soon as the broker is back (late stations report 'missed', never a silent gap).
+        _record_deliveries(session, bc.id, item_id, fan.stations, now)
+        rt.publisher.mark_dirty([st.id for st in fan.stations], session=session)
+        session.commit()
+        raise
+    publish_ms = round((time.monotonic() - t0) * 1000, 2)
+    _record_deliveries(session, bc.id, item_id, fan.stations, now)
+    em.published_at = datetime.now(UTC)
+    em.publish_ms = publish_ms
+    session.commit()
+    # An ack stored between the publish and the commit above found no Delivery row to mark (and
+    # on PostgreSQL one may race the commit): look again once they have all come in.
+    loop = asyncio.get_running_loop()
+    loop.call_later(ACK_RECHECK_S, lambda: loop.run_in_executor(None, _recheck_acks, rt, bc.id, item_id))
+    log.info("emergency %s: %d stations on %d topics, start in %.0f ms (%s), published in %.1f ms",
+             bc.id, len(fan.stations), len(fan.topics), lead.seconds * 1000, lead.basis, em.publish_ms)
+    return bc
+
+
+def _repeat_schedule(req: BroadcastCreate, rec: schedules.Recurrence, playlist: list[str],
+                     duration_s: float, start_at: datetime, user_id: int | None) -> Schedule:
+    """The repeat rule as an active schedule anchored at the emergency's own start (local time)."""
+    tz = rec.tz
+    dtstart = start_at.astimezone(tz).replace(tzinfo=None, microsecond=0)
+    return Schedule(
+        title=req.title, media=list(playlist), duration_s=duration_s, rrule=(req.repeat or "").strip(),
+        dtstart=dtstart.isoformat(), until=None, exdates=[], timezone=str(tz.key),
+        targets=req.targets.model_dump(exclude_defaults=True), priority=req.priority.value,
+        status="active", created_by=user_id, approved_by=user_id, approved_at=datetime.now(UTC),
+        override_reason="emergency repeat",
+    )  # fmt: skip
+
+
+# -- stop -------------------------------------------------------------------------------------------------
+async def stop(rt: Runtime, session: Session, broadcast_id: int, user: User | None) -> None:
+    """Cancel everywhere (idempotent): one CANCEL per group topic, the repeat schedule ends,
+    the LED mirror is withdrawn so boards revert to what they showed before."""
+    bc = session.get(Broadcast, broadcast_id)
+    if bc is None:
+        raise NotFound("broadcast.not_found", id=broadcast_id)
+    em = session.get(EmergencyBroadcast, broadcast_id)
+    if em is None:
+        raise UserError(409, "emergency.not_emergency", id=broadcast_id)
+    if em.status == "cancelled":
+        # Already cancelled: say it again on the air (harmless to stations that heard it), so a
+        # retry after the broker was down at the first cancel does reach them.
+        try:
+            await _publish_all(rt, _cancels(rt, em, Priority(bc.priority), [item_id_for(bc.id)]))
+        except UserError:
+            log.warning("emergency %s: repeated cancel not sent (broker down)", bc.id)
+        return
+    uid = user.id if user else None
+    now = datetime.now(UTC)
+    bc.status, em.status, em.cancelled_at, em.cancelled_by = "cancelled", "cancelled", now, uid
+    item_ids = [item_id_for(bc.id)]
+    speakers: list[int] = []
+    if em.schedule_id is not None:
+        sc = session.get(Schedule, em.schedule_id)
+        if sc is not None and sc.status != "deleted":
+            # An occurrence on air now is stopped by the CANCEL below; later ones leave the horizon.
+            since = now - timedelta(seconds=sc.duration_s + 5)
+            for occ in schedules.occurrences(sc, since, now + timedelta(seconds=5)):
+                item_ids.append(schedules.item_id(sc.id, occ.start))
+            sc.status = "deleted"
+            sc.updated_at = now
+            audit.record(session, uid, "schedule.delete", "schedule", sc.id, title=sc.title,
+                         emergency_broadcast=bc.id)
+            speakers = list(session.scalars(select(Delivery.device_id).where(Delivery.broadcast_id == bc.id)))
+    boards: list[int] = []
+    if em.led_message_id is not None:
+        row = session.get(LedMessageRow, em.led_message_id)
+        if row is not None and row.status != "cancelled":
+            boards = led.cancel(session, em.led_message_id, uid)
+    audit.record(session, uid, "broadcast.cancel", "broadcast", bc.id, emergency=True, topics=em.topics)
+    if boards or speakers:
+        rt.publisher.mark_dirty(boards + speakers, session=session)
+    session.commit()
+    await _publish_all(rt, _cancels(rt, em, Priority(bc.priority), item_ids))
+
+
+def _cancels(
+    rt: Runtime, em: EmergencyBroadcast, priority: Priority, item_ids: list[str]
+) -> list[tuple[str, bytes]]:
+    now = datetime.now(UTC)
+    return [(t, _sign(rt, CommandKind.CANCEL, t, CancelCommand(item_id=i).model_dump(mode="json"),
+                      now=now, ttl=timedelta(minutes=10), priority=priority))
+            for t in em.topics for i in item_ids]
+
+
+# -- desired-state hook -------------------------------------------------------------------------------
+def apply_volumes(session: Session, items: dict[int, list[ScheduleItem]]) -> None:
+    """Emergency items in a desired state (the broadcast itself, its repeats) carry the
+    emergency volume, as their PLAY did. Called from desired_state.build."""
+    rows = session.execute(select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.schedule_id,
+                                  EmergencyBroadcast.volume)
+                           .where(EmergencyBroadcast.status == "active")).all()
+    if not rows:
+        return
+    by_bc = {b: v for b, _, v in rows}
+    by_sc = {s: v for _, s, v in rows if s is not None}
+    for device_id, its in items.items():
+        changed = False
+        out = []
+        for it in its:
+            vol = by_bc.get(it.broadcast_id) if it.broadcast_id is not None else None
+            if vol is None and it.item_id.startswith("s"):
+                parsed = schedules.parse_item_id(it.item_id)
+                vol = by_sc.get(parsed[0]) if parsed else None
+            if vol is not None and it.volume != vol:
+                it = it.model_copy(update={"volume": vol})
+                changed = True
+            out.append(it)
+        if changed:
+            items[device_id] = out
+
+
+# -- reading it back: per-station state and start skew ---------------------------------------------------
+def station_states(session: Session, bc: Broadcast) -> list[dict[str, Any]]:
+    """Per station: pending / acked / playing / played / interrupted / failed / missed / rejected /
+    offline, with the reason, from the deliveries, the play log and the station's presence."""
+    rows = session.execute(
+        select(Delivery, Device.uid, Device.name, Device.online, Device.reported)
+        .join(Device, Device.id == Delivery.device_id)
+        .where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id)
+    ).all()
+    plays = {p.device_id: p for p in session.scalars(select(PlayLog).where(PlayLog.broadcast_id == bc.id))}
+    # A station that refused the group PLAY (expired, bad signature...) names its envelope, not the item.
+    play_ids = session.scalar(select(EmergencyBroadcast.play_ids)
+                              .where(EmergencyBroadcast.broadcast_id == bc.id)) or []
+    refused: dict[int, str | None] = {}
+    if play_ids:
+        for dev, body in session.execute(select(DeviceEvent.device_id, DeviceEvent.body).where(
+                DeviceEvent.kind == EventKind.REJECTED.value, DeviceEvent.ref.in_(play_ids))):
+            refused[dev] = (body or {}).get("reason")
+    out = []
+    for d, uid, name, online, reported in rows:
+        play = plays.get(d.device_id)
+        reason: str | None = None
+        if play is not None:
+            state, reason = play.status, play.reason
+        elif d.state == "rejected" or d.device_id in refused:
+            state, reason = "rejected", d.detail or refused.get(d.device_id)
+        elif d.state == "acked":
+            state = "acked"
+        elif not online:
+            state, reason = "offline", "station offline when sent"
+        else:
+            state = "pending"
+        offset = (reported or {}).get("clock_offset_ms")
+        out.append({
+            "device_id": d.device_id, "uid": uid, "name": name, "state": state, "reason": reason,
+            "sent_at": _iso(d.sent_at), "acked_at": _iso(d.acked_at),
+            "started_at": _iso(play.started_at) if play else None,
+            "start_error_ms": play.start_error_ms if play else None,
+            "clock_offset_ms": offset,
+        })  # fmt: skip
+    return out
+
+
+def skew(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Start error against the instant as each station measured it on its own (NTP-disciplined)
+    clock: p50 / p99 / max, the skew from the median start and the spread. The same corrected by
+    each station's reported clock offset (station minus controller) is shown beside it: it says
+    whether the clocks themselves disagree."""
+    raw = [s["start_error_ms"] for s in states if s["start_error_ms"] is not None]
+    if not raw:
+        return {"stations": 0}
+    corrected = [s["start_error_ms"] - (s["clock_offset_ms"] or 0.0)
+                 for s in states if s["start_error_ms"] is not None]
+    median = _pct(raw, 0.5)
+    dev = [abs(c - median) for c in raw]
+    cmedian = _pct(corrected, 0.5)
+    cdev = [abs(c - cmedian) for c in corrected]
+    offsets = [abs(s["clock_offset_ms"]) for s in states if s["clock_offset_ms"] is not None]
+    return {
+        "stations": len(raw),
+        "start_error_ms": _stats(raw, median),
+        "skew_ms": _stats(dev, _pct(dev, 0.5)),
+        "spread_ms": round(max(raw) - min(raw), 2),
+        "offset_corrected": {"skew_p99_ms": round(_pct(cdev, 0.99), 2),
+                             "spread_ms": round(max(corrected) - min(corrected), 2)},
+        "clock_offset_abs_ms": {"p99": round(_pct(offsets, 0.99), 2), "max": round(max(offsets), 2),
+                                "reported": len(offsets)} if offsets else None,
+    }  # fmt: skip
+
+
+def _stats(values: list[float], p50: float) -> dict[str, float]:
+    return {"p50": round(p50, 2), "p99": round(_pct(values, 0.99), 2), "max": round(max(values), 2)}
+
+
+def summary(session: Session, bc: Broadcast) -> dict[str, Any] | None:
+    """The emergency part of GET /api/v1/broadcasts/{id} (None for other broadcasts)."""
+    em = session.get(EmergencyBroadcast, bc.id)
+    if em is None:
+        return None
+    states = station_states(session, bc)
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s["state"]] = counts.get(s["state"], 0) + 1
+    sender = session.get(User, bc.created_by) if bc.created_by else None
+    return {
+        "emergency": {
+            "text": em.text, "repeat": em.repeat, "schedule_id": em.schedule_id,
+            "led_message_id": em.led_message_id, "volume": em.volume, "topics": em.topics,
+            "lead_ms": em.lead_ms, "lead_basis": em.lead_basis, "status": em.status,
+            "sent_by": sender.username if sender else None, "requested_at": _iso(em.requested_at),
+            "published_at": _iso(em.published_at), "publish_ms": em.publish_ms,
+            "cancelled_at": _iso(em.cancelled_at),
+        },
+        "station_states": states,
+        "counts": counts,
+        "skew": skew(states),
+    }  # fmt: skip
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None

@@ -1,0 +1,288 @@
+"""The emergency page: deliberately separate and red, with a confirmation step and live progress.
+
+Form (areas, text, optional recording, repeat) -> confirmation that says back the areas,
+the number of stations, the text and the repeat rule in plain Vietnamese -> `emergency.start`
+(the same call as POST /api/v1/broadcasts with priority "emergency") -> a progress page
+polling the service's per-station states: n of N on air, who is not and why; cancel calls
+`emergency.stop`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from controller.core.errors import UserError
+from controller.core.permissions import Action, require_targets_in_scope
+from controller.db.models import Area, Broadcast, Delivery, Device, Media
+from controller.db.models_emergency import EmergencyBroadcast
+from controller.services import emergency, rrule_text
+from controller.services.broadcasts import BroadcastCreate
+from controller.services.targets import Targets
+from controller.services.tts import VOICES
+from controller.web.pagekit import authorized_form, communes, page_ctx, targets_from_form, to_int, user_error
+from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
+
+router = APIRouter(include_in_schema=False)
+ON_AIR = ("playing", "played")
+STATE_NAMES = {
+    "pending": "Đang chờ",
+    "acked": "Đã nhận lệnh, chưa phát",
+    "playing": "Đang phát",
+    "played": "Đã phát",
+    "interrupted": "Bị ngắt",
+    "failed": "Lỗi phát",
+    "missed": "Bị lỡ",
+    "rejected": "Từ chối lệnh",
+    "offline": "Mất kết nối",
+}
+VOICE_NAMES = {"vi-north": "Giọng miền Bắc", "vi-central": "Giọng miền Trung", "vi-south": "Giọng miền Nam"}
+
+
+def _repeat_rule(values: dict[str, Any]) -> str | None:
+    if values.get("repeat") != "hours":
+        return None
+    hours = max(1, min(24, to_int(values.get("every_hours")) or 1))
+    return f"FREQ=HOURLY;INTERVAL={hours}"
+
+
+def _read(form: Any) -> dict[str, Any]:
+    keys = ("title", "text", "media", "voice", "target", "repeat", "every_hours")
+    values: dict[str, Any] = {k: str(form.get(k, "")).strip() for k in keys}
+    values["communes"] = [to_int(v) for v in form.getlist("communes")]
+    values["title"] = values["title"] or "Thông báo khẩn cấp"
+    return values
+
+
+def _form_page(
+    request: Request, ctx: Ctx, *, status: int = 200, values: dict[str, Any] | None = None, error: Any = None
+) -> Response:
+    with runtime(request).db.session() as s:
+        choices = communes(s, ctx.scope)
+        media = [
+            (m.sha256, m.original_name, m.duration_s)
+            for m in s.scalars(select(Media).order_by(Media.created_at.desc()).limit(30))
+        ]
+        recent = list(
+            s.execute(
+                select(Broadcast.id, Broadcast.title, Broadcast.start_at, EmergencyBroadcast.status)
+                .join(EmergencyBroadcast, EmergencyBroadcast.broadcast_id == Broadcast.id)
+                .order_by(Broadcast.id.desc())
+                .limit(10)
+            )
+        )
+    if ctx.scope is not None:
+        recent = [r for r in recent if _in_scope(request, ctx, r[0])]
+    return render(
+        request,
+        "emergency.html",
+        status=status,
+        ctx=ctx,
+        communes=choices,
+        media=media,
+        recent=recent,
+        values=values
+        or {"target": "all", "communes": [], "repeat": "none", "every_hours": "2", "voice": "vi-north"},
+        voices=[(v, VOICE_NAMES.get(v, v)) for v in VOICES],
+        error=error,
+    )
+
+
+def _no_targets_page(request: Request, ctx: Ctx, values: dict[str, Any]) -> Response:
+    """The form again when the targets could not be read (neither "all" nor any commune)."""
+    return _form_page(
+        request, ctx, status=422, values=values, error=("Hãy chọn nơi phát: tất cả hoặc một số xã.", {})
+    )
+
+
+def _in_scope(request: Request, ctx: Ctx, broadcast_id: int) -> bool:
+    if ctx.scope is None:
+        return True
+    with runtime(request).db.session() as s:
+        return bool(
+            s.scalar(
+                select(Delivery.device_id)
+                .join(Device, Device.id == Delivery.device_id)
+                .where(Delivery.broadcast_id == broadcast_id, Device.commune_id.in_(ctx.scope or {-1}))
+                .limit(1)
+            )
+        )
+
+
+@router.get("/emergency", response_class=HTMLResponse)
+def emergency_form(request: Request) -> Response:
+    return _form_page(request, page_ctx(request, Action.BROADCAST_EMERGENCY))
+
+
+def _request(s: Any, ctx: Ctx, form: Any, values: dict[str, Any]) -> BroadcastCreate:
+    targets = targets_from_form(s, ctx, form)
+    require_targets_in_scope(s, ctx.user, targets, "speaker")
+    return BroadcastCreate(
+        title=values["title"][:300],
+        media_sha256=values["media"] or None,
+        targets=targets,
+        priority="emergency",
+        text=values["text"] or None,
+        voice=values["voice"] or "vi-north",
+        repeat=_repeat_rule(values),
+    )
+
+
+def _area_names(s: Any, targets: Targets, ctx: Ctx) -> list[str]:
+    if targets.all:
+        return ["Tất cả các trạm"]
+    ids = list(targets.communes)
+    return [n for (n,) in s.execute(select(Area.name).where(Area.id.in_(ids)).order_by(Area.name))]
+
+
+@router.post("/emergency/confirm", response_class=HTMLResponse)
+async def confirm(request: Request) -> Response:
+    rt, form, ctx = await authorized_form(request, Action.BROADCAST_EMERGENCY)
+    values = _read(form)
+    if not values["text"] and not values["media"]:
+        return _form_page(
+            request,
+            ctx,
+            status=422,
+            values=values,
+            error=("Hãy nhập nội dung thông báo hoặc chọn một bản ghi âm.", {}),
+        )
+    with rt.db.session() as s:
+        try:
+            req = _request(s, ctx, form, values)
+            fan = emergency.plan(s, req.targets)
+        except (ValidationError, ValueError):
+            return _no_targets_page(request, ctx, values)
+        except UserError as exc:
+            return _form_page(request, ctx, status=exc.status, values=values, error=user_error(exc, ctx.lang))
+        areas = _area_names(s, req.targets, ctx)
+        media = s.get(Media, values["media"]) if values["media"] else None
+        media_name = media.original_name if media else ""
+    repeat = rrule_text.describe(req.repeat, lang=ctx.lang) if req.repeat else ""
+    return render(
+        request,
+        "emergency_confirm.html",
+        ctx=ctx,
+        values=values,
+        areas=areas,
+        stations=len(fan.stations),
+        repeat=repeat,
+        media_name=media_name,
+        voice_name=VOICE_NAMES.get(values["voice"], values["voice"]),
+    )
+
+
+@router.post("/emergency/start", response_class=HTMLResponse)
+async def start(request: Request) -> Response:
+    rt, form, ctx = await authorized_form(request, Action.BROADCAST_EMERGENCY)
+    values = _read(form)
+    if str(form.get("confirmed", "")) != "yes":
+        return _form_page(
+            request, ctx, status=422, values=values, error=("Hãy xác nhận trước khi phát khẩn cấp.", {})
+        )
+    with rt.db.session() as s:
+        try:
+            req = _request(s, ctx, form, values)
+            bc = await emergency.start(rt, s, req, ctx.user)
+            bc_id = bc.id
+        except (ValidationError, ValueError):
+            return _no_targets_page(request, ctx, values)
+        except UserError as exc:
+            if exc.status == 403 and exc.key == "auth.forbidden":
+                raise Forbidden() from exc
+            return _form_page(request, ctx, status=exc.status, values=values, error=user_error(exc, ctx.lang))
+    return redirect(f"/emergency/{bc_id}")
+
+
+def _progress(request: Request, ctx: Ctx, broadcast_id: int) -> dict[str, Any] | None:
+    with runtime(request).db.session() as s:
+        bc = s.get(Broadcast, broadcast_id)
+        if bc is None or not _in_scope(request, ctx, broadcast_id):
+            return None
+        info = emergency.summary(s, bc)
+        if info is None:
+            return None
+        states = info["station_states"]
+        if ctx.scope is not None:
+            mine = set(
+                s.scalars(
+                    select(Device.id).where(
+                        Device.id.in_([x["device_id"] for x in states]),
+                        Device.commune_id.in_(ctx.scope or {-1}),
+                    )
+                )
+            )
+            states = [x for x in states if x["device_id"] in mine]
+        em = info["emergency"]
+        return {
+            "id": bc.id,
+            "title": bc.title,
+            "start_at": bc.start_at,
+            "status": em["status"],
+            "text": em["text"],
+            "repeat": rrule_text.describe(em["repeat"], lang=ctx.lang) if em["repeat"] else "",
+            "total": len(states),
+            "on_air": sum(1 for x in states if x["state"] in ON_AIR),
+            "not_on_air": [x for x in states if x["state"] not in ON_AIR],
+            "sent_by": em["sent_by"],
+        }
+
+
+@router.get("/emergency/{broadcast_id}", response_class=HTMLResponse)
+def progress_page(request: Request, broadcast_id: int) -> Response:
+    ctx = page_ctx(request)
+    info = _progress(request, ctx, broadcast_id)
+    if info is None:
+        return render(
+            request,
+            "error.html",
+            status=404,
+            ctx=ctx,
+            message=("Không tìm thấy lệnh phát khẩn cấp {id}.", {"id": broadcast_id}),
+        )
+    return render(request, "emergency_progress.html", ctx=ctx, p=info, state_names=STATE_NAMES)
+
+
+@router.get("/emergency/{broadcast_id}/status.json")
+def progress_json(request: Request, broadcast_id: int) -> Response:
+    """What the progress page polls every 2 s (labels already in the page's language)."""
+    from controller.web.i18n import gettext_for
+
+    ctx = page_ctx(request)
+    info = _progress(request, ctx, broadcast_id)
+    if info is None:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    _ = gettext_for(ctx.lang)
+    rows = [
+        {
+            "name": x["name"],
+            "uid": x["uid"],
+            "state": _(STATE_NAMES.get(x["state"], x["state"])),
+            "reason": x["reason"] or "",
+        }
+        for x in info["not_on_air"][:200]
+    ]
+    return JSONResponse(
+        {"on_air": info["on_air"], "total": info["total"], "status": info["status"], "not_on_air": rows},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/emergency/{broadcast_id}/cancel", response_class=HTMLResponse)
+async def cancel(request: Request, broadcast_id: int) -> Response:
+    rt, _form, ctx = await authorized_form(request, Action.BROADCAST_EMERGENCY)
+    if not _in_scope(request, ctx, broadcast_id):
+        raise Forbidden()
+    with rt.db.session() as s:
+        try:
+            await emergency.stop(rt, s, broadcast_id, ctx.user)
+        except UserError as exc:
+            if exc.status != 503:  # stored as cancelled; the broker hears it when back
+                return render(
+                    request, "error.html", status=exc.status, ctx=ctx, message=user_error(exc, ctx.lang)
+                )
+    return redirect(f"/emergency/{broadcast_id}?ok=emergency_cancelled")

@@ -1,0 +1,183 @@
+"""Reports (play log as CSV/XLSX, monthly minutes per commune) and the audit log, in the panel.
+
+The numbers and files come from `controller.services.reports` (the same code as the API's
+/api/v1/reports); the panel adds the session, the role and the area: a scoped user exports
+one commune of their own area at a time, so nothing outside it is ever in a file.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import func, select
+
+from controller.core.permissions import Action
+from controller.db.models import AuditEntry, User
+from controller.services import reports
+from controller.web.pagekit import communes, page_ctx, to_int, tz
+from controller.web.panel import Ctx, Forbidden, render, runtime, with_headers
+
+router = APIRouter(include_in_schema=False)
+AUDIT_PAGE = 50
+AUDIT_ACTIONS = {
+    "user.login": "Đăng nhập",
+    "user.password": "Đổi mật khẩu",
+    "media.upload": "Tải lên bản tin",
+    "media.tts": "Tạo bản tin bằng giọng đọc",
+    "broadcast.create": "Tạo lệnh phát",
+    "broadcast.approve": "Duyệt bản tin",
+    "broadcast.send": "Gửi lệnh phát",
+    "broadcast.cancel": "Huỷ lệnh phát",
+    "broadcast.emergency": "Phát khẩn cấp",
+    "schedule.create": "Tạo lịch phát",
+    "schedule.update": "Sửa lịch phát",
+    "schedule.approve": "Duyệt lịch phát",
+    "schedule.delete": "Xoá lịch phát",
+    "policy.override": "Phát ngoài quy định",
+    "device.create": "Thêm trạm",
+    "device.enrollment_code": "Tạo mã kích hoạt",
+    "device.enroll": "Kích hoạt trạm",
+    "device.retire": "Ngừng sử dụng trạm",
+    "led.operator": "Gửi nội dung bảng điện tử",
+    "led.cancel": "Gỡ nội dung bảng điện tử",
+    "alarm.acknowledge": "Xác nhận cảnh báo",
+    "device.diagnostic.test_tone": "Phát tiếng thử",
+    "device.diagnostic.relay_click": "Bật/tắt rơ-le",
+    "device.diagnostic.set_volume": "Đặt âm lượng",
+}
+
+
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _filters(
+    request: Request, ctx: Ctx, start: str, end: str, commune: str
+) -> tuple[reports.Filters, dict[str, Any]]:
+    """From/to are local days (inclusive); a scoped user always gets one commune of their own."""
+    zone = tz(request)
+    today = datetime.now(zone).date()
+    d_from = _day(start) or today.replace(day=1)
+    d_to = _day(end) or today
+    commune_id = to_int(commune)
+    if ctx.scope is not None:
+        if commune_id is None and ctx.scope:
+            commune_id = min(ctx.scope)
+        if commune_id not in ctx.scope:
+            raise Forbidden()
+    f = reports.Filters(
+        datetime.combine(d_from, time(0), zone),
+        datetime.combine(d_to + timedelta(days=1), time(0), zone),
+        commune_id,
+    )
+    return f, {"from": d_from.isoformat(), "to": d_to.isoformat(), "commune": commune_id}
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(request: Request, start: str = "", end: str = "", commune: str = "") -> Response:
+    ctx = page_ctx(request, Action.REPORT_VIEW)
+    f, shown = _filters(request, ctx, start, end, commune)
+    with runtime(request).db.session() as s:
+        monthly = reports.monthly(s, f)
+        choices = communes(s, ctx.scope)
+    query = f"start={shown['from']}&end={shown['to']}" + (
+        f"&commune={shown['commune']}" if shown["commune"] else ""
+    )
+    return render(
+        request,
+        "reports.html",
+        ctx=ctx,
+        monthly=monthly,
+        communes=choices,
+        f=shown,
+        query=query,
+        all_ok=ctx.scope is None,
+    )
+
+
+@router.get("/reports/play-log.{fmt}")
+async def export(request: Request, fmt: str, start: str = "", end: str = "", commune: str = "") -> Response:
+    ctx = page_ctx(request, Action.REPORT_VIEW)
+    if fmt not in ("csv", "xlsx"):
+        raise Forbidden()
+    f, _shown = _filters(request, ctx, start, end, commune)
+
+    def build() -> bytes:
+        with runtime(request).db.session() as s:
+            return reports.to_csv(s, f, ctx.lang) if fmt == "csv" else reports.to_xlsx(s, f, ctx.lang)
+
+    body = await run_in_threadpool(build)
+    name = "nhat-ky-phat" if ctx.lang == "vi" else "play-log"
+    media = (
+        "text/csv; charset=utf-8"
+        if fmt == "csv"
+        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    return with_headers(
+        Response(
+            body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
+        )
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    action: str = "",
+    user: str = "",
+    object_type: str = "",
+    start: str = "",
+    end: str = "",
+    page: int = 1,
+) -> Response:
+    ctx = page_ctx(request, Action.AUDIT_VIEW)
+    zone = tz(request)
+    cond: list[Any] = []
+    if action:
+        cond.append(AuditEntry.action == action[:64])
+    if object_type:
+        cond.append(AuditEntry.object_type == object_type[:32])
+    if (d := _day(start)) is not None:
+        cond.append(AuditEntry.ts >= datetime.combine(d, time(0), zone))
+    if (d := _day(end)) is not None:
+        cond.append(AuditEntry.ts < datetime.combine(d + timedelta(days=1), time(0), zone))
+    with runtime(request).db.session() as s:
+        if user:
+            cond.append(AuditEntry.user_id.in_(select(User.id).where(User.username == user[:64])))
+        total = s.scalar(select(func.count()).select_from(AuditEntry).where(*cond)) or 0
+        pages = max(1, math.ceil(total / AUDIT_PAGE))
+        page = min(max(page, 1), pages)
+        rows = s.execute(
+            select(AuditEntry, User.username)
+            .outerjoin(User, User.id == AuditEntry.user_id)
+            .where(*cond)
+            .order_by(AuditEntry.id.desc())
+            .limit(AUDIT_PAGE)
+            .offset((page - 1) * AUDIT_PAGE)
+        ).all()
+        entries = [{"e": e, "who": who} for e, who in rows]
+        for r in entries:
+            s.expunge(r["e"])
+        kinds = sorted(set(AUDIT_ACTIONS) | ({action} if action else set()))  # no scan of the whole log
+    f = {"action": action, "user": user, "object_type": object_type, "start": start, "end": end}
+    pager_q = urlencode({k: v for k, v in f.items() if v}) + "&" if any(f.values()) else ""
+    return render(
+        request,
+        "audit.html",
+        ctx=ctx,
+        entries=entries,
+        f=f,
+        kinds=kinds,
+        names=AUDIT_ACTIONS,
+        result={"page": page, "pages": pages, "total": total},
+        pager_q=pager_q,
+    )

@@ -1,0 +1,147 @@
+"""Area scope on the API (issue 7): a commune operator may not schedule or put LED text
+outside their commune (403 with a Vietnamese message), a district operator covers their
+district only, admins and unscoped accounts everywhere; `require_targets_in_scope` is the
+one check (controller/core/permissions.py) that schedules, LED messages and broadcasts call."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.core.errors import UserError
+from controller.core.permissions import require_targets_in_scope
+from controller.db.models import Media, User
+from controller.services import devices
+from controller.services.targets import Targets
+from tests.support.browser import PW, Panel, running_panel
+
+
+@pytest.fixture
+def panel(tmp_path: Path, database_url: str) -> Iterator[Panel]:
+    with running_panel(tmp_path, database_url) as p:
+        yield p
+
+
+def _token(panel: Panel, username: str, password: str = PW) -> dict[str, str]:
+    http = panel.client().http
+    token = http.post("/api/v1/auth/token", data={"username": username, "password": password}).json()
+    return {"Authorization": f"Bearer {token['access_token']}", "Accept-Language": "vi"}
+
+
+def _media(panel: Panel) -> str:
+    sha = secrets.token_hex(32)
+    with panel.rt.db.session() as s:
+        s.add(Media(sha256=sha, original_name="thong-bao.mp3", content_type="audio/ogg", size=1000,
+                    duration_s=2.0, codec="opus", source_sha256=sha))
+    return sha
+
+
+def _schedule(sha: str, targets: dict[str, Any]) -> dict[str, Any]:
+    return {"title": "Bản tin sáng", "media": [sha], "rrule": "FREQ=DAILY;BYHOUR=6;BYMINUTE=0",
+            "dtstart": "2030-01-01T00:00:00", "targets": targets}
+
+
+def test_schedules_and_led_api_refuse_targets_outside_the_area(panel: Panel) -> None:
+    ids = panel.seed(stations_per_commune=1)
+    sha = _media(panel)
+    with panel.rt.db.session() as s:
+        for commune in (ids["hop_hoa"], ids["xuan_hoa"]):
+            board = devices.DeviceCreate(name="Bảng điện tử UBND", kind="led", commune_id=commune)
+            devices.create(s, board, None)
+    http = panel.client().http
+    commune_op, district_op = _token(panel, "canbo.hophoa"), _token(panel, "canbo.huyen")
+    other = ids["devices"][ids["xuan_hoa"]][0]
+
+    def post(targets: dict[str, Any], who: dict[str, str]) -> Any:
+        return http.post("/api/v1/schedules", json=_schedule(sha, targets), headers=who)
+
+    def led(targets: dict[str, Any], who: dict[str, str]) -> Any:
+        body = {"text": "Họp dân lúc 19:00", "dry_run": True, "targets": targets}
+        return http.post("/api/v1/led-messages", json=body, headers=who)
+
+    for targets in ({"communes": [ids["xuan_hoa"]]}, {"devices": [other]}, {"all": True},
+                    {"districts": [ids["district"]]}):
+        r = post(targets, commune_op)
+        assert r.status_code == 403, (targets, r.text)
+        assert r.json()["code"].startswith("scope.") and "địa bàn" in r.json()["detail"], r.text
+    r = post({"communes": [ids["xuan_hoa"]]}, commune_op)
+    assert "Xã Xuân Hòa" in r.json()["detail"]  # says which area is outside
+    ok = post({"communes": [ids["hop_hoa"]]}, commune_op)
+    assert ok.status_code == 201, ok.text
+
+    # The district operator: both communes of the district, not the other district's.
+    ok = post({"districts": [ids["district"]]}, district_op)
+    assert ok.status_code == 201, ok.text
+    r = post({"communes": [ids["xuan_hoa"]]}, district_op)
+    assert r.status_code == 403
+    # Editing or deleting a schedule of another area is refused the same way.
+    admin = _token(panel, "admin", panel.settings.admin_password)
+    theirs = post({"communes": [ids["xuan_hoa"]]}, admin)
+    assert theirs.status_code == 201, theirs.text
+    sid = theirs.json()["id"]
+    assert http.delete(f"/api/v1/schedules/{sid}", headers=commune_op).status_code == 403
+    moved = _schedule(sha, {"communes": [ids["hop_hoa"]]})
+    assert http.put(f"/api/v1/schedules/{sid}", json=moved, headers=commune_op).status_code == 403
+
+    r = led({"communes": [ids["xuan_hoa"]]}, commune_op)
+    assert r.status_code == 403 and "địa bàn" in r.json()["detail"]
+    r = led({"communes": [ids["hop_hoa"]]}, commune_op)
+    assert r.status_code == 200, r.text
+    r = led({"all": True}, admin)
+    assert r.status_code == 200, r.text
+    # Roles without schedule.edit / led.compose are refused whatever the targets.
+    for username in ("nguoixem", "kythuat", "duyet"):
+        who = _token(panel, username)
+        assert post({"communes": [ids["hop_hoa"]]}, who).status_code == 403, username
+        assert led({"communes": [ids["hop_hoa"]]}, who).status_code == 403, username
+
+
+def test_require_targets_in_scope_per_role(panel: Panel) -> None:
+    ids = panel.seed(stations_per_commune=1)
+    cases = {
+        "admin": {"all": True, "xuan": True, "own": True},
+        "canbo.hophoa": {"all": False, "xuan": False, "own": True},
+        "canbo.huyen": {"all": False, "xuan": False, "own": True},
+        "nguoixem": {"all": True, "xuan": True, "own": True},  # unscoped: the role check is elsewhere
+    }
+    targets = {"all": Targets(all=True), "xuan": Targets(communes=[ids["xuan_hoa"]]),
+               "own": Targets(communes=[ids["hop_hoa"]])}
+    with panel.rt.db.session() as s:
+        for username, want in cases.items():
+            user = s.query(User).filter_by(username=username).one()
+            for name, t in targets.items():
+                try:
+                    require_targets_in_scope(s, user, t)
+                    allowed = True
+                except UserError as exc:
+                    assert exc.status == 403
+                    allowed = False
+                assert allowed is want[name], (username, name)
+
+
+def test_broadcasts_api_refuses_sending_or_cancelling_outside_the_area(panel: Panel) -> None:
+    """The broadcast route (normal and emergency) runs the same scope check before anything is
+    stored or sent; cancelling another area's broadcast is refused too."""
+    ids = panel.seed(stations_per_commune=1)
+    sha = _media(panel)
+    http = panel.client().http
+    commune_op, admin = _token(panel, "canbo.hophoa"), _token(panel, "admin", panel.settings.admin_password)
+    start = "2030-01-01T06:00:00+07:00"
+    for priority in ("normal", "emergency"):
+        body = {"title": "Thông báo", "media_sha256": sha, "targets": {"communes": [ids["xuan_hoa"]]},
+                "priority": priority, "start_at": start}
+        r = http.post("/api/v1/broadcasts", json=body, headers=commune_op)
+        assert r.status_code == 403 and "địa bàn" in r.json()["detail"], (priority, r.text)
+    assert http.get("/api/v1/broadcasts", headers=admin).json() == []  # nothing was stored
+    theirs = http.post("/api/v1/broadcasts", headers=admin, json={
+        "title": "Thông báo", "media_sha256": sha, "targets": {"communes": [ids["xuan_hoa"]]},
+        "start_at": start})
+    assert theirs.status_code == 201, theirs.text
+    r = http.post(f"/api/v1/broadcasts/{theirs.json()['id']}/cancel", headers=commune_op)
+    assert r.status_code == 403
+    kept = http.get(f"/api/v1/broadcasts/{theirs.json()['id']}", headers=admin).json()
+    assert kept["status"] != "cancelled"

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("COMMUNECAST_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP request (clock probes, media fetches) drowns what matters; errors still show.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -101,8 +101,15 @@ async def _provision(
     return configs
 
 
-async def run_simulated(configs: list[AgentConfig]) -> list[RunningStation]:
-    return list(await asyncio.gather(*(start_station(c, simulated=True) for c in configs)))
+async def run_simulated(configs: list[AgentConfig], sim_transport: str = "tcp") -> list[RunningStation]:
+    """Stations with simulated cabinets on a TCP serial line (`socket://`, the same RTU bytes).
+
+    Not a pty: a pty number freed by a stopped station can be handed out again while a stale
+    descriptor still holds pymodbus's exclusive lock on the old line, and the new station's
+    agent then never opens its port (seen when a simulator process restarts a station).
+    """
+    return list(await asyncio.gather(*(start_station(c, simulated=True, sim_transport=sim_transport)
+                                       for c in configs)))
 
 
 async def run_fleet_from_api(

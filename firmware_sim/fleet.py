@@ -13,7 +13,6 @@ per station), two asyncio tasks (link, telemetry) and one paho client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 import time
@@ -214,8 +213,17 @@ class Fleet:
             self._media_http = None
 
 
+# A station that does not stop in this time is abandoned (and reported): one stuck station must
+# never hold a benchmark's teardown, and with it its printed results, forever.
+STOP_TIMEOUT_S = 10.0
+
+
 async def _quiet_stop(st: FleetStation) -> None:
-    with contextlib.suppress(Exception):
-        await st.agent.stop()
-    with contextlib.suppress(Exception):
-        await st.sink.stop()
+    for step, what in ((st.agent.stop, "agent"), (st.sink.stop, "sink")):
+        task = asyncio.ensure_future(step())
+        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+        if not done:
+            task.cancel()
+            log.warning("%s: %s did not stop within %.0f s; abandoned", st.uid, what, STOP_TIMEOUT_S)
+        elif not task.cancelled() and task.exception() is not None:
+            log.debug("%s: %s stop failed: %r", st.uid, what, task.exception())

@@ -238,8 +238,7 @@ class SimAudioSink:
         clock = self.clock
         rec = StreamRecording(requested_start=start_at, rate=STREAM_RATE, volume=volume)
         if await clock.sleep_until_or_event(start_at, stop_event):
-            now = clock.time()
-            return PlaybackResult(started_at=now, finished_at=now, completed=False)
+            return PlaybackResult.not_started(clock.time())
         self.streams.append(rec)
         self._volume = volume
         self._playing = True

@@ -58,11 +58,10 @@ class PlaybackResult:
     finished_at: float
     completed: bool  # False when stop() cut it short (preempted)
 
-
-def _not_started() -> PlaybackResult:
-    """stop() came before the start time: nothing was played."""
-    now = time.time()
-    return PlaybackResult(started_at=now, finished_at=now, completed=False)
+    @classmethod
+    def not_started(cls, now: float) -> PlaybackResult:
+        """A stop came before the start: nothing was played (`now` from the caller's clock)."""
+        return cls(started_at=now, finished_at=now, completed=False)
 
 
 @runtime_checkable
@@ -206,7 +205,7 @@ class AlsaAudioOutput:
     ) -> PlaybackResult:
         pcm = await asyncio.to_thread(scale_pcm, prepared.pcm, volume)
         if await sleep_until_or_event(start_at - self.SPAWN_LEAD_S, stop_event):
-            return _not_started()
+            return PlaybackResult.not_started(time.time())
         self._proc = proc = await asyncio.create_subprocess_exec(
             self._aplay,
             "-q",
@@ -242,7 +241,7 @@ class AlsaAudioOutput:
         stderr_task: asyncio.Task[bytes],
     ) -> PlaybackResult:
         if await sleep_until_or_event(start_at, stop_event):
-            return _not_started()
+            return PlaybackResult.not_started(time.time())
         started_at = time.time()
         self._playing = True
         assert proc.stdin is not None
@@ -280,7 +279,7 @@ class AlsaAudioOutput:
         self._stop_event, self._ended = stop_event, ended
         try:
             if await sleep_until_or_event(start_at - self.SPAWN_LEAD_S, stop_event):
-                return _not_started()
+                return PlaybackResult.not_started(time.time())
             self._proc = proc = await asyncio.create_subprocess_exec(
                 self._aplay, "-q", "-t", "raw", "-f", "S16_LE", "-r", str(STREAM_RATE), "-c", "1",
                 "-B", str(self.STREAM_BUFFER_US), "-D", self.device,
@@ -288,7 +287,7 @@ class AlsaAudioOutput:
                 stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             if await sleep_until_or_event(start_at, stop_event):
-                return _not_started()
+                return PlaybackResult.not_started(time.time())
             started_at = time.time()
             self._playing = True
             assert proc.stdin is not None

@@ -332,8 +332,7 @@ class SpeakerAgent:
         and the output's registration run without a pause in between.
         """
         if self._playing.get(item.item_id):
-            now = self.clock.time()
-            return PlaybackResult(started_at=now, finished_at=now, completed=False)
+            return PlaybackResult.not_started(self.clock.time())
         return await self.audio.play(prepared, start_at=max(start, self.clock.time()), volume=volume)
 
     def _finish(

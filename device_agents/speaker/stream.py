@@ -451,8 +451,7 @@ async def _start_output(
 ) -> PlaybackResult:
     """As SpeakerAgent._start_output: a stop that came first wins, with no pause in between."""
     if agent._playing.get(item.item_id):
-        now = agent.clock.time()
-        return PlaybackResult(started_at=now, finished_at=now, completed=False)
+        return PlaybackResult.not_started(agent.clock.time())
     chunks = feed.chunks()
     try:
         return await agent.audio.play_stream(chunks, start_at=max(start, agent.clock.time()), volume=volume)

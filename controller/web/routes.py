@@ -25,7 +25,7 @@ from controller.services.media import record_media
 from controller.services.targets import Targets
 from controller.web import accounts, dashboard_alarms, queries
 from controller.web.i18n import LANG_COOKIE, LANGS
-from controller.web.pagekit import authorized_form
+from controller.web.pagekit import authorized_form, to_int
 from controller.web.panel import (
     BadCsrf,
     Ctx,
@@ -52,13 +52,6 @@ from controller.web.sessions import (
 
 router = APIRouter(include_in_schema=False)
 SSE_INTERVAL_S = 2.0
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # ---- login, logout, language, password -------------------------------------------------
@@ -216,11 +209,11 @@ def station_list(request: Request, q: str = "", commune: str = "", state: str = 
                  page: int = 1) -> Response:
     with runtime(request).db.session() as s:
         ctx = current(request, s)
-        result = queries.stations(s, q=q[:100], commune_id=_int(commune), state=state, kind=kind,
+        result = queries.stations(s, q=q[:100], commune_id=to_int(commune), state=state, kind=kind,
                                   page=page, scope=ctx.scope)
         communes = queries.communes(s, ctx.scope)
     return render(request, "stations.html", ctx=ctx, result=result, communes=communes,
-                  f={"q": q[:100], "commune": _int(commune), "state": state, "kind": kind})
+                  f={"q": q[:100], "commune": to_int(commune), "state": state, "kind": kind})
 
 
 @router.get("/stations/{device_id}", response_class=HTMLResponse)
@@ -294,14 +287,14 @@ def _targets(s: Any, ctx: Ctx, form: Any) -> Targets:
             return Targets(all=True)
         return Targets(communes=sorted(ctx.scope))
     if mode == "communes":
-        ids = [i for i in (_int(v) for v in form.getlist("communes")) if i is not None]
+        ids = [i for i in (to_int(v) for v in form.getlist("communes")) if i is not None]
         if not all_in_scope(s, ctx.user, ids):
             raise Forbidden()
         return Targets(communes=ids)
     if mode == "stations":
         words = [w for w in str(form.get("stations", "")).replace(";", ",").replace(" ", ",").split(",") if w]
-        ids = {i for i in (_int(w) for w in words) if i is not None}
-        uids = [w for w in words if _int(w) is None]
+        ids = {i for i in (to_int(w) for w in words) if i is not None}
+        uids = [w for w in words if to_int(w) is None]
         rows = list(s.execute(select(Device.id, Device.commune_id).where(
             (Device.id.in_(ids)) | (Device.uid.in_(uids)))))
         if not all_in_scope(s, ctx.user, [c for _i, c in rows]):
@@ -315,7 +308,7 @@ async def send(request: Request) -> Response:
     rt, form, ctx = await authorized_form(request, Action.BROADCAST_SEND)
     values = {k: str(form.get(k, "")) for k in ("title", "media_sha256", "target", "stations", "start_local",
                                                  "priority")}
-    values["communes"] = [_int(v) for v in form.getlist("communes")]
+    values["communes"] = [to_int(v) for v in form.getlist("communes")]
     priority = values["priority"] or "normal"
     if priority not in ("normal", "priority"):
         raise Forbidden()  # emergency goes through its own page (docs/panel.md)
@@ -393,7 +386,7 @@ async def approve(request: Request, broadcast_id: int) -> Response:
 def playlog(request: Request, broadcast_id: str = "", page: int = 1) -> Response:
     with runtime(request).db.session() as s:
         ctx = current(request, s)
-        bc_id = _int(broadcast_id)
+        bc_id = to_int(broadcast_id)
         broadcast = s.get(Broadcast, bc_id) if bc_id else None
         if broadcast is not None and ctx.scope is not None and not s.scalar(
             select(func.count()).select_from(Delivery).join(Device, Device.id == Delivery.device_id)
@@ -440,7 +433,7 @@ async def create_user(request: Request) -> Response:
     try:
         with rt.db.session() as s:
             accounts.create_user(s, ctx.user, values["username"], str(form.get("password", "")),
-                                 values["role"], _int(values["area_id"]))
+                                 values["role"], to_int(values["area_id"]))
     except accounts.AccountError as exc:
         return _users_page(request, ctx, status=422, error=str(exc), form=values)
     return redirect("/admin/users?ok=user")

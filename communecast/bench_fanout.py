@@ -2,18 +2,22 @@
 
 One run: a private broker, a controller process, a fleet of N simulated stations in this
 process (firmware_sim/fleet.py). It sends one emergency to all N (POST /api/v1/broadcasts,
-priority emergency) and measures, per station, request -> receipt of the signed PLAY and
-request -> sink start; the handling inside the agent (receipt -> item stored, signature and
-replay check included, ack queued) and the start error against the instant; the controller's
+priority emergency) and measures, per station, request -> receipt of the signed PLAY (the
+instant the station's MQTT client takes it off its socket: device_agents.common.link.ArrivalQueue)
+and request -> sink start; the handling inside the agent (handler start -> item stored, signature
+and replay check included, ack queued), the time each message waited for the CPU the simulated
+stations share (a real station has its own) and the start error against the instant; the controller's
 own request -> publish; request -> every ack recorded at the controller. Then, on the same
-broker, N bare subscribers (same MQTT client library, no agent) get one publish of a payload
-of the same size: the fan-out baseline the emergency is compared to. docs/emergency.md.
+broker, N bare subscribers (same MQTT client library, no agent, receipt stamped the same
+way) get one publish of a payload of the same size: the fan-out baseline the emergency is
+compared to. docs/emergency.md, docs/scaling.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import json
 import logging
 import math
@@ -33,7 +37,8 @@ import httpx
 from sqlalchemy import select
 
 from communecast.bench import _tone
-from communecast.harness import CONTROLLER_USER, System
+from communecast.harness import CONTROLLER_USER, System, broker_dynsec_for
+from device_agents.common.link import AgentLink, ArrivalQueue, arrived_at
 from firmware_sim.audio_sink import Playback
 from firmware_sim.fleet import Fleet, provision_fleet, raise_fd_limit, rss_bytes
 
@@ -57,7 +62,8 @@ def stats_ms(values_s: list[float]) -> dict[str, float]:
 class ReceiptProbe:
     """Wraps each fleet agent's message handler: when a command arrived and when it was handled."""
 
-    received: dict[str, float] = field(default_factory=dict)  # uid -> unix time of the first command
+    received: dict[str, float] = field(default_factory=dict)  # uid -> first command off the socket
+    waited: dict[str, float] = field(default_factory=dict)  # uid -> off the socket -> handler ran
     handled: dict[str, float] = field(default_factory=dict)
     fetched: dict[str, float] = field(default_factory=dict)  # uid -> media verified in the cache
     prepared: dict[str, float] = field(default_factory=dict)  # uid -> audio decoded, ready to start
@@ -65,8 +71,7 @@ class ReceiptProbe:
     def attach(self, fleet: Fleet) -> None:
         for st in fleet.stations:
             link = st.agent.link
-            inner = link._on_message
-            link._on_message = self._wrap(st.uid, inner)  # type: ignore[method-assign]
+            link._on_message = self._wrap(st.uid, link)  # type: ignore[method-assign]
             st.agent.media.ensure = self._stamp(st.uid, st.agent.media.ensure, self.fetched)  # type: ignore
             st.sink.prepare = self._stamp(st.uid, st.sink.prepare, self.prepared)  # type: ignore
 
@@ -81,15 +86,17 @@ class ReceiptProbe:
 
     def reset(self) -> None:
         self.received.clear()
+        self.waited.clear()
         self.handled.clear()
 
-    def _wrap(self, uid: str, inner: Callable[[str, bytes], Awaitable[None]]) -> Callable[[str, bytes],
-                                                                                           Awaitable[None]]:
+    def _wrap(self, uid: str, link: AgentLink) -> Callable[[str, bytes], Awaitable[None]]:
+        inner = link._on_message
         async def handler(topic: str, payload: bytes) -> None:
-            t = time.time()
+            arrived, t = link.last_arrival, time.time()
             await inner(topic, payload)
             if topic.endswith("/cmd") and uid not in self.received:
-                self.received[uid] = t
+                self.received[uid] = arrived
+                self.waited[uid] = t - arrived
                 self.handled[uid] = time.time()
 
         return handler
@@ -128,13 +135,14 @@ async def bare_baseline(port: int, password: str, n: int, payload_size: int) -> 
     async def sub(i: int) -> None:
         nonlocal ready
         async with aiomqtt.Client("127.0.0.1", port, username=CONTROLLER_USER, password=password,
-                                  identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60) as c:
+                                  identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
+                                  queue_type=ArrivalQueue) as c:
             await c.subscribe(topic, qos=1)
             ready += 1
             if ready == n:
                 all_ready.set()
-            async for _ in c.messages:
-                received.append(time.time())
+            async for message in c.messages:
+                received.append(arrived_at(message))
                 if len(received) == n:
                     done.set()
                 return
@@ -218,10 +226,15 @@ async def preposition(system: System, fleet: Fleet, sha: str, *, timeout: float 
     raise TimeoutError("the drill did not play everywhere")
 
 
-async def _one_emergency(system: System, fleet: Fleet, probe: ReceiptProbe, sha: str) -> dict[str, Any]:
+async def _one_emergency(
+    system: System, fleet: Fleet, probe: ReceiptProbe, sha: str, profile: Path | None = None
+) -> dict[str, Any]:
     """Send one emergency to all and measure it (the sinks record each playback when it ends)."""
     devices = len(fleet.stations)
     probe.reset()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
     async with operator_client(system) as http:
         t_req = time.time()
         r = await http.post("/api/v1/broadcasts", json={
@@ -235,11 +248,14 @@ async def _one_emergency(system: System, fleet: Fleet, probe: ReceiptProbe, sha:
         wait_emergency_played(fleet, lambda p: plays(sha, volume=100)(p) and p.requested_start > t_req,
                               timeout=120),
         _all_acked(system, bc["id"], devices, timeout=60))
+    if profiler and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
     ack_stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
     detail = await system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}")
     start_at = datetime_ts(bc["start_at"])
     receipt = [probe.received[u] - t_req for u in probe.received]
-    handling = [probe.handled[u] - probe.received[u] for u in probe.received]
+    handling = [probe.handled[u] - probe.received[u] - probe.waited[u] for u in probe.received]
     median = statistics.median(p.started_at for p in played) if played else math.nan
     rec = stats_ms(receipt)
     return {
@@ -248,6 +264,7 @@ async def _one_emergency(system: System, fleet: Fleet, probe: ReceiptProbe, sha:
         "start_error_ms": stats_ms([p.started_at - start_at for p in played]),
         "skew_ms": stats_ms([abs(p.started_at - median) for p in played]),
         "handling_p99_ms": stats_ms(handling)["p99"], "handling_ms": stats_ms(handling),
+        "cpu_wait_ms": stats_ms(list(probe.waited.values())),
         "media_fetched_ms": stats_ms([t - t_req for t in probe.fetched.values()]),
         "audio_prepared_ms": stats_ms([t - t_req for t in probe.prepared.values()]),
         "acked": len(ack_stored),
@@ -255,21 +272,24 @@ async def _one_emergency(system: System, fleet: Fleet, probe: ReceiptProbe, sha:
         "ack_stored_ms": stats_ms([a - t_req for a in ack_stored]),
         "ack_all_seen_by_api_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None, "acked_api": acked,
         "post_ms": round((t_resp - t_req) * 1000, 1),
-        "publish_ms": detail["emergency"]["publish_ms"], "lead_ms": detail["emergency"]["lead_ms"],
+        "publish_ms": detail["emergency"]["publish_ms"],
+        "broker_ack_ms": detail["emergency"]["broker_ack_ms"], "lead_ms": detail["emergency"]["lead_ms"],
         "lead_basis": detail["emergency"]["lead_basis"], "topics": detail["emergency"]["topics"],
         "controller_skew": detail["skew"],
     }  # fmt: skip
 
 
 async def bench_fanout(
-    devices: int, database_url: str | None, *, held: bool = True, rounds: int = 2
+    devices: int, database_url: str | None, *, held: bool = True, rounds: int = 2,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """`rounds` emergencies one after the other: the first with the default lead, the next with
     the lead the controller learnt from the one before. The last round is the headline."""
     raise_fd_limit(8 * devices + 512)
     with tempfile.TemporaryDirectory(prefix="cc-bench-fanout-") as tmp:
         root = Path(tmp)
-        system = System(root / "system", database_url or f"sqlite:///{root / 'bench.db'}")
+        system = System(root / "system", database_url or f"sqlite:///{root / 'bench.db'}",
+                        broker_dynsec=broker_dynsec_for(devices))
         await system.start()
         fleet: Fleet | None = None
         runs: list[dict[str, Any]] = []
@@ -285,8 +305,9 @@ async def bench_fanout(
             if held:
                 await preposition(system, fleet, media["sha256"])
             await asyncio.sleep(1.0)  # let births and first state settle
-            for _ in range(rounds):
-                runs.append(await _one_emergency(system, fleet, probe, media["sha256"]))
+            for i in range(rounds):
+                runs.append(await _one_emergency(system, fleet, probe, media["sha256"],
+                                                 profile if i == rounds - 1 else None))
                 await asyncio.sleep(1.0)
             rss_mb = round(rss_bytes() / 2**20, 1)
         finally:
@@ -301,6 +322,7 @@ async def bench_fanout(
     return {
         "devices": devices,
         "database": "postgresql" if database_url and "postgres" in database_url else "sqlite",
+        "broker_accounts": "dynamic-security" if system.broker.dynsec else "password/ACL files",
         "audio": "held" if held else "fresh",
         **last,
         "baseline_p99_ms": base_p99, "baseline": baseline,
@@ -318,16 +340,20 @@ def datetime_ts(iso: str) -> float:
 
 def print_fanout(r: dict[str, Any]) -> None:
     s, e, k = r["sink_start_ms"], r["start_error_ms"], r["skew_ms"]
-    print(f"bench fanout: one emergency to {r['devices']} stations ({r['database']}, audio {r['audio']}), "
-          f"{len(r['topics'])} topic(s) {r['topics'][:3]}")
+    print(f"bench fanout: one emergency to {r['devices']} stations ({r['database']}, audio {r['audio']}, "
+          f"broker accounts in {r['broker_accounts']}), {len(r['topics'])} topic(s) {r['topics'][:3]}")
     print(f"  request -> PLAY received:  p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
           f"({r['received']} stations)")
     print(f"  bare MQTT baseline:        p99 {r['baseline_p99_ms']} ms ({r['baseline']['received']} "
           f"subscribers) -> ratio {r['ratio_p99']}")
-    print(f"  controller request->publish {r['publish_ms']} ms; POST answered in {r['post_ms']} ms; "
+    print(f"  controller request->publish {r['publish_ms']} ms (-> broker's PUBACK, after it queued the PLAY "
+          f"for every subscriber: {r['broker_ack_ms']} ms); POST answered in {r['post_ms']} ms; "
           f"lead {r['lead_ms']} ms ({r['lead_basis']})")
-    print("  station handling (receipt -> stored, signature checked, ack queued): "
+    w = r["cpu_wait_ms"]
+    print("  station handling (handler start -> stored, signature checked, ack queued): "
           f"p99 {r['handling_p99_ms']} ms")
+    print(f"  waiting for the fleet's shared CPU (off the socket -> handler start): p50 {w['p50']} ms, "
+          f"p99 {w['p99']} ms (a real station has its own CPU)")
     print(f"  request -> media fetched: p99 {r['media_fetched_ms']['p99']} ms; -> audio prepared: "
           f"p99 {r['audio_prepared_ms']['p99']} ms")
     print(f"  request -> sink start:     p50 {s['p50']} ms, p99 {s['p99']} ms, max {s['max']} ms "
@@ -352,7 +378,8 @@ def run(args: Any) -> int:
     if url and url.startswith("postgresql"):
         url, drop = fresh_database(url)
     try:
-        result = asyncio.run(bench_fanout(args.devices, url, held=args.audio == "held", rounds=args.rounds))
+        result = asyncio.run(bench_fanout(args.devices, url, held=args.audio == "held", rounds=args.rounds,
+                                          profile=Path(args.profile) if args.profile else None))
     finally:
         if drop:
             drop()

@@ -85,6 +85,16 @@ class ControllerProcess:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
+# Above this many stations a benchmark's broker keeps accounts in password/ACL files: the
+# dynamic-security plugin rewrites its whole file after every account change, so creating
+# 10,000 accounts in one go costs it minutes (docs/scaling.md, "Broker accounts").
+DYNSEC_FLEET_LIMIT = 2000
+
+
+def broker_dynsec_for(stations: int) -> bool | None:
+    return None if stations <= DYNSEC_FLEET_LIMIT else False
+
+
 @dataclass
 class System:
     root: Path
@@ -100,12 +110,15 @@ class System:
     # also drops the broker's unencrypted listener.
     tls: bool = False
     plain_mqtt: bool = True
+    # None: the dynamic-security plugin where it is installed; False: password/ACL files (a
+    # benchmark provisioning thousands of accounts at once: docs/scaling.md, "Broker accounts").
+    broker_dynsec: bool | None = None
 
     def __post_init__(self) -> None:
         self.broker = PrivateMosquitto(
             self.root / "broker", port=free_port(),
             controller_user=CONTROLLER_USER, controller_password=self.mqtt_password,
-            tls_port=free_port() if self.tls else None, plain=self.plain_mqtt,
+            tls_port=free_port() if self.tls else None, plain=self.plain_mqtt, dynsec=self.broker_dynsec,
         )  # fmt: skip
         tls_env: dict[str, str] = {}
         if self.broker.tls_port is not None:

@@ -6,8 +6,8 @@ its own SQLite store and media cache; only the hardware is simulated in-process
 (`SimAudioSink` + `SimAmplifier` over the cabinet model, no pty per station).
 
 Per-station costs (measured by `communecast sim fleet`, docs/scaling.md): one TCP socket,
-one SQLite file (in-memory journal here: WAL would hold two more file descriptors
-per station), two asyncio tasks (link, telemetry) and one paho client.
+an in-memory SQLite store (no file descriptor), a few asyncio tasks (link, telemetry, clock
+probe) and one paho client.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncio
 import logging
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import httpx
 
 from device_agents.common.clock import Clock
+from device_agents.common.clock_offset import PERIOD_S as PROBE_PERIOD_S
 from device_agents.common.config import AgentConfig
 from device_agents.common.store import AgentStore
 from device_agents.hardware.audio import PreparedAudio
@@ -64,6 +65,22 @@ class FleetClock(Clock):
         if remaining > 0:
             await asyncio.sleep(remaining)
 
+    async def sleep_until_or_event(self, unix_ts: float, event: asyncio.Event) -> bool:
+        """One timer, no helper tasks: the base version's two tasks and asyncio.wait cost each
+        station several event-loop steps at the instant, and a thousand stations take them in
+        turn, so the last one started tens of milliseconds after the first."""
+        if event.is_set():
+            return True
+        remaining = unix_ts - self.time()
+        if remaining <= 0:
+            return False
+        try:
+            async with asyncio.timeout(remaining):
+                await event.wait()
+        except TimeoutError:
+            return event.is_set()
+        return True
+
 
 FLEET_CLOCK = FleetClock()
 
@@ -99,6 +116,50 @@ class FleetSink(SimAudioSink):
         return cached if cached is not None else await super()._fingerprint(prepared)
 
 
+class _ReleasingStream(httpx.AsyncByteStream):
+    """A response body that gives its slot back when it is closed (read to the end or not)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._inner, self._release = inner, release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._release()
+
+
+class BoundedTransport(httpx.AsyncBaseTransport):
+    """At most `slots` requests in the connection pool at once, the rest wait outside it.
+
+    httpcore's pool scans every queued request on every change (O(queued x connections)):
+    10,000 stations fetching a bulletin through one shared client kept this process busy for
+    minutes in that scan. Waiting on a semaphore instead costs nothing per queued request.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, slots: int) -> None:
+        self._inner = inner
+        self._slots = asyncio.Semaphore(slots)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._slots.acquire()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(response.status_code, headers=response.headers, extensions=response.extensions,
+                              stream=_ReleasingStream(response.stream, self._slots.release))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @dataclass
 class FleetStation:
     device_id: int
@@ -110,6 +171,11 @@ class FleetStation:
     @property
     def uid(self) -> str:
         return self.config.uid
+
+
+CREDENTIAL_BATCH = 1000
+HTTP_SLOTS = 50  # concurrent media downloads and clock probes of one fleet process
+FLEET_KEEPALIVE_S = 120
 
 
 async def provision_fleet(
@@ -136,8 +202,10 @@ async def provision_fleet(
             "kind": "speaker", "commune_id": communes[i % len(communes)]["id"],
         }) for i in range(len(devices), count)))  # fmt: skip
         devices = (devices + list(created))[:count]
-        issued = await asyncio.gather(
-            *(call("POST", f"/api/v1/devices/{d['id']}/credentials") for d in devices))
+        # In batches: one broker update per batch, not one per station (docs/scaling.md).
+        issued = [cred for i in range(0, len(devices), CREDENTIAL_BATCH) for cred in (await call(
+            "POST", "/api/v1/device-credentials",
+            json={"device_ids": [d["id"] for d in devices[i:i + CREDENTIAL_BATCH]]}))["issued"]]
     out = []
     for device, cred in zip(devices, issued, strict=True):
         raw = dict(cred["agent_config"])
@@ -168,20 +236,27 @@ class Fleet:
         self.stations: list[FleetStation] = []
 
     def _make(self, device_id: int, cfg: AgentConfig) -> FleetStation:
+        # Thousands of stations share this one CPU: a burst of work (10,000 media downloads)
+        # can hold a station's keepalive ping back past the broker's 1.5 x keepalive, and then
+        # the broker drops every one of them at once. A real station has its own CPU.
+        cfg = cfg.model_copy(update={"mqtt_keepalive_s": max(cfg.mqtt_keepalive_s, FLEET_KEEPALIVE_S)})
         sink = FleetSink(clock=FLEET_CLOCK)  # no journal file: the fleet keeps playbacks in memory
         cabinet = AmplifierCabinet()
         cabinet.audio_state = lambda: (sink.playing, sink.volume)
         if self._media_http is None:
-            self._media_http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=50))
-        # One file descriptor per station instead of three (WAL keeps -wal and -shm open),
-        # and no fsync on the event loop: thousands of stations share one CPU here. A fleet
-        # station's store is therefore not crash-safe; a real Pi keeps WAL (docs/scaling.md).
-        store = AgentStore(cfg.data_dir / "agent.sqlite3", durable=False)
+            self._media_http = httpx.AsyncClient(
+                timeout=60, transport=BoundedTransport(httpx.AsyncHTTPTransport(), HTTP_SLOTS))
+        # The store in memory: one file descriptor per station (its socket) instead of four
+        # (SQLite file, -wal, -shm), and no disk write on the event loop that thousands of
+        # stations share. A fleet station's store therefore dies with the process; a real Pi
+        # keeps its store on disk in WAL mode (docs/scaling.md).
+        store = AgentStore(None)
         agent = SpeakerAgent(cfg, sink, SimAmplifier(cabinet), clock=FLEET_CLOCK, store=store,
                              media_http=self._media_http)
-        # Clock-offset probes (docs/emergency.md): spread over minutes, so a fleet's probes (its own
-        # HTTP traffic in this one process) do not crowd what is being measured.
-        agent.clock_probe.first_within_s = max(120.0, len(self._configs) / 20)
+        # Clock-offset probes (docs/emergency.md): the first ones spread over one probe period, so
+        # a fleet that just started probes at the rate a settled fleet does (N per 10 minutes), not
+        # in a burst that crowds what a benchmark measures.
+        agent.clock_probe.first_within_s = PROBE_PERIOD_S
         return FleetStation(device_id, cfg, agent, sink, cabinet)
 
     async def start(self, *, connect_timeout: float = 120.0) -> float:

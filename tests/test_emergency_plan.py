@@ -4,11 +4,16 @@ group already covers them; LED boards and retired stations are never counted as 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
-from controller.db.models import Area, Device
+import pytest
+
+from controller.core.config import Settings
+from controller.db.models import Area, Broadcast, Delivery, Device
+from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.session import Database
-from controller.services.emergency import plan
+from controller.services.emergency import choose_lead, plan
 from controller.services.targets import Targets
 
 
@@ -47,13 +52,51 @@ def test_targets_map_to_the_fewest_group_topics(database_url: str) -> None:
                                   tags=["chợ"]))
             assert fan.topics == [f"cc/v1/grp/district/{d1.id}/cmd", f"cc/v1/grp/commune/{c.id}/cmd",
                                   "cc/v1/dev/e1/cmd"]
-            assert [st.uid for st in fan.stations] == ["a1", "b1", "c1", "e1"]
+            assert [st.uid for st in fan.stations(s)] == ["a1", "b1", "c1", "e1"]
+            assert fan.count == 4 and fan.per_commune == {a.id: 1, b.id: 1, c.id: 1, e.id: 1}
 
             everyone = plan(s, Targets(all=True))
             assert everyone.topics == ["cc/v1/grp/all/cmd"]
-            assert [st.uid for st in everyone.stations] == ["a1", "b1", "c1", "e1"]
+            assert [st.uid for st in everyone.stations(s)] == ["a1", "b1", "c1", "e1"]
+            assert everyone.count == 4
 
             single = plan(s, Targets(devices=[ids["e1"], ids["e2"], ids["led"]]))
-            assert single.topics == ["cc/v1/dev/e1/cmd"] and [st.uid for st in single.stations] == ["e1"]
+            assert single.topics == ["cc/v1/dev/e1/cmd"] and [st.uid for st in single.stations(s)] == ["e1"]
+            assert single.count == 1
+    finally:
+        db.dispose()
+
+
+def test_the_lead_is_learnt_from_the_last_emergencys_p99_ack(database_url: str) -> None:
+    """100 stations acked 10, 20, ... 1,000 ms after the last emergency's request: its p99 ack
+    (990 ms, picked by the database) plus the margin is the next lead, scaled to a fan-out
+    twice as big."""
+    db = Database(database_url)
+    db.migrate()
+    rt = SimpleNamespace(settings=Settings(emergency_lead_margin_s=0.35))
+    try:
+        with db.session() as s:
+            commune = Area(level="commune", name="Xã Đạo Tú")
+            s.add(commune)
+            s.flush()
+            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
+                           tags=[], reported={}) for i in range(100)]
+            requested = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+            bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
+                           start_at=requested, duration_s=10.0, targets={"all": True})
+            s.add_all([*devs, bc])
+            s.flush()
+            s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=700.0, requested_at=requested,
+                                     published_at=requested + timedelta(milliseconds=20)))
+            s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
+                                acked_at=requested + timedelta(milliseconds=10 * (i + 1)))
+                       for i, d in enumerate(devs)])
+            s.commit()
+
+            same = choose_lead(s, rt, [], 100)  # type: ignore[arg-type]
+            assert same.seconds == pytest.approx(0.99 + 0.35)
+            assert f"p99 ack 990 ms of emergency {bc.id} (100 stations)" in same.basis
+            bigger = choose_lead(s, rt, [], 200)  # type: ignore[arg-type]
+            assert bigger.seconds == pytest.approx(2 * 0.99 + 0.35)
     finally:
         db.dispose()

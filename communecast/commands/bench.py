@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bf.add_argument("--database-url", help="default: a fresh SQLite file; with a PostgreSQL URL "
                     "a fresh database on that server")
     bf.add_argument("--json", help="also write the result here")
+    bf.add_argument("--profile", help="write a cProfile of this process (fleet + bench) during the last "
+                    "emergency here (read it with `python -m pstats`)")
     bf.set_defaults(func=_bench_fanout)
 
 

@@ -35,7 +35,11 @@ class EmergencyBroadcast(Base):
     lead_basis: Mapped[str] = mapped_column(String(200), default="default")
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    publish_ms: Mapped[float | None] = mapped_column(Float)  # request in the service -> last PUBACK
+    # request in the service -> the signed PLAYs handed to the broker connection
+    publish_ms: Mapped[float | None] = mapped_column(Float)
+    # request -> the broker's last PUBACK (Mosquitto answers once it has queued the PLAY for
+    # every subscriber, so this grows with the fan-out: ~250 ms at 10,000 stations)
+    broker_ack_ms: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)  # active|cancelled
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -237,10 +237,11 @@ class DynsecAdmin:
 
         tag = secrets.token_hex(6)
         sent = [dict(c, correlationData=f"{tag}-{i}") for i, c in enumerate(commands)]
+        timeout = self.timeout + 0.05 * len(commands)  # the plugin saves its file after each change
         try:
-            async with self._slots, asyncio.timeout(self.timeout), aiomqtt.Client(
+            async with self._slots, asyncio.timeout(timeout), aiomqtt.Client(
                 self.host, self.port, identifier=f"cc-dynsec-{tag}", username=self.username,
-                password=self.password, clean_session=True, timeout=self.timeout,
+                password=self.password, clean_session=True, timeout=timeout,
                 tls_context=self.tls_context,
             ) as client:
                 await client.subscribe(DYNSEC_RESPONSE_TOPIC, qos=1)
@@ -274,13 +275,24 @@ class DynsecAdmin:
 
     async def put_station(self, uid: str, password: str, groups: dict[str, int], text_name: str = "") -> None:
         """Create (or replace) the station's account: an old session is disconnected."""
-        role = station_role(uid)
-        await self.checked([
-            *self._removal(uid),
-            {"command": "createRole", "rolename": role, "acls": station_acls(uid, groups)},
-            {"command": "createClient", "username": uid, "password": password,
-             "textName": text_name[:100], "roles": [{"rolename": role, "priority": -1}]},
-        ])  # fmt: skip
+        await self.put_stations([(uid, password, groups, text_name)])
+
+    async def put_stations(self, stations: list[tuple[str, str, dict[str, int], str]]) -> None:
+        """The same for many (uid, password, groups, name) in one request.
+
+        The plugin rewrites its whole JSON file after every account change, so a request
+        costs (accounts in it) x (accounts on the broker): fine for an import of hundreds,
+        slow for tens of thousands at once (docs/scaling.md, "Broker accounts")."""
+        commands: list[dict[str, Any]] = []
+        for uid, password, groups, text_name in stations:
+            role = station_role(uid)
+            commands += [
+                *self._removal(uid),
+                {"command": "createRole", "rolename": role, "acls": station_acls(uid, groups)},
+                {"command": "createClient", "username": uid, "password": password,
+                 "textName": text_name[:100], "roles": [{"rolename": role, "priority": -1}]},
+            ]  # fmt: skip
+        await self.checked(commands)
 
     async def remove_station(self, uid: str) -> None:
         """Delete the account; the plugin kicks a connected session at once."""

@@ -228,9 +228,14 @@ def _call_broker(fn: Any, *args: Any) -> None:
 
 def commit_account(rt: Runtime, session: Session, device: Device, password: str) -> None:
     """Give the station's new password to the broker and commit, in the safe order."""
+    commit_accounts(rt, session, [(device, password)])
+
+
+def commit_accounts(rt: Runtime, session: Session, accounts: list[tuple[Device, str]]) -> None:
+    """The same for many stations: one dynamic-security request, or one rewrite of the files."""
     if rt.broker_admin is not None:
-        _call_broker(rt.broker_admin.put_station, device.uid, password, groups_of(session, device),
-                     device.name)
+        stations = [(d.uid, password, groups_of(session, d), d.name) for d, password in accounts]
+        _call_broker(rt.broker_admin.put_stations, stations)
         session.commit()
     else:
         session.commit()

@@ -169,7 +169,7 @@ async def confirm(request: Request) -> Response:
         ctx=ctx,
         values=values,
         areas=areas,
-        stations=len(fan.stations),
+        stations=fan.count,
         repeat=repeat,
         media_name=media_name,
         voice_name=VOICE_NAMES.get(values["voice"], values["voice"]),

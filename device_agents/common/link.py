@@ -16,6 +16,7 @@ import contextlib
 import ipaddress
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
@@ -25,6 +26,22 @@ from device_agents.common.store import AgentStore
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+class ArrivalQueue(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming queue, noting on each message when its client took it off the socket.
+
+    The handler runs later, when the event loop gets to it; the difference is time spent
+    waiting for this CPU (one Pi: its other tasks; the fleet simulator: other stations).
+    """
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        item.arrived_at = time.time()  # type: ignore[attr-defined]
+        super().put_nowait(item)
+
+
+def arrived_at(message: aiomqtt.Message) -> float:
+    return float(getattr(message, "arrived_at", time.time()))
 
 
 class AgentLink:
@@ -61,6 +78,7 @@ class AgentLink:
         self._outbox_wakeup = asyncio.Event()
         self.connected = asyncio.Event()
         self.connections = 0
+        self.last_arrival = 0.0  # wall time the message being handled came off the socket
         self._stopping = False
 
     def wake_outbox(self) -> None:
@@ -91,6 +109,7 @@ class AgentLink:
                     will=will,
                     timeout=10,
                     tls_context=self._tls,
+                    queue_type=ArrivalQueue,
                 ) as client:
                     self._client = client
                     await client.subscribe([(t, 1) for t in self._subscriptions])
@@ -105,6 +124,7 @@ class AgentLink:
                             payload = message.payload
                             if not isinstance(payload, bytes | bytearray):
                                 payload = str(payload).encode()
+                            self.last_arrival = arrived_at(message)
                             try:
                                 await self._on_message(message.topic.value, bytes(payload))
                             except Exception:

@@ -45,17 +45,16 @@ class OutboxEntry:
 
 
 class AgentStore:
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
-        """`durable=False` (simulated fleets only) keeps the journal in memory: two file
-        descriptors per station instead of four, at the price of crash safety."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if durable:
+    def __init__(self, path: Path | None) -> None:
+        """`path=None` (simulated fleets only) keeps the whole store in memory: no file
+        descriptor and no disk write per station, and nothing survives the process."""
+        if path is None:
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-        else:
-            self._db.execute("PRAGMA journal_mode=MEMORY")
-            self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
         if "source" not in columns:  # a store written by an older agent

@@ -133,6 +133,9 @@ class SpeakerAgent:
             await asyncio.wait_for(self.link.close(goodbye.model_dump_json().encode()), 2)
         await self.diagnostics.close()
         await self.updater.close()
+        if self._relay_off is not None:  # the amplifier's idle switch-off: nothing left to switch
+            self._relay_off.cancel()
+            self._relay_off = None
         for task in [*self._tasks, *self._runners.values()]:
             task.cancel()
         for task in [*self._tasks, *self._runners.values()]:

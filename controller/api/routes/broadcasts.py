@@ -75,7 +75,8 @@ async def create_broadcast(
                                      "emergency": None if em is None else {
                                          "topics": em.topics, "lead_ms": em.lead_ms,
                                          "lead_basis": em.lead_basis, "publish_ms": em.publish_ms,
-                                         "volume": em.volume, "schedule_id": em.schedule_id,
+                                         "broker_ack_ms": em.broker_ack_ms, "volume": em.volume,
+                                         "schedule_id": em.schedule_id,
                                          "led_message_id": em.led_message_id}}
     return await run_in_threadpool(_create_normal, req, request, user, s, rt)
 

@@ -60,6 +60,31 @@ def issue_credentials(
     return {"device": devices.to_json(device), "agent_config": config}
 
 
+class CredentialBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_ids: list[int] = Field(min_length=1, max_length=enrollment.CSV_MAX_ROWS)
+
+
+@router.post("/device-credentials", status_code=201)
+def issue_credentials_batch(
+    req: CredentialBatch,
+    user: User = Depends(require_role("admin")),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """Rotate many stations' broker passwords in one go (an import day, a simulated fleet):
+    one transaction and one broker update instead of one per station (docs/scaling.md)."""
+    issued = [devices.issue_credentials(s, device_id, user.id) for device_id in dict.fromkeys(req.device_ids)]
+    configs = [devices.agent_config(
+        s, device, password,
+        mqtt_host=rt.settings.mqtt_host, mqtt_port=rt.settings.mqtt_port,
+        controller_url=rt.settings.base_url, public_key=rt.keys.public_text,
+    ) for device, password in issued]  # fmt: skip
+    enrollment.commit_accounts(rt, s, issued)
+    return {"issued": [{"device": devices.to_json(d), "agent_config": c}
+                       for (d, _), c in zip(issued, configs, strict=True)]}
+
+
 @router.get("/devices/{device_id}/events")
 def device_events(
     device_id: int,

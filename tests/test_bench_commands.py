@@ -1,0 +1,45 @@
+"""Issue 8: `communecast bench fanout` and `bench sync` run as commands and keep their contract.
+
+Small N (the figures at 10,000 are benchmarks, docs/scaling.md); what is checked is that a
+fresh process runs the whole thing against a real broker, controller and fleet, that every
+station was counted, and that the JSON carries the keys the issue names.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FANOUT_KEYS = {"devices", "p50_ms", "p99_ms", "max_ms", "acked", "ack_all_ms", "baseline_p99_ms",
+               "publish_ms", "handling_p99_ms"}
+
+
+def _communecast(*args: str, timeout: float = 300) -> str:
+    done = subprocess.run([sys.executable, "-m", "communecast.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_bench_fanout_measures_every_station_against_the_bare_broker(tmp_path: Path) -> None:
+    out = _communecast("bench", "fanout", "--devices", "12", "--rounds", "1",
+                       "--json", str(tmp_path / "f.json"))
+    r = json.loads((tmp_path / "f.json").read_text())
+    assert set(r) >= FANOUT_KEYS
+    assert r["devices"] == 12 and r["received"] == 12 and r["started"] == 12
+    assert r["acked"] == 12 and r["ack_all_ms"] is not None
+    assert r["baseline"]["received"] == 12 and r["ratio_p99"] is not None
+    assert 0 < r["publish_ms"] <= r["broker_ack_ms"]
+    assert r["broker_accounts"] == "dynamic-security"
+    assert "bare MQTT baseline" in out and "waiting for the fleet's shared CPU" in out
+
+
+def test_bench_sync_reports_skew_next_to_bare_timers(tmp_path: Path) -> None:
+    out = _communecast("bench", "sync", "--devices", "12", "--lead", "6", "--json", str(tmp_path / "s.json"))
+    r = json.loads((tmp_path / "s.json").read_text())
+    assert r["devices"] == 12 and r["on_time"] == 12 and r["did_not_play"] == 0
+    assert r["skew_ms"]["p99"] >= 0 and r["bare_timer_skew_ms"]["p99"] >= 0
+    assert r["fleet"]["connected"] == 12
+    assert "bare baseline" in out

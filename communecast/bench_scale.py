@@ -106,7 +106,22 @@ async def bare_timer_skew(n: int, lead_s: float = 1.0) -> dict[str, float]:
             "spread_ms": round((max(woke) - min(woke)) * 1000, 2)}
 
 
-async def bench_sync(devices: int, lead_s: float | None, database_url: str | None) -> dict[str, Any]:
+async def _profile_window(path: Path, begin: float, end: float) -> None:
+    """cProfile this process (the fleet) from `begin` to `end` (unix times), into `path`."""
+    import cProfile
+
+    await asyncio.sleep(max(0.0, begin - time.time()))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        await asyncio.sleep(max(0.0, end - time.time()))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+
+async def bench_sync(devices: int, lead_s: float | None, database_url: str | None,
+                     profile: Path | None = None) -> dict[str, Any]:
     """One bulletin to N stations: how far apart do their speakers start?"""
     # Every station downloads the media from the controller first: give a big fleet time.
     lead = lead_s if lead_s is not None else max(5.0, 3.0 + devices / 25)
@@ -128,11 +143,15 @@ async def bench_sync(devices: int, lead_s: float | None, database_url: str | Non
                 "title": "Bản tin đồng bộ", "media_sha256": media["sha256"], "targets": {"all": True},
                 "start_at": start_at.isoformat()})  # fmt: skip
             scheduled = start_at.timestamp()
+            if profile is not None:  # the relay-on 1.5 s before the instant, and the instant itself
+                profiling = asyncio.create_task(_profile_window(profile, scheduled - 2.0, scheduled + 0.5))
             timeout = lead + 30
             await asyncio.gather(
                 *(st.sink.wait_for(lambda p: True, timeout=timeout) for st in fleet.stations),
                 return_exceptions=True)  # a station that missed the start is counted below
             elapsed = time.monotonic() - t0
+            if profile is not None:
+                await profiling
             measured["rss_after_play_mb"] = round(rss_bytes() / 2**20, 1)
             first = [st.sink.playbacks[0] for st in fleet.stations if st.sink.playbacks]
             # A station that was not ready at the instant starts late with a new instant.
@@ -184,7 +203,8 @@ def print_sync(r: dict[str, Any]) -> None:
 
 
 def run_sync(args: Any) -> int:
-    result = asyncio.run(bench_sync(args.devices, args.lead, args.database_url))
+    result = asyncio.run(bench_sync(args.devices, args.lead, args.database_url,
+                                    Path(args.profile) if args.profile else None))
     print_sync(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

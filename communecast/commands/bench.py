@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bs.add_argument("--lead", type=float, help="seconds from POST to start_at (default grows with N)")
     bs.add_argument("--database-url", help="default: a fresh SQLite file")
     bs.add_argument("--json", help="also write the result here")
+    bs.add_argument("--profile", help="write a cProfile of the fleet from 2 s before the instant to 0.5 s "
+                    "after it here")
     bs.set_defaults(func=_bench_scale)
 
     bh = bench_sub.add_parser("horizon", help="N stations x 4 daily schedules: build, sign and publish "

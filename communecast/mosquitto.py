@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -62,8 +63,23 @@ class MosquittoNotFound(RuntimeError):
     pass
 
 
+# Below Linux's ephemeral range (32768-60999): a port the OS hands out for port 0 is one that
+# any outgoing connection may take before the broker or controller binds it (seen as
+# "address already in use" with tests running on several workers).
+_LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port that was free just now, for a server started a moment later."""
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)  # noqa: S311 (a port number, not a secret)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # everything we tried was taken: let the OS choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

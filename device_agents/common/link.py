@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -159,7 +160,11 @@ class AgentLink:
                 await self._outbox_wakeup.wait()
                 continue
             for entry in entries:
-                await client.publish(entry.topic, entry.payload, qos=1)  # returns after PUBACK
+                # Returns after the PUBACK, however long the broker takes: a dead connection
+                # ends this task (the link cancels it), a slow one must not. (aiomqtt's default
+                # 10 s timeout killed the flusher until the next reconnect, and its timer and
+                # task per publish are most of a fleet station's CPU per event.)
+                await client.publish(entry.topic, entry.payload, qos=1, timeout=math.inf)
                 self._store.outbox_done(entry.seq)
 
     async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> bool:

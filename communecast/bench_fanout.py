@@ -34,7 +34,7 @@ from typing import Any
 
 import aiomqtt
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from communecast.bench import _tone
 from communecast.harness import CONTROLLER_USER, System, broker_dynsec_for
@@ -194,15 +194,30 @@ def _acks_stored_at(url: str, item_id: str) -> list[float]:
         db.dispose()
 
 
+def _acked_count(url: str, bc_id: int) -> int:
+    from controller.db.models import Delivery
+    from controller.db.session import Database
+
+    db = Database(url)
+    try:
+        with db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.broadcast_id == bc_id, Delivery.acked_at.is_not(None))) or 0)
+    finally:
+        db.dispose()
+
+
 async def _all_acked(system: System, bc_id: int, n: int, timeout: float) -> tuple[float | None, int]:
+    """When the controller's Delivery rows show every ack, read from the database: polling
+    GET /broadcasts/{id} (10,000 station states each time) took the controller's CPU away from
+    storing the very acks being waited for."""
     deadline = time.monotonic() + timeout
     acked = 0
     while time.monotonic() < deadline:
-        body = await system.api_json("GET", f"/api/v1/broadcasts/{bc_id}")
-        acked = sum(1 for s in body["station_states"] if s["acked_at"] is not None)
+        acked = await asyncio.to_thread(_acked_count, system.database_url, bc_id)
         if acked >= n:
             return time.time(), acked
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
     return None, acked
 
 
@@ -270,7 +285,7 @@ async def _one_emergency(
         "acked": len(ack_stored),
         "ack_all_ms": round((max(ack_stored) - t_req) * 1000, 1) if len(ack_stored) >= devices else None,
         "ack_stored_ms": stats_ms([a - t_req for a in ack_stored]),
-        "ack_all_seen_by_api_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None, "acked_api": acked,
+        "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None, "acked_rows": acked,
         "post_ms": round((t_resp - t_req) * 1000, 1),
         "publish_ms": detail["emergency"]["publish_ms"],
         "broker_ack_ms": detail["emergency"]["broker_ack_ms"], "lead_ms": detail["emergency"]["lead_ms"],
@@ -361,7 +376,7 @@ def print_fanout(r: dict[str, Any]) -> None:
     print(f"  start error vs instant:    p50 {e['p50']} ms, p99 {e['p99']} ms; skew p99 {k['p99']} ms, "
           f"max {k['max']} ms")
     print(f"  acks stored: {r['acked']}/{r['devices']}, all in {r['ack_all_ms']} ms (p50 "
-          f"{r['ack_stored_ms']['p50']} ms; seen by polling the API {r['ack_all_seen_by_api_ms']} ms)")
+          f"{r['ack_stored_ms']['p50']} ms; all Delivery rows acked when polled: {r['ack_all_seen_ms']} ms)")
     print(f"  fleet RSS {r['fleet_rss_mb']} MB")
     for i, rd in enumerate(r["rounds"], 1):
         print(f"  round {i}: lead {rd['lead_ms']} ms ({rd['lead_basis']}); sink start p99 "

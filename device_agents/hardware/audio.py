@@ -186,12 +186,19 @@ class AlsaAudioOutput:
 
     async def play(self, prepared: PreparedAudio, *, start_at: float, volume: int) -> PlaybackResult:
         """Spawn aplay just before ``start_at``, feed it from the instant, wait to drain."""
+        async with self._session() as stop_event:
+            return await self._play(prepared, start_at, volume, stop_event)
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[asyncio.Event]:
+        """One playback (file or stream): refuse a second, and whatever happens, end with
+        aplay reaped and `stop()` waiters released. Yields the event `stop()` sets."""
         if self._stop_event is not None:
             raise AudioOutputError("already playing; stop() the current playback first")
         stop_event, ended = asyncio.Event(), asyncio.Event()
         self._stop_event, self._ended = stop_event, ended
         try:
-            return await self._play(prepared, start_at, volume, stop_event)
+            yield stop_event
         finally:
             self._playing = False
             try:
@@ -273,11 +280,7 @@ class AlsaAudioOutput:
         self, chunks: AsyncIterator[bytes], *, start_at: float, volume: int
     ) -> PlaybackResult:
         """Pipe the chunks into aplay as they arrive; ALSA plays silence on an underrun."""
-        if self._stop_event is not None:
-            raise AudioOutputError("already playing; stop() the current playback first")
-        stop_event, ended = asyncio.Event(), asyncio.Event()
-        self._stop_event, self._ended = stop_event, ended
-        try:
+        async with self._session() as stop_event:
             if await sleep_until_or_event(start_at - self.SPAWN_LEAD_S, stop_event):
                 return PlaybackResult.not_started(time.time())
             self._proc = proc = await asyncio.create_subprocess_exec(
@@ -306,13 +309,6 @@ class AlsaAudioOutput:
             if proc.returncode not in (0, None):
                 raise AudioOutputError(f"aplay on {self.device!r} failed ({proc.returncode})")
             return PlaybackResult(started_at, finished_at, completed=True)
-        finally:
-            self._playing = False
-            try:
-                await self._reap()
-            finally:
-                self._stop_event = self._ended = None
-                ended.set()
 
     async def _reap(self) -> None:
         proc, self._proc = self._proc, None

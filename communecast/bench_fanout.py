@@ -194,31 +194,32 @@ def _acks_stored_at(url: str, item_id: str) -> list[float]:
         db.dispose()
 
 
-def _acked_count(url: str, bc_id: int) -> int:
+def _acked_count(db: Any, bc_id: int) -> int:
     from controller.db.models import Delivery
-    from controller.db.session import Database
 
-    db = Database(url)
-    try:
-        with db.session() as s:
-            return int(s.scalar(select(func.count()).select_from(Delivery).where(
-                Delivery.broadcast_id == bc_id, Delivery.acked_at.is_not(None))) or 0)
-    finally:
-        db.dispose()
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.broadcast_id == bc_id, Delivery.acked_at.is_not(None))) or 0)
 
 
 async def _all_acked(system: System, bc_id: int, n: int, timeout: float) -> tuple[float | None, int]:
     """When the controller's Delivery rows show every ack, read from the database: polling
     GET /broadcasts/{id} (10,000 station states each time) took the controller's CPU away from
     storing the very acks being waited for."""
+    from controller.db.session import Database
+
+    db = Database(system.database_url)
     deadline = time.monotonic() + timeout
     acked = 0
-    while time.monotonic() < deadline:
-        acked = await asyncio.to_thread(_acked_count, system.database_url, bc_id)
-        if acked >= n:
-            return time.time(), acked
-        await asyncio.sleep(0.2)
-    return None, acked
+    try:
+        while time.monotonic() < deadline:
+            acked = await asyncio.to_thread(_acked_count, db, bc_id)
+            if acked >= n:
+                return time.time(), acked
+            await asyncio.sleep(0.2)
+        return None, acked
+    finally:
+        db.dispose()
 
 
 async def preposition(system: System, fleet: Fleet, sha: str, *, timeout: float = 300) -> None:

@@ -79,6 +79,7 @@ class Fanout:
     per_commune: dict[int, int] = field(default_factory=dict)  # commune id -> targeted stations
     group_clause: ColumnElement[bool] | None = None  # the stations the group topics reach
     singles: list[Station] = field(default_factory=list)  # stations addressed on their own topic
+    _loaded: list[Station] | None = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
@@ -89,12 +90,15 @@ class Fanout:
         return sorted(self.per_commune)
 
     def stations(self, session: Session) -> list[Station]:
-        found: dict[int, Station] = {st.id: st for st in self.singles}
-        if self.group_clause is not None:
-            for i, u, c in session.execute(
-                    select(Device.id, Device.uid, Device.commune_id).where(_SPEAKERS, self.group_clause)):
-                found[i] = Station(i, u, c)
-        return [found[i] for i in sorted(found)]
+        """Loaded once: a repeat emergency needs them before the publish and again after it."""
+        if self._loaded is None:
+            found: dict[int, Station] = {st.id: st for st in self.singles}
+            if self.group_clause is not None:
+                for i, u, c in session.execute(
+                        select(Device.id, Device.uid, Device.commune_id).where(_SPEAKERS, self.group_clause)):
+                    found[i] = Station(i, u, c)
+            self._loaded = [found[i] for i in sorted(found)]
+        return self._loaded
 
 
 _SPEAKERS = and_(Device.kind == "speaker", Device.retired_at.is_(None))

@@ -21,13 +21,12 @@ import cProfile
 import json
 import logging
 import math
+import multiprocessing
 import secrets
-import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,13 @@ import aiomqtt
 import httpx
 from sqlalchemy import func, select
 
+from communecast import fleet_probe
 from communecast.bench import _tone
+from communecast.fleet_probe import Runner
 from communecast.harness import CONTROLLER_USER, System, broker_dynsec_for
-from device_agents.common.link import AgentLink, ArrivalQueue, arrived_at
-from firmware_sim.audio_sink import Playback
-from firmware_sim.fleet import Fleet, provision_fleet, raise_fd_limit, rss_bytes
+from device_agents.common.link import ArrivalQueue, arrived_at
+from firmware_sim.fleet import provision_fleet, raise_fd_limit
+from firmware_sim.fleet_workers import split
 
 
 def pct(values: list[float], q: float) -> float:
@@ -58,115 +59,95 @@ def stats_ms(values_s: list[float]) -> dict[str, float]:
             "n": len(ms)}
 
 
-@dataclass
-class ReceiptProbe:
-    """Wraps each fleet agent's message handler: when a command arrived and when it was handled."""
-
-    received: dict[str, float] = field(default_factory=dict)  # uid -> first command off the socket
-    waited: dict[str, float] = field(default_factory=dict)  # uid -> off the socket -> handler ran
-    handled: dict[str, float] = field(default_factory=dict)
-    fetched: dict[str, float] = field(default_factory=dict)  # uid -> media verified in the cache
-    prepared: dict[str, float] = field(default_factory=dict)  # uid -> audio decoded, ready to start
-
-    def attach(self, fleet: Fleet) -> None:
-        for st in fleet.stations:
-            link = st.agent.link
-            link._on_message = self._wrap(st.uid, link)  # type: ignore[method-assign]
-            st.agent.media.ensure = self._stamp(st.uid, st.agent.media.ensure, self.fetched)  # type: ignore
-            st.sink.prepare = self._stamp(st.uid, st.sink.prepare, self.prepared)  # type: ignore
-
-    @staticmethod
-    def _stamp(uid: str, inner: Callable[..., Awaitable[Any]], into: dict[str, float]) -> Callable[..., Any]:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            out = await inner(*args, **kwargs)
-            into[uid] = time.time()
-            return out
-
-        return call
-
-    def reset(self) -> None:
-        self.received.clear()
-        self.waited.clear()
-        self.handled.clear()
-
-    def _wrap(self, uid: str, link: AgentLink) -> Callable[[str, bytes], Awaitable[None]]:
-        inner = link._on_message
-        async def handler(topic: str, payload: bytes) -> None:
-            arrived, t = link.last_arrival, time.time()
-            await inner(topic, payload)
-            if topic.endswith("/cmd") and uid not in self.received:
-                self.received[uid] = arrived
-                self.waited[uid] = t - arrived
-                self.handled[uid] = time.time()
-
-        return handler
-
-
-def emergency_playback(fleet_station: Any, sha: str) -> Playback | None:
-    return next((p for p in fleet_station.sink.playbacks if any(sha in f for f in p.files)), None)
-
-
-async def wait_emergency_played(
-    fleet: Fleet, match: Callable[[Playback], bool], timeout: float
-) -> list[Playback]:
-    """Every station's playback matching `match` (a sink records one when it ends or is stopped)."""
-
-    async def one(st: Any) -> Playback | None:
-        with contextlib.suppress(TimeoutError):
-            return await st.sink.wait_for(match, timeout=timeout)
-        return None
-
-    return [p for p in await asyncio.gather(*(one(st) for st in fleet.stations)) if p is not None]
-
-
-def plays(sha: str, volume: int | None = None) -> Callable[[Playback], bool]:
-    """A playback of the file `sha` (at `volume`, when given)."""
-    return lambda p: any(sha in f for f in p.files) and (volume is None or p.volume == volume)
-
-
-async def bare_baseline(port: int, password: str, n: int, payload_size: int) -> dict[str, Any]:
-    """N bare subscribers (aiomqtt, as the agents use) on one topic; one QoS 1 publish."""
-    topic = f"cc/v1/bench/fanout/{secrets.token_hex(3)}"
+async def _bare_subscribers(
+    port: int, password: str, topic: str, ids: range, ready: Callable[[], None], *, timeout: float = 60
+) -> list[float]:
+    """Subscribers `ids` on `topic` (aiomqtt, as the agents use); `ready()` once all are subscribed;
+    then when each got its one message (off the socket), waiting up to `timeout` for them."""
     received: list[float] = []
-    ready = 0
-    all_ready = asyncio.Event()
-    done = asyncio.Event()
+    subscribed = 0
+    all_subscribed, done = asyncio.Event(), asyncio.Event()
 
     async def sub(i: int) -> None:
-        nonlocal ready
+        nonlocal subscribed
         async with aiomqtt.Client("127.0.0.1", port, username=CONTROLLER_USER, password=password,
                                   identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
                                   queue_type=ArrivalQueue) as c:
             await c.subscribe(topic, qos=1)
-            ready += 1
-            if ready == n:
-                all_ready.set()
+            subscribed += 1
+            if subscribed == len(ids):
+                all_subscribed.set()
             async for message in c.messages:
                 received.append(arrived_at(message))
-                if len(received) == n:
+                if len(received) == len(ids):
                     done.set()
                 return
 
-    tasks = []
-    for start in range(0, n, 200):  # connect in waves, like the fleet
-        tasks += [asyncio.create_task(sub(i)) for i in range(start, min(n, start + 200))]
-        await asyncio.sleep(0.05)
+    tasks: list[asyncio.Task[None]] = []
     try:
+        for start in range(0, len(ids), 200):  # connect in waves, like the fleet
+            tasks += [asyncio.create_task(sub(i)) for i in ids[start:start + 200]]
+            await asyncio.sleep(0.05)
         async with asyncio.timeout(300):
-            await all_ready.wait()
-        async with aiomqtt.Client("127.0.0.1", port, username=CONTROLLER_USER, password=password,
-                                  identifier=f"bench-bare-pub-{secrets.token_hex(2)}") as pub:
-            t0 = time.time()
-            await pub.publish(topic, b"x" * payload_size, qos=1)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(60):
-                    await done.wait()
+            await all_subscribed.wait()
+        ready()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await done.wait()
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    return received
+
+
+def _bare_process(port: int, password: str, topic: str, ids: range, ready: Any, out: Any) -> None:
+    """A spawned process holding one share of the bare subscribers."""
+    out.put(asyncio.run(_bare_subscribers(port, password, topic, ids, lambda: ready.put(ids.start))))
+
+
+async def bare_baseline(
+    port: int, password: str, n: int, payload_size: int, processes: int = 1
+) -> dict[str, Any]:
+    """N bare subscribers on one topic, in as many processes as the fleet had; one QoS 1 publish."""
+    topic = f"cc/v1/bench/fanout/{secrets.token_hex(3)}"
+    shares = [range(c[0], c[-1] + 1) for c in split(list(range(n)), max(1, processes))]
+
+    async def publish() -> float:
+        async with aiomqtt.Client("127.0.0.1", port, username=CONTROLLER_USER, password=password,
+                                  identifier=f"bench-bare-pub-{secrets.token_hex(2)}") as pub:
+            t0 = time.time()
+            await pub.publish(topic, b"x" * payload_size, qos=1)
+            return t0
+
+    if len(shares) == 1:
+        all_ready = asyncio.Event()
+        listening = asyncio.create_task(_bare_subscribers(port, password, topic, shares[0], all_ready.set))
+        ready_or_failed = asyncio.create_task(all_ready.wait())
+        await asyncio.wait({listening, ready_or_failed}, return_when=asyncio.FIRST_COMPLETED)
+        ready_or_failed.cancel()
+        t0 = await publish()
+        received = await listening
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        ready_q, out_q = ctx.Queue(), ctx.Queue()
+        procs = [ctx.Process(target=_bare_process, args=(port, password, topic, ids, ready_q, out_q),
+                             daemon=True) for ids in shares]  # fmt: skip
+        for p in procs:
+            p.start()
+        try:
+            for _ in procs:
+                await asyncio.to_thread(ready_q.get, True, 400)
+            t0 = await publish()
+            received = [t for _ in procs for t in await asyncio.to_thread(out_q.get, True, 120)]
+        finally:
+            for p in procs:
+                p.join(10)
+                if p.is_alive():
+                    p.terminate()
     lat = [r - t0 for r in received]
-    return {"subscribers": n, "received": len(received), "latency_ms": stats_ms(lat)}
+    return {"subscribers": n, "processes": len(shares), "received": len(received),
+            "latency_ms": stats_ms(lat)}
 
 
 @contextlib.asynccontextmanager
@@ -222,13 +203,12 @@ async def _all_acked(system: System, bc_id: int, n: int, timeout: float) -> tupl
         db.dispose()
 
 
-async def preposition(system: System, fleet: Fleet, sha: str, *, timeout: float = 300) -> None:
+async def preposition(system: System, fleet: Runner, devices: int, sha: str, *, timeout: float = 300) -> None:
     """Put the clip in every station's cache (as the emergency kit would) and drill it once, so the
     controller knows the stations hold it (docs/emergency.md, "audio on the stations")."""
     stored = system.root / "controller" / "media" / sha[:2] / f"{sha}.opus"
-    for st in fleet.stations:
-        shutil.copyfile(stored, st.agent.media.path_for(sha))
-    lead = 3 + len(fleet.stations) / 500
+    await fleet.call(fleet_probe.hold_media, str(stored), sha)
+    lead = 3 + devices / 500
     drill = await system.api_json("POST", "/api/v1/broadcasts", json={
         "title": "Diễn tập", "media_sha256": sha, "targets": {"all": True},
         "start_at": (datetime.now(UTC) + timedelta(seconds=lead)).isoformat()})  # fmt: skip
@@ -236,22 +216,22 @@ async def preposition(system: System, fleet: Fleet, sha: str, *, timeout: float 
     while time.monotonic() < deadline:
         rows = await system.api_json("GET", f"/api/v1/play-log?broadcast_id={drill['id']}&status=played"
                                      f"&limit=100000")
-        if len(rows) >= len(fleet.stations):
+        if len(rows) >= devices:
             return
         await asyncio.sleep(0.5)
     raise TimeoutError("the drill did not play everywhere")
 
 
 async def _one_emergency(
-    system: System, fleet: Fleet, probe: ReceiptProbe, sha: str, profile: Path | None = None
+    system: System, fleet: Runner, devices: int, sha: str, profile: Path | None = None
 ) -> dict[str, Any]:
     """Send one emergency to all and measure it (the sinks record each playback when it ends)."""
-    devices = len(fleet.stations)
-    probe.reset()
+    await fleet.call(fleet_probe.reset_probe)
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
     async with operator_client(system) as http:
+        cpu0 = sum(await fleet.call(fleet_probe.cpu_seconds))
         t_req = time.time()
         r = await http.post("/api/v1/broadcasts", json={
             "title": "Cảnh báo khẩn cấp (bench)", "media_sha256": sha, "targets": {"all": True},
@@ -260,34 +240,37 @@ async def _one_emergency(
     if r.status_code != 201:
         raise RuntimeError(f"emergency refused: {r.status_code} {r.text}")
     bc = r.json()
-    played, (t_ack, acked) = await asyncio.gather(  # acks are polled while it plays
-        wait_emergency_played(fleet, lambda p: plays(sha, volume=100)(p) and p.requested_start > t_req,
-                              timeout=120),
+    parts, (t_ack, acked) = await asyncio.gather(  # acks are polled while it plays
+        fleet.call(fleet_probe.emergency_results, sha, t_req, 120.0),
         _all_acked(system, bc["id"], devices, timeout=60))
+    seen = fleet_probe.merged(parts)
+    # The fleet's processes (and the probe's own bookkeeping in them), request to everyone played.
+    fleet_cpu_s = sum(await fleet.call(fleet_probe.cpu_seconds)) - cpu0
     if profiler and profile:
         profiler.disable()
         profiler.dump_stats(profile)
     ack_stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
     detail = await system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}")
     start_at = datetime_ts(bc["start_at"])
-    receipt = [probe.received[u] - t_req for u in probe.received]
-    handling = [probe.handled[u] - probe.received[u] - probe.waited[u] for u in probe.received]
-    median = statistics.median(p.started_at for p in played) if played else math.nan
-    rec = stats_ms(receipt)
+    started = seen["started"]
+    median = statistics.median(started) if started else math.nan
+    rec = stats_ms([t - t_req for t in seen["received"]])
+    handling = stats_ms(seen["handling"])
     return {
         "p50_ms": rec["p50"], "p99_ms": rec["p99"], "max_ms": rec["max"], "received": rec["n"],
-        "sink_start_ms": stats_ms([p.started_at - t_req for p in played]), "started": len(played),
-        "start_error_ms": stats_ms([p.started_at - start_at for p in played]),
-        "skew_ms": stats_ms([abs(p.started_at - median) for p in played]),
-        "handling_p99_ms": stats_ms(handling)["p99"], "handling_ms": stats_ms(handling),
-        "cpu_wait_ms": stats_ms(list(probe.waited.values())),
-        "media_fetched_ms": stats_ms([t - t_req for t in probe.fetched.values()]),
-        "audio_prepared_ms": stats_ms([t - t_req for t in probe.prepared.values()]),
+        "sink_start_ms": stats_ms([t - t_req for t in started]), "started": len(started),
+        "start_error_ms": stats_ms([t - start_at for t in started]),
+        "skew_ms": stats_ms([abs(t - median) for t in started]),
+        "handling_p99_ms": handling["p99"], "handling_ms": handling,
+        "cpu_wait_ms": stats_ms(seen["waited"]),
+        "media_fetched_ms": stats_ms([t - t_req for t in seen["fetched"]]),
+        "audio_prepared_ms": stats_ms([t - t_req for t in seen["prepared"]]),
         "acked": len(ack_stored),
         "ack_all_ms": round((max(ack_stored) - t_req) * 1000, 1) if len(ack_stored) >= devices else None,
         "ack_stored_ms": stats_ms([a - t_req for a in ack_stored]),
         "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None, "acked_rows": acked,
         "post_ms": round((t_resp - t_req) * 1000, 1),
+        "fleet_cpu_ms_per_station": round(fleet_cpu_s * 1000 / max(devices, 1), 3),
         "publish_ms": detail["emergency"]["publish_ms"],
         "broker_ack_ms": detail["emergency"]["broker_ack_ms"], "lead_ms": detail["emergency"]["lead_ms"],
         "lead_basis": detail["emergency"]["lead_basis"], "topics": detail["emergency"]["topics"],
@@ -297,46 +280,45 @@ async def _one_emergency(
 
 async def bench_fanout(
     devices: int, database_url: str | None, *, held: bool = True, rounds: int = 2,
-    profile: Path | None = None,
+    profile: Path | None = None, processes: int = 1,
 ) -> dict[str, Any]:
     """`rounds` emergencies one after the other: the first with the default lead, the next with
-    the lead the controller learnt from the one before. The last round is the headline."""
+    the lead the controller learnt from the one before. The last round is the headline.
+    `processes` > 1 runs the stations in that many worker processes (one event loop each)."""
     raise_fd_limit(8 * devices + 512)
     with tempfile.TemporaryDirectory(prefix="cc-bench-fanout-") as tmp:
         root = Path(tmp)
         system = System(root / "system", database_url or f"sqlite:///{root / 'bench.db'}",
                         broker_dynsec=broker_dynsec_for(devices))
         await system.start()
-        fleet: Fleet | None = None
+        fleet: Runner | None = None
         runs: list[dict[str, Any]] = []
         try:
             assert system._api is not None
             configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
-            fleet = Fleet(configs)
-            fleet_start_s = await fleet.start(connect_timeout=600)
-            probe = ReceiptProbe()
-            probe.attach(fleet)
+            fleet, fleet_start_s = await fleet_probe.start_fleet(configs, processes)
+            await fleet.call(fleet_probe.attach_probe)
             with _tone(root / "siren.wav", 3.0).open("rb") as fh:
                 media = (await system.api("POST", "/api/v1/media", files={"file": ("siren.wav", fh)})).json()
             if held:
-                await preposition(system, fleet, media["sha256"])
+                await preposition(system, fleet, devices, media["sha256"])
             await asyncio.sleep(1.0)  # let births and first state settle
             for i in range(rounds):
-                runs.append(await _one_emergency(system, fleet, probe, media["sha256"],
+                runs.append(await _one_emergency(system, fleet, devices, media["sha256"],
                                                  profile if i == rounds - 1 else None))
                 await asyncio.sleep(1.0)
-            rss_mb = round(rss_bytes() / 2**20, 1)
+            rss_mb = round(sum(await fleet.call(fleet_probe.rss)) / 2**20, 1)
         finally:
             if fleet is not None:
                 await fleet.stop()
         try:
-            baseline = await bare_baseline(system.broker.port, system.mqtt_password, devices, 1500)
+            baseline = await bare_baseline(system.broker.port, system.mqtt_password, devices, 1500, processes)
         finally:
             await system.stop()
     base_p99 = baseline["latency_ms"]["p99"]
     last = runs[-1]
     return {
-        "devices": devices,
+        "devices": devices, "processes": max(1, processes),
         "database": "postgresql" if database_url and "postgres" in database_url else "sqlite",
         "broker_accounts": "dynamic-security" if system.broker.dynsec else "password/ACL files",
         "audio": "held" if held else "fresh",
@@ -356,12 +338,13 @@ def datetime_ts(iso: str) -> float:
 
 def print_fanout(r: dict[str, Any]) -> None:
     s, e, k = r["sink_start_ms"], r["start_error_ms"], r["skew_ms"]
-    print(f"bench fanout: one emergency to {r['devices']} stations ({r['database']}, audio {r['audio']}, "
+    print(f"bench fanout: one emergency to {r['devices']} stations in {r['processes']} fleet process(es) "
+          f"({r['database']}, audio {r['audio']}, "
           f"broker accounts in {r['broker_accounts']}), {len(r['topics'])} topic(s) {r['topics'][:3]}")
     print(f"  request -> PLAY received:  p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
           f"({r['received']} stations)")
     print(f"  bare MQTT baseline:        p99 {r['baseline_p99_ms']} ms ({r['baseline']['received']} "
-          f"subscribers) -> ratio {r['ratio_p99']}")
+          f"subscribers in {r['baseline']['processes']} process(es)) -> ratio {r['ratio_p99']}")
     print(f"  controller request->publish {r['publish_ms']} ms (-> broker's PUBACK, after it queued the PLAY "
           f"for every subscriber: {r['broker_ack_ms']} ms); POST answered in {r['post_ms']} ms; "
           f"lead {r['lead_ms']} ms ({r['lead_basis']})")
@@ -378,7 +361,8 @@ def print_fanout(r: dict[str, Any]) -> None:
           f"max {k['max']} ms")
     print(f"  acks stored: {r['acked']}/{r['devices']}, all in {r['ack_all_ms']} ms (p50 "
           f"{r['ack_stored_ms']['p50']} ms; all Delivery rows acked when polled: {r['ack_all_seen_ms']} ms)")
-    print(f"  fleet RSS {r['fleet_rss_mb']} MB")
+    print(f"  fleet RSS {r['fleet_rss_mb']} MB; fleet CPU for the whole emergency (receipt to played): "
+          f"{r['fleet_cpu_ms_per_station']} ms per station")
     for i, rd in enumerate(r["rounds"], 1):
         print(f"  round {i}: lead {rd['lead_ms']} ms ({rd['lead_basis']}); sink start p99 "
               f"{rd['sink_start_p99_ms']} ms, start error p99 {rd['start_error_p99_ms']} ms, skew p99 "
@@ -395,7 +379,8 @@ def run(args: Any) -> int:
         url, drop = fresh_database(url)
     try:
         result = asyncio.run(bench_fanout(args.devices, url, held=args.audio == "held", rounds=args.rounds,
-                                          profile=Path(args.profile) if args.profile else None))
+                                          profile=Path(args.profile) if args.profile else None,
+                                          processes=args.processes))
     finally:
         if drop:
             drop()

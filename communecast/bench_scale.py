@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from communecast import fleet_probe
 from communecast.bench import _tone
 from communecast.harness import System, broker_dynsec_for
 from communecast.stations import ApiClient
@@ -88,24 +89,6 @@ async def run_sim_fleet(
     return measured
 
 
-async def bare_timer_skew(n: int, lead_s: float = 1.0) -> dict[str, float]:
-    """The simulator's own limit: N bare asyncio tasks in this process wake at one instant and
-    note the time. One CPU wakes them in turn, so even these spread out; the fleet's skew is
-    compared with this (a real station has its own CPU and wakes on its own timer)."""
-    instant = time.time() + lead_s
-    woke: list[float] = []
-
-    async def one() -> None:
-        await asyncio.sleep(instant - time.time())
-        woke.append(time.time())
-
-    await asyncio.gather(*(one() for _ in range(n)))
-    median = statistics.median(woke)
-    skew = [abs(w - median) * 1000 for w in woke]
-    return {"p50": round(_pct(skew, 0.5), 2), "p99": round(_pct(skew, 0.99), 2), "max": round(max(skew), 2),
-            "spread_ms": round((max(woke) - min(woke)) * 1000, 2)}
-
-
 async def _profile_window(path: Path, begin: float, end: float) -> None:
     """cProfile this process (the fleet) from `begin` to `end` (unix times), into `path`."""
     import cProfile
@@ -121,8 +104,11 @@ async def _profile_window(path: Path, begin: float, end: float) -> None:
 
 
 async def bench_sync(devices: int, lead_s: float | None, database_url: str | None,
-                     profile: Path | None = None) -> dict[str, Any]:
-    """One bulletin to N stations: how far apart do their speakers start?"""
+                     profile: Path | None = None, processes: int = 1) -> dict[str, Any]:
+    """One bulletin to N stations: how far apart do their speakers start? `processes` > 1 runs
+    the stations in that many worker processes; the bare-timer baseline then runs in them too."""
+    if profile is not None and processes > 1:
+        raise ValueError("--profile profiles this process: use it with a single-process fleet")
     # Every station downloads the media from the controller first: give a big fleet time.
     lead = lead_s if lead_s is not None else max(5.0, 3.0 + devices / 25)
     with tempfile.TemporaryDirectory(prefix="cc-bench-sync-") as tmp:
@@ -130,11 +116,17 @@ async def bench_sync(devices: int, lead_s: float | None, database_url: str | Non
         system = System(root / "system", database_url or f"sqlite:///{root / 'bench.db'}",
                         broker_dynsec=broker_dynsec_for(devices))
         await system.start()
-        fleet: Fleet | None = None
+        fleet: fleet_probe.Runner | None = None
         try:
             assert system._api is not None
             configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
-            fleet, measured = await _start_fleet(configs)
+            if processes > 1:
+                fleet, start_s = await fleet_probe.start_fleet(configs, processes)
+                assert isinstance(fleet, fleet_probe.WorkerFleet)
+                measured = fleet.processes.figures(start_s)
+            else:
+                local, measured = await _start_fleet(configs)
+                fleet = fleet_probe.LocalFleet(local)
             with _tone(root / "tone.wav", 2.0).open("rb") as fh:
                 media = (await system.api("POST", "/api/v1/media", files={"file": ("t.wav", fh)})).json()
             start_at = (datetime.now(UTC) + timedelta(seconds=lead + 1)).replace(microsecond=0)
@@ -145,22 +137,18 @@ async def bench_sync(devices: int, lead_s: float | None, database_url: str | Non
             scheduled = start_at.timestamp()
             if profile is not None:  # the relay-on 1.5 s before the instant, and the instant itself
                 profiling = asyncio.create_task(_profile_window(profile, scheduled - 2.0, scheduled + 0.5))
-            timeout = lead + 30
-            await asyncio.gather(
-                *(st.sink.wait_for(lambda p: True, timeout=timeout) for st in fleet.stations),
-                return_exceptions=True)  # a station that missed the start is counted below
+            first = fleet_probe.merged(await fleet.call(fleet_probe.first_playbacks, lead + 30))
             elapsed = time.monotonic() - t0
             if profile is not None:
                 await profiling
-            measured["rss_after_play_mb"] = round(rss_bytes() / 2**20, 1)
-            first = [st.sink.playbacks[0] for st in fleet.stations if st.sink.playbacks]
+            measured["rss_after_play_mb"] = round(sum(await fleet.call(fleet_probe.rss)) / 2**20, 1)
             # A station that was not ready at the instant starts late with a new instant.
-            on_time = [p for p in first if abs(p.requested_start - scheduled) < 1e-3]
-            starts = [p.started_at for p in on_time]
+            starts = [s for r, s in zip(first["requested"], first["started"], strict=True)
+                      if abs(r - scheduled) < 1e-3]
             if not starts:
-                raise RuntimeError(f"no station started at the instant ({len(first)} late)")
+                raise RuntimeError(f"no station started at the instant ({len(first['started'])} late)")
             await asyncio.sleep(2.0)  # the fleet's playbacks end; then the same instant, bare
-            bare = await bare_timer_skew(devices)
+            bare = await _bare_baseline(fleet, devices, max(1, processes))
         finally:
             if fleet is not None:
                 await fleet.stop()
@@ -169,7 +157,7 @@ async def bench_sync(devices: int, lead_s: float | None, database_url: str | Non
     median = statistics.median(starts)
     skew = [abs(s - median) * 1000 for s in starts]
     return {
-        "devices": devices, "lead_s": round(lead, 1),
+        "devices": devices, "processes": max(1, processes), "lead_s": round(lead, 1),
         "database": "postgresql" if database_url and "postgres" in database_url else "sqlite",
         "start_error_ms": {"p50": round(_pct(errors, 0.5), 2), "p99": round(_pct(errors, 0.99), 2),
                            "max": round(max(errors), 2), "min": round(min(errors), 2)},
@@ -178,24 +166,37 @@ async def bench_sync(devices: int, lead_s: float | None, database_url: str | Non
         "spread_ms": round((max(starts) - min(starts)) * 1000, 2),
         "bare_timer_skew_ms": bare,
         "ratio_p99": round(_pct(skew, 0.99) / bare["p99"], 2) if bare["p99"] > 0 else None,
-        "on_time": len(starts), "late_start": len(first) - len(starts),
-        "did_not_play": devices - len(first),
+        "on_time": len(starts), "late_start": len(first["started"]) - len(starts),
+        "did_not_play": devices - len(first["started"]),
         "all_started_after_post_s": round(elapsed, 2),
         "fleet": measured,
     }  # fmt: skip
 
 
+async def _bare_baseline(fleet: fleet_probe.Runner, devices: int, processes: int) -> dict[str, float]:
+    """The simulator's own limit, where the stations run: N bare asyncio timers (split over the
+    fleet's processes like the stations) wake at one instant and note the time."""
+    instant = time.time() + 1.0
+    woke = [t for part in await fleet.call(fleet_probe.bare_timers, math.ceil(devices / processes), instant)
+            for t in part]
+    median = statistics.median(woke)
+    skew = [abs(w - median) * 1000 for w in woke]
+    return {"p50": round(_pct(skew, 0.5), 2), "p99": round(_pct(skew, 0.99), 2), "max": round(max(skew), 2),
+            "spread_ms": round((max(woke) - min(woke)) * 1000, 2)}
+
+
 def print_sync(r: dict[str, Any]) -> None:
     e, k = r["start_error_ms"], r["skew_ms"]
-    print(f"bench sync: {r['devices']} stations, one bulletin {r['lead_s']} s ahead ({r['database']})")
+    print(f"bench sync: {r['devices']} stations in {r['processes']} fleet process(es), one bulletin "
+          f"{r['lead_s']} s ahead ({r['database']})")
     print(f"  sink start vs scheduled instant: p50 {e['p50']} ms, p99 {e['p99']} ms, max {e['max']} ms, "
           f"min {e['min']} ms")
     print(f"  skew from the median start:       p50 {k['p50']} ms, p99 {k['p99']} ms, max {k['max']} ms "
           f"(target p99 <= 20 ms); spread {r['spread_ms']} ms")
     b = r["bare_timer_skew_ms"]
-    print(f"  bare baseline, {r['devices']} plain asyncio timers for one instant in this process: skew p50 "
-          f"{b['p50']} ms, p99 {b['p99']} ms, spread {b['spread_ms']} ms -> ratio p99 {r['ratio_p99']} "
-          "(one CPU wakes them in turn; a real station has its own)")
+    print(f"  bare baseline, {r['devices']} plain asyncio timers for one instant where the stations run: "
+          f"skew p50 {b['p50']} ms, p99 {b['p99']} ms, spread {b['spread_ms']} ms -> ratio p99 "
+          f"{r['ratio_p99']} (one CPU wakes them in turn; a real station has its own)")
     print(f"  {r['on_time']} started at the instant, {r['late_start']} late (not ready), "
           f"{r['did_not_play']} did not play")
     print_fleet(r["fleet"])
@@ -204,7 +205,7 @@ def print_sync(r: dict[str, Any]) -> None:
 
 def run_sync(args: Any) -> int:
     result = asyncio.run(bench_sync(args.devices, args.lead, args.database_url,
-                                    Path(args.profile) if args.profile else None))
+                                    Path(args.profile) if args.profile else None, args.processes))
     print_sync(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

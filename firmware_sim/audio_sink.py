@@ -182,10 +182,11 @@ class SimAudioSink:
     ) -> PlaybackResult:
         fingerprint = await self._fingerprint(prepared)
         clock = self.clock
-        if await clock.sleep_until_or_event(start_at, stop_event):
+        began = await self._wait_for_start(start_at, stop_event)
+        if began is None:
             started_at = finished_at = clock.time()
         else:
-            started_at = clock.time()
+            started_at = began
             self._volume = volume
             self._playing = True
             try:
@@ -217,6 +218,12 @@ class SimAudioSink:
         )
         await self._notify()
         return PlaybackResult(started_at=started_at, finished_at=finished_at, completed=completed)
+
+    async def _wait_for_start(self, start_at: float, stop_event: asyncio.Event) -> float | None:
+        """When the first sample sounded, or None when stop() came first."""
+        if await self.clock.sleep_until_or_event(start_at, stop_event):
+            return None
+        return self.clock.time()
 
     async def play_stream(
         self, chunks: AsyncIterator[bytes], *, start_at: float, volume: int

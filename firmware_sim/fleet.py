@@ -116,6 +116,36 @@ class FleetSink(SimAudioSink):
         cached = self._fingerprints_shared.get(key)
         return cached if cached is not None else await super()._fingerprint(prepared)
 
+    async def _wait_for_start(self, start_at: float, stop_event: asyncio.Event) -> float | None:
+        """The first sample sounds on the station's own timer, stamped in the timer callback.
+
+        A real station's DAC starts on its own clock; thousands of simulated stations share
+        one event loop, and stamping when each station's coroutine next got the CPU measured
+        the queue of the other stations' wake-ups (and of whatever a benchmark's waiters do
+        at that moment), not the station. The stamp still comes from this loop's timer, in
+        turn with every other station's: the fleet's skew is compared with N bare timers
+        (`bench sync`). A station that armed its output late still starts late.
+        """
+        if stop_event.is_set():
+            return None
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[float] = loop.create_future()
+
+        def begin() -> None:
+            if not started.done():
+                started.set_result(self.clock.time())
+
+        timer = loop.call_later(max(0.0, start_at - self.clock.time()), begin)
+        stopped = loop.create_task(stop_event.wait())
+        try:
+            await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            stopped.cancel()
+        if started.done():
+            return started.result()
+        return None
+
 
 class _ReleasingStream(httpx.AsyncByteStream):
     """A response body that gives its slot back when it is closed (read to the end or not)."""

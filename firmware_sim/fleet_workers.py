@@ -8,25 +8,37 @@ splits the (already provisioned) configs, aggregates what the workers report and
 relays stop. Spawn, not fork: a worker never inherits the parent's loop, threads or
 sockets (so the calling program's main module must be import-safe, `if __name__ ==
 "__main__"`, as the `communecast` command is).
+
+A benchmark measures inside the workers through `FleetProcesses.call(fn, *args)`: every
+worker runs the module-level coroutine function `fn(fleet, *args)` on its own loop and the
+parent gets one result per worker. `LocalFleet` offers the same `call` for a fleet in the
+caller's own loop, so a benchmark is written once for both (`communecast/fleet_probe.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import itertools
 import multiprocessing
 import os
 import queue
 import resource
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agents.common.config import AgentConfig
 
+if TYPE_CHECKING:
+    from firmware_sim.fleet import Fleet
+
 STATUS_EVERY_S = 5.0
+FleetCall = Callable[..., Awaitable[Any]]  # async fn(fleet, *args), defined at module level
 
 
 def split(items: list[Any], parts: int) -> list[list[Any]]:
@@ -45,13 +57,47 @@ def _fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def _worker_main(index: int, configs: list[tuple[int, AgentConfig]], reports: Any, stop: Any) -> None:
+def _target_name(fn: FleetCall) -> str:
+    if "<" in fn.__qualname__:
+        raise ValueError(f"{fn.__qualname__}: a fleet call must be a module-level function")
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _resolve(name: str) -> FleetCall:
+    module, _, attr = name.partition(":")
+    fn: FleetCall = getattr(importlib.import_module(module), attr)
+    return fn
+
+
+def _serve_calls(
+    index: int, fleet: Fleet, commands: Any, reports: Any, loop: asyncio.AbstractEventLoop
+) -> None:
+    """A worker's thread: run each call the parent sends on the fleet's loop, send back its result."""
+    while True:
+        command = commands.get()
+        if command is None:
+            return
+        call_id, name, args = command
+        try:
+            future = asyncio.run_coroutine_threadsafe(_resolve(name)(fleet, *args), loop)
+            reply = {"result": future.result()}
+        except BaseException as exc:  # the parent raises it
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        reports.put({"worker": index, "phase": "reply", "call": call_id, **reply})
+
+
+async def _worker_main(
+    index: int, configs: list[tuple[int, AgentConfig]], reports: Any, stop: Any, commands: Any
+) -> None:
     from firmware_sim.fleet import Fleet, rss_bytes
 
     rss0, fds0 = rss_bytes(), _fd_count()
     fleet = Fleet(configs)
+    server = threading.Thread(target=_serve_calls, args=(index, fleet, commands, reports,
+                                                         asyncio.get_running_loop()), daemon=True)
     try:
         seconds = await fleet.start()
+        server.start()
         await asyncio.sleep(0)
         reports.put({
             "worker": index, "phase": "started", "pid": os.getpid(), "devices": len(configs),
@@ -72,13 +118,15 @@ async def _worker_main(index: int, configs: list[tuple[int, AgentConfig]], repor
         await fleet.stop()
 
 
-def _worker(index: int, configs: list[tuple[int, AgentConfig]], reports: Any, stop: Any) -> None:
+def _worker(
+    index: int, configs: list[tuple[int, AgentConfig]], reports: Any, stop: Any, commands: Any
+) -> None:
     """A worker process: its own event loop; ^C goes to the parent, which sets `stop`."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        asyncio.run(_worker_main(index, configs, reports, stop))
+        asyncio.run(_worker_main(index, configs, reports, stop, commands))
     except BaseException as exc:  # tell the parent why, then die
         reports.put({"worker": index, "phase": "failed", "error": f"{type(exc).__name__}: {exc}"})
         raise
@@ -92,6 +140,9 @@ class FleetProcesses:
     processes: int
     workers: dict[int, dict[str, Any]] = field(default_factory=dict)
     _procs: list[Any] = field(default_factory=list)
+    _commands: list[Any] = field(default_factory=list)
+    _replies: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    _call_ids: Any = field(default_factory=itertools.count)
 
     def start(self, *, timeout: float = 600.0) -> dict[str, Any]:
         """Spawn the workers, wait until each has its stations connected; returns the figures."""
@@ -103,8 +154,9 @@ class FleetProcesses:
         for i, chunk in enumerate(chunks):
             # Pickled as they are: unpickling skips validation and the environment lookups that
             # rebuilding a settings object costs (~3 ms each, 15 s for 5,000 stations).
-            p = ctx.Process(target=_worker, args=(i, chunk, self._reports, self._stop), name=f"fleet-{i}",
-                            daemon=True)
+            self._commands.append(ctx.Queue())
+            p = ctx.Process(target=_worker, args=(i, chunk, self._reports, self._stop, self._commands[i]),
+                            name=f"fleet-{i}", daemon=True)
             p.start()
             self._procs.append(p)
         deadline = began + timeout
@@ -124,10 +176,29 @@ class FleetProcesses:
             if dead:
                 raise RuntimeError(f"fleet worker(s) exited: {', '.join(dead)}") from None
             return
+        if msg["phase"] == "reply":
+            self._replies.setdefault(msg["call"], {})[msg["worker"]] = msg
+            return
         row = self.workers.setdefault(msg["worker"], {})
         if msg["phase"] == "failed":
             raise RuntimeError(f"fleet worker {msg['worker']} failed: {msg['error']}")
         row.update(msg)
+
+    def call(self, fn: FleetCall, *args: Any, timeout: float = 600.0) -> list[Any]:
+        """Run `fn(fleet, *args)` in every worker (blocking); their results in worker order."""
+        call_id, name = next(self._call_ids), _target_name(fn)
+        for commands in self._commands:
+            commands.put((call_id, name, args))
+        deadline = time.monotonic() + timeout
+        while len(self._replies.get(call_id, {})) < len(self._commands):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fleet workers did not answer {name} in {timeout:.0f} s")
+            self._take(deadline - time.monotonic())
+        replies = self._replies.pop(call_id)
+        errors = [f"worker {w}: {r['error']}" for w, r in sorted(replies.items()) if "error" in r]
+        if errors:
+            raise RuntimeError(f"{name} failed in " + "; ".join(errors))
+        return [replies[w]["result"] for w in sorted(replies)]
 
     def poll(self, seconds: float) -> None:
         """Take reports for about `seconds` (status updates, failures)."""
@@ -161,6 +232,8 @@ class FleetProcesses:
         if not self._procs:
             return
         self._stop.set()
+        for commands in self._commands:
+            commands.put(None)
         deadline = time.monotonic() + timeout
         for p in self._procs:
             p.join(max(0.1, deadline - time.monotonic()))
@@ -169,6 +242,33 @@ class FleetProcesses:
                 p.terminate()
                 p.join(5)
         self._procs = []
+        self._commands = []
+
+
+@dataclass
+class LocalFleet:
+    """A `Fleet` in the caller's own event loop, behind the same `call` as FleetProcesses."""
+
+    fleet: Fleet
+
+    async def call(self, fn: FleetCall, *args: Any) -> list[Any]:
+        return [await fn(self.fleet, *args)]
+
+    async def stop(self) -> None:
+        await self.fleet.stop()
+
+
+@dataclass
+class WorkerFleet:
+    """FleetProcesses for asyncio callers (its blocking calls run in a thread)."""
+
+    processes: FleetProcesses
+
+    async def call(self, fn: FleetCall, *args: Any) -> list[Any]:
+        return await asyncio.to_thread(self.processes.call, fn, *args)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.processes.stop)
 
 
 def print_figures(m: dict[str, Any]) -> None:

@@ -24,10 +24,12 @@ def _communecast(*args: str, timeout: float = 300) -> str:
 
 
 def test_bench_fanout_measures_every_station_against_the_bare_broker(tmp_path: Path) -> None:
-    out = _communecast("bench", "fanout", "--devices", "12", "--rounds", "1",
+    # Over two worker processes: the probes run next to the stations and their figures merge.
+    out = _communecast("bench", "fanout", "--devices", "12", "--rounds", "1", "--processes", "2",
                        "--json", str(tmp_path / "f.json"))
     r = json.loads((tmp_path / "f.json").read_text())
     assert set(r) >= FANOUT_KEYS
+    assert r["processes"] == 2 and r["fleet_cpu_ms_per_station"] > 0
     assert r["devices"] == 12 and r["received"] == 12 and r["started"] == 12
     assert r["acked"] == 12 and r["ack_all_ms"] is not None
     assert r["baseline"]["received"] == 12 and r["ratio_p99"] is not None

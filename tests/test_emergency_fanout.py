@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from communecast.bench_fanout import ReceiptProbe, operator_client, pct, plays, wait_emergency_played
+from communecast.bench_fanout import operator_client, pct
+from communecast.fleet_probe import ReceiptProbe, each_playback, plays
 from communecast.harness import System
 from communecast.stations import ApiClient, provision_led
 from device_agents.runner import start_station
@@ -111,7 +112,7 @@ async def test_emergency_preempts_200_stations_in_sync_and_mirrors_led(tmp_path:
         assert em["emergency"]["topics"] == ["cc/v1/grp/all/cmd"] and em["stations"] == N
 
         # The emergency plays at the emergency volume (the drill played at the station's 80).
-        played = await wait_emergency_played(fleet, plays(warning["sha256"], volume=100), timeout=20)
+        played = await each_playback(fleet, plays(warning["sha256"], volume=100), timeout=20)
         assert len(played) == N
         # Every station's normal bulletin was stopped (interrupted, never 'played').
         for st in fleet.stations:

@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bs.add_argument("--database-url", help="default: a fresh SQLite file")
     bs.add_argument("--json", help="also write the result here")
     bs.add_argument("--profile", help="write a cProfile of the fleet from 2 s before the instant to 0.5 s "
-                    "after it here")
+                    "after it here (single-process fleet only)")
+    bs.add_argument("--processes", type=int, default=1, help="run the simulated stations in this many "
+                    "worker processes, one event loop each (default: in the benchmark's own process)")
     bs.set_defaults(func=_bench_scale)
 
     bh = bench_sub.add_parser("horizon", help="N stations x 4 daily schedules: build, sign and publish "
@@ -64,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bf.add_argument("--json", help="also write the result here")
     bf.add_argument("--profile", help="write a cProfile of this process (fleet + bench) during the last "
                     "emergency here (read it with `python -m pstats`)")
+    bf.add_argument("--processes", type=int, default=1, help="run the simulated stations in this many "
+                    "worker processes, one event loop each (default: in the benchmark's own process)")
     bf.set_defaults(func=_bench_fanout)
 
 

@@ -78,6 +78,11 @@ class Ingest:
         # When this process last wrote each station's last_seen (it is coarse on purpose).
         self._last_seen: dict[int, datetime] = {}
         self.processed = asyncio.Event()
+        # Held while a batch is written. Other bulk writers of this process take it too
+        # (emergency.start's 10,000 delivery rows): on SQLite a writer that waits in the busy
+        # handler (sleeps up to 100 ms between tries) lost to back-to-back ingest batches for
+        # seconds; this lock serves them in turn.
+        self.write_lock = asyncio.Lock()
         # Station health (docs/health.md): the alarm engine, given each stored batch.
         self.after_store: Callable[[list[tuple[str, Telemetry]], list[tuple[str, Event]]], None] | None = None
         # Provincial connector (docs/provincial.md): queues reported play logs in this transaction.
@@ -117,7 +122,8 @@ class Ingest:
             metrics.count_channels(p.channel for p in parsed)
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self._store, parsed)
+                async with self.write_lock:
+                    await asyncio.to_thread(self._store, parsed)
             except Exception:
                 log.exception("ingest batch failed; storing one by one")
                 for p in parsed:

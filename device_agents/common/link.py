@@ -2,7 +2,10 @@
 
 It reconnects forever with backoff. Events never go straight to the broker: they are
 in the store's outbox first, and an entry is deleted only after the broker's PUBACK,
-so an outage delays proof of play but never loses it.
+so an outage delays proof of play but never loses it. An event is handed to the socket
+in the same event-loop step that stored it (`wake_outbox`), not a few loop rounds later by
+a woken task: a simulator running thousands of stations in one loop measured each such
+round as seconds (docs/scaling.md).
 
 With a TLS context (device_agents.common.tls: TLS 1.2+, chain and host name verified) the
 password and every message are encrypted on the 4G link; without one it warns loudly when
@@ -15,18 +18,20 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import math
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
+from device_agents.common.mqtt_client import FastClient, Pending, PublishError
 from device_agents.common.store import AgentStore
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
+OUTBOX_WINDOW = 20  # events on the wire awaiting their PUBACK (paho's own in-flight limit)
 
 
 class ArrivalQueue(asyncio.Queue[aiomqtt.Message]):
@@ -75,15 +80,36 @@ class AgentLink:
         self._on_message = on_message
         self._tls = tls
         self.last_error: str | None = None  # why the last connection attempt failed (doctor, tests)
-        self._client: aiomqtt.Client | None = None
+        self._client: FastClient | None = None
         self._outbox_wakeup = asyncio.Event()
+        self._in_flight: deque[tuple[int, Pending]] = deque()  # (outbox seq, its publish)
+        self._sent_upto = 0  # highest outbox seq handed to the current connection
         self.connected = asyncio.Event()
         self.connections = 0
         self.last_arrival = 0.0  # wall time the message being handled came off the socket
         self._stopping = False
 
     def wake_outbox(self) -> None:
+        """New events are in the store's outbox: send them now if the broker is there."""
+        self._send_outbox()
         self._outbox_wakeup.set()
+
+    def _send_outbox(self) -> None:
+        """Hand outbox entries not yet sent on this connection to the socket, oldest first.
+        They stay in the outbox until their PUBACK (`_flush_outbox`)."""
+        client = self._client
+        room = OUTBOX_WINDOW - len(self._in_flight)
+        if client is None or room <= 0 or self._store.outbox_last_seq <= self._sent_upto:
+            return
+        if not self.connected.is_set():
+            return
+        for entry in self._store.outbox_head(room, after=self._sent_upto):
+            try:
+                pending = client.publish_nowait(entry.topic, entry.payload, qos=1)
+            except PublishError:
+                return  # the connection is going: the next one sends from the outbox again
+            self._in_flight.append((entry.seq, pending))
+            self._sent_upto = entry.seq
 
     def _warn_if_clear_text(self) -> None:
         if self._tls is not None or _is_loopback(self._host):
@@ -99,7 +125,7 @@ class AgentLink:
         while not self._stopping:
             try:
                 will = aiomqtt.Will(self._state_topic, self._last_will, qos=1, retain=True)
-                async with aiomqtt.Client(
+                async with FastClient(
                     self._host,
                     self._port,
                     identifier=self._client_id,
@@ -112,9 +138,11 @@ class AgentLink:
                     tls_context=self._tls,
                     queue_type=ArrivalQueue,
                 ) as client:
-                    self._client = client
                     await client.subscribe([(t, 1) for t in self._subscriptions])
                     await client.publish(self._state_topic, self._birth(), qos=1, retain=True)
+                    self._client = client
+                    self._in_flight.clear()  # a new connection sends the whole outbox again
+                    self._sent_upto = 0
                     self.connections += 1
                     self.last_error = None
                     self.connected.set()
@@ -147,25 +175,28 @@ class AgentLink:
             finally:
                 self.connected.clear()
                 self._client = None
+                self._in_flight.clear()
             if self._stopping:
                 break
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _flush_outbox(self, client: aiomqtt.Client) -> None:
+    async def _flush_outbox(self, client: FastClient) -> None:
+        """Delete each sent entry at its PUBACK, in order, and keep the window full.
+
+        It waits for a PUBACK however long the broker takes: a dead connection ends this task
+        (the link cancels it), a slow one must not (aiomqtt's default 10 s timeout once killed
+        the flusher until the next reconnect)."""
         while True:
-            entries = self._store.outbox_head()
-            if not entries:
+            self._send_outbox()
+            if not self._in_flight:
                 self._outbox_wakeup.clear()
                 await self._outbox_wakeup.wait()
                 continue
-            for entry in entries:
-                # Returns after the PUBACK, however long the broker takes: a dead connection
-                # ends this task (the link cancels it), a slow one must not. (aiomqtt's default
-                # 10 s timeout killed the flusher until the next reconnect, and its timer and
-                # task per publish are most of a fleet station's CPU per event.)
-                await client.publish(entry.topic, entry.payload, qos=1, timeout=math.inf)
-                self._store.outbox_done(entry.seq)
+            seq, pending = self._in_flight[0]
+            await pending.acked.wait()
+            self._in_flight.popleft()
+            self._store.outbox_done(seq)
 
     async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> bool:
         """Best-effort publish for data that is worthless when late (telemetry, state)."""

@@ -59,6 +59,8 @@ class AgentStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
         if "source" not in columns:  # a store written by an older agent
             self._db.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT 'desired'")
+        # The newest outbox seq, so the link can tell "nothing new to send" without a query.
+        self.outbox_last_seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -173,10 +175,7 @@ class AgentStore:
             if cur.rowcount != 1:
                 return False
             if event is not None:
-                db.execute(
-                    "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
-                    (event[0], event[1], time.time()),
-                )
+                self._outbox_insert(event[0], event[1])
         return True
 
     def prune_items(self, older_than: float) -> None:
@@ -184,14 +183,19 @@ class AgentStore:
 
     # -- outbox ---------------------------------------------------------------------
     def enqueue(self, topic: str, payload: bytes) -> None:
-        self._db.execute(
+        self._outbox_insert(topic, payload)
+
+    def _outbox_insert(self, topic: str, payload: bytes) -> None:
+        cur = self._db.execute(
             "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
             (topic, payload, time.time()),
         )
+        self.outbox_last_seq = max(self.outbox_last_seq, int(cur.lastrowid or 0))
 
-    def outbox_head(self, limit: int = 100) -> list[OutboxEntry]:
+    def outbox_head(self, limit: int = 100, *, after: int = 0) -> list[OutboxEntry]:
+        """The oldest entries (with `after`: only those queued after that seq)."""
         rows = self._db.execute(
-            "SELECT seq, topic, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         ).fetchall()
         return [OutboxEntry(r[0], r[1], bytes(r[2])) for r in rows]
 

@@ -1,0 +1,170 @@
+"""What the benchmarks measure inside a fleet, wherever the fleet runs.
+
+Each `async def fn(fleet, ...)` here runs next to the stations: in the benchmark's own
+process (`LocalFleet`) or in each worker of a multi-process fleet (`WorkerFleet`,
+firmware_sim/fleet_workers.py), which returns one result per worker. Results are plain
+lists and numbers (they cross a process boundary); `bench fanout` and `bench sync` merge
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from device_agents.common.link import AgentLink
+from firmware_sim.audio_sink import Playback
+from firmware_sim.fleet import Fleet, rss_bytes
+from firmware_sim.fleet_workers import FleetProcesses, LocalFleet, WorkerFleet
+
+Runner = LocalFleet | WorkerFleet
+
+
+async def start_fleet(configs: list[Any], processes: int) -> tuple[Runner, float]:
+    """The stations in this loop (processes <= 1) or over worker processes; seconds to connect."""
+    if processes <= 1:
+        fleet = Fleet(configs)
+        return LocalFleet(fleet), await fleet.start(connect_timeout=600)
+    procs = FleetProcesses(configs, processes)
+    figures = await asyncio.to_thread(procs.start)
+    return WorkerFleet(procs), float(figures["start_s"])
+
+
+@dataclass
+class ReceiptProbe:
+    """Wraps each fleet agent's message handler: when a command arrived and when it was handled."""
+
+    received: dict[str, float] = field(default_factory=dict)  # uid -> first command off the socket
+    waited: dict[str, float] = field(default_factory=dict)  # uid -> off the socket -> handler ran
+    handled: dict[str, float] = field(default_factory=dict)
+    fetched: dict[str, float] = field(default_factory=dict)  # uid -> media verified in the cache
+    prepared: dict[str, float] = field(default_factory=dict)  # uid -> audio decoded, ready to start
+
+    def attach(self, fleet: Fleet) -> None:
+        for st in fleet.stations:
+            link = st.agent.link
+            link._on_message = self._wrap(st.uid, link)  # type: ignore[method-assign]
+            st.agent.media.ensure = self._stamp(st.uid, st.agent.media.ensure, self.fetched)  # type: ignore
+            st.sink.prepare = self._stamp(st.uid, st.sink.prepare, self.prepared)  # type: ignore
+
+    @staticmethod
+    def _stamp(uid: str, inner: Callable[..., Awaitable[Any]], into: dict[str, float]) -> Callable[..., Any]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            out = await inner(*args, **kwargs)
+            into[uid] = time.time()
+            return out
+
+        return call
+
+    def reset(self) -> None:
+        self.received.clear()
+        self.waited.clear()
+        self.handled.clear()
+
+    def _wrap(self, uid: str, link: AgentLink) -> Callable[[str, bytes], Awaitable[None]]:
+        inner = link._on_message
+
+        async def handler(topic: str, payload: bytes) -> None:
+            arrived, t = link.last_arrival, time.time()
+            await inner(topic, payload)
+            if topic.endswith("/cmd") and uid not in self.received:
+                self.received[uid] = arrived
+                self.waited[uid] = t - arrived
+                self.handled[uid] = time.time()
+
+        return handler
+
+
+_PROBES: dict[int, ReceiptProbe] = {}  # id(fleet) -> its probe
+
+
+def plays(sha: str, volume: int | None = None, after: float = 0.0) -> Callable[[Playback], bool]:
+    """A playback of the file `sha` (at `volume`, when given) requested after `after`."""
+    return lambda p: (any(sha in f for f in p.files) and (volume is None or p.volume == volume)
+                      and p.requested_start > after)
+
+
+async def each_playback(fleet: Fleet, match: Callable[[Playback], bool], timeout: float) -> list[Playback]:
+    """Every station's playback matching `match` (a sink records one when it ends or is stopped)."""
+
+    async def one(st: Any) -> Playback | None:
+        with contextlib.suppress(TimeoutError):
+            return await st.sink.wait_for(match, timeout=timeout)
+        return None
+
+    return [p for p in await asyncio.gather(*(one(st) for st in fleet.stations)) if p is not None]
+
+
+# -- calls (each runs next to the stations) -------------------------------------------------
+async def attach_probe(fleet: Fleet) -> int:
+    probe = ReceiptProbe()
+    probe.attach(fleet)
+    _PROBES[id(fleet)] = probe
+    return len(fleet.stations)
+
+
+async def reset_probe(fleet: Fleet) -> None:
+    _PROBES[id(fleet)].reset()
+
+
+async def hold_media(fleet: Fleet, stored: str, sha: str) -> None:
+    """Put the clip in every station's cache (as the emergency kit would)."""
+    for st in fleet.stations:
+        shutil.copyfile(stored, st.agent.media.path_for(sha))
+
+
+async def cpu_seconds(fleet: Fleet) -> float:
+    """This process's CPU time so far (the stations, and a probe's own bookkeeping)."""
+    return time.process_time()
+
+
+async def rss(fleet: Fleet) -> int:
+    return rss_bytes()
+
+
+async def emergency_results(fleet: Fleet, sha: str, after: float, timeout: float) -> dict[str, list[float]]:
+    """Wait until every station played `sha` at volume 100; what the probe saw meanwhile."""
+    played = await each_playback(fleet, plays(sha, volume=100, after=after), timeout)
+    probe = _PROBES[id(fleet)]
+    uids = list(probe.received)
+    return {
+        "received": [probe.received[u] for u in uids],
+        "waited": [probe.waited[u] for u in uids],
+        "handling": [probe.handled[u] - probe.received[u] - probe.waited[u] for u in uids],
+        "fetched": list(probe.fetched.values()), "prepared": list(probe.prepared.values()),
+        "started": [p.started_at for p in played],
+    }  # fmt: skip
+
+
+async def first_playbacks(fleet: Fleet, timeout: float) -> dict[str, list[float]]:
+    """Each station's first playback: (requested start, started at) as two lists."""
+    await asyncio.gather(*(st.sink.wait_for(lambda p: True, timeout=timeout) for st in fleet.stations),
+                         return_exceptions=True)  # a station that missed the start is counted by the caller
+    first = [st.sink.playbacks[0] for st in fleet.stations if st.sink.playbacks]
+    return {"requested": [p.requested_start for p in first], "started": [p.started_at for p in first]}
+
+
+async def bare_timers(fleet: Fleet, n: int, instant: float) -> list[float]:
+    """`n` plain asyncio timers in this process for one instant: when each woke."""
+    woke: list[float] = []
+
+    async def one() -> None:
+        await asyncio.sleep(instant - time.time())
+        woke.append(time.time())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return woke
+
+
+def merged(parts: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """One dict of lists from the workers' dicts of lists."""
+    out: dict[str, list[float]] = {}
+    for part in parts:
+        for key, values in part.items():
+            out.setdefault(key, []).extend(values)
+    return out

@@ -1,0 +1,114 @@
+"""The agents' MQTT client (device_agents/common/mqtt_client.py) and the outbox on top of it
+(device_agents/common/link.py), against a real Mosquitto: messages arrive once and in order,
+a payload larger than the socket buffer still goes out whole, a lost broker ends the
+message loop instead of hanging it, and an outbox larger than the in-flight window reaches
+the broker in order and is emptied only by PUBACKs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from communecast.mosquitto import PrivateMosquitto, free_port
+from device_agents.common.link import OUTBOX_WINDOW, AgentLink
+from device_agents.common.mqtt_client import FastClient
+from device_agents.common.store import AgentStore
+from tests.support.waiting import eventually
+
+USER, PASSWORD = "ctl", "pw"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
+    b = PrivateMosquitto(tmp_path / "broker", port=free_port(), controller_user=USER,
+                         controller_password=PASSWORD, dynsec=False)  # fmt: skip
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def _client(broker: PrivateMosquitto, name: str) -> FastClient:
+    return FastClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier=name, timeout=10)
+
+
+async def _collect(client: aiomqtt.Client, n: int, into: list[bytes]) -> None:
+    async for message in client.messages:
+        assert isinstance(message.payload, bytes)
+        into.append(message.payload)
+        if len(into) == n:
+            return
+
+
+async def test_publish_and_receive_in_order_with_a_payload_larger_than_the_socket_buffer(
+    broker: PrivateMosquitto,
+) -> None:
+    big = bytes(range(256)) * 16384  # 4 MiB: the first write cannot take it all
+    payloads = [str(i).encode() for i in range(300)] + [big]
+    got: list[bytes] = []
+    async with _client(broker, "reader") as reader, _client(broker, "writer") as writer:
+        await reader.subscribe("cc/v1/test/order", qos=1)
+        collecting = asyncio.create_task(_collect(reader, len(payloads), got))
+        for p in payloads[:-1]:  # each waits for its PUBACK
+            await writer.publish("cc/v1/test/order", p, qos=1)
+        pending = writer.publish_nowait("cc/v1/test/order", big, qos=1)
+        await asyncio.wait_for(pending.acked.wait(), 20)
+        await asyncio.wait_for(collecting, 20)
+    assert got[:-1] == payloads[:-1]
+    assert got[-1] == big
+
+
+async def test_losing_the_broker_ends_the_message_loop(broker: PrivateMosquitto) -> None:
+    async with _client(broker, "orphan") as client:
+        await client.subscribe("cc/v1/test/none", qos=1)
+        reading = asyncio.create_task(_collect(client, 1, []))
+        await asyncio.sleep(0)
+        broker.stop()
+        with pytest.raises(aiomqtt.MqttError):
+            await asyncio.wait_for(reading, 15)  # not a hang
+        with pytest.raises(aiomqtt.MqttError):
+            await client.publish("cc/v1/test/none", b"late", qos=1)
+
+
+async def test_outbox_beyond_the_window_arrives_in_order_and_empties_on_pubacks(
+    broker: PrivateMosquitto,
+) -> None:
+    store = AgentStore(None)
+    n = OUTBOX_WINDOW * 3 + 7
+    for i in range(n // 2):  # queued while offline
+        store.enqueue("cc/v1/dev/spk-x/evt", f"e{i}".encode())
+    link = AgentLink(host="127.0.0.1", port=broker.port, client_id="spk-x", username=USER, password=PASSWORD,
+                     keepalive=30, subscriptions=["cc/v1/dev/spk-x/cmd"], state_topic="cc/v1/dev/spk-x/state",
+                     birth=lambda: b"{}", last_will=b"{}", store=store,
+                     on_message=lambda _t, _p: asyncio.sleep(0))  # fmt: skip
+    got: list[bytes] = []
+    async with _client(broker, "listener") as listener:
+        await listener.subscribe("cc/v1/dev/spk-x/evt", qos=1)
+        collecting = asyncio.create_task(_collect(listener, n, got))
+        running = asyncio.create_task(link.run())
+        try:
+            await asyncio.wait_for(link.connected.wait(), 10)
+            for i in range(n // 2, n):  # queued while online: handed to the socket at once
+                store.enqueue("cc/v1/dev/spk-x/evt", f"e{i}".encode())
+                link.wake_outbox()
+            await asyncio.wait_for(collecting, 20)
+            await eventually(_outbox_size(store), lambda k: k == 0, timeout=10, what="an empty outbox")
+        finally:
+            await link.close()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    assert got == [f"e{i}".encode() for i in range(n)]
+
+
+def _outbox_size(store: AgentStore):  # type: ignore[no-untyped-def]
+    async def probe() -> int:
+        return len(store.outbox_head(10_000))
+
+    return probe

@@ -1,16 +1,18 @@
 """`communecast bench fanout`: an emergency to N stations, against a bare MQTT baseline.
 
 One run: a private broker, a controller process, a fleet of N simulated stations in this
-process (firmware_sim/fleet.py). It sends one emergency to all N (POST /api/v1/broadcasts,
+process or in `--processes P` workers (firmware_sim/fleet.py, communecast/fleet_probe.py). It sends one emergency to all N (POST /api/v1/broadcasts,
 priority emergency) and measures, per station, request -> receipt of the signed PLAY (the
 instant the station's MQTT client takes it off its socket: device_agents.common.link.ArrivalQueue)
 and request -> sink start; the handling inside the agent (handler start -> item stored, signature
 and replay check included, ack queued), the time each message waited for the CPU the simulated
 stations share (a real station has its own) and the start error against the instant; the controller's
 own request -> publish; request -> every ack recorded at the controller. Then, on the same
-broker, N bare subscribers (same MQTT client library, no agent, receipt stamped the same
-way) get one publish of a payload of the same size: the fan-out baseline the emergency is
-compared to. docs/emergency.md, docs/scaling.md.
+broker, N bare subscribers (the agents' MQTT client, no agent, receipt stamped the same
+way, in as many processes as the fleet) get one publish of a payload of the same size: the
+fan-out baseline the emergency is compared to; and one more emergency is answered by N bare
+responders that ack at once: what the controller and broker record without the simulated
+agents' CPU (`bare_acks`). docs/emergency.md, docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +43,12 @@ from communecast.bench import _tone
 from communecast.fleet_probe import Runner
 from communecast.harness import CONTROLLER_USER, System, broker_dynsec_for
 from device_agents.common.link import ArrivalQueue, arrived_at
+from device_agents.common.mqtt_client import FastClient
 from firmware_sim.fleet import provision_fleet, raise_fd_limit
 from firmware_sim.fleet_workers import split
+from protocol import topics
+from protocol.messages import Event, EventKind
+from protocol.signing import b64u_decode
 
 
 def pct(values: list[float], q: float) -> float:
@@ -60,25 +67,30 @@ def stats_ms(values_s: list[float]) -> dict[str, float]:
 
 
 async def _bare_subscribers(
-    port: int, password: str, topic: str, ids: range, ready: Callable[[], None], *, timeout: float = 60
+    port: int, password: str, topic: str, ids: range, ready: Callable[[], None], *, timeout: float = 60,
+    ack_as: list[str] | None = None,
 ) -> list[float]:
     """Subscribers `ids` on `topic` (aiomqtt, as the agents use); `ready()` once all are subscribed;
-    then when each got its one message (off the socket), waiting up to `timeout` for them."""
+    then when each got its one message (off the socket), waiting up to `timeout` for them.
+    With `ack_as` (one station uid per subscriber) each answers the signed PLAY it gets with that
+    station's ack at once, unverified: stations that cost nothing, for the controller's limit."""
     received: list[float] = []
     subscribed = 0
     all_subscribed, done = asyncio.Event(), asyncio.Event()
 
     async def sub(i: int) -> None:
         nonlocal subscribed
-        async with aiomqtt.Client("127.0.0.1", port, username=CONTROLLER_USER, password=password,
-                                  identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
-                                  queue_type=ArrivalQueue) as c:
+        async with FastClient("127.0.0.1", port, username=CONTROLLER_USER, password=password,
+                              identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
+                              queue_type=ArrivalQueue) as c:  # the agents' own client
             await c.subscribe(topic, qos=1)
             subscribed += 1
             if subscribed == len(ids):
                 all_subscribed.set()
             async for message in c.messages:
                 received.append(arrived_at(message))
+                if ack_as is not None:
+                    await c.publish(*_bare_ack(ack_as[i - ids.start], message.payload), qos=1)  # type: ignore[arg-type]
                 if len(received) == len(ids):
                     done.set()
                 return
@@ -101,9 +113,56 @@ async def _bare_subscribers(
     return received
 
 
-def _bare_process(port: int, password: str, topic: str, ids: range, ready: Any, out: Any) -> None:
+def _bare_ack(uid: str, play: bytes) -> tuple[str, bytes]:
+    env = json.loads(b64u_decode(json.loads(play)["payload"]))
+    item = env["body"]["item"]
+    event = Event(id=uuid.uuid4().hex, kind=EventKind.ACK, ts=datetime.now(UTC), ref=env["id"],
+                  item_id=item["item_id"], broadcast_id=item.get("broadcast_id"),
+                  detail={"items": [item["item_id"]]})
+    return topics.events(uid), event.model_dump_json().encode()
+
+
+def _bare_process(
+    port: int, password: str, topic: str, ids: range, ready: Any, out: Any, ack_as: list[str] | None
+) -> None:
     """A spawned process holding one share of the bare subscribers."""
-    out.put(asyncio.run(_bare_subscribers(port, password, topic, ids, lambda: ready.put(ids.start))))
+    out.put(asyncio.run(_bare_subscribers(port, password, topic, ids, lambda: ready.put(ids.start),
+                                          ack_as=ack_as)))
+
+
+async def _bare_round(
+    port: int, password: str, topic: str, n: int, processes: int, send: Callable[[], Awaitable[float]],
+    ack_as: list[str] | None = None,
+) -> tuple[float, list[float]]:
+    """N bare subscribers in `processes` processes; once all are subscribed, `send()` (returns when
+    it sent); then when each subscriber got it."""
+    shares = [range(c[0], c[-1] + 1) for c in split(list(range(n)), max(1, processes))]
+    acks = (lambda ids: ack_as[ids.start:ids.stop]) if ack_as is not None else (lambda ids: None)
+    if len(shares) == 1:
+        all_ready = asyncio.Event()
+        listening = asyncio.create_task(_bare_subscribers(port, password, topic, shares[0], all_ready.set,
+                                                          ack_as=acks(shares[0])))
+        ready_or_failed = asyncio.create_task(all_ready.wait())
+        await asyncio.wait({listening, ready_or_failed}, return_when=asyncio.FIRST_COMPLETED)
+        ready_or_failed.cancel()
+        t0 = await send()
+        return t0, await listening
+    ctx = multiprocessing.get_context("spawn")
+    ready_q, out_q = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_bare_process, args=(port, password, topic, ids, ready_q, out_q, acks(ids)),
+                         daemon=True) for ids in shares]  # fmt: skip
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            await asyncio.to_thread(ready_q.get, True, 400)
+        t0 = await send()
+        return t0, [t for _ in procs for t in await asyncio.to_thread(out_q.get, True, 120)]
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
 
 
 async def bare_baseline(
@@ -111,7 +170,6 @@ async def bare_baseline(
 ) -> dict[str, Any]:
     """N bare subscribers on one topic, in as many processes as the fleet had; one QoS 1 publish."""
     topic = f"cc/v1/bench/fanout/{secrets.token_hex(3)}"
-    shares = [range(c[0], c[-1] + 1) for c in split(list(range(n)), max(1, processes))]
 
     async def publish() -> float:
         async with aiomqtt.Client("127.0.0.1", port, username=CONTROLLER_USER, password=password,
@@ -120,34 +178,38 @@ async def bare_baseline(
             await pub.publish(topic, b"x" * payload_size, qos=1)
             return t0
 
-    if len(shares) == 1:
-        all_ready = asyncio.Event()
-        listening = asyncio.create_task(_bare_subscribers(port, password, topic, shares[0], all_ready.set))
-        ready_or_failed = asyncio.create_task(all_ready.wait())
-        await asyncio.wait({listening, ready_or_failed}, return_when=asyncio.FIRST_COMPLETED)
-        ready_or_failed.cancel()
-        t0 = await publish()
-        received = await listening
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        ready_q, out_q = ctx.Queue(), ctx.Queue()
-        procs = [ctx.Process(target=_bare_process, args=(port, password, topic, ids, ready_q, out_q),
-                             daemon=True) for ids in shares]  # fmt: skip
-        for p in procs:
-            p.start()
-        try:
-            for _ in procs:
-                await asyncio.to_thread(ready_q.get, True, 400)
-            t0 = await publish()
-            received = [t for _ in procs for t in await asyncio.to_thread(out_q.get, True, 120)]
-        finally:
-            for p in procs:
-                p.join(10)
-                if p.is_alive():
-                    p.terminate()
+    t0, received = await _bare_round(port, password, topic, n, processes, publish)
     lat = [r - t0 for r in received]
-    return {"subscribers": n, "processes": len(shares), "received": len(received),
+    return {"subscribers": n, "processes": max(1, processes), "received": len(received),
             "latency_ms": stats_ms(lat)}
+
+
+async def bare_ack_round(system: System, uids: list[str], processes: int, sha: str) -> dict[str, Any]:
+    """The controller's and broker's own limit for acks: one more emergency, answered by N bare
+    responders (one per station, acking at once on the station's event topic) instead of the
+    simulated agents, whose CPU on this machine is what the agent rounds mostly measure."""
+    n = len(uids)
+    bc: dict[str, Any] = {}
+
+    async def send() -> float:
+        async with operator_client(system) as http:
+            t_req = time.time()
+            r = await http.post("/api/v1/broadcasts", json={
+                "title": "Cảnh báo khẩn cấp (bench, bare)", "media_sha256": sha, "targets": {"all": True},
+                "priority": "emergency"})  # fmt: skip
+        if r.status_code != 201:
+            raise RuntimeError(f"emergency refused: {r.status_code} {r.text}")
+        bc.update(r.json())
+        return t_req
+
+    t_req, received = await _bare_round(system.broker.port, system.mqtt_password, topics.group_cmd("all"), n,
+                                         processes, send, ack_as=uids)
+    t_ack, _ = await _all_acked(system, bc["id"], n, timeout=60)
+    stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
+    return {"responders": n, "received_ms": stats_ms([t - t_req for t in received]), "acked": len(stored),
+            "ack_all_ms": round((max(stored) - t_req) * 1000, 1) if len(stored) >= n else None,
+            "ack_stored_ms": stats_ms([a - t_req for a in stored]),
+            "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None}
 
 
 @contextlib.asynccontextmanager
@@ -313,6 +375,7 @@ async def bench_fanout(
                 await fleet.stop()
         try:
             baseline = await bare_baseline(system.broker.port, system.mqtt_password, devices, 1500, processes)
+            bare_acks = await bare_ack_round(system, [c.uid for _, c in configs], processes, media["sha256"])
         finally:
             await system.stop()
     base_p99 = baseline["latency_ms"]["p99"]
@@ -323,7 +386,7 @@ async def bench_fanout(
         "broker_accounts": "dynamic-security" if system.broker.dynsec else "password/ACL files",
         "audio": "held" if held else "fresh",
         **last,
-        "baseline_p99_ms": base_p99, "baseline": baseline,
+        "baseline_p99_ms": base_p99, "baseline": baseline, "bare_acks": bare_acks,
         "ratio_p99": round(last["p99_ms"] / base_p99, 2) if base_p99 and base_p99 > 0 else None,
         "fleet_start_s": round(fleet_start_s, 1), "fleet_rss_mb": rss_mb,
         "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms")}
@@ -361,6 +424,10 @@ def print_fanout(r: dict[str, Any]) -> None:
           f"max {k['max']} ms")
     print(f"  acks stored: {r['acked']}/{r['devices']}, all in {r['ack_all_ms']} ms (p50 "
           f"{r['ack_stored_ms']['p50']} ms; all Delivery rows acked when polled: {r['ack_all_seen_ms']} ms)")
+    b = r["bare_acks"]
+    print(f"  the same emergency answered by {b['responders']} bare responders (the controller's and "
+          f"broker's own limit): all acks stored in {b['ack_all_ms']} ms (p50 {b['ack_stored_ms']['p50']} "
+          f"ms), PLAY received p99 {b['received_ms']['p99']} ms")
     print(f"  fleet RSS {r['fleet_rss_mb']} MB; fleet CPU for the whole emergency (receipt to played): "
           f"{r['fleet_cpu_ms_per_station']} ms per station")
     for i, rd in enumerate(r["rounds"], 1):

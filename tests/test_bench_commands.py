@@ -33,6 +33,7 @@ def test_bench_fanout_measures_every_station_against_the_bare_broker(tmp_path: P
     assert r["devices"] == 12 and r["received"] == 12 and r["started"] == 12
     assert r["acked"] == 12 and r["ack_all_ms"] is not None
     assert r["baseline"]["received"] == 12 and r["ratio_p99"] is not None
+    assert r["bare_acks"]["acked"] == 12 and r["bare_acks"]["ack_all_ms"] is not None
     assert 0 < r["publish_ms"] <= r["broker_ack_ms"]
     assert r["broker_accounts"] == "dynamic-security"
     assert "bare MQTT baseline" in out and "waiting for the fleet's shared CPU" in out

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import insert, or_, select, tuple_, update
+from sqlalchemy import bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from controller.db.models import Delivery, Device, DeviceEvent, PlayLog
@@ -287,20 +287,26 @@ def _pg_insert_events(s: Session, rows: list[dict[str, object]]) -> set[object]:
 
 
 def _apply_deliveries(s: Session, events: list[tuple[int, Event]]) -> None:
-    """Acks and rejections mark the deliveries they name (one query for the whole batch)."""
-    wanted: dict[tuple[int, str], Event] = {}
+    """Acks and rejections mark the deliveries they name: one executemany UPDATE per kind, in
+    the database (loading and flushing a Delivery object per ack was a third of the ingest's
+    time for the 10,000 acks of one emergency)."""
+    acks: list[dict[str, object]] = []
+    rejections: list[dict[str, object]] = []
     for device_id, ev in events:
         for item in ev.detail.get("items") or ([ev.item_id] if ev.item_id else []):
-            wanted[(device_id, str(item))] = ev
-    if not wanted:
-        return
-    query = select(Delivery).where(tuple_(Delivery.device_id, Delivery.item_id).in_(list(wanted)))
-    for delivery in s.scalars(query):
-        ev = wanted[(delivery.device_id, delivery.item_id)]
-        if ev.kind is EventKind.ACK and delivery.state != "acked":
-            delivery.state, delivery.acked_at = "acked", ev.ts
-        elif ev.kind is EventKind.REJECTED:
-            delivery.state, delivery.detail = "rejected", ev.reason
+            if ev.kind is EventKind.ACK:
+                acks.append({"d": device_id, "i": str(item), "ts": ev.ts})
+            elif ev.kind is EventKind.REJECTED:
+                rejections.append({"d": device_id, "i": str(item), "why": ev.reason})
+    t = Delivery.__table__
+    named = (t.c.device_id == bindparam("d")) & (t.c.item_id == bindparam("i"))
+    if acks:
+        s.connection().execute(
+            update(t).where(named, t.c.state != "acked")
+            .values(state="acked", acked_at=bindparam("ts", type_=t.c.acked_at.type)), acks)  # fmt: skip
+    if rejections:
+        s.connection().execute(update(t).where(named).values(state="rejected", detail=bindparam("why")),
+                               rejections)
 
 
 def _apply_play_log(s: Session, events: list[tuple[int, Event]]) -> list[PlayLog]:

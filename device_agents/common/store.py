@@ -8,6 +8,7 @@ a crash can neither lose a proof of play nor let an item play twice.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -37,6 +38,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+PRUNE_SEEN_EVERY = 256
+
+
 @dataclass(frozen=True)
 class OutboxEntry:
     seq: int
@@ -59,6 +63,7 @@ class AgentStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
         if "source" not in columns:  # a store written by an older agent
             self._db.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT 'desired'")
+        self._remembered = 0
         # The newest outbox seq, so the link can tell "nothing new to send" without a query.
         self.outbox_last_seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
 
@@ -85,14 +90,17 @@ class AgentStore:
 
     # -- replay protection ----------------------------------------------------
     def remember(self, envelope_id: str, expires_at: float) -> bool:
-        """Record an envelope id; False if it was seen before (a replay)."""
-        now = time.time()
-        with self._tx() as db:
-            db.execute("DELETE FROM seen WHERE expires_at < ?", (now,))
-            cur = db.execute(
-                "INSERT OR IGNORE INTO seen(id, expires_at) VALUES (?, ?)", (envelope_id, expires_at)
-            )
-            return cur.rowcount == 1
+        """Record an envelope id; False if it was seen before (a replay).
+
+        One statement per command; ids past their expiry (which the signature check refuses
+        anyway) are swept every PRUNE_SEEN_EVERY commands, not on each one."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO seen(id, expires_at) VALUES (?, ?)", (envelope_id, expires_at)
+        )
+        self._remembered += 1
+        if self._remembered % PRUNE_SEEN_EVERY == 0:
+            self._db.execute("DELETE FROM seen WHERE expires_at < ?", (time.time(),))
+        return cur.rowcount == 1
 
     # -- schedule ---------------------------------------------------------------
     def upsert_items(self, items: list[ScheduleItem], source: str = "desired") -> list[ScheduleItem]:
@@ -103,20 +111,16 @@ class AgentStore:
         on a group topic).
         """
         armed: list[ScheduleItem] = []
-        with self._tx() as db:
+        with self._tx() if len(items) > 1 else contextlib.nullcontext(self._db) as db:
             for item in items:
-                row = db.execute("SELECT state FROM items WHERE item_id=?", (item.item_id,)).fetchone()
-                if row is None:
-                    db.execute(
-                        "INSERT INTO items(item_id, start_at, body, source) VALUES (?, ?, ?, ?)",
-                        (item.item_id, item.start_at.timestamp(), item.model_dump_json(), source),
-                    )
-                    armed.append(item)
-                elif row[0] == "pending":
-                    db.execute(
-                        "UPDATE items SET start_at=?, body=? WHERE item_id=?",
-                        (item.start_at.timestamp(), item.model_dump_json(), item.item_id),
-                    )
+                # New: inserted; still pending: updated; playing or done: left alone (no row back).
+                row = db.execute(
+                    "INSERT INTO items(item_id, start_at, body, source) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(item_id) DO UPDATE SET start_at=excluded.start_at, body=excluded.body "
+                    "WHERE items.state='pending' RETURNING item_id",
+                    (item.item_id, item.start_at.timestamp(), item.model_dump_json(), source),
+                ).fetchone()
+                if row is not None:
                     armed.append(item)
         return armed
 

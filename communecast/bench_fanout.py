@@ -1,17 +1,18 @@
 """`communecast bench fanout`: an emergency to N stations, against a bare MQTT baseline.
 
 One run: a private broker, a controller process, a fleet of N simulated stations in this
-process or in `--processes P` workers (firmware_sim/fleet.py, communecast/fleet_probe.py). It sends one emergency to all N (POST /api/v1/broadcasts,
-priority emergency) and measures, per station, request -> receipt of the signed PLAY (the
-instant the station's MQTT client takes it off its socket: device_agents.common.link.ArrivalQueue)
-and request -> sink start; the handling inside the agent (handler start -> item stored, signature
-and replay check included, ack queued), the time each message waited for the CPU the simulated
-stations share (a real station has its own) and the start error against the instant; the controller's
-own request -> publish; request -> every ack recorded at the controller. Then, on the same
-broker, N bare subscribers (the agents' MQTT client, no agent, receipt stamped the same
-way, in as many processes as the fleet) get one publish of a payload of the same size: the
-fan-out baseline the emergency is compared to; and one more emergency is answered by N bare
-responders that ack at once: what the controller and broker record without the simulated
+process or in `--processes P` workers (firmware_sim/fleet.py, communecast/fleet_probe.py). It
+sends one emergency to all N (POST /api/v1/broadcasts, priority emergency) and measures, per
+station, request -> receipt of the signed PLAY (the instant the station's MQTT client takes it
+off its socket: device_agents.common.link.ArrivalQueue) and request -> sink start; the handling
+inside the agent (handler start -> item stored, signature and replay check included, ack
+queued), the time each message waited for the CPU the simulated stations share (a real
+station has its own) and the start error against the instant; the controller's own request ->
+publish; request -> every ack recorded at the controller. Then, on the same broker, N bare
+subscribers (the agents' MQTT client, no agent, receipt stamped the same way, in as many
+processes as the fleet) get one publish of a payload of the same size: the fan-out baseline
+the emergency is compared to; and one more emergency is answered by N bare responders that
+ack at once: what the controller and broker record without the simulated
 agents' CPU (`bare_acks`). docs/emergency.md, docs/scaling.md.
 """
 

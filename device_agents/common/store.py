@@ -113,14 +113,15 @@ class AgentStore:
         armed: list[ScheduleItem] = []
         with self._tx() if len(items) > 1 else contextlib.nullcontext(self._db) as db:
             for item in items:
-                # New: inserted; still pending: updated; playing or done: left alone (no row back).
-                row = db.execute(
+                # New: inserted; still pending: updated; playing or done: left alone (no change).
+                # (An upsert, SQLite >= 3.24; no RETURNING, which older Pi images lack.)
+                cur = db.execute(
                     "INSERT INTO items(item_id, start_at, body, source) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(item_id) DO UPDATE SET start_at=excluded.start_at, body=excluded.body "
-                    "WHERE items.state='pending' RETURNING item_id",
+                    "WHERE items.state='pending'",
                     (item.item_id, item.start_at.timestamp(), item.model_dump_json(), source),
-                ).fetchone()
-                if row is not None:
+                )
+                if cur.rowcount == 1:
                     armed.append(item)
         return armed
 

@@ -269,6 +269,7 @@ class Fleet:
                 logging.getLogger(name).setLevel(logging.WARNING)
         self._wave = wave
         self.stations: list[FleetStation] = []
+        self._gc_thresholds: tuple[int, int, int] | None = None
 
     def _make(self, device_id: int, cfg: AgentConfig) -> FleetStation:
         # Thousands of stations share this one CPU: a burst of work (10,000 media downloads)
@@ -314,6 +315,7 @@ class Fleet:
         # came every ~70,000 allocations, so its cost grew with the fleet and with time —
         # 2.1-4.7 s of one emergency's 12-16 s of CPU at 5,000 stations. A Pi's agent keeps
         # the defaults: its collections walk one station's objects.
+        self._gc_thresholds = gc.get_threshold()
         gc.set_threshold(*FLEET_GC_THRESHOLDS)
         return time.monotonic() - began
 
@@ -332,6 +334,9 @@ class Fleet:
         if self._media_http is not None:
             await self._media_http.aclose()
             self._media_http = None
+        if self._gc_thresholds is not None:  # the process may go on without a fleet (a test run)
+            gc.set_threshold(*self._gc_thresholds)
+            self._gc_thresholds = None
 
 
 # A station that does not stop in this time is abandoned (and reported): one stuck station must

@@ -71,7 +71,7 @@ async def _bare_subscribers(
     port: int, password: str, topic: str, ids: range, ready: Callable[[], None], *, timeout: float = 60,
     ack_as: list[str] | None = None,
 ) -> list[float]:
-    """Subscribers `ids` on `topic` (aiomqtt, as the agents use); `ready()` once all are subscribed;
+    """Subscribers `ids` on `topic` (the agents' FastClient); `ready()` once all are subscribed;
     then when each got its one message (off the socket), waiting up to `timeout` for them.
     With `ack_as` (one station uid per subscriber) each answers the signed PLAY it gets with that
     station's ack at once, unverified: stations that cost nothing, for the controller's limit."""
@@ -207,10 +207,19 @@ async def bare_ack_round(system: System, uids: list[str], processes: int, sha: s
                                          processes, send, ack_as=uids)
     t_ack, _ = await _all_acked(system, bc["id"], n, timeout=60)
     stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
-    return {"responders": n, "received_ms": stats_ms([t - t_req for t in received]), "acked": len(stored),
-            "ack_all_ms": round((max(stored) - t_req) * 1000, 1) if len(stored) >= n else None,
-            "ack_stored_ms": stats_ms([a - t_req for a in stored]),
-            "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None}
+    return {"responders": n, "received_ms": stats_ms([t - t_req for t in received]),
+            **_ack_figures(stored, t_req, n, t_ack)}
+
+
+def _ack_figures(stored: list[float], t_req: float, n: int, t_ack: float | None) -> dict[str, Any]:
+    """Request -> each ack stored at the controller (`stored`: its clock), and -> all Delivery
+    rows seen acked (`t_ack`, polled)."""
+    return {
+        "acked": len(stored),
+        "ack_all_ms": round((max(stored) - t_req) * 1000, 1) if len(stored) >= n else None,
+        "ack_stored_ms": stats_ms([a - t_req for a in stored]),
+        "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None,
+    }
 
 
 @contextlib.asynccontextmanager
@@ -328,10 +337,7 @@ async def _one_emergency(
         "cpu_wait_ms": stats_ms(seen["waited"]),
         "media_fetched_ms": stats_ms([t - t_req for t in seen["fetched"]]),
         "audio_prepared_ms": stats_ms([t - t_req for t in seen["prepared"]]),
-        "acked": len(ack_stored),
-        "ack_all_ms": round((max(ack_stored) - t_req) * 1000, 1) if len(ack_stored) >= devices else None,
-        "ack_stored_ms": stats_ms([a - t_req for a in ack_stored]),
-        "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None, "acked_rows": acked,
+        **_ack_figures(ack_stored, t_req, devices, t_ack), "acked_rows": acked,
         "post_ms": round((t_resp - t_req) * 1000, 1),
         "fleet_cpu_ms_per_station": round(fleet_cpu_s * 1000 / max(devices, 1), 3),
         "publish_ms": detail["emergency"]["publish_ms"],

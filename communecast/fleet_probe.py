@@ -143,9 +143,7 @@ async def emergency_results(fleet: Fleet, sha: str, after: float, timeout: float
 
 async def first_playbacks(fleet: Fleet, timeout: float) -> dict[str, list[float]]:
     """Each station's first playback: (requested start, started at) as two lists."""
-    await asyncio.gather(*(st.sink.wait_for(lambda p: True, timeout=timeout) for st in fleet.stations),
-                         return_exceptions=True)  # a station that missed the start is counted by the caller
-    first = [st.sink.playbacks[0] for st in fleet.stations if st.sink.playbacks]
+    first = await each_playback(fleet, lambda p: True, timeout)  # one that never played is left out
     return {"requested": [p.requested_start for p in first], "started": [p.started_at for p in first]}
 
 

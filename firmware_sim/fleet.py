@@ -100,6 +100,7 @@ class FleetSink(SimAudioSink):
     _decoded: ClassVar[dict[tuple[str, ...], PreparedAudio]] = {}
     _fingerprints_shared: ClassVar[dict[tuple[str, ...], str]] = {}
     _locks: ClassVar[dict[tuple[str, ...], asyncio.Lock]] = {}
+    _pending_start: asyncio.Future[float | None] | None = None
 
     async def prepare(self, files: Sequence[Path]) -> PreparedAudio:
         key = tuple(Path(f).name for f in files)
@@ -129,22 +130,27 @@ class FleetSink(SimAudioSink):
         if stop_event.is_set():
             return None
         loop = asyncio.get_running_loop()
-        started: asyncio.Future[float] = loop.create_future()
+        started: asyncio.Future[float | None] = loop.create_future()
+        # stop() resolves this future itself: no helper task waiting on stop_event and no
+        # asyncio.wait per station (thousands of stations arm in the same second).
+        self._pending_start = started
 
         def begin() -> None:
             if not started.done():
                 started.set_result(self.clock.time())
 
         timer = loop.call_later(max(0.0, start_at - self.clock.time()), begin)
-        stopped = loop.create_task(stop_event.wait())
         try:
-            await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            return await started
         finally:
             timer.cancel()
-            stopped.cancel()
-        if started.done():
-            return started.result()
-        return None
+            self._pending_start = None
+
+    async def stop(self) -> None:
+        pending = self._pending_start
+        if pending is not None and not pending.done():
+            pending.set_result(None)
+        await super().stop()
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
@@ -210,6 +216,11 @@ class FleetStation:
 CREDENTIAL_BATCH = 1000
 HTTP_SLOTS = 50  # concurrent media downloads and clock probes of one fleet process
 FLEET_KEEPALIVE_S = 120
+# A fleet station switches its amplifier on (and arms its output) this far ahead instead of
+# 1.5 s: arming costs ~0.3 ms of CPU per station, and 5,000 stations on one shared core
+# took longer than 1.5 s for it, so a third of them armed after the instant. A Pi does it in
+# about a millisecond on its own CPU (docs/scaling.md, start skew).
+FLEET_RELAY_LEAD_S = 5.0
 FLEET_GC_THRESHOLDS = (100_000, 50, 100)  # gc.set_threshold for a fleet process (Fleet.start)
 
 
@@ -275,7 +286,9 @@ class Fleet:
         # Thousands of stations share this one CPU: a burst of work (10,000 media downloads)
         # can hold a station's keepalive ping back past the broker's 1.5 x keepalive, and then
         # the broker drops every one of them at once. A real station has its own CPU.
-        cfg = cfg.model_copy(update={"mqtt_keepalive_s": max(cfg.mqtt_keepalive_s, FLEET_KEEPALIVE_S)})
+        cfg = cfg.model_copy(update={
+            "mqtt_keepalive_s": max(cfg.mqtt_keepalive_s, FLEET_KEEPALIVE_S),
+            "relay_lead_s": max(cfg.relay_lead_s, FLEET_RELAY_LEAD_S)})  # fmt: skip
         sink = FleetSink(clock=FLEET_CLOCK)  # no journal file: the fleet keeps playbacks in memory
         cabinet = AmplifierCabinet()
         cabinet.audio_state = lambda: (sink.playing, sink.volume)

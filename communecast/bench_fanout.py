@@ -360,27 +360,28 @@ async def bench_fanout(
         system = System(root / "system", database_url or f"sqlite:///{root / 'bench.db'}",
                         broker_dynsec=broker_dynsec_for(devices))
         await system.start()
-        fleet: Runner | None = None
-        runs: list[dict[str, Any]] = []
-        try:
-            assert system._api is not None
-            configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
-            fleet, fleet_start_s = await fleet_probe.start_fleet(configs, processes)
-            await fleet.call(fleet_probe.attach_probe)
-            with _tone(root / "siren.wav", 3.0).open("rb") as fh:
-                media = (await system.api("POST", "/api/v1/media", files={"file": ("siren.wav", fh)})).json()
-            if held:
-                await preposition(system, fleet, devices, media["sha256"])
-            await asyncio.sleep(1.0)  # let births and first state settle
-            for i in range(rounds):
-                runs.append(await _one_emergency(system, fleet, devices, media["sha256"],
-                                                 profile if i == rounds - 1 else None))
-                await asyncio.sleep(1.0)
-            rss_mb = round(sum(await fleet.call(fleet_probe.rss)) / 2**20, 1)
-        finally:
-            if fleet is not None:
-                await fleet.stop()
-        try:
+        try:  # a failure anywhere still stops the controller and the broker
+            fleet: Runner | None = None
+            runs: list[dict[str, Any]] = []
+            try:
+                assert system._api is not None
+                configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
+                fleet, fleet_start_s = await fleet_probe.start_fleet(configs, processes)
+                await fleet.call(fleet_probe.attach_probe)
+                with _tone(root / "siren.wav", 3.0).open("rb") as fh:
+                    files = {"file": ("siren.wav", fh)}
+                    media = (await system.api("POST", "/api/v1/media", files=files)).json()
+                if held:
+                    await preposition(system, fleet, devices, media["sha256"])
+                await asyncio.sleep(1.0)  # let births and first state settle
+                for i in range(rounds):
+                    runs.append(await _one_emergency(system, fleet, devices, media["sha256"],
+                                                     profile if i == rounds - 1 else None))
+                    await asyncio.sleep(1.0)
+                rss_mb = round(sum(await fleet.call(fleet_probe.rss)) / 2**20, 1)
+            finally:
+                if fleet is not None:
+                    await fleet.stop()
             baseline = await bare_baseline(system.broker.port, system.mqtt_password, devices, 1500, processes)
             bare_acks = await bare_ack_round(system, [c.uid for _, c in configs], processes, media["sha256"])
         finally:

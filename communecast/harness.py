@@ -88,7 +88,7 @@ class ControllerProcess:
 # Above this many stations a benchmark's broker keeps accounts in password/ACL files: the
 # dynamic-security plugin rewrites its whole file after every account change, so creating
 # 10,000 accounts in one go costs it minutes (docs/scaling.md, "Broker accounts").
-DYNSEC_FLEET_LIMIT = 2000
+DYNSEC_FLEET_LIMIT = 1000  # 2,000 took over the 120 s client timeout on a slow day
 
 
 def broker_dynsec_for(stations: int) -> bool | None:
@@ -162,10 +162,14 @@ class System:
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.broker.start()
-        self.controller.start()
-        await self.controller.wait_healthy()
-        self._api = await ApiClient.login(self.base_url, "admin", self.admin_password)
-        await self._ensure_areas()
+        try:
+            self.controller.start()
+            await self.controller.wait_healthy()
+            self._api = await ApiClient.login(self.base_url, "admin", self.admin_password)
+            await self._ensure_areas()
+        except BaseException:  # no broker or controller left running behind a failed start
+            await self.stop()
+            raise
 
     async def _ensure_areas(self) -> None:
         self.communes = [a for a in await self.api_json("GET", "/api/v1/areas") if a["level"] == "commune"]

@@ -24,11 +24,9 @@ from typing import Any, ClassVar
 
 import httpx
 
-from device_agents.common import health
 from device_agents.common.clock import Clock
 from device_agents.common.clock_offset import PERIOD_S as PROBE_PERIOD_S
 from device_agents.common.config import AgentConfig
-from device_agents.common.health import Health
 from device_agents.common.store import AgentStore
 from device_agents.hardware.audio import PreparedAudio
 from device_agents.hardware.sim_amplifier import SimAmplifier
@@ -218,7 +216,6 @@ class FleetStation:
 CREDENTIAL_BATCH = 1000
 HTTP_SLOTS = 50  # concurrent media downloads and clock probes of one fleet process
 FLEET_KEEPALIVE_S = 120
-HEALTH_MAX_AGE_S = 10.0  # SharedHealth: how long one host-health snapshot serves the fleet
 # A fleet station switches its amplifier on (and arms its output) this far ahead instead of
 # 1.5 s: arming costs ~0.3 ms of CPU per station, and 5,000 stations on one shared core
 # took longer than 1.5 s for it, so a third of them armed after the instant. A Pi does it in
@@ -269,27 +266,6 @@ async def provision_fleet(
     return out
 
 
-class SharedHealth:
-    """One host-health snapshot for every station of a fleet process, renewed every few seconds.
-
-    The stations share one host, so its CPU temperature, free disk and network are the same
-    for all; 5,000 stations each reading them (a thread hop and half a dozen /proc and /sys
-    files per report) were a tenth of a fleet process's CPU during an emergency.
-    """
-
-    def __init__(self, max_age_s: float = HEALTH_MAX_AGE_S) -> None:
-        self._max_age_s = max_age_s
-        self._snapshot: tuple[float, Health] | None = None
-        self._lock = asyncio.Lock()
-
-    async def collect(self, data_dir: Path) -> Health:
-        async with self._lock:  # the first caller reads, the others wait for its snapshot
-            now = time.monotonic()
-            if self._snapshot is None or now - self._snapshot[0] > self._max_age_s:
-                self._snapshot = (now, await health.collect(data_dir))
-            return self._snapshot[1]
-
-
 class Fleet:
     """Runs many agents in this event loop; start them in waves to spare the broker."""
 
@@ -306,7 +282,6 @@ class Fleet:
         self._wave = wave
         self.stations: list[FleetStation] = []
         self._gc_thresholds: tuple[int, int, int] | None = None
-        self._health = SharedHealth()
 
     def _make(self, device_id: int, cfg: AgentConfig) -> FleetStation:
         # Thousands of stations share this one CPU: a burst of work (10,000 media downloads)
@@ -332,7 +307,6 @@ class Fleet:
         # a fleet that just started probes at the rate a settled fleet does (N per 10 minutes), not
         # in a burst that crowds what a benchmark measures.
         agent.clock_probe.first_within_s = PROBE_PERIOD_S
-        agent.health_source = self._health.collect
         return FleetStation(device_id, cfg, agent, sink, cabinet)
 
     async def start(self, *, connect_timeout: float = 120.0) -> float:

@@ -11,9 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,8 +73,6 @@ class SpeakerAgent:
         self.amp = amplifier
         self.store = store or AgentStore(config.data_dir / "agent.sqlite3")
         self.media = MediaCache(config.data_dir / "media", config.controller_url, http=media_http)
-        # The host's health for each telemetry report (a fleet shares one host: firmware_sim/fleet.py).
-        self.health_source: Callable[[Path], Awaitable[health.Health]] = health.collect
         # Offset to the controller's clock, reported in the retained state (docs/emergency.md).
         self.clock_probe = ClockOffsetProbe(config.controller_url, http=media_http, clock=self.clock,
                                             period_s=config.clock_offset_interval_s,
@@ -391,7 +387,7 @@ class SpeakerAgent:
             self.store.prune_items(self.clock.time() - KEEP_DONE_S)
             tele: dict[str, Any] = {"ts": _now(), "uptime_s": time.monotonic() - self._started,
                                     "volume": self._volume(), "clock_offset_ms": self.clock_probe.offset_ms}
-            tele |= (await self.health_source(self.cfg.data_dir)).as_telemetry()  # docs/health.md
+            tele |= (await health.collect(self.cfg.data_dir)).as_telemetry()  # docs/health.md
             playing = self.audio.playing
             try:
                 r = await self.amp.read()

@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -80,30 +82,77 @@ async def run_demo(opts: DemoOptions) -> None:
         broker_auth.write_dynsec(broker.dynsec_file, dynsec)
     else:
         broker_auth.write(broker.directory, passwd, acl)
-    broker.start()
-
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=opts.http_port,
                        log_level="warning", access_log=False)
     )  # fmt: skip
-    server_task = asyncio.create_task(server.serve())
-    stations = []
+    stop = _stop_on_signals()
+    stations: list[Any] = []
+    server_task: asyncio.Task[None] | None = None
+    startup: asyncio.Task[None] | None = None
     try:
-        await _wait_healthy(settings.base_url)
-        api = await ApiClient.login(settings.base_url, "admin", admin_password)
-        configs = await provision(api, opts.devices, data / "stations")
-        stations = await run_simulated(configs)
-        stations += await run_simulated(await provision_led(api, opts.led_boards, data / "boards"))
-        _banner(settings.base_url, admin_password, opts, data, [c.uid for c in configs])
-        await server_task
+        broker.start()
+        server_task = asyncio.create_task(server.serve())
+        startup = asyncio.create_task(
+            _start_stations(settings.base_url, admin_password, opts, data, stations)
+        )
+        await _first(stop.wait(), server_task, startup)
+        if startup.done() and not stop.is_set():
+            startup.result()  # a failed start ends the demo with its error
+            await _first(stop.wait(), server_task)
     finally:
+        if startup is not None and not startup.done():
+            startup.cancel()
+            with contextlib.suppress(BaseException):
+                await startup
         for st in stations:
             with contextlib.suppress(Exception):
                 await st.stop()
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await server_task
+        if server_task is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await server_task
         broker.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: it re-raises SIGTERM after shutting down, which
+    killed the demo before it could stop its broker. The demo owns SIGINT/SIGTERM instead."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Ctrl-C or SIGTERM set the event; the demo then stops stations, server and broker."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until any of these finishes (the others keep running)."""
+    tasks = [a if isinstance(a, asyncio.Future) else asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t, a in zip(tasks, aws, strict=True):
+            if t is not a:  # helpers made here (stop.wait()) die here
+                t.cancel()
+
+
+async def _start_stations(
+    base_url: str, admin_password: str, opts: DemoOptions, data: Path, stations: list[Any]
+) -> None:
+    """Provision and start the simulated stations; `stations` fills as they start."""
+    await _wait_healthy(base_url)
+    api = await ApiClient.login(base_url, "admin", admin_password)
+    configs = await provision(api, opts.devices, data / "stations")
+    stations += await run_simulated(configs)
+    stations += await run_simulated(await provision_led(api, opts.led_boards, data / "boards"))
+    _banner(base_url, admin_password, opts, data, [c.uid for c in configs])
 
 
 async def _wait_healthy(base_url: str, timeout: float = 30.0) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from controller.db.models import Area, Device, DeviceEvent, PlayLog
+from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, PlayLog
 from controller.db.models_health import TelemetrySample
 from controller.db.session import Database
 from controller.services.ingest import Ingest
@@ -58,4 +58,56 @@ def test_batch_write_dedupes_across_replicas_and_coalesces_state(database_url: s
         assert device is not None and device.online is False and device.last_seen is not None
         assert device.reported["agent_version"] == "1.2" and device.reported["playing"] == "b9"
         assert device.reported["telemetry"]["mains_v"] == 222.0  # the newest one
+    db.dispose()
+
+
+def test_acks_mark_their_deliveries_once_with_the_first_ack_time(database_url: str) -> None:
+    """One batch of acks (the burst after an emergency): each names its station's delivery;
+    a repeated ack keeps the first time, an already acked delivery keeps its time, another
+    broadcast's delivery on the same station and a rejected one are told apart."""
+    db = Database(database_url)
+    db.migrate()
+    dev = _seed(db)
+    t0 = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    with db.session() as s:
+        commune_id = s.get(Device, dev).commune_id  # type: ignore[union-attr]
+        other = Device(uid="spk-c", name="Cụm loa C", kind="speaker", commune_id=commune_id, tags=[])
+        s.add(other)
+        s.flush()
+        bcs = [Broadcast(title=f"b{i}", media=[], priority="emergency", start_at=t0, duration_s=5, targets={})
+               for i in range(3)]  # fmt: skip
+        s.add_all(bcs)
+        s.flush()
+        s.add_all([
+            Delivery(broadcast_id=bcs[0].id, device_id=dev, item_id="em-1", state="pending"),
+            Delivery(broadcast_id=bcs[0].id, device_id=other.id, item_id="em-1", state="pending"),
+            Delivery(broadcast_id=bcs[1].id, device_id=dev, item_id="em-2", state="acked", acked_at=t0),
+            Delivery(broadcast_id=bcs[2].id, device_id=dev, item_id="em-3", state="pending"),
+        ])  # fmt: skip
+        other_uid = other.uid
+
+    def ack(n: int, uid: str, item: str, at: datetime, kind: EventKind = EventKind.ACK) -> tuple[str, bytes]:
+        ev = Event(id=f"evt-ack-{n}", kind=kind, ts=at, ref=f"cmd-{n}", item_id=item,
+                   reason="bad_signature" if kind is EventKind.REJECTED else None, detail={"items": [item]})
+        return topics.events(uid), ev.model_dump_json().encode()
+
+    ingest = Ingest(db)
+    batch = [
+        ack(1, "spk-b", "em-1", t0 + timedelta(seconds=2)),
+        ack(2, "spk-b", "em-1", t0 + timedelta(seconds=1)),  # a repeat, stamped earlier
+        ack(3, other_uid, "em-1", t0 + timedelta(seconds=3)),
+        ack(4, "spk-b", "em-2", t0 + timedelta(seconds=9)),  # acked before this batch
+        ack(5, "spk-b", "em-3", t0 + timedelta(seconds=4), EventKind.REJECTED),
+    ]
+    ingest._store([p for p in (ingest._parse(*m) for m in batch) if p])
+    with db.session() as s:
+        got = {(d.device_id, d.item_id): (d.state, d.acked_at, d.detail) for d in s.scalars(select(Delivery))}
+        other_id = s.scalar(select(Device.id).where(Device.uid == other_uid))
+    assert got == {
+        (dev, "em-1"): ("acked", t0 + timedelta(seconds=1), None),
+        (other_id, "em-1"): ("acked", t0 + timedelta(seconds=3), None),
+        (dev, "em-2"): ("acked", t0, None),
+        (dev, "em-3"): ("rejected", None, "bad_signature"),
+    }
+    assert ingest.stats.stored_events == 5
     db.dispose()

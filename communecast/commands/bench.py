@@ -55,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bh.add_argument("--json", help="also write the results here")
     bh.set_defaults(func=_bench_horizon)
 
+    ba = bench_sub.add_parser("acks", help="the controller's write path for one emergency's acks: N acks "
+                              "stored and their deliveries marked, SQLite and PostgreSQL")
+    ba.add_argument("--devices", type=int, default=10_000)
+    ba.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    ba.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                    help="server to create a throw-away benchmark database on")
+    ba.add_argument("--json", help="also write the results here")
+    ba.set_defaults(func=_bench_acks)
+
     bf = bench_sub.add_parser("fanout", help="one emergency to N stations (group fan-out, synchronized "
                               "start, acks) against a bare MQTT publish to N subscribers")
     bf.add_argument("--devices", type=int, default=200)
@@ -87,3 +96,9 @@ def _bench_fanout(args: argparse.Namespace) -> int:
     from communecast import bench_fanout
 
     return bench_fanout.run(args)
+
+
+def _bench_acks(args: argparse.Namespace) -> int:
+    from communecast import bench_acks
+
+    return bench_acks.run(args)

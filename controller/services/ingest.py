@@ -286,10 +286,20 @@ def _pg_insert_events(s: Session, rows: list[dict[str, object]]) -> set[object]:
     return {row[0] for row in s.connection().exec_driver_sql(_PG_INSERT_EVENTS, (doc,))}
 
 
+_PG_ACK_DELIVERIES = (
+    "UPDATE deliveries AS d SET state = 'acked', acked_at = x.ts "
+    "FROM (SELECT d, i, min(ts) AS ts "
+    "FROM json_to_recordset(%s::json) AS r(d int, i varchar, ts timestamptz) GROUP BY d, i) AS x "
+    "WHERE d.device_id = x.d AND d.item_id = x.i AND d.state != 'acked'"
+)
+
+
 def _apply_deliveries(s: Session, events: list[tuple[int, Event]]) -> None:
-    """Acks and rejections mark the deliveries they name: one executemany UPDATE per kind, in
-    the database (loading and flushing a Delivery object per ack was a third of the ingest's
-    time for the 10,000 acks of one emergency)."""
+    """Acks and rejections mark the deliveries they name, in the database (loading and
+    flushing a Delivery object per ack was a third of the ingest's time for the 10,000 acks
+    of one emergency). PostgreSQL: all of a batch's acks in one UPDATE ... FROM one JSON
+    parameter (an executemany of 1,000 UPDATEs spent 0.2 s per batch waiting on the server,
+    `communecast bench acks`); SQLite, in process: one executemany UPDATE."""
     acks: list[dict[str, object]] = []
     rejections: list[dict[str, object]] = []
     for device_id, ev in events:
@@ -300,7 +310,11 @@ def _apply_deliveries(s: Session, events: list[tuple[int, Event]]) -> None:
                 rejections.append({"d": device_id, "i": str(item), "why": ev.reason})
     t = Delivery.__table__
     named = (t.c.device_id == bindparam("d")) & (t.c.item_id == bindparam("i"))
-    if acks:
+    if acks and s.get_bind().dialect.name == "postgresql":
+        doc = json.dumps([{**a, "ts": a["ts"].isoformat()} for a in acks], separators=(",", ":"))  # type: ignore[attr-defined]
+        s.connection().exec_driver_sql(_PG_ACK_DELIVERIES, (doc,))
+    elif acks:
+        acks.sort(key=lambda a: a["ts"])  # type: ignore[arg-type,return-value]  # the first ack's time wins
         s.connection().execute(
             update(t).where(named, t.c.state != "acked")
             .values(state="acked", acked_at=bindparam("ts", type_=t.c.acked_at.type)), acks)  # fmt: skip

@@ -1,0 +1,99 @@
+"""`communecast bench acks`: the controller's write path for one emergency's burst of acks.
+
+`bench fanout` measures an emergency's acks end to end, where broker, fleet and controller
+share the CPU; this isolates what is the controller's own: N acks of one emergency, in the
+batches the ingest writer takes (`ingest.MAX_BATCH`), stored as events and marking the N
+Delivery rows, on SQLite and PostgreSQL (a throw-away database). No broker, no parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select
+
+from communecast.pgtemp import fresh_database
+from controller.db.models import Area, Broadcast, Delivery, Device
+from controller.db.session import Database
+from controller.services.ingest import MAX_BATCH, Ingest, _Parsed
+from protocol.messages import Event, EventKind
+
+ITEM = "em-bench-acks"
+
+
+def _seed(db: Database, n: int) -> tuple[int, list[str]]:
+    """N stations, one emergency broadcast, its N pending deliveries."""
+    uids = [f"spk-{i:06d}" for i in range(n)]
+    with db.session() as s:
+        commune = Area(level="commune", name="Xã Hợp Hòa")
+        s.add(commune)
+        s.flush()
+        s.execute(insert(Device), [{"uid": u, "name": u, "kind": "speaker", "commune_id": commune.id,
+                                    "tags": [], "reported": {}} for u in uids])  # fmt: skip
+        bc = Broadcast(title="Diễn tập", media=[], priority="emergency", start_at=datetime.now(UTC),
+                       duration_s=10, targets={})  # fmt: skip
+        s.add(bc)
+        s.flush()
+        ids = s.scalars(select(Device.id).order_by(Device.id)).all()
+        s.execute(insert(Delivery), [{"broadcast_id": bc.id, "device_id": d, "item_id": ITEM,
+                                      "state": "pending"} for d in ids])  # fmt: skip
+        return bc.id, uids
+
+
+def _one_backend(name: str, url: str, n: int) -> dict[str, Any]:
+    db = Database(url)
+    db.migrate()
+    try:
+        bc_id, uids = _seed(db, n)
+        ingest = Ingest(db)
+        with db.session() as s:  # stations known already (their telemetry), as before a real emergency
+            ingest._resolve_uids(s, set(uids))
+        acks = [_Parsed(u, "evt", Event(id=uuid.uuid4().hex, kind=EventKind.ACK, ts=datetime.now(UTC),
+                                        ref=uuid.uuid4().hex, item_id=ITEM, broadcast_id=bc_id,
+                                        detail={"items": [ITEM]})) for u in uids]  # fmt: skip
+        batches: list[float] = []
+        for k in range(0, n, MAX_BATCH):
+            t0 = time.perf_counter()
+            ingest._store(acks[k : k + MAX_BATCH])
+            batches.append(time.perf_counter() - t0)
+        with db.session() as s:
+            done = (Delivery.broadcast_id == bc_id) & (Delivery.state == "acked")
+            acked = int(s.scalar(select(func.count()).select_from(Delivery).where(done)) or 0)
+        total = sum(batches)
+        return {
+            "backend": name, "acks": n, "acked": acked, "seconds": round(total, 3),
+            "acks_per_s": round(n / total) if total else None,
+            "batch_max_ms": round(max(batches) * 1000, 1),
+        }  # fmt: skip
+    finally:
+        db.dispose()
+
+
+def run(args: argparse.Namespace) -> int:
+    backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    results: list[dict[str, Any]] = []
+    for name in backends:
+        cleanup: Callable[[], None] = lambda: None  # noqa: E731
+        if name == "postgres":
+            url, cleanup = fresh_database(args.postgres_url)
+        else:
+            url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cc-bench-acks-')) / 'communecast.db'}"
+        try:
+            r = _one_backend(name, url, args.devices)
+        finally:
+            cleanup()
+        results.append(r)
+        print(f"{name}: {r['acked']}/{r['acks']} deliveries acked in {r['seconds']} s "
+              f"({r['acks_per_s']} acks/s; in batches of {MAX_BATCH}, "
+              f"the slowest {r['batch_max_ms']} ms)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0 if all(r["acked"] == r["acks"] for r in results) else 1

@@ -44,7 +44,7 @@ from communecast.bench import _tone
 from communecast.fleet_probe import Runner
 from communecast.harness import CONTROLLER_USER, System, broker_dynsec_for
 from device_agents.common.link import ArrivalQueue, arrived_at
-from device_agents.common.mqtt_client import FastClient
+from device_agents.common.mqtt_client import FastClient, reached_socket_at
 from firmware_sim.fleet import provision_fleet, raise_fd_limit
 from firmware_sim.fleet_workers import split
 from protocol import topics
@@ -70,12 +70,13 @@ def stats_ms(values_s: list[float]) -> dict[str, float]:
 async def _bare_subscribers(
     port: int, password: str, topic: str, ids: range, ready: Callable[[], None], *, timeout: float = 60,
     ack_as: list[str] | None = None,
-) -> list[float]:
+) -> list[tuple[float, float | None]]:
     """Subscribers `ids` on `topic` (the agents' FastClient); `ready()` once all are subscribed;
-    then when each got its one message (off the socket), waiting up to `timeout` for them.
+    then when each got its one message (off the socket; and when it reached the socket, kernel
+    clock), waiting up to `timeout` for them.
     With `ack_as` (one station uid per subscriber) each answers the signed PLAY it gets with that
     station's ack at once, unverified: stations that cost nothing, for the controller's limit."""
-    received: list[float] = []
+    received: list[tuple[float, float | None]] = []
     subscribed = 0
     all_subscribed, done = asyncio.Event(), asyncio.Event()
 
@@ -83,13 +84,13 @@ async def _bare_subscribers(
         nonlocal subscribed
         async with FastClient("127.0.0.1", port, username=CONTROLLER_USER, password=password,
                               identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
-                              queue_type=ArrivalQueue) as c:  # the agents' own client
+                              queue_type=ArrivalQueue, stamp_socket_arrival=True) as c:  # the agents' client
             await c.subscribe(topic, qos=1)
             subscribed += 1
             if subscribed == len(ids):
                 all_subscribed.set()
             async for message in c.messages:
-                received.append(arrived_at(message))
+                received.append((arrived_at(message), reached_socket_at(message)))
                 if ack_as is not None:
                     await c.publish(*_bare_ack(ack_as[i - ids.start], message.payload), qos=1)  # type: ignore[arg-type]
                 if len(received) == len(ids):
@@ -134,7 +135,7 @@ def _bare_process(
 async def _bare_round(
     port: int, password: str, topic: str, n: int, processes: int, send: Callable[[], Awaitable[float]],
     ack_as: list[str] | None = None,
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[tuple[float, float | None]]]:
     """N bare subscribers in `processes` processes; once all are subscribed, `send()` (returns when
     it sent); then when each subscriber got it."""
     shares = [range(c[0], c[-1] + 1) for c in split(list(range(n)), max(1, processes))]
@@ -180,9 +181,9 @@ async def bare_baseline(
             return t0
 
     t0, received = await _bare_round(port, password, topic, n, processes, publish)
-    lat = [r - t0 for r in received]
     return {"subscribers": n, "processes": max(1, processes), "received": len(received),
-            "latency_ms": stats_ms(lat)}
+            "latency_ms": stats_ms([r - t0 for r, _ in received]),
+            "reached_ms": stats_ms([k - t0 for _, k in received if k is not None])}
 
 
 async def bare_ack_round(system: System, uids: list[str], processes: int, sha: str) -> dict[str, Any]:
@@ -207,7 +208,7 @@ async def bare_ack_round(system: System, uids: list[str], processes: int, sha: s
                                          processes, send, ack_as=uids)
     t_ack, _ = await _all_acked(system, bc["id"], n, timeout=60)
     stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
-    return {"responders": n, "received_ms": stats_ms([t - t_req for t in received]),
+    return {"responders": n, "received_ms": stats_ms([t - t_req for t, _ in received]),
             **_ack_figures(stored, t_req, n, t_ack)}
 
 
@@ -327,9 +328,11 @@ async def _one_emergency(
     started = seen["started"]
     median = statistics.median(started) if started else math.nan
     rec = stats_ms([t - t_req for t in seen["received"]])
+    reached = stats_ms([t - t_req for t in seen.get("reached", [])])
     handling = stats_ms(seen["handling"])
     return {
         "p50_ms": rec["p50"], "p99_ms": rec["p99"], "max_ms": rec["max"], "received": rec["n"],
+        "reached_socket_ms": reached,
         "sink_start_ms": stats_ms([t - t_req for t in started]), "started": len(started),
         "start_error_ms": stats_ms([t - start_at for t in started]),
         "skew_ms": stats_ms([abs(t - median) for t in started]),
@@ -396,11 +399,16 @@ async def bench_fanout(
         **last,
         "baseline_p99_ms": base_p99, "baseline": baseline, "bare_acks": bare_acks,
         "ratio_p99": round(last["p99_ms"] / base_p99, 2) if base_p99 and base_p99 > 0 else None,
+        "reached_ratio_p99": _ratio(last["reached_socket_ms"]["p99"], baseline["reached_ms"]["p99"]),
         "fleet_start_s": round(fleet_start_s, 1), "fleet_rss_mb": rss_mb,
         "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms")}
                    | {"sink_start_p99_ms": r["sink_start_ms"]["p99"], "skew_p99_ms": r["skew_ms"]["p99"],
                       "start_error_p99_ms": r["start_error_ms"]["p99"]} for r in runs],
     }  # fmt: skip
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b and b > 0 and not math.isnan(a) else None
 
 
 def datetime_ts(iso: str) -> float:
@@ -416,6 +424,10 @@ def print_fanout(r: dict[str, Any]) -> None:
           f"({r['received']} stations)")
     print(f"  bare MQTT baseline:        p99 {r['baseline_p99_ms']} ms ({r['baseline']['received']} "
           f"subscribers in {r['baseline']['processes']} process(es)) -> ratio {r['ratio_p99']}")
+    at, bare_at = r["reached_socket_ms"], r["baseline"]["reached_ms"]
+    print(f"  request -> PLAY reached the station's socket (kernel clock; before the shared CPU read it): "
+          f"p50 {at['p50']} ms, p99 {at['p99']} ms; bare subscribers p99 {bare_at['p99']} ms -> ratio "
+          f"{r['reached_ratio_p99']}")
     print(f"  controller request->publish {r['publish_ms']} ms (-> broker's PUBACK, after it queued the PLAY "
           f"for every subscriber: {r['broker_ack_ms']} ms); POST answered in {r['post_ms']} ms; "
           f"lead {r['lead_ms']} ms ({r['lead_basis']})")

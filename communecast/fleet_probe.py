@@ -40,6 +40,7 @@ class ReceiptProbe:
     """Wraps each fleet agent's message handler: when a command arrived and when it was handled."""
 
     received: dict[str, float] = field(default_factory=dict)  # uid -> first command off the socket
+    reached: dict[str, float] = field(default_factory=dict)  # uid -> its bytes reached the socket (kernel)
     waited: dict[str, float] = field(default_factory=dict)  # uid -> off the socket -> handler ran
     handled: dict[str, float] = field(default_factory=dict)
     fetched: dict[str, float] = field(default_factory=dict)  # uid -> media verified in the cache
@@ -63,6 +64,7 @@ class ReceiptProbe:
 
     def reset(self) -> None:
         self.received.clear()
+        self.reached.clear()
         self.waited.clear()
         self.handled.clear()
 
@@ -70,10 +72,12 @@ class ReceiptProbe:
         inner = link._on_message
 
         async def handler(topic: str, payload: bytes) -> None:
-            arrived, t = link.last_arrival, time.time()
+            arrived, reached, t = link.last_arrival, link.last_socket_arrival, time.time()
             await inner(topic, payload)
             if topic.endswith("/cmd") and uid not in self.received:
                 self.received[uid] = arrived
+                if reached is not None:
+                    self.reached[uid] = reached
                 self.waited[uid] = t - arrived
                 self.handled[uid] = time.time()
 
@@ -134,6 +138,7 @@ async def emergency_results(fleet: Fleet, sha: str, after: float, timeout: float
     uids = list(probe.received)
     return {
         "received": [probe.received[u] for u in uids],
+        "reached": [probe.reached[u] for u in uids if u in probe.reached],
         "waited": [probe.waited[u] for u in uids],
         "handling": [probe.handled[u] - probe.received[u] - probe.waited[u] for u in uids],
         "fetched": list(probe.fetched.values()), "prepared": list(probe.prepared.values()),

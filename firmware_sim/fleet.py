@@ -307,6 +307,8 @@ class Fleet:
         # a fleet that just started probes at the rate a settled fleet does (N per 10 minutes), not
         # in a burst that crowds what a benchmark measures.
         agent.clock_probe.first_within_s = PROBE_PERIOD_S
+        # When each command reached the station's socket, next to when this shared CPU read it.
+        agent.link.stamp_socket_arrival = True
         return FleetStation(device_id, cfg, agent, sink, cabinet)
 
     async def start(self, *, connect_timeout: float = 120.0) -> float:

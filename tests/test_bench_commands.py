@@ -33,6 +33,9 @@ def test_bench_fanout_measures_every_station_against_the_bare_broker(tmp_path: P
     assert r["devices"] == 12 and r["received"] == 12 and r["started"] == 12
     assert r["acked"] == 12 and r["ack_all_ms"] is not None
     assert r["baseline"]["received"] == 12 and r["ratio_p99"] is not None
+    # Also when each PLAY reached a station's socket (kernel clock), never after it was read.
+    assert r["reached_socket_ms"]["n"] == 12 and r["baseline"]["reached_ms"]["n"] == 12
+    assert 0 < r["reached_socket_ms"]["max"] <= r["max_ms"] and r["reached_ratio_p99"] is not None
     assert r["bare_acks"]["acked"] == 12 and r["bare_acks"]["ack_all_ms"] is not None
     assert 0 < r["publish_ms"] <= r["broker_ack_ms"]
     assert r["broker_accounts"] == "dynamic-security"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +17,8 @@ import aiomqtt
 import pytest
 
 from communecast.mosquitto import PrivateMosquitto, free_port
-from device_agents.common.link import OUTBOX_WINDOW, AgentLink
-from device_agents.common.mqtt_client import FastClient
+from device_agents.common.link import OUTBOX_WINDOW, AgentLink, ArrivalQueue, arrived_at
+from device_agents.common.mqtt_client import FastClient, reached_socket_at
 from device_agents.common.store import AgentStore
 from tests.support.waiting import eventually
 
@@ -112,3 +114,40 @@ def _outbox_size(store: AgentStore):  # type: ignore[no-untyped-def]
         return len(store.outbox_head(10_000))
 
     return probe
+
+
+def _publish_while_this_loop_is_held(broker: PrivateMosquitto, topic: str, text: str, hold_s: float) -> float:
+    """Another process publishes while the caller's event loop is held up (as by other stations'
+    work in a fleet): nobody reads the socket until this returns; returns when it did."""
+    subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-u", USER, "-P", PASSWORD, "-q", "1",
+                    "-t", topic, "-m", text], check=True, timeout=10)  # fmt: skip
+    time.sleep(hold_s)
+    return time.time()
+
+
+async def test_socket_arrival_is_told_apart_from_when_the_process_read_the_message(
+    broker: PrivateMosquitto,
+) -> None:
+    """The fleet simulator's stations share a CPU: a message can wait in its socket until the
+    process gets to it. With stamp_socket_arrival the client also notes when the bytes reached
+    the socket (kernel clock), which a station with its own CPU would have read at once."""
+    stamped = FastClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier="stamped",
+                         timeout=10, queue_type=ArrivalQueue, stamp_socket_arrival=True)  # fmt: skip
+    plain = FastClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier="plain",
+                       timeout=10, queue_type=ArrivalQueue)  # fmt: skip
+    async with stamped, plain, _client(broker, "writer") as writer:
+        await stamped.subscribe("cc/v1/test/stamp", qos=1)
+        await plain.subscribe("cc/v1/test/stamp", qos=1)
+        unblocked = _publish_while_this_loop_is_held(broker, "cc/v1/test/stamp", "hello", hold_s=0.3)
+        async with asyncio.timeout(10):
+            got = await anext(aiter(stamped.messages))
+            other = await anext(aiter(plain.messages))
+        assert got.payload == b"hello" and other.payload == b"hello"
+        reached = reached_socket_at(got)
+        assert reached is not None and reached <= unblocked - 0.29  # it was there before the wait
+        assert arrived_at(got) >= unblocked  # the process read it only afterwards
+        assert reached_socket_at(other) is None  # not asked: plain recv(), nothing noted
+        await writer.publish("cc/v1/test/stamp", b"again", qos=1)  # reading goes on as before
+        async with asyncio.timeout(10):
+            again = await anext(aiter(stamped.messages))
+        assert again.payload == b"again" and reached_socket_at(again) >= unblocked  # type: ignore[operator]

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from device_agents.common.mqtt_client import FastClient, Pending, PublishError
+from device_agents.common.mqtt_client import FastClient, Pending, PublishError, reached_socket_at
 from device_agents.common.store import AgentStore
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,10 @@ class AgentLink:
         self.connected = asyncio.Event()
         self.connections = 0
         self.last_arrival = 0.0  # wall time the message being handled came off the socket
+        # ... and when its bytes reached the socket (kernel clock), if noted: the fleet simulator
+        # sets this before run() to tell the wait for its shared CPU from the network's part.
+        self.stamp_socket_arrival = False
+        self.last_socket_arrival: float | None = None
         self._stopping = False
 
     def wake_outbox(self) -> None:
@@ -137,6 +141,7 @@ class AgentLink:
                     timeout=10,
                     tls_context=self._tls,
                     queue_type=ArrivalQueue,
+                    stamp_socket_arrival=self.stamp_socket_arrival,
                 ) as client:
                     await client.subscribe([(t, 1) for t in self._subscriptions])
                     await client.publish(self._state_topic, self._birth(), qos=1, retain=True)
@@ -154,6 +159,7 @@ class AgentLink:
                             if not isinstance(payload, bytes | bytearray):
                                 payload = str(payload).encode()
                             self.last_arrival = arrived_at(message)
+                            self.last_socket_arrival = reached_socket_at(message)
                             try:
                                 await self._on_message(message.topic.value, bytes(payload))
                             except Exception:

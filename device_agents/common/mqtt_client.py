@@ -16,8 +16,14 @@ the socket is full; `publish` waits for its PUBACK on one event; `messages` wait
 queue itself (a disconnect puts a marker in it). Paho still calls from an executor thread
 while connecting: those calls take aiomqtt's thread-safe path unchanged.
 
+`stamp_socket_arrival=True` (the fleet simulator and the benchmarks' bare subscribers) also
+notes on each message when its bytes reached this socket, from the kernel's receive timestamp
+(SO_TIMESTAMP): in a simulator thousands of stations share two cores, so a message can sit in
+its socket's buffer for seconds before its process reads it; a real station reads at once.
+
 Uses aiomqtt internals (`_client`, `_queue`, `_pending_publishes`, `_disconnected`,
-`_misc_loop`), pinned by the `aiomqtt>=2.3,<3` range; `tests/test_mqtt_client.py` runs it
+`_misc_loop`, `_on_message`, `_on_socket_open`) and paho's `_sock_recv`, pinned by the
+`aiomqtt>=2.3,<3` range; `tests/test_mqtt_client.py` runs it
 against a real broker.
 """
 
@@ -26,6 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import socket
+import struct
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +53,18 @@ class _Disconnected:
 _DISCONNECTED = _Disconnected()
 
 
+# Linux: SO_TIMESTAMP makes recvmsg() return an SCM_TIMESTAMP (same number) with a struct timeval.
+SO_TIMESTAMP = 29
+_TIMEVAL = struct.Struct("@ll")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMEVAL.size)
+
+
+def reached_socket_at(message: aiomqtt.Message) -> float | None:
+    """When the message's bytes reached the client's socket (kernel clock, unix seconds), if the
+    client was asked to note it (`stamp_socket_arrival`)."""
+    return getattr(message, "reached_socket_at", None)
+
+
 class PublishError(aiomqtt.MqttError):
     """The broker connection refused or lost a publish."""
 
@@ -57,8 +78,10 @@ class Pending:
 
 
 class FastClient(aiomqtt.Client):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stamp_socket_arrival: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._stamp_socket_arrival = stamp_socket_arrival and sys.platform == "linux"
+        self._socket_arrival: float | None = None  # kernel receive time of the last bytes read
         self._loop_thread = threading.get_ident()
         self._keepalive_s = float(kwargs.get("keepalive", 60))
         self._writer_added = True  # until we know better: aiomqtt's own path may have added one
@@ -71,6 +94,36 @@ class FastClient(aiomqtt.Client):
     def _wake_reader(self, _fut: asyncio.Future[None]) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # a full queue has a reader to wake anyway
             self._queue.put_nowait(_DISCONNECTED)  # type: ignore[arg-type]
+
+    # -- reading: when bytes reached the socket ------------------------------------------
+    def _on_socket_open(self, client: paho_mqtt.Client, userdata: Any, sock: Any) -> None:
+        super()._on_socket_open(client, userdata, sock)
+        if self._stamp_socket_arrival and type(sock) is socket.socket:  # not TLS: no recvmsg there
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+            client._sock_recv = self._recv_stamped  # type: ignore[method-assign]
+
+    def _recv_stamped(self, bufsize: int) -> bytes:
+        """paho's `_sock_recv` through recvmsg(), keeping the kernel's receive timestamp."""
+        sock = self._client._sock
+        if sock is None:
+            raise ConnectionError("self._sock is None")
+        data, ancillary, _flags, _addr = sock.recvmsg(bufsize, _TIMESTAMP_SPACE)  # type: ignore[union-attr]
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(raw) >= _TIMEVAL.size:
+                sec, usec = _TIMEVAL.unpack_from(raw)
+                self._socket_arrival = sec + usec / 1e6
+        return data
+
+    def _on_message(self, client: paho_mqtt.Client, userdata: Any, message: paho_mqtt.MQTTMessage) -> None:
+        if not self._stamp_socket_arrival:
+            super()._on_message(client, userdata, message)
+            return
+        m = aiomqtt.Message._from_paho_message(message)
+        m.reached_socket_at = self._socket_arrival  # type: ignore[attr-defined]
+        try:
+            self._queue.put_nowait(m)
+        except asyncio.QueueFull:
+            self._logger.warning("Message queue is full. Discarding message.")
 
     # -- writing ---------------------------------------------------------------------
     def _on_socket_register_write(self, client: paho_mqtt.Client, userdata: Any, sock: Any) -> None:

@@ -1,9 +1,10 @@
-"""`communecast bench acks`: the controller's write path for one emergency's burst of acks.
+"""`communecast bench acks`: the controller's write path for one emergency's burst of events.
 
 `bench fanout` measures an emergency's acks end to end, where broker, fleet and controller
 share the CPU; this isolates what is the controller's own: N acks of one emergency, in the
 batches the ingest writer takes (`ingest.MAX_BATCH`), stored as events and marking the N
-Delivery rows, on SQLite and PostgreSQL (a throw-away database). No broker, no parsing.
+Delivery rows; then the N play_started and N play_finished events that follow (the proof
+of play), on SQLite and PostgreSQL (a throw-away database). No broker, no parsing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from communecast.pgtemp import fresh_database
-from controller.db.models import Area, Broadcast, Delivery, Device
+from controller.db.models import Area, Broadcast, Delivery, Device, PlayLog
 from controller.db.session import Database
 from controller.services.ingest import MAX_BATCH, Ingest, _Parsed
 from protocol.messages import Event, EventKind
@@ -56,25 +57,43 @@ def _one_backend(name: str, url: str, n: int) -> dict[str, Any]:
         ingest = Ingest(db)
         with db.session() as s:  # stations known already (their telemetry), as before a real emergency
             ingest._resolve_uids(s, set(uids))
-        acks = [_Parsed(u, "evt", Event(id=uuid.uuid4().hex, kind=EventKind.ACK, ts=datetime.now(UTC),
-                                        ref=uuid.uuid4().hex, item_id=ITEM, broadcast_id=bc_id,
-                                        detail={"items": [ITEM]})) for u in uids]  # fmt: skip
-        batches: list[float] = []
-        for k in range(0, n, MAX_BATCH):
-            t0 = time.perf_counter()
-            ingest._store(acks[k : k + MAX_BATCH])
-            batches.append(time.perf_counter() - t0)
+        t = time.time()
+        phases = {kind: _store_all(ingest, [_Parsed(u, "evt", _event(kind, bc_id, t)) for u in uids])
+                  for kind in (EventKind.ACK, EventKind.PLAY_STARTED, EventKind.PLAY_FINISHED)}  # fmt: skip
         with db.session() as s:
             done = (Delivery.broadcast_id == bc_id) & (Delivery.state == "acked")
             acked = int(s.scalar(select(func.count()).select_from(Delivery).where(done)) or 0)
-        total = sum(batches)
+            played = int(s.scalar(select(func.count()).select_from(PlayLog).where(
+                PlayLog.broadcast_id == bc_id, PlayLog.status == "played")) or 0)  # fmt: skip
+        acks = phases[EventKind.ACK]
         return {
-            "backend": name, "acks": n, "acked": acked, "seconds": round(total, 3),
-            "acks_per_s": round(n / total) if total else None,
-            "batch_max_ms": round(max(batches) * 1000, 1),
+            "backend": name, "acks": n, "acked": acked, "seconds": round(sum(acks), 3),
+            "acks_per_s": round(n / sum(acks)) if sum(acks) else None,
+            "batch_max_ms": round(max(acks) * 1000, 1), "played": played,
+            "play_events_per_s": {k.value: round(n / sum(v)) for k, v in phases.items()
+                                  if k is not EventKind.ACK},
         }  # fmt: skip
     finally:
         db.dispose()
+
+
+def _event(kind: EventKind, bc_id: int, start: float) -> Event:
+    """One station's `kind` event for the emergency (a 3 s clip from `start`)."""
+    detail: dict[str, Any] = {"items": [ITEM]} if kind is EventKind.ACK else {"started_at": start}
+    if kind is EventKind.PLAY_FINISHED:
+        detail |= {"finished_at": start + 3.0, "start_error_ms": 1.5, "volume": 100}
+    return Event(id=uuid.uuid4().hex, kind=kind, ts=datetime.now(UTC), ref=uuid.uuid4().hex if kind is
+                 EventKind.ACK else None, item_id=ITEM, broadcast_id=bc_id, detail=detail)  # fmt: skip
+
+
+def _store_all(ingest: Ingest, events: list[_Parsed]) -> list[float]:
+    """Store them in the writer's batches; seconds per batch."""
+    took = []
+    for k in range(0, len(events), MAX_BATCH):
+        t0 = time.perf_counter()
+        ingest._store(events[k : k + MAX_BATCH])
+        took.append(time.perf_counter() - t0)
+    return took
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         results.append(r)
         print(f"{name}: {r['acked']}/{r['acks']} deliveries acked in {r['seconds']} s "
               f"({r['acks_per_s']} acks/s; in batches of {MAX_BATCH}, "
-              f"the slowest {r['batch_max_ms']} ms)", flush=True)
+              f"the slowest {r['batch_max_ms']} ms); then proof of play, events/s: "
+              f"{r['play_events_per_s']} ({r['played']} played)", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0 if all(r["acked"] == r["acks"] for r in results) else 1
+    return 0 if all(r["acked"] == r["acks"] == r["played"] for r in results) else 1

@@ -51,11 +51,12 @@ def test_bench_sync_reports_skew_next_to_bare_timers(tmp_path: Path) -> None:
     assert "bare baseline" in out
 
 
-def test_bench_acks_marks_every_delivery_on_both_databases(tmp_path: Path, postgres_server: str) -> None:
+def test_bench_acks_marks_every_delivery_and_play_on_both_dbs(tmp_path: Path, postgres_server: str) -> None:
     out = _communecast("bench", "acks", "--devices", "1500", "--db", "both",
                        "--postgres-url", postgres_server, "--json", str(tmp_path / "a.json"))
     results = {r["backend"]: r for r in json.loads((tmp_path / "a.json").read_text())}
     assert set(results) == {"sqlite", "postgres"}
     for r in results.values():  # in two batches (1,000 + 500)
         assert r["acks"] == 1500 and r["acked"] == 1500 and r["acks_per_s"] > 0
+        assert r["played"] == 1500 and set(r["play_events_per_s"]) == {"play_started", "play_finished"}
     assert "postgres: 1500/1500 deliveries acked" in out

@@ -111,3 +111,42 @@ def test_acks_mark_their_deliveries_once_with_the_first_ack_time(database_url: s
     }
     assert ingest.stats.stored_events == 5
     db.dispose()
+
+
+def test_proof_of_play_folds_a_batch_and_never_goes_back_from_a_final_status(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    dev = _seed(db)
+    t0 = datetime(2026, 12, 1, 7, 0, tzinfo=UTC).timestamp()
+
+    def ev(n: int, kind: EventKind, item: str, **detail: float) -> tuple[str, bytes]:
+        e = Event(id=f"evt-pl-{n}", kind=kind, ts=datetime.now(UTC), item_id=item,
+                  reason="horn busy past the start" if kind is EventKind.MISSED else None, detail=detail)
+        return topics.events("spk-b"), e.model_dump_json().encode()
+
+    ingest = Ingest(db)
+    first = [
+        ev(1, EventKind.PLAY_STARTED, "i1", started_at=t0),
+        ev(2, EventKind.PLAY_FINISHED, "i1", started_at=t0, finished_at=t0 + 30, start_error_ms=2.5),
+        ev(3, EventKind.PLAY_STARTED, "i1", started_at=t0 + 1),  # late and out of order: ignored
+        ev(4, EventKind.MISSED, "i2"),  # the controller's or the station's "missed" ...
+        ev(5, EventKind.PLAY_STARTED, "i3", started_at=t0 + 60),
+    ]
+    ingest._store([p for p in (ingest._parse(*m) for m in first) if p])
+    second = [
+        ev(6, EventKind.PLAY_FINISHED, "i2", started_at=t0 + 5, finished_at=t0 + 35),  # ... corrected
+        ev(7, EventKind.PLAY_FINISHED, "i3", finished_at=t0 + 90),  # started_at stays from batch one
+    ]
+    ingest._store([p for p in (ingest._parse(*m) for m in second) if p])
+    with db.session() as s:
+        rows = {r.item_id: r for r in s.scalars(select(PlayLog).where(PlayLog.device_id == dev))}
+
+    def at(offset: float) -> datetime:
+        return datetime.fromtimestamp(t0 + offset, UTC)
+
+    assert {i: r.status for i, r in rows.items()} == {"i1": "played", "i2": "played", "i3": "played"}
+    assert (rows["i1"].started_at, rows["i1"].finished_at, rows["i1"].start_error_ms) == (at(0), at(30), 2.5)
+    assert (rows["i2"].started_at, rows["i2"].reason) == (at(5), "horn busy past the start")
+    assert (rows["i3"].started_at, rows["i3"].finished_at) == (at(60), at(90))
+    assert ingest.stats.stored_events == 7
+    db.dispose()

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from controller.db.models import Delivery, Device, DeviceEvent, PlayLog
@@ -246,7 +247,7 @@ class Ingest:
             _apply_deliveries(s, [(d, e) for d, e in to_apply if e.kind in DELIVERY_EVENTS])
             changed = _apply_play_log(s, [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT])
             if changed and self.play_log_hook is not None:
-                self.play_log_hook(s, changed)
+                self.play_log_hook(s, _play_log_rows(s, changed))
             # Diagnostic results and update outcomes (docs/operations.md).
             ops.apply_events(s, [(d, e) for d, e in to_apply if e.kind in ops.OPS_EVENTS])
         for d in seen:  # committed: remember when last_seen was written
@@ -323,41 +324,87 @@ def _apply_deliveries(s: Session, events: list[tuple[int, Event]]) -> None:
                                rejections)
 
 
-def _apply_play_log(s: Session, events: list[tuple[int, Event]]) -> list[PlayLog]:
+_PG_PLAY_LOG_STATUS = (
+    "SELECT p.device_id, p.item_id, p.status FROM play_log AS p "
+    "JOIN json_to_recordset(%s::json) AS k(d int, i varchar) ON p.device_id = k.d AND p.item_id = k.i"
+)
+_PG_UPSERT_PLAY_LOG = (
+    "INSERT INTO play_log (device_id, item_id, broadcast_id, status, started_at, finished_at, "
+    "start_error_ms, reason, updated_at) "
+    "SELECT device_id, item_id, broadcast_id, status, started_at, finished_at, start_error_ms, reason, "
+    "updated_at FROM json_to_recordset(%s::json) AS x(device_id int, item_id varchar, broadcast_id int, "
+    "status varchar, started_at timestamptz, finished_at timestamptz, start_error_ms float8, reason text, "
+    "updated_at timestamptz) "
+    "ON CONFLICT (device_id, item_id) DO UPDATE SET status = EXCLUDED.status, "
+    "updated_at = EXCLUDED.updated_at, "
+    "started_at = COALESCE(EXCLUDED.started_at, play_log.started_at), "
+    "finished_at = COALESCE(EXCLUDED.finished_at, play_log.finished_at), "
+    "start_error_ms = COALESCE(EXCLUDED.start_error_ms, play_log.start_error_ms), "
+    "reason = COALESCE(EXCLUDED.reason, play_log.reason)"
+)
+# Columns an event may leave out: the row keeps what an earlier event set.
+_PLAY_LOG_KEEP = ("started_at", "finished_at", "start_error_ms", "reason")
+
+
+def _apply_play_log(s: Session, events: list[tuple[int, Event]]) -> list[tuple[int, str]]:
     """Proof of play: one row per (station, item); a final status never goes back.
 
-    Returns the rows created or whose status changed."""
-    keys = {(d, ev.item_id) for d, ev in events if ev.item_id}
+    The batch's events are folded per row here, on the statuses read in one query, and written
+    in one upsert (ORM objects for 1,000 rows — the tuple IN read, the flush — held PostgreSQL
+    at ~4,000 events/s: `communecast bench acks`). Returns the (station, item) of the rows
+    created or whose status changed."""
+    keys = list({(d, ev.item_id) for d, ev in events if ev.item_id})
     if not keys:
         return []
-    changed: list[PlayLog] = []
-    query = select(PlayLog).where(tuple_(PlayLog.device_id, PlayLog.item_id).in_(list(keys)))
-    rows = {(r.device_id, r.item_id): r for r in s.scalars(query)}
+    pg = s.get_bind().dialect.name == "postgresql"
+    t = PlayLog.__table__
+    if pg:
+        doc = json.dumps([{"d": d, "i": i} for d, i in keys], separators=(",", ":"))
+        found = s.connection().exec_driver_sql(_PG_PLAY_LOG_STATUS, (doc,))
+    else:
+        found = s.connection().execute(select(t.c.device_id, t.c.item_id, t.c.status)
+                                       .where(tuple_(t.c.device_id, t.c.item_id).in_(keys)))
+    status: dict[tuple[int, str], str] = {(d, i): st for d, i, st in found}
+    rows: dict[tuple[int, str], dict[str, object]] = {}
+    changed: dict[tuple[int, str], None] = {}
+    now = datetime.now(UTC)
     for device_id, ev in events:
         if not ev.item_id:
             continue
-        status = STATUS_BY_EVENT[ev.kind]
-        row = rows.get((device_id, ev.item_id))
-        if row is None:
-            row = PlayLog(device_id=device_id, item_id=ev.item_id, broadcast_id=ev.broadcast_id,
-                          status=status)
-            s.add(row)
-            rows[(device_id, ev.item_id)] = row
-            changed.append(row)
-        elif row.status in FINAL and status in ("playing", "missed"):
+        key, new = (device_id, ev.item_id), STATUS_BY_EVENT[ev.kind]
+        old = status.get(key)
+        if old in FINAL and new in ("playing", "missed"):
             continue
-        elif row.status != status:
-            changed.append(row)
-        row.status = status
-        row.updated_at = datetime.now(UTC)
-        started = ev.detail.get("started_at")
+        if old != new:
+            changed[key] = None
+        status[key] = new
+        row = rows.setdefault(key, {"device_id": device_id, "item_id": ev.item_id,
+                                    "broadcast_id": ev.broadcast_id, **dict.fromkeys(_PLAY_LOG_KEEP)})
+        row["status"], row["updated_at"] = new, now
+        started, finished = ev.detail.get("started_at"), ev.detail.get("finished_at")
         if started:
-            row.started_at = datetime.fromtimestamp(float(started), UTC)
-        finished = ev.detail.get("finished_at")
+            row["started_at"] = datetime.fromtimestamp(float(started), UTC)
         if finished:
-            row.finished_at = datetime.fromtimestamp(float(finished), UTC)
+            row["finished_at"] = datetime.fromtimestamp(float(finished), UTC)
         if "start_error_ms" in ev.detail:
-            row.start_error_ms = float(ev.detail["start_error_ms"])
+            row["start_error_ms"] = float(ev.detail["start_error_ms"])
         if ev.reason:
-            row.reason = ev.reason
-    return list(dict.fromkeys(changed))
+            row["reason"] = ev.reason
+    if not rows:
+        return []
+    if pg:
+        doc = json.dumps([{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()}
+                          for r in rows.values()], separators=(",", ":"))  # fmt: skip
+        s.connection().exec_driver_sql(_PG_UPSERT_PLAY_LOG, (doc,))
+    else:
+        upsert = sqlite_insert(t)
+        s.connection().execute(upsert.on_conflict_do_update(
+            index_elements=[t.c.device_id, t.c.item_id],
+            set_={"status": upsert.excluded.status, "updated_at": upsert.excluded.updated_at}
+            | {c: func.coalesce(upsert.excluded[c], t.c[c]) for c in _PLAY_LOG_KEEP}), list(rows.values()))
+    return list(changed)
+
+
+def _play_log_rows(s: Session, keys: list[tuple[int, str]]) -> list[PlayLog]:
+    """The rows themselves, for a hook that wants them (the provincial connector)."""
+    return list(s.scalars(select(PlayLog).where(tuple_(PlayLog.device_id, PlayLog.item_id).in_(keys))))

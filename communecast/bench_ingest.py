@@ -119,6 +119,16 @@ async def _baseline(system: System, rate: int, seconds: float, devices: int) -> 
             "lost": total - got["received"]}  # fmt: skip
 
 
+def best_sustained(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest step the controller kept up with: nothing lost, everything stored at >= 95 %
+    of the rate that reached the broker. Judged on what the load generator really published:
+    on two shared cores it falls short of 7,500/s, and the controller cannot store what was
+    never sent."""
+    kept_up = [r for r in runs if r["lost"] == 0
+               and r["msgs_per_s"] >= 0.95 * min(r["offered_per_s"], r["publisher_per_s"])]
+    return max(kept_up, key=lambda r: r["msgs_per_s"]) if kept_up else None
+
+
 async def bench_backend(
     url: str, label: str, rates: list[int], seconds: float, devices: int
 ) -> dict[str, Any]:
@@ -136,8 +146,7 @@ async def bench_backend(
         finally:
             db.dispose()
             await system.stop()
-    sustained = [r for r in runs if r["lost"] == 0 and r["msgs_per_s"] >= 0.95 * r["offered_per_s"]]
-    best = max(sustained, key=lambda r: r["offered_per_s"]) if sustained else None
+    best = best_sustained(runs)
     base_best = max((b["msgs_per_s"] for b in baselines if b["lost"] == 0), default=0.0)
     return {
         "backend": label,
@@ -154,7 +163,8 @@ async def bench_backend(
 def print_ingest(results: list[dict[str, Any]]) -> None:
     for res in results:
         print(f"bench ingest [{res['backend']}]: highest sustained zero-loss "
-              f"{res['msgs_per_s']:.0f} msg/s (offered {res['sustained_offered_per_s']}), "
+              f"{res['msgs_per_s']:.0f} msg/s (offered {res['sustained_offered_per_s']}/s; stored at >= 95 % "
+              f"of the rate published), "
               f"bare-subscriber baseline {res['baseline_msgs_per_s']:.0f} msg/s, max RSS {res['rss_mb']} MB")
         for r, b in zip(res["runs"], res["baseline_runs"], strict=True):
             print(f"  offered {r['offered_per_s']:>6}/s (published at {r['publisher_per_s']:>6.0f}/s): "

@@ -77,7 +77,9 @@ async def test_vietnamese_text_reaches_bitmap_and_alpha_boards(system: System) -
         assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(preview.content)).convert("RGB").tobytes() == frame.tobytes()
         alpha_preview = await system.api("GET", f"/api/v1/devices/{alpha_id}/preview.png")
-        expected = render(ASCII, width=192, height=32).convert("RGB")
+        # Drawn at the brightness the board reports (40 % at night, 22:00-05:00).
+        dimmed = (await system.api_json("GET", f"/api/v1/devices/{alpha_id}/led-health"))["brightness"] or 100
+        expected = render(ASCII, width=192, height=32, brightness=dimmed).convert("RGB")
         assert Image.open(io.BytesIO(alpha_preview.content)).convert("RGB").tobytes() == expected.tobytes()
 
         # A controller restart re-publishes every desired state: the boards converge on the same content

@@ -10,10 +10,14 @@ from device_agents.led.bitmap import glyph_mask, layout, missing_glyph_mask
 
 
 def _bits(img: Image.Image) -> set[tuple[int, int]]:
+    """The lit pixels. Lit is relative to the brightest one: at night (22:00-05:00) boards dim
+    to 40 %, and a dimmed glyph keeps its shape."""
     g = img.convert("L")
     w, h = g.size
     px = g.load()
-    return {(x, y) for y in range(h) for x in range(w) if px[x, y] >= 96}  # type: ignore[index]
+    brightest = g.getextrema()[1]
+    threshold = max(16, min(96, int(brightest) // 2))  # type: ignore[call-overload]
+    return {(x, y) for y in range(h) for x in range(w) if px[x, y] >= threshold}  # type: ignore[index]
 
 
 def iou(a: set[tuple[int, int]], b: set[tuple[int, int]]) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import subprocess
 import time
 from collections.abc import Iterator
@@ -116,11 +117,16 @@ def _outbox_size(store: AgentStore):  # type: ignore[no-untyped-def]
     return probe
 
 
-def _publish_while_this_loop_is_held(broker: PrivateMosquitto, topic: str, text: str, hold_s: float) -> float:
+def _publish_while_this_loop_is_held(
+    broker: PrivateMosquitto, reader: FastClient, topic: str, text: str, hold_s: float
+) -> float:
     """Another process publishes while the caller's event loop is held up (as by other stations'
-    work in a fleet): nobody reads the socket until this returns; returns when it did."""
+    work in a fleet): nobody reads `reader`'s socket until this returns, `hold_s` after the
+    message reached it; returns when it did."""
     subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-u", USER, "-P", PASSWORD, "-q", "1",
                     "-t", topic, "-m", text], check=True, timeout=10)  # fmt: skip
+    readable, _, _ = select.select([reader._client.socket()], [], [], 10)  # the broker forwarded it
+    assert readable, "the broker did not forward the message"
     time.sleep(hold_s)
     return time.time()
 
@@ -138,7 +144,7 @@ async def test_socket_arrival_is_told_apart_from_when_the_process_read_the_messa
     async with stamped, plain, _client(broker, "writer") as writer:
         await stamped.subscribe("cc/v1/test/stamp", qos=1)
         await plain.subscribe("cc/v1/test/stamp", qos=1)
-        unblocked = _publish_while_this_loop_is_held(broker, "cc/v1/test/stamp", "hello", hold_s=0.3)
+        unblocked = _publish_while_this_loop_is_held(broker, stamped, "cc/v1/test/stamp", "hello", hold_s=0.3)
         async with asyncio.timeout(10):
             got = await anext(aiter(stamped.messages))
             other = await anext(aiter(plain.messages))

@@ -99,18 +99,20 @@ def _store_all(ingest: Ingest, events: list[_Parsed]) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results: list[dict[str, Any]] = []
-    for name in backends:
-        cleanup: Callable[[], None] = lambda: None  # noqa: E731
-        if name == "postgres":
-            url, cleanup = fresh_database(args.postgres_url)
-        else:
-            url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cc-bench-acks-')) / 'communecast.db'}"
-        try:
-            r = _one_backend(name, url, args.devices)
-        finally:
-            cleanup()
-        results.append(r)
-        print(f"{name}: {r['acked']}/{r['acks']} deliveries acked in {r['seconds']} s "
+    with tempfile.TemporaryDirectory(prefix="cc-bench-acks-") as tmp:
+        for name in backends:
+            drop: Callable[[], None] | None = None
+            if name == "postgres":
+                url, drop = fresh_database(args.postgres_url)
+            else:
+                url = f"sqlite:///{Path(tmp) / 'communecast.db'}"
+            try:
+                results.append(_one_backend(name, url, args.devices))
+            finally:
+                if drop is not None:
+                    drop()
+    for r in results:
+        print(f"{r['backend']}: {r['acked']}/{r['acks']} deliveries acked in {r['seconds']} s "
               f"({r['acks_per_s']} acks/s; in batches of {MAX_BATCH}, "
               f"the slowest {r['batch_max_ms']} ms); then proof of play, events/s: "
               f"{r['play_events_per_s']} ({r['played']} played)", flush=True)

@@ -398,7 +398,7 @@ async def bench_fanout(
         "audio": "held" if held else "fresh",
         **last,
         "baseline_p99_ms": base_p99, "baseline": baseline, "bare_acks": bare_acks,
-        "ratio_p99": round(last["p99_ms"] / base_p99, 2) if base_p99 and base_p99 > 0 else None,
+        "ratio_p99": _ratio(last["p99_ms"], base_p99),
         "reached_ratio_p99": _ratio(last["reached_socket_ms"]["p99"], baseline["reached_ms"]["p99"]),
         "fleet_start_s": round(fleet_start_s, 1), "fleet_rss_mb": rss_mb,
         "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms")}

@@ -55,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bh.add_argument("--json", help="also write the results here")
     bh.set_defaults(func=_bench_horizon)
 
-    ba = bench_sub.add_parser("acks", help="the controller's write path for one emergency's acks: N acks "
-                              "stored and their deliveries marked, SQLite and PostgreSQL")
+    ba = bench_sub.add_parser("acks", help="the controller's write path for one emergency's events: N acks "
+                              "(deliveries marked), then N play_started and N play_finished, SQLite and "
+                              "PostgreSQL")
     ba.add_argument("--devices", type=int, default=10_000)
     ba.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     ba.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",

@@ -244,8 +244,8 @@ class Ingest:
             for _, ev in to_apply:
                 self.stats.by_kind[ev.kind.value] = self.stats.by_kind.get(ev.kind.value, 0) + 1
             telemetry.store_samples(s, samples)  # one insert for the batch (docs/health.md)
-            _apply_deliveries(s, [(d, e) for d, e in to_apply if e.kind in DELIVERY_EVENTS])
-            changed = _apply_play_log(s, [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT])
+            _apply_deliveries(s, [(d, e) for d, e in to_apply if e.kind in DELIVERY_EVENTS], pg=pg)
+            changed = _apply_play_log(s, [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT], pg=pg)
             if changed and self.play_log_hook is not None:
                 self.play_log_hook(s, _play_log_rows(s, changed))
             # Diagnostic results and update outcomes (docs/operations.md).
@@ -295,7 +295,7 @@ _PG_ACK_DELIVERIES = (
 )
 
 
-def _apply_deliveries(s: Session, events: list[tuple[int, Event]]) -> None:
+def _apply_deliveries(s: Session, events: list[tuple[int, Event]], *, pg: bool) -> None:
     """Acks and rejections mark the deliveries they name, in the database (loading and
     flushing a Delivery object per ack was a third of the ingest's time for the 10,000 acks
     of one emergency). PostgreSQL: all of a batch's acks in one UPDATE ... FROM one JSON
@@ -311,7 +311,7 @@ def _apply_deliveries(s: Session, events: list[tuple[int, Event]]) -> None:
                 rejections.append({"d": device_id, "i": str(item), "why": ev.reason})
     t = Delivery.__table__
     named = (t.c.device_id == bindparam("d")) & (t.c.item_id == bindparam("i"))
-    if acks and s.get_bind().dialect.name == "postgresql":
+    if acks and pg:
         doc = json.dumps([{**a, "ts": a["ts"].isoformat()} for a in acks], separators=(",", ":"))  # type: ignore[attr-defined]
         s.connection().exec_driver_sql(_PG_ACK_DELIVERIES, (doc,))
     elif acks:
@@ -346,7 +346,7 @@ _PG_UPSERT_PLAY_LOG = (
 _PLAY_LOG_KEEP = ("started_at", "finished_at", "start_error_ms", "reason")
 
 
-def _apply_play_log(s: Session, events: list[tuple[int, Event]]) -> list[tuple[int, str]]:
+def _apply_play_log(s: Session, events: list[tuple[int, Event]], *, pg: bool) -> list[tuple[int, str]]:
     """Proof of play: one row per (station, item); a final status never goes back.
 
     The batch's events are folded per row here, on the statuses read in one query, and written
@@ -356,7 +356,6 @@ def _apply_play_log(s: Session, events: list[tuple[int, Event]]) -> list[tuple[i
     keys = list({(d, ev.item_id) for d, ev in events if ev.item_id})
     if not keys:
         return []
-    pg = s.get_bind().dialect.name == "postgresql"
     t = PlayLog.__table__
     if pg:
         doc = json.dumps([{"d": d, "i": i} for d, i in keys], separators=(",", ":"))

@@ -79,9 +79,10 @@ def test_relay_and_live_items_in_desired_state(database_url: str) -> None:
         assert live_item.duration_s == 30 * 60
 
         with db.session() as s:  # ending a live session keeps it (with its new end) for the stations
-            ended = live.end_live(s, live_id, admin_id, now=NOW + timedelta(minutes=2))
+            boss = s.get(User, admin_id)
+            ended = live.end_live(s, live_id, boss, now=NOW + timedelta(minutes=2))
             assert ended.status == "ended" and s.get(Broadcast, live_bc).status == live.STREAM_STATUS  # type: ignore[union-attr]
-            relay.cancel(s, relay_id, admin_id, now=NOW + timedelta(minutes=2))
+            relay.cancel(s, relay_id, boss, now=NOW + timedelta(minutes=2))
             s.commit()
         state = _schedule(db, signer, horn_id, NOW + timedelta(minutes=3))
         assert [i.stream.kind for i in state.schedule if i.stream] == ["live"]  # type: ignore[union-attr]

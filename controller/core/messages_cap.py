@@ -1,6 +1,12 @@
 """Operator messages for CAP 1.2 alert input (docs/cap.md)."""
 
 MESSAGES: dict[str, tuple[str, str]] = {
+    "cap.thread_outside_area": (
+        "Bản tin CAP này cập nhật hoặc hủy một cảnh báo đang phát ở {names}, ngoài địa bàn của bạn: "
+        "không có gì bị dừng hay thay đổi.",
+        "This CAP message updates or cancels an alert airing in {names}, outside your area: "
+        "nothing was stopped or changed.",
+    ),
     "cap.content_type": (
         "Kiểu nội dung \u201c{content_type}\u201d không được chấp nhận: gửi bản tin CAP dạng XML với "
         "Content-Type application/cap+xml hoặc application/xml.",

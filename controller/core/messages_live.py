@@ -11,6 +11,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Phát trực tiếp chỉ dùng mức ưu tiên thông thường, ưu tiên hoặc khẩn cấp.",
         "Live voice uses the normal, priority or emergency level only.",
     ),
+    "live.forbidden": (
+        "Phiên phát trực tiếp {id} phát tới loa ở {names}, ngoài địa bàn của bạn: chỉ người tạo phiên "
+        "hoặc người phụ trách mọi loa của phiên được xem, nói vào hoặc kết thúc phiên.",
+        "Live session {id} reaches stations in {names}, outside your area: only its creator or someone "
+        "responsible for every one of its stations may view it, speak into it or end it.",
+    ),
+    "live.needs_approval": (
+        "Phát trực tiếp ở mức thông thường hoặc ưu tiên cần người có quyền duyệt cho mọi xã được "
+        "chọn; phát trực tiếp không thể chờ duyệt. Hãy nhờ người duyệt phát, hoặc dùng mức khẩn cấp "
+        "khi thật sự khẩn cấp.",
+        "Normal or priority live voice needs someone who may approve content for every chosen commune; "
+        "live audio cannot wait for approval. Ask an approver to go live, or use emergency when it "
+        "truly is one.",
+    ),
+    "relay.forbidden": (
+        "Lịch tiếp sóng {id} phát tới loa ở {names}, ngoài địa bàn của bạn: chỉ người tạo hoặc người "
+        "phụ trách mọi loa của lịch được hủy.",
+        "Relay {id} reaches stations in {names}, outside your area: only its creator or someone "
+        "responsible for every one of its stations may cancel it.",
+    ),
     "relay.not_found": ("Không tìm thấy lịch tiếp sóng {id}.", "Relay {id} was not found."),
     "relay.source_not_allowed": (
         "Nguồn phát \u201c{url}\u201d không nằm trong danh sách nguồn tiếp sóng được phép "

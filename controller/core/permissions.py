@@ -171,3 +171,32 @@ def require_targets_in_scope(session: Session, user: User, targets: object, kind
         rows = session.execute(select(Area.id, Area.name).where(Area.id.in_(outside))).all()
         names = {i: n for i, n in rows}
         raise UserError(403, "scope.forbidden", names=", ".join(names.get(i) or str(i) for i in outside))
+
+
+# -- issue 16 (CAP threads, live sessions, relays): who may stop or take over what was sent ---------
+def communes_of_broadcasts(session: Session, broadcast_ids: Iterable[int]) -> dict[int, set[int]]:
+    """The communes each broadcast's stations lie in (from its deliveries), by broadcast id."""
+    from controller.db.models import Delivery
+
+    ids = sorted(set(broadcast_ids))
+    out: dict[int, set[int]] = {i: set() for i in ids}
+    if ids:
+        rows = session.execute(select(Delivery.broadcast_id, Device.commune_id)
+                               .join(Device, Device.id == Delivery.device_id)
+                               .where(Delivery.broadcast_id.in_(ids)))  # fmt: skip
+        for bc_id, commune_id in rows:
+            out[bc_id].add(commune_id)
+    return out
+
+
+def outside_scope(session: Session, user: User, commune_ids: Iterable[int]) -> set[int]:
+    """The communes of `commune_ids` the user's scope does not cover (empty: all covered)."""
+    scope = communes_in_scope(session, user)
+    return set() if scope is None else set(commune_ids) - scope
+
+
+def area_names(session: Session, area_ids: Iterable[int]) -> str:
+    """The areas' names for a message, "Xã A, Xã B" (the id where a name is missing)."""
+    ids = sorted(set(area_ids))
+    names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_(ids))).all()) if ids else {}
+    return ", ".join(names.get(i) or str(i) for i in ids)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Broadcast, Device, User
+from controller.db.models_live import LiveStream
 from controller.services import audit
 
 
@@ -44,12 +45,24 @@ def approve_broadcast(
         return device_ids
     if bc.status != "draft":
         raise UserError(409, "approval.not_draft", status=bc.status)
-    if bc.start_at < (now or datetime.now(UTC)):
+    stream = session.scalar(select(LiveStream).where(LiveStream.broadcast_id == bc.id))
+    if stream is not None:
+        _approve_stream(bc, stream, now or datetime.now(UTC))
+    elif bc.start_at < (now or datetime.now(UTC)):
         raise UserError(422, "approval.start_passed", start_at=bc.start_at.isoformat())
-    bc.status = "scheduled"
+    else:
+        bc.status = "scheduled"
     audit.record(session, user.id, "broadcast.approve", "broadcast", bc.id, title=bc.title)
     audit.record(session, user.id, "broadcast.send", "broadcast", bc.id, stations=len(device_ids))
     return device_ids
+
+
+def _approve_stream(bc: Broadcast, stream: LiveStream, now: datetime) -> None:
+    """A drafted relay (services.live.create_stream): it airs for what is left of its window, so
+    only a window already over is refused. Its broadcast becomes a stream again ("stream")."""
+    if stream.end_at <= now:
+        raise UserError(422, "relay.in_past", end_at=stream.end_at.isoformat())
+    bc.status, stream.status = "stream", "active"
 
 
 def _devices(session: Session, ids: list[int]) -> list[Device]:

@@ -23,11 +23,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.core.permissions import Action, can, require_targets_in_scope
+from controller.core.permissions import (
+    Action,
+    area_names,
+    can,
+    communes_of_broadcasts,
+    outside_scope,
+    require_targets_in_scope,
+)
 from controller.db.models import Broadcast, Delivery, Device, Media, User
 from controller.db.models_live import LiveStream
-from controller.services import audit
+from controller.services import approval, audit, policy
 from controller.services.broadcasts import item_id_for
+from controller.services.schedules import Occurrence
 from controller.services.targets import Targets, resolve
 from protocol.messages import MediaRef, Priority, ScheduleItem, StreamRef
 
@@ -53,6 +61,8 @@ class LiveCreate(BaseModel):
     targets: Targets
     priority: Priority = Priority.EMERGENCY
     max_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    # Needed (with the right to give it) when a non-emergency session breaks a commune's policy.
+    override_reason: str | None = Field(default=None, max_length=1000)
 
 
 # -- records shared by live voice and relays --------------------------------------------------------
@@ -61,16 +71,25 @@ def create_stream(
     start_at: datetime, end_at: datetime, user: User | None, token: str | None = None,
     source_url: str | None = None, fmt: str | None = None, fallback: str = "silence",
     filler: list[str] | None = None, dead_air_s: float = LIVE_DEAD_AIR_S,
+    override_reason: str | None = None,
 ) -> tuple[LiveStream, list[int]]:  # fmt: skip
-    """Write the broadcast, its deliveries and the stream row; the caller marks stations dirty."""
+    """Write the broadcast, its deliveries and the stream row; the caller marks stations dirty.
+
+    With a `user`, the bulletin rules apply (services.broadcasts.create): commune policy, then
+    approval. A relay the user may not approve is a draft (both rows "draft") until an approver
+    approves it; live voice cannot wait, so it is refused instead. Emergency is exempt."""
     if user is not None:
         require_targets_in_scope(session, user, targets, kind="speaker")
     devices = resolve(session, targets, kind="speaker")
     if not devices:
         raise UserError(422, "broadcast.no_targets")
     user_id = user.id if user else None
+    status, outcome = STREAM_STATUS, {"status": "unchecked"}
+    if user is not None:
+        status, outcome = _clear_to_air(session, user, kind, devices, priority, start_at, end_at,
+                                        override_reason)  # fmt: skip
     bc = Broadcast(
-        title=title, status=STREAM_STATUS, media=[], priority=priority.value, start_at=start_at,
+        title=title, status=status, media=[], priority=priority.value, start_at=start_at,
         duration_s=(end_at - start_at).total_seconds(), targets=targets.model_dump(exclude_defaults=True),
         created_by=user_id,
     )  # fmt: skip
@@ -81,14 +100,54 @@ def create_stream(
     ls = LiveStream(
         broadcast_id=bc.id, kind=kind, token=token, source_url=source_url, format=fmt, fallback=fallback,
         filler=list(filler or []), dead_air_s=dead_air_s, start_at=start_at, end_at=end_at,
-        status="active", created_by=user_id,
+        status="draft" if status == "draft" else "active", created_by=user_id,
     )  # fmt: skip
     session.add(ls)
     session.flush()
     audit.record(session, user_id, f"{kind}.start", "broadcast", bc.id, title=title, targets=bc.targets,
                  priority=priority.value, start_at=start_at.isoformat(), end_at=end_at.isoformat(),
-                 source=source_url, stations=len(devices))  # fmt: skip
+                 source=source_url, stations=len(devices), policy=outcome, status=status)  # fmt: skip
+    if outcome.get("status") == "override":
+        audit.record(session, user_id, "policy.override", "broadcast", bc.id, reason=override_reason,
+                     rule=outcome.get("rule"))  # fmt: skip
     return ls, [d.id for d in devices]
+
+
+def _clear_to_air(
+    session: Session, user: User, kind: str, devices: list[Device], priority: Priority,
+    start_at: datetime, end_at: datetime, override_reason: str | None,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The broadcast status and policy outcome, as a bulletin gets them (issue 16 item 6)."""
+    communes = sorted({d.commune_id for d in devices})
+    occurrence = Occurrence(start_at, (end_at - start_at).total_seconds())
+    outcome = policy.enforce(session, user, communes, [occurrence], priority, override_reason)
+    if priority is Priority.EMERGENCY or approval.can_approve(session, user, communes):
+        return STREAM_STATUS, outcome
+    if kind == "live":
+        raise UserError(403, "live.needs_approval")
+    return "draft", outcome
+
+
+def require_may_manage(session: Session, ls: LiveStream, user: User | None) -> None:
+    """Read, speak into, end or cancel a stream: its creator, or a sender whose area covers every
+    station it reaches (one check for the API, the panel and the WebSocket). None: the system."""
+    if user is None:
+        return
+    if not can(user, Action.BROADCAST_SEND):
+        raise UserError(403, "auth.forbidden")
+    if ls.created_by is not None and ls.created_by == user.id:
+        return
+    reached = communes_of_broadcasts(session, [ls.broadcast_id])[ls.broadcast_id]
+    outside = outside_scope(session, user, reached)
+    if outside:
+        raise UserError(403, f"{ls.kind}.forbidden", id=ls.id, names=area_names(session, outside))
+
+
+def managed_stream(session: Session, stream_id: int, kind: str, user: User | None) -> LiveStream:
+    """The stream, if `user` may manage it (404 when it does not exist, 403 when not theirs)."""
+    ls = get_stream(session, stream_id, kind)
+    require_may_manage(session, ls, user)
+    return ls
 
 
 def stream_ref(ls: LiveStream, filler: dict[str, Media]) -> StreamRef:
@@ -150,12 +209,12 @@ def create_live(
     return create_stream(
         session, kind="live", title=req.title, targets=req.targets, priority=req.priority,
         start_at=start_at, end_at=start_at + timedelta(minutes=minutes), user=user,
-        token=secrets.token_urlsafe(24), fmt=LIVE_FORMAT,
+        token=secrets.token_urlsafe(24), fmt=LIVE_FORMAT, override_reason=req.override_reason,
     )  # fmt: skip
 
 
 def end_live(
-    session: Session, stream_id: int, user_id: int | None, *, now: datetime | None = None
+    session: Session, stream_id: int, user: User | None, *, now: datetime | None = None
 ) -> LiveStream:
     """Mark it ended; the hub then closes every station's stream, so each reports 'played'.
 
@@ -163,10 +222,10 @@ def end_live(
     so no station is cut off before it has played what it had buffered.
     """
     now = now or datetime.now(UTC)
-    ls = get_stream(session, stream_id, "live")
+    ls = managed_stream(session, stream_id, "live", user)
     if ls.status == "active":
         ls.status, ls.ended_at, ls.end_at = "ended", now, max(now, ls.start_at + timedelta(seconds=1))
-        audit.record(session, user_id, "live.end", "broadcast", ls.broadcast_id)
+        audit.record(session, user.id if user else None, "live.end", "broadcast", ls.broadcast_id)
     return ls
 
 

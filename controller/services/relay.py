@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
+from controller.core.permissions import communes_in_scope, communes_of_broadcasts
 from controller.db.models import Media, User
 from controller.db.models_live import LiveStream
 from controller.services import audit, broadcasts, live
@@ -37,6 +38,8 @@ class RelayCreate(BaseModel):
     fallback: Literal["silence", "filler"] = "silence"
     filler: list[str] = Field(default_factory=list, max_length=20)  # media sha256, played in dead air
     dead_air_s: float = Field(default=10.0, ge=1, le=600)
+    # Needed (with the right to give it) when the relay breaks a commune's policy.
+    override_reason: str | None = Field(default=None, max_length=1000)
 
 
 def source_allowed(url: str, allowed: list[str]) -> bool:
@@ -71,18 +74,27 @@ def create(
         session, kind="relay", title=req.title, targets=req.targets, priority=req.priority,
         start_at=start_at, end_at=end_at, user=user, source_url=req.source_url, fmt=req.format,
         fallback=req.fallback, filler=req.filler, dead_air_s=req.dead_air_s,
+        override_reason=req.override_reason,
     )  # fmt: skip
 
 
-def cancel(session: Session, relay_id: int, user_id: int | None, *, now: datetime | None = None) -> list[int]:
-    """Stop it early: the stations' desired state drops it and they stop at once."""
-    ls = live.get_stream(session, relay_id, "relay")
-    if ls.status == "active":
+def cancel(session: Session, relay_id: int, user: User | None, *, now: datetime | None = None) -> list[int]:
+    """Stop it early (or drop its draft): the stations' desired state drops it and they stop at once.
+    Only its creator or a sender whose area covers all its stations may (live.require_may_manage)."""
+    ls = live.managed_stream(session, relay_id, "relay", user)
+    user_id = user.id if user else None
+    if ls.status in ("active", "draft"):
         ls.status, ls.ended_at = "ended", now or datetime.now(UTC)
     audit.record(session, user_id, "relay.cancel", "broadcast", ls.broadcast_id)
     return broadcasts.cancel(session, ls.broadcast_id, user_id)
 
 
-def list_relays(session: Session, limit: int = 100) -> list[LiveStream]:
+def list_relays(session: Session, user: User | None = None, limit: int = 100) -> list[LiveStream]:
+    """The latest relays; with `user`, only those they may manage (the cancel rule)."""
     q = select(LiveStream).where(LiveStream.kind == "relay").order_by(LiveStream.start_at.desc()).limit(limit)
-    return list(session.scalars(q))
+    rows = list(session.scalars(q))
+    scope = communes_in_scope(session, user) if user is not None else None
+    if user is None or scope is None:
+        return rows
+    reached = communes_of_broadcasts(session, [ls.broadcast_id for ls in rows])
+    return [ls for ls in rows if ls.created_by == user.id or reached[ls.broadcast_id] <= scope]

@@ -57,8 +57,10 @@ async def live_start(request: Request) -> Response:
     rt = ctx.rt
     try:
         with rt.db.session() as s:
+            reason = str(form.get("override_reason") or "")[:1000] or None
             req = live.LiveCreate(title=str(form.get("title") or "Phát trực tiếp")[:300],
-                                  targets=_targets(s, ctx, form), priority=Priority(priority))  # fmt: skip
+                                  targets=_targets(s, ctx, form), priority=Priority(priority),
+                                  override_reason=reason)  # fmt: skip
             user = s.merge(ctx.user)
             ls, device_ids = live.create_live(s, req, user, max_minutes=rt.settings.live_max_minutes)
             rt.publisher.mark_dirty(device_ids, session=s)
@@ -78,7 +80,7 @@ async def live_end(request: Request, stream_id: int) -> Response:
     await check_csrf(ctx, form)
     try:
         with ctx.rt.db.session() as s:
-            ls = live.end_live(s, stream_id, ctx.user.id)
+            ls = live.end_live(s, stream_id, s.merge(ctx.user))  # checks the area too
             s.commit()
             hub = live.hub_of(request.app.state)
             hub.end(ls.id)

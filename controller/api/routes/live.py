@@ -23,13 +23,14 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.api.deps import OPERATOR_ROLES, db_session, require_role, runtime
+from controller.api.deps import OPERATOR_ROLES, db_session, lang, require_role, runtime
 from controller.core.errors import UserError
 from controller.core.permissions import Action, roles_with
 from controller.core.security import token_digest
 from controller.db.models import ApiToken, User
 from controller.runtime import Runtime
 from controller.services import live
+from controller.services.policy import PolicyViolation, policy_refusal
 from controller.web.sessions import SESSION_COOKIE, csrf_ok, load_session
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
@@ -49,7 +50,10 @@ def start_live(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    ls, device_ids = live.create_live(s, req, user, max_minutes=rt.settings.live_max_minutes)
+    try:
+        ls, device_ids = live.create_live(s, req, user, max_minutes=rt.settings.live_max_minutes)
+    except PolicyViolation as exc:
+        return policy_refusal(exc, lang(request))  # type: ignore[return-value]
     rt.publisher.mark_dirty(device_ids, session=s)
     s.commit()
     channel = live.hub_of(request.app.state).open(ls)
@@ -58,10 +62,10 @@ def start_live(
 
 @router.get("/live/{stream_id}")
 def get_live(
-    stream_id: int, request: Request, _: User = Depends(require_role(*SENDERS)),
+    stream_id: int, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:  # fmt: skip
-    ls = live.get_stream(s, stream_id, "live")
+    ls = live.managed_stream(s, stream_id, "live", user)
     return live.live_json(ls, live.hub_of(request.app.state).get(ls.id))
 
 
@@ -70,11 +74,22 @@ def end_live(
     stream_id: int, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:  # fmt: skip
-    ls = live.end_live(s, stream_id, user.id)
+    ls = live.end_live(s, stream_id, user)
     s.commit()
     hub = live.hub_of(request.app.state)
     hub.end(ls.id)
     return live.live_json(ls, hub.get(ls.id))
+
+
+def _managed_stream(rt: Runtime, stream_id: int, user: User) -> live.LiveStream | int:
+    """The session row (detached) if `user` may speak into it, else the WebSocket close code."""
+    with rt.db.session() as s:
+        try:
+            ls = live.managed_stream(s, stream_id, "live", user)
+        except UserError as exc:
+            return 4404 if exc.status == 404 else 4403
+        s.expunge(ls)
+        return ls
 
 
 def _load_stream(rt: Runtime, stream_id: int) -> live.LiveStream | None:
@@ -151,9 +166,9 @@ async def live_ws(ws: WebSocket, stream_id: int) -> None:
     if user is None:
         await ws.close(code=4401)  # before accept: the handshake gets 403
         return
-    ls = await run_in_threadpool(_load_stream, rt, stream_id)
-    if ls is None or ls.kind != "live":
-        await ws.close(code=4404)
+    ls = await run_in_threadpool(_managed_stream, rt, stream_id, user)
+    if isinstance(ls, int):  # not found, or another area's session: refused before accept
+        await ws.close(code=ls)
         return
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in (ws.scope.get("subprotocols") or []) else None)
     channel = live.hub_of(ws.app.state).open(ls)

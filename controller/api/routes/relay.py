@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
-from controller.api.deps import current_user, db_session, require_role, runtime
+from controller.api.deps import current_user, db_session, lang, require_role, runtime
 from controller.api.routes.live import SENDERS
 from controller.db.models import User
 from controller.runtime import Runtime
 from controller.services import relay
 from controller.services.broadcasts import item_id_for
+from controller.services.policy import PolicyViolation, policy_refusal
 
 router = APIRouter(prefix="/api/v1", tags=["relay"])
 
@@ -20,11 +21,15 @@ router = APIRouter(prefix="/api/v1", tags=["relay"])
 @router.post("/relays", status_code=201)
 def create_relay(
     req: relay.RelayCreate,
+    request: Request,
     user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    ls, device_ids = relay.create(s, req, user, allowed=rt.settings.relay_sources)
+    try:
+        ls, device_ids = relay.create(s, req, user, allowed=rt.settings.relay_sources)
+    except PolicyViolation as exc:
+        return policy_refusal(exc, lang(request))  # type: ignore[return-value]
     rt.publisher.mark_dirty(device_ids, session=s)
     s.commit()
     return ls.as_dict() | {"item_id": item_id_for(ls.broadcast_id), "stations": len(device_ids)}
@@ -32,9 +37,9 @@ def create_relay(
 
 @router.get("/relays")
 def list_relays(
-    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: int = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
-    return [ls.as_dict() for ls in relay.list_relays(s, min(limit, 1000))]
+    return [ls.as_dict() for ls in relay.list_relays(s, user, min(limit, 1000))]
 
 
 @router.get("/relay-sources")
@@ -50,7 +55,7 @@ def cancel_relay(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = relay.cancel(s, relay_id, user.id)
+    device_ids = relay.cancel(s, relay_id, user)
     s.commit()
     rt.publisher.mark_dirty(device_ids)
     return {"id": relay_id, "status": "cancelled"}

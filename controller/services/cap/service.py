@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
-from controller.core.permissions import covers
+from controller.core.permissions import area_names, communes_of_broadcasts, covers, outside_scope
 from controller.db.models import Broadcast, Device, Media, User
 from controller.db.models_cap import CapAlertRecord
 from controller.db.models_emergency import EmergencyBroadcast
@@ -124,6 +124,18 @@ def _thread_broadcasts(session: Session, refs: list[CapAlertRecord]) -> list[Bro
         return []
     return list(session.scalars(select(Broadcast).where(
         Broadcast.id.in_(ids), Broadcast.status.in_(("scheduled", "draft"))).order_by(Broadcast.id)))
+
+
+def _require_thread_in_scope(session: Session, user: User | None, bcs: list[Broadcast]) -> None:
+    """An Update or Cancel may stop only broadcasts its sender could have sent: every station of
+    every one of them inside the sender's area. Otherwise the whole message is refused (403)
+    before anything stops, so one feed account cannot silence another area's warning."""
+    if user is None or not bcs:
+        return
+    reached = communes_of_broadcasts(session, [bc.id for bc in bcs])
+    outside = outside_scope(session, user, set().union(*reached.values()))
+    if outside:
+        raise UserError(403, "cap.thread_outside_area", names=area_names(session, outside))
 
 
 async def _stop(rt: Runtime, session: Session, bcs: list[Broadcast], user: User | None) -> list[int]:
@@ -251,7 +263,9 @@ async def _act(
         return _finish(session, rec, "not_public", reason=f"scope {alert.scope}: not for loudspeakers")
     stopped: list[int] = []
     if alert.msg_type in ("Update", "Cancel"):
-        stopped = await _stop(rt, session, _thread_broadcasts(session, refs), user)
+        running = _thread_broadcasts(session, refs)
+        _require_thread_in_scope(session, user, running)
+        stopped = await _stop(rt, session, running, user)
         if not refs:
             rec.detail = {"references_unknown": rec.references}
     if alert.msg_type == "Cancel":

@@ -76,8 +76,9 @@ class LoginOutcome:
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(32))
 
 
-def login(s: Session, settings: Settings, username: str, password: str, address: str,
-          *, now: datetime) -> LoginOutcome:
+def login(
+    s: Session, settings: Settings, username: str, password: str, address: str, *, now: datetime
+) -> LoginOutcome:
     """Check a password under the waits; records the failure or clears the account's count.
 
     The caller commits in both cases (failures must be kept even though the login fails).
@@ -107,8 +108,7 @@ def _remaining(row: LoginThrottle, now: datetime) -> int:
     return math.ceil((row.wait_until - now).total_seconds())
 
 
-def _record_failure(s: Session, kind: str, subject: str, rule: Rule, forget: timedelta,
-                    now: datetime) -> int:
+def _record_failure(s: Session, kind: str, subject: str, rule: Rule, forget: timedelta, now: datetime) -> int:
     """Count one failure atomically (concurrent failures each count) and set the wait."""
     key = (LoginThrottle.kind == kind, LoginThrottle.subject == subject)
     failures = s.execute(

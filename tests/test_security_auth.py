@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,21 @@ def _operator_gets_in_within_the_account_bound(panel: AuthPanel, operator: TestC
         panel.clock.advance(int(r.headers["Retry-After"]))
         r = _login(operator, "admin", ADMIN_PW)
     assert r.status_code == 200
+
+
+def test_a_burst_of_parallel_guesses_gets_no_more_checks_than_sequential_ones(
+    panel: AuthPanel, scrypt_calls: list[int]
+) -> None:
+    def guess(i: int) -> int:
+        return int(_login(panel.from_address("203.0.113.99"), "admin", f"song-song-{i}").status_code)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = sorted(pool.map(guess, range(24)))
+    # Attempts on one account/address are serialized: three free failures, the 4th earns
+    # a wait, the other 20 are refused without a password check.
+    assert statuses.count(401) == 3 and statuses.count(429) == 21
+    assert len(scrypt_calls) == 4
+    assert _login(panel.from_address("203.0.113.99"), "admin", ADMIN_PW).status_code == 429
 
 
 def test_a_user_locked_out_of_the_panel_gets_no_api_token(panel: AuthPanel) -> None:

@@ -17,8 +17,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from controller.core.config import Settings
@@ -81,25 +81,52 @@ def login(
 ) -> LoginOutcome:
     """Check a password under the waits; records the failure or clears the account's count.
 
-    The caller commits in both cases (failures must be kept even though the login fails).
+    The caller commits in both cases (failures must be kept even though the login fails);
+    until then this attempt holds the account's and the address's counters, so parallel
+    guesses are checked one after another and a burst gets no more checks than a sequence.
     """
-    username = username.strip()[:SUBJECT_LEN]
-    subjects = {ACCOUNT: username, ADDRESS: (address or "unknown")[:SUBJECT_LEN]}
+    forget = timedelta(seconds=settings.login_forget_s)
     purge(s, now)
-    rows = {kind: s.get(LoginThrottle, (kind, subject)) for kind, subject in subjects.items()}
-    wait = max((_remaining(row, now) for row in rows.values() if row is not None), default=0)
+    rows = _lock_counters(s, username.strip()[:SUBJECT_LEN], (address or "unknown")[:SUBJECT_LEN],
+                          now + forget)  # fmt: skip
+    wait = max(_remaining(row, now) for row in rows.values())
     if wait > 0:
         return LoginOutcome(None, wait)  # no password check at all: the answer says nothing
+    username = rows[ACCOUNT].subject
     user = s.scalars(select(User).where(User.username == username)).first()
     ok = verify_password(password, user.password_hash if user is not None else _DUMMY_HASH)
     if ok and user is not None and user.active:
-        if rows[ACCOUNT] is not None:
-            s.delete(rows[ACCOUNT])  # the owner proved it; the address keeps its count
+        s.delete(rows[ACCOUNT])  # the owner proved it; the address keeps its count
         return LoginOutcome(user)
-    forget = timedelta(seconds=settings.login_forget_s)
-    waits = [_record_failure(s, kind, subjects[kind], rule, forget, now)
-             for kind, rule in rules(settings).items()]  # fmt: skip
+    waits = []
+    for kind, rule in rules(settings).items():
+        row = rows[kind]
+        row.failures += 1
+        seconds = rule.wait_after(row.failures)
+        row.wait_until = now + timedelta(seconds=seconds) if seconds else None
+        row.forget_at = (row.wait_until or now) + forget
+        waits.append(math.ceil(seconds))
     return LoginOutcome(None, max(waits))
+
+
+def _lock_counters(s: Session, username: str, address: str, forget_at: datetime) -> dict[str, LoginThrottle]:
+    """Create the two counters if missing, then lock them (account first, always, so two
+    attempts never wait on each other crosswise). SQLite has one writer: the insert locks."""
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[s.get_bind().dialect.name]
+    rows: dict[str, LoginThrottle] = {}
+    for kind, subject in ((ACCOUNT, username), (ADDRESS, address)):
+        s.execute(
+            insert(LoginThrottle)
+            .values(kind=kind, subject=subject, failures=0, forget_at=forget_at)
+            .on_conflict_do_nothing(index_elements=["kind", "subject"])
+        )
+        rows[kind] = s.scalars(
+            select(LoginThrottle)
+            .where(LoginThrottle.kind == kind, LoginThrottle.subject == subject)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+    return rows
 
 
 def _remaining(row: LoginThrottle, now: datetime) -> int:
@@ -108,34 +135,16 @@ def _remaining(row: LoginThrottle, now: datetime) -> int:
     return math.ceil((row.wait_until - now).total_seconds())
 
 
-def _record_failure(s: Session, kind: str, subject: str, rule: Rule, forget: timedelta, now: datetime) -> int:
-    """Count one failure atomically (concurrent failures each count) and set the wait."""
-    key = (LoginThrottle.kind == kind, LoginThrottle.subject == subject)
-    failures = s.execute(
-        update(LoginThrottle).where(*key).values(failures=LoginThrottle.failures + 1)
-        .returning(LoginThrottle.failures)
-    ).scalar()  # fmt: skip
-    if failures is None:
-        try:
-            with s.begin_nested():
-                s.add(LoginThrottle(kind=kind, subject=subject, failures=1, forget_at=now + forget))
-            failures = 1
-        except IntegrityError:  # another request created it just now
-            failures = s.execute(
-                update(LoginThrottle).where(*key).values(failures=LoginThrottle.failures + 1)
-                .returning(LoginThrottle.failures)
-            ).scalar_one()  # fmt: skip
-    wait = rule.wait_after(failures)
-    wait_until = now + timedelta(seconds=wait) if wait else None
-    s.execute(update(LoginThrottle).where(*key)
-              .values(wait_until=wait_until, forget_at=(wait_until or now) + forget))  # fmt: skip
-    s.expire_all()
-    return math.ceil(wait)
-
-
 def purge(s: Session, now: datetime) -> int:
-    """Delete counters whose time is up; runs on every login attempt (an indexed delete)."""
-    return s.execute(delete(LoginThrottle).where(LoginThrottle.forget_at <= now)).rowcount or 0
+    """Delete counters whose time is up; runs on every login attempt. Rows another attempt
+    holds are skipped (PostgreSQL), so purging never makes logins wait on each other."""
+    stale = (
+        select(LoginThrottle.kind, LoginThrottle.subject)
+        .where(LoginThrottle.forget_at <= now)
+        .with_for_update(skip_locked=True)
+    )
+    key = tuple_(LoginThrottle.kind, LoginThrottle.subject)
+    return s.execute(delete(LoginThrottle).where(key.in_(stale))).rowcount or 0
 
 
 def revoke_tokens(s: Session, user_id: int) -> None:

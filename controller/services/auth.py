@@ -85,14 +85,13 @@ def login(
     until then this attempt holds the account's and the address's counters, so parallel
     guesses are checked one after another and a burst gets no more checks than a sequence.
     """
+    username = username.strip()[:SUBJECT_LEN]
     forget = timedelta(seconds=settings.login_forget_s)
     purge(s, now)
-    rows = _lock_counters(s, username.strip()[:SUBJECT_LEN], (address or "unknown")[:SUBJECT_LEN],
-                          now + forget)  # fmt: skip
+    rows = _lock_counters(s, username, (address or "unknown")[:SUBJECT_LEN], now + forget)
     wait = max(_remaining(row, now) for row in rows.values())
     if wait > 0:
         return LoginOutcome(None, wait)  # no password check at all: the answer says nothing
-    username = rows[ACCOUNT].subject
     user = s.scalars(select(User).where(User.username == username)).first()
     ok = verify_password(password, user.password_hash if user is not None else _DUMMY_HASH)
     if ok and user is not None and user.active:

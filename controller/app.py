@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from controller.api.docs import private_docs
 from controller.api.routes import all_routers
 from controller.core.config import Settings
 from controller.core.errors import UserError
@@ -32,12 +33,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await rt.stop()
 
-    app = FastAPI(title="communecast", version="0.1.0", lifespan=lifespan)
+    public = settings.api_docs_public
+    app = FastAPI(title="communecast", version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if public else None, redoc_url="/redoc" if public else None,
+                  openapi_url="/openapi.json" if public else None)  # fmt: skip
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         lang = pick_lang(request.headers.get("accept-language"))
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers: dict[str, str] = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        headers |= getattr(exc, "headers", {})  # RetryLater: Retry-After
         return JSONResponse(
             {"detail": t(exc.key, lang, **exc.params), "code": exc.key},
             status_code=exc.status,
@@ -58,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in all_routers():
         app.include_router(router)
+    if not public:
+        app.include_router(private_docs(app))
     from controller.web import mount_panel  # the web panel (docs/panel.md)
 
     mount_panel(app)

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from controller.db.models import User
-from controller.db.models_web import LoginThrottle
+from controller.services.auth import login_now
 from tests.support.browser import ADMIN_PW, PW, Panel, PanelClient, csrf_of, running_panel
 
 
@@ -61,20 +62,20 @@ def test_cookie_is_secure_behind_https(panel: Panel) -> None:
     assert "Secure" in cookie
 
 
-def test_lockout_after_repeated_failures(panel: Panel) -> None:
+def test_repeated_failures_make_the_user_wait(panel: Panel) -> None:
     panel.seed(stations_per_commune=0)
     c = PanelClient(panel.clients[0])
-    for _ in range(2):
+    for _ in range(3):  # three free failures (limit 3 here)
         assert "Sai tên đăng nhập" in c.login("nguoixem", "khong-dung", expect=401).text
-    locked = c.login("nguoixem", "khong-dung", expect=401)  # the 3rd failure (limit 3) locks
-    assert "Tài khoản tạm khoá" in locked.text and "15 phút" in locked.text
-    # Locked means locked: the right password does not get in either.
-    assert "Tài khoản tạm khoá" in c.login("nguoixem", PW, expect=401).text
-    # Another account is not affected.
-    c.login("kythuat", PW)
-    # When the lock has run out, the right password works again.
-    with panel.rt.db.session() as s:
-        s.get(LoginThrottle, "nguoixem").locked_until = datetime.now(UTC) - timedelta(seconds=1)
+    wait = c.login("nguoixem", "khong-dung", expect=401)  # the 4th earns a 15 s wait
+    assert "Đăng nhập sai quá nhiều lần. Vui lòng chờ 15 giây rồi thử lại." in wait.text
+    # Waiting means waiting: the right password does not get in either.
+    assert "Vui lòng chờ" in c.login("nguoixem", PW, expect=401).text
+    # Another account from another address is not affected.
+    elsewhere = TestClient(panel.app, base_url="http://testserver", client=("10.2.0.1", 1))
+    PanelClient(elsewhere).login("kythuat", PW)
+    # When the wait has run out, the right password works again.
+    panel.app.dependency_overrides[login_now] = lambda: datetime.now(UTC) + timedelta(seconds=15)
     panel.client().login("nguoixem", PW)
 
 

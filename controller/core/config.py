@@ -94,10 +94,23 @@ class Settings(BaseSettings):
     token_ttl_hours: int = 12
     # First start: create the 'admin' account with this password if it does not exist.
     admin_password: str | None = None
-    # Web panel (docs/panel.md): browser sessions and the failed-login lockout.
+    # Web panel (docs/panel.md): browser sessions.
     session_ttl_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # Failed logins, panel and API alike (controller/services/auth.py): after this many free
+    # failures per username, a wait of login_delay_s doubling with each further failure up to
+    # login_max_delay_s; per client address likewise with its own count and cap. The account
+    # cap is low so that a stranger cannot keep an operator out for long; the address cap is
+    # high so that one address guesses slowly. Counters are forgotten login_forget_s after
+    # their last failure and wait.
     login_max_failures: int = Field(default=5, ge=1)
-    login_lockout_minutes: int = Field(default=15, ge=1)
+    login_delay_s: float = Field(default=15.0, ge=1, le=3600)
+    login_max_delay_s: float = Field(default=300.0, ge=1, le=24 * 3600)
+    login_address_max_failures: int = Field(default=3, ge=1)
+    login_address_max_delay_s: float = Field(default=3600.0, ge=1, le=7 * 24 * 3600)
+    login_forget_s: float = Field(default=900.0, ge=1, le=30 * 24 * 3600)
+    # /docs, /redoc and /openapi.json without a login (dev, demo). Production: set False,
+    # then they need a panel session or a bearer token.
+    api_docs_public: bool = True
     cookie_secure: bool | None = None  # None: Secure when the request came over HTTPS
     # Streamed broadcasts (docs/live.md). Stations relay only these sources: an exact URL, or
     # every URL under one that ends in "/". JSON list, e.g. '["http://radio.example/vov1.mp3"]'.

@@ -11,6 +11,14 @@ class UserError(Exception):
         self.params = params
 
 
+class RetryLater(UserError):
+    """429 and a `Retry-After` header (seconds): the handler copies `headers` to the reply."""
+
+    def __init__(self, key: str, seconds: int, **params: object) -> None:
+        super().__init__(429, key, seconds=seconds, **params)
+        self.headers = {"Retry-After": str(seconds)}
+
+
 class NotFound(UserError):
     def __init__(self, key: str, **params: object) -> None:
         super().__init__(404, key, **params)

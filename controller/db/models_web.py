@@ -1,4 +1,4 @@
-"""Web panel tables: browser sessions and the failed-login counter behind the lockout."""
+"""Web panel tables: browser sessions and the failed-login counters behind the login waits."""
 
 from __future__ import annotations
 
@@ -27,11 +27,15 @@ class WebSession(Base):
 
 
 class LoginThrottle(Base):
-    """Failed logins per username: after too many in a window the account is locked a while."""
+    """Failed logins per account and per client address (controller/services/auth.py).
+
+    A row is forgotten (purged) at `forget_at`: a while after its last failure and wait,
+    so a typo last week does not count against anyone today."""
 
     __tablename__ = "login_throttle"
 
-    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "account" or "address"
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)  # username or address
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    wait_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    forget_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -16,6 +16,7 @@ from controller.core.security import hash_password
 from controller.db.models import Area, User
 from controller.db.models_web import WebSession
 from controller.services import audit
+from controller.services.auth import revoke_tokens
 from controller.web.sessions import MIN_PASSWORD_LEN
 
 USERNAME_RE = re.compile(r"^[a-z0-9._-]{3,64}$")
@@ -60,7 +61,8 @@ def set_active(s: Session, admin: User, user_id: int, active: bool) -> User:
     if user.id == admin.id and not active:
         raise AccountError("Không thể tự khoá tài khoản của mình.")
     user.active = active
-    if not active:
+    if not active:  # sessions and API tokens end now; re-activating does not revive them
         s.execute(delete(WebSession).where(WebSession.user_id == user.id))
+        revoke_tokens(s, user.id)
     audit.record(s, admin.id, "user.activate" if active else "user.deactivate", "user", user.id)
     return user

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
@@ -20,7 +20,8 @@ from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.core.permissions import ROLES, Action, all_in_scope
 from controller.db.models import Area, Broadcast, Delivery, Device, Media, PlayLog, User
-from controller.services import approval, audit, broadcasts
+from controller.services import approval, audit, auth, broadcasts
+from controller.services.auth import login_now
 from controller.services.media import record_media
 from controller.services.targets import Targets
 from controller.web import accounts, dashboard_alarms, queries
@@ -42,7 +43,6 @@ from controller.web.panel import (
 from controller.web.sessions import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    authenticate,
     change_password,
     csrf_ok,
     end_session,
@@ -66,8 +66,9 @@ def login_page(request: Request, next: str = "/") -> Response:
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request) -> Response:
+async def login(request: Request, now: datetime = Depends(login_now)) -> Response:
     rt = runtime(request)
+    address = request.client.host if request.client else "unknown"
     form = await request.form()
     username = str(form.get("username", ""))
     password = str(form.get("password", ""))
@@ -81,17 +82,17 @@ async def login(request: Request) -> Response:
 
     def attempt() -> tuple[str | None, tuple[str, dict[str, Any]] | None]:
         with rt.db.session() as s:
-            result = authenticate(s, rt.settings, username, password)
-            if result.user is None:
-                s.commit()
-                if result.error == "locked":
+            outcome = auth.login(s, rt.settings, username, password, address, now=now)
+            if outcome.user is None:
+                s.commit()  # the failure counts
+                if outcome.retry_after_s:
                     return None, (
-                        "Tài khoản tạm khoá do nhập sai mật khẩu nhiều lần. Thử lại sau {minutes} phút.",
-                        {"minutes": result.locked_minutes},
+                        "Đăng nhập sai quá nhiều lần. Vui lòng chờ {seconds} giây rồi thử lại.",
+                        {"seconds": outcome.retry_after_s},
                     )
                 return None, ("Sai tên đăng nhập hoặc mật khẩu.", {})
-            token = start_session(s, rt.settings, result.user)
-            audit.record(s, result.user.id, "user.login", "user", result.user.id)
+            token = start_session(s, rt.settings, outcome.user)
+            audit.record(s, outcome.user.id, "user.login", "user", outcome.user.id)
             return token, None
 
     token, error = await run_in_threadpool(attempt)

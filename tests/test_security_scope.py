@@ -96,7 +96,7 @@ def _get(w: dict[str, Any], who: str, path: str) -> Any:
 
 def _names(w: dict[str, Any]) -> dict[str, Any]:
     b = w["b"]
-    return {"dev": w["speaker"][b], "board": w["boards"][b], "bc": w["broadcast"][b],
+    return {"commune": b, "dev": w["speaker"][b], "board": w["boards"][b], "bc": w["broadcast"][b],
             "sc": w["schedule"][b], "metric": METRICS[0]}
 
 
@@ -110,6 +110,7 @@ HIDDEN = [  # another area's object read directly: 404
     "/api/v1/broadcasts/{bc}",
     "/api/v1/schedules/{sc}",
     "/api/v1/schedules/{sc}/occurrences?from=2030-01-01T00:00:00&to=2030-01-05T00:00:00",
+    "/api/v1/communes/{commune}/policy",
 ]
 
 

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.db.models import Media, User
+from controller.core.permissions import broadcast_filter, require_targets_in_scope
+from controller.db.models import Broadcast, Media, User
 from controller.db.models_live import LiveStream
 from controller.services import audit, broadcasts, live
 from controller.services.targets import Targets
@@ -74,15 +75,22 @@ def create(
     )  # fmt: skip
 
 
-def cancel(session: Session, relay_id: int, user_id: int | None, *, now: datetime | None = None) -> list[int]:
-    """Stop it early: the stations' desired state drops it and they stop at once."""
+def cancel(session: Session, relay_id: int, user_id: int | None, *, now: datetime | None = None,
+           actor: User | None = None) -> list[int]:
+    """Stop it early: the stations' desired state drops it and they stop at once. With `actor`,
+    only a relay they could have started (its targets inside their area; 403 otherwise)."""
     ls = live.get_stream(session, relay_id, "relay")
+    if actor is not None:
+        require_targets_in_scope(session, actor, ls.broadcast.targets or {}, "speaker")
     if ls.status == "active":
         ls.status, ls.ended_at = "ended", now or datetime.now(UTC)
     audit.record(session, user_id, "relay.cancel", "broadcast", ls.broadcast_id)
     return broadcasts.cancel(session, ls.broadcast_id, user_id)
 
 
-def list_relays(session: Session, limit: int = 100) -> list[LiveStream]:
-    q = select(LiveStream).where(LiveStream.kind == "relay").order_by(LiveStream.start_at.desc()).limit(limit)
+def list_relays(session: Session, limit: int = 100, user: User | None = None) -> list[LiveStream]:
+    """Newest first; with `user`, only relays whose broadcast reaches their area (or that they made)."""
+    scope = [] if user is None else broadcast_filter(session, user)
+    q = (select(LiveStream).join(Broadcast, Broadcast.id == LiveStream.broadcast_id)
+         .where(LiveStream.kind == "relay", *scope).order_by(LiveStream.start_at.desc()).limit(limit))
     return list(session.scalars(q))

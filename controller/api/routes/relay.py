@@ -32,9 +32,9 @@ def create_relay(
 
 @router.get("/relays")
 def list_relays(
-    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: int = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
-    return [ls.as_dict() for ls in relay.list_relays(s, min(limit, 1000))]
+    return [ls.as_dict() for ls in relay.list_relays(s, min(limit, 1000), user)]
 
 
 @router.get("/relay-sources")
@@ -50,7 +50,7 @@ def cancel_relay(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = relay.cancel(s, relay_id, user.id)
+    device_ids = relay.cancel(s, relay_id, user.id, actor=user)
     s.commit()
     rt.publisher.mark_dirty(device_ids)
     return {"id": relay_id, "status": "cancelled"}

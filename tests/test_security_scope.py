@@ -31,8 +31,9 @@ START = "2030-01-01T06:00:00+07:00"
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[dict[str, Any]]:
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """One seeded controller per database for the whole module (seeding per test would take
     minutes); the tests only read, or assert that a refused action changed nothing."""
     tmp = tmp_path_factory.mktemp("scope")
@@ -62,17 +63,36 @@ def _seed(panel: Panel) -> dict[str, Any]:
     with panel.rt.db.session() as s:
         admin = s.scalars(select(User).where(User.username == "admin")).one()
         accounts.create_user(s, admin, "kythuat.hophoa", PW, "technician", a)
-        boards = {c: devices.create(s, devices.DeviceCreate(name="Bảng UBND", kind="led", commune_id=c),
-                                    None).id for c in (a, b)}
+        boards = {
+            c: devices.create(s, devices.DeviceCreate(name="Bảng UBND", kind="led", commune_id=c), None).id
+            for c in (a, b)
+        }
     http = panel.client().http
     root = _token(panel, "admin", panel.settings.admin_password)
-    w: dict[str, Any] = {"panel": panel, "http": http, "a": a, "b": b, "boards": boards,
-                         "speaker": {c: ids["devices"][c][0] for c in (a, b)},
-                         "tokens": {"commune": _token(panel, "canbo.hophoa"),
-                                    "technician": _token(panel, "kythuat.hophoa"), "admin": root}}
+    w: dict[str, Any] = {
+        "panel": panel,
+        "http": http,
+        "a": a,
+        "b": b,
+        "boards": boards,
+        "speaker": {c: ids["devices"][c][0] for c in (a, b)},
+        "tokens": {
+            "commune": _token(panel, "canbo.hophoa"),
+            "technician": _token(panel, "kythuat.hophoa"),
+            "admin": root,
+        },
+    }
     for key, path, body in (
-        ("broadcast", "/api/v1/broadcasts", lambda c: {"title": f"Tin {c}", "media_sha256": sha,
-                                                      "targets": {"communes": [c]}, "start_at": START}),
+        (
+            "broadcast",
+            "/api/v1/broadcasts",
+            lambda c: {
+                "title": f"Tin {c}",
+                "media_sha256": sha,
+                "targets": {"communes": [c]},
+                "start_at": START,
+            },
+        ),
         ("schedule", "/api/v1/schedules", lambda c: _schedule(sha, {"communes": [c]})),
         ("led", "/api/v1/led-messages", lambda c: {"text": "Họp dân", "targets": {"communes": [c]}}),
     ):
@@ -84,8 +104,16 @@ def _seed(panel: Panel) -> dict[str, Any]:
     with panel.rt.db.session() as s:
         for c in (a, b):
             dev = w["speaker"][c]
-            s.add(PlayLog(device_id=dev, broadcast_id=w["broadcast"][c], item_id=f"b{w['broadcast'][c]}",
-                          status="played", started_at=now - timedelta(minutes=5), finished_at=now))
+            s.add(
+                PlayLog(
+                    device_id=dev,
+                    broadcast_id=w["broadcast"][c],
+                    item_id=f"b{w['broadcast'][c]}",
+                    status="played",
+                    started_at=now - timedelta(minutes=5),
+                    finished_at=now,
+                )
+            )
             s.add(DeviceEvent(id=f"ev-{dev}", device_id=dev, kind="fault", ts=now, body={"kind": "fault"}))
     return w
 
@@ -96,8 +124,14 @@ def _get(w: dict[str, Any], who: str, path: str) -> Any:
 
 def _names(w: dict[str, Any]) -> dict[str, Any]:
     b = w["b"]
-    return {"commune": b, "dev": w["speaker"][b], "board": w["boards"][b], "bc": w["broadcast"][b],
-            "sc": w["schedule"][b], "metric": METRICS[0]}
+    return {
+        "commune": b,
+        "dev": w["speaker"][b],
+        "board": w["boards"][b],
+        "bc": w["broadcast"][b],
+        "sc": w["schedule"][b],
+        "metric": METRICS[0],
+    }
 
 
 WHO = ("commune", "technician")
@@ -198,8 +232,10 @@ def _csv(commune: int) -> dict[str, Any]:
 
 
 ACTIONS: dict[str, tuple[str, Any]] = {  # technician of A on B's station or into B: 403
-    "create": ("/api/v1/devices", lambda w: {"json": {"name": "Loa lạ", "kind": "speaker",
-                                                      "commune_id": w["b"]}}),
+    "create": (
+        "/api/v1/devices",
+        lambda w: {"json": {"name": "Loa lạ", "kind": "speaker", "commune_id": w["b"]}},
+    ),
     "enroll": ("/api/v1/devices/{dev}/enrollment", lambda w: {}),
     "retire": ("/api/v1/devices/{dev}/retire", lambda w: {}),
     "import": ("/api/v1/devices/import", lambda w: _csv(w["b"])),
@@ -223,8 +259,9 @@ def test_technician_cannot_manage_another_areas_station(world: dict[str, Any], a
 
 def test_technician_still_manages_their_own_area(world: dict[str, Any]) -> None:
     w, who = world, world["tokens"]["technician"]
-    r = w["http"].post("/api/v1/devices", headers=who,
-                       json={"name": "Loa mới", "kind": "speaker", "commune_id": w["a"]})
+    r = w["http"].post(
+        "/api/v1/devices", headers=who, json={"name": "Loa mới", "kind": "speaker", "commune_id": w["a"]}
+    )
     assert r.status_code == 201, r.text
     mine = r.json()["id"]
     assert w["http"].post(f"/api/v1/devices/{mine}/enrollment", headers=who).status_code == 201

@@ -49,8 +49,9 @@ def create(session: Session, req: DeviceCreate, user_id: int | None, *, actor: U
     return device
 
 
-def issue_credentials(session: Session, device_id: int, user_id: int | None, *,
-                      actor: User | None = None) -> tuple[Device, str]:
+def issue_credentials(
+    session: Session, device_id: int, user_id: int | None, *, actor: User | None = None
+) -> tuple[Device, str]:
     """A fresh broker password; the old one stops working when the broker reloads."""
     if actor is not None:
         device_for_action(session, actor, Action.DEVICE_MANAGE, device_id)

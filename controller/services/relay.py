@@ -75,8 +75,14 @@ def create(
     )  # fmt: skip
 
 
-def cancel(session: Session, relay_id: int, user_id: int | None, *, now: datetime | None = None,
-           actor: User | None = None) -> list[int]:
+def cancel(
+    session: Session,
+    relay_id: int,
+    user_id: int | None,
+    *,
+    now: datetime | None = None,
+    actor: User | None = None,
+) -> list[int]:
     """Stop it early: the stations' desired state drops it and they stop at once. With `actor`,
     only a relay they could have started (its targets inside their area; 403 otherwise)."""
     ls = live.get_stream(session, relay_id, "relay")
@@ -91,6 +97,11 @@ def cancel(session: Session, relay_id: int, user_id: int | None, *, now: datetim
 def list_relays(session: Session, limit: int = 100, user: User | None = None) -> list[LiveStream]:
     """Newest first; with `user`, only relays whose broadcast reaches their area (or that they made)."""
     scope = [] if user is None else broadcast_filter(session, user)
-    q = (select(LiveStream).join(Broadcast, Broadcast.id == LiveStream.broadcast_id)
-         .where(LiveStream.kind == "relay", *scope).order_by(LiveStream.start_at.desc()).limit(limit))
+    q = (
+        select(LiveStream)
+        .join(Broadcast, Broadcast.id == LiveStream.broadcast_id)
+        .where(LiveStream.kind == "relay", *scope)
+        .order_by(LiveStream.start_at.desc())
+        .limit(limit)
+    )
     return list(session.scalars(q))

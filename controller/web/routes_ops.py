@@ -136,7 +136,11 @@ async def create_station(request: Request) -> Response:
 def _issue(rt: Any, s: Any, device_id: int, ctx: Ctx) -> enrollment.IssuedCode:
     ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
     return enrollment.issue_code(
-        s, device_id, ctx.user.id, pepper=enrollment.load_pepper(rt.enrollment_key_path), ttl=ttl,
+        s,
+        device_id,
+        ctx.user.id,
+        pepper=enrollment.load_pepper(rt.enrollment_key_path),
+        ttl=ttl,
         actor=ctx.user,
     )
 

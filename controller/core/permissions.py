@@ -27,8 +27,9 @@ existing accounts and API clients keep working.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -200,3 +201,134 @@ def area_names(session: Session, area_ids: Iterable[int]) -> str:
     ids = sorted(set(area_ids))
     names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_(ids))).all()) if ids else {}
     return ", ".join(names.get(i) or str(i) for i in ids)
+# -- reads and actions filtered by area (issue 16 item 7) -------------------------------------------
+# One rule for the API and the panel: reading another area's object is a 404 (its existence is not
+# revealed), a list holds only the caller's areas, and an action on (or into) another area is a 403
+# that names the area. The panel used to have its own copies of these checks; both call these now.
+
+
+def areas_in_scope(session: Session, user: User) -> set[int] | None:
+    """The commune ids the user reads and acts on; None means every commune (admin, unscoped)."""
+    return communes_in_scope(session, user)
+
+
+def in_scope(scope: set[int] | None, column: Any) -> list[Any]:
+    """SQL conditions keeping rows whose commune `column` lies in `scope` (none when unscoped)."""
+    if scope is None:
+        return []
+    return [column.in_(scope or {-1})]
+
+
+def require_area_action(session: Session, user: User, action: Action | str, area_id: int) -> None:
+    """403 unless the role allows `action` and `area_id` lies in the user's area (says which area)."""
+    from controller.core.errors import UserError
+
+    if not can(user, action):
+        raise UserError(403, "auth.forbidden")
+    if not covers(session, user, area_id):
+        raise UserError(403, "scope.forbidden", names=area_names(session, [area_id]))
+
+
+def visible_device(session: Session, user: User, device_id: int) -> Device:
+    """The station if the user may see it; otherwise 404, as if it did not exist."""
+    from controller.core.errors import NotFound
+
+    device = session.get(Device, device_id)
+    if device is None or not covers(session, user, device.commune_id):
+        raise NotFound("device.not_found", id=device_id)
+    return device
+
+
+def device_for_action(session: Session, user: User, action: Action | str, device_id: int) -> Device:
+    """The station for an action: 404 if it does not exist, 403 if it lies outside the user's area."""
+    from controller.core.errors import NotFound
+
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound("device.not_found", id=device_id)
+    require_area_action(session, user, action, device.commune_id)
+    return device
+
+
+def targets_reach(session: Session, targets: object, scope: set[int] | None, kind: str = "speaker") -> bool:
+    """Do the targets name at least one station (or commune) inside `scope`? "All" reaches every area."""
+    from sqlalchemy import func, or_
+
+    from controller.services.targets import Targets, resolve
+
+    if scope is None:
+        return True
+    t = targets if isinstance(targets, Targets) else Targets.model_validate(targets or {})
+    if t.all or set(t.communes) & scope:
+        return True
+    if t.tags:
+        return any(d.commune_id in scope for d in resolve(session, t, kind=kind))
+    conds = [Device.id.in_(t.devices), Device.commune_id.in_(t.communes)]
+    if t.districts:
+        conds.append(Device.commune_id.in_(select(Area.id).where(Area.parent_id.in_(t.districts))))
+    found = session.scalar(
+        select(func.count()).select_from(Device).where(or_(*conds), Device.commune_id.in_(scope))
+    )
+    return bool(found)
+
+
+def broadcasts_in_scope(scope: set[int]) -> Any:
+    """Ids of broadcasts with at least one station in these communes (a subquery)."""
+    from controller.db.models import Delivery
+
+    return (
+        select(Delivery.broadcast_id).join(Device, Device.id == Delivery.device_id)
+        .where(Device.commune_id.in_(scope or {-1})).distinct()
+    )  # fmt: skip
+
+
+def broadcast_filter(session: Session, user: User) -> list[Any]:
+    """SQL conditions keeping the broadcasts the user sees: those reaching their area, and their own."""
+    from sqlalchemy import or_
+
+    from controller.db.models import Broadcast
+
+    scope = areas_in_scope(session, user)
+    if scope is None:
+        return []
+    return [or_(Broadcast.id.in_(broadcasts_in_scope(scope)), Broadcast.created_by == user.id)]
+
+
+def visible_broadcast(session: Session, user: User, broadcast_id: int) -> Any:
+    """The broadcast if it reaches the user's area (or they sent it); otherwise 404."""
+    from controller.core.errors import NotFound
+    from controller.db.models import Broadcast
+
+    q = select(Broadcast).where(Broadcast.id == broadcast_id, *broadcast_filter(session, user))
+    bc = session.scalar(q)
+    if bc is None:
+        raise NotFound("broadcast.not_found", id=broadcast_id)
+    return bc
+
+
+def visible_schedule(session: Session, user: User, schedule_id: int) -> Any:
+    """The schedule if it reaches a station in the user's area; otherwise 404."""
+    from controller.core.errors import NotFound
+    from controller.db.models_schedules import Schedule
+
+    sc = session.get(Schedule, schedule_id)
+    if sc is None or not targets_reach(session, sc.targets, areas_in_scope(session, user)):
+        raise NotFound("schedule.not_found", id=schedule_id)
+    return sc
+
+
+def reaching_scope(session: Session, user: User, rows: Iterable[Any], targets_of: Callable[[Any], object], *,
+                   kind: str = "speaker", limit: int | None = None) -> list[Any]:
+    """The rows (schedules, LED texts: anything with targets) that reach the user's area, in order.
+
+    Iterates the caller's ordered query and stops at `limit`, so a scoped user still gets a
+    full page of their own rows rather than the first `limit` of everyone's, filtered down.
+    """
+    scope = areas_in_scope(session, user)
+    out: list[Any] = []
+    for row in rows:
+        if limit is not None and len(out) >= limit:
+            break
+        if targets_reach(session, targets_of(row), scope, kind):
+            out.append(row)
+    return out

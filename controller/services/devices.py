@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound
+from controller.core.permissions import Action, device_for_action, require_area_action
 from controller.core.security import mosquitto_password_hash, new_secret
-from controller.db.models import Area, Device
+from controller.db.models import Area, Device, User
 from controller.services import audit
 from controller.services.targets import groups_of
 
@@ -30,10 +31,14 @@ def new_uid(kind: str) -> str:
     return f"{'spk' if kind == 'speaker' else 'led'}-{secrets.token_hex(4)}"
 
 
-def create(session: Session, req: DeviceCreate, user_id: int | None) -> Device:
+def create(session: Session, req: DeviceCreate, user_id: int | None, *, actor: User | None = None) -> Device:
+    """A new station. `actor` (the API, the panel, the CSV import) must manage the commune:
+    a technician of Xã A creating a station in Xã B is refused (403) before anything is stored."""
     area = session.get(Area, req.commune_id)
     if area is None or area.level != "commune":
         raise NotFound("area.not_found", id=req.commune_id)
+    if actor is not None:
+        require_area_action(session, actor, Action.DEVICE_MANAGE, req.commune_id)
     device = Device(
         uid=new_uid(req.kind), name=req.name, kind=req.kind, commune_id=req.commune_id,
         lat=req.lat, lon=req.lon, tags=req.tags, reported={},
@@ -44,8 +49,12 @@ def create(session: Session, req: DeviceCreate, user_id: int | None) -> Device:
     return device
 
 
-def issue_credentials(session: Session, device_id: int, user_id: int | None) -> tuple[Device, str]:
+def issue_credentials(
+    session: Session, device_id: int, user_id: int | None, *, actor: User | None = None
+) -> tuple[Device, str]:
     """A fresh broker password; the old one stops working when the broker reloads."""
+    if actor is not None:
+        device_for_action(session, actor, Action.DEVICE_MANAGE, device_id)
     device = session.get(Device, device_id)
     if device is None or device.retired_at is not None:
         raise NotFound("device.not_found", id=device_id)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.core.permissions import Action, can_act_on_device
+from controller.core.permissions import Action, can_act_on_device, covers
 from controller.db.models import Device, User
 from controller.db.models_ops import DiagnosticCommandRow
 from controller.services import audit
@@ -47,6 +47,8 @@ def _device_for(s: Session, user: User, device_id: int, action: Action) -> Devic
     device = s.get(Device, device_id)
     if device is None or device.retired_at is not None:
         raise NotFound("diag.device_not_found", id=device_id)
+    if action is Action.VIEW and not covers(s, user, device.commune_id):
+        raise NotFound("diag.device_not_found", id=device_id)  # a read: do not reveal it exists
     if not can_act_on_device(s, user, action, device):
         raise UserError(403, "ops.forbidden_area", id=device_id)
     return device

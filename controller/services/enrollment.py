@@ -30,8 +30,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
+from controller.core.permissions import Action, device_for_action
 from controller.core.security import mosquitto_password_hash, new_secret
-from controller.db.models import Area, Device
+from controller.db.models import Area, Device, User
 from controller.db.models_enrollment import EnrollmentCode, EnrollmentFailure
 from controller.services import audit, devices
 from controller.services.broker_auth import DynsecError
@@ -99,10 +100,13 @@ class IssuedCode:
 
 def issue_code(
     session: Session, device_id: int, user_id: int | None, *, pepper: bytes, ttl: timedelta,
-    now: datetime | None = None,
+    now: datetime | None = None, actor: User | None = None,
 ) -> IssuedCode:
-    """A fresh code for the station; any earlier unused code stops working."""
+    """A fresh code for the station; any earlier unused code stops working. With `actor`, the
+    station must lie in their area (a code is the credential that puts a Pi on that station)."""
     now = now or datetime.now(UTC)
+    if actor is not None:
+        device_for_action(session, actor, Action.DEVICE_MANAGE, device_id)
     device = session.get(Device, device_id)
     if device is None:
         raise NotFound("device.not_found", id=device_id)
@@ -243,9 +247,12 @@ def commit_accounts(rt: Runtime, session: Session, accounts: list[tuple[Device, 
 
 
 def retire(rt: Runtime, session: Session, device_id: int, user_id: int | None,
-           now: datetime | None = None) -> Device:
-    """Revoke the station now: the broker drops its session and refuses it from then on."""
+           now: datetime | None = None, *, actor: User | None = None) -> Device:
+    """Revoke the station now: the broker drops its session and refuses it from then on.
+    With `actor`, only a station in their area (403 otherwise, nothing changes)."""
     now = now or datetime.now(UTC)
+    if actor is not None:
+        device_for_action(session, actor, Action.DEVICE_MANAGE, device_id)
     device = session.get(Device, device_id)
     if device is None:
         raise NotFound("device.not_found", id=device_id)

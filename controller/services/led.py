@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import t
-from controller.db.models import Device
+from controller.core.permissions import areas_in_scope, covers, reaching_scope
+from controller.db.models import Device, User
 from controller.db.models_led import LedDelivery, LedMessageRow
 from controller.services import audit
 from controller.services.schedules import DEFAULT_TZ, Recurrence
@@ -234,9 +235,20 @@ def content_for(
     return {b: LedContent(messages=msgs, brightness=brightness) for b, msgs in messages.items()}
 
 
-def board(session: Session, device_id: int) -> Device:
+def visible_messages(session: Session, user: User, limit: int) -> list[LedMessageRow]:
+    """Newest first, the LED texts that reach a board in the user's area (all for unscoped users)."""
+    q = select(LedMessageRow).order_by(LedMessageRow.id.desc())
+    if areas_in_scope(session, user) is None:  # every area: the database applies the limit
+        return list(session.scalars(q.limit(limit)))
+    return reaching_scope(session, user, session.scalars(q), lambda m: m.targets, kind="led", limit=limit)
+
+
+def board(session: Session, device_id: int, user: User | None = None) -> Device:
+    """The active LED board; with `user`, only one in their area (another area's is not found)."""
     device = session.get(Device, device_id)
-    if device is None or device.retired_at is not None:
+    if device is None or device.retired_at is not None or (
+        user is not None and not covers(session, user, device.commune_id)
+    ):
         raise NotFound("device.not_found", id=device_id)
     if device.kind != "led":
         raise UserError(404, "led.not_a_board", id=device_id)

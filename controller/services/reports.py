@@ -39,6 +39,17 @@ class Filters:
     start: datetime | None = None  # aware
     end: datetime | None = None
     commune_id: int | None = None
+    # The caller's communes (controller/core/permissions.py areas_in_scope); None: every commune.
+    scope: frozenset[int] | None = None
+
+    def conditions(self) -> list[Any]:
+        """The area part of the filter: the chosen commune, and never outside the caller's area."""
+        cond: list[Any] = []
+        if self.commune_id is not None:
+            cond.append(Device.commune_id == self.commune_id)
+        if self.scope is not None:
+            cond.append(Device.commune_id.in_(self.scope or {-1}))
+        return cond
 
 
 def _when(r: PlayLog) -> datetime | None:
@@ -56,9 +67,7 @@ def _fmt(dt: datetime | None) -> str:
 
 def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
     q = (select(PlayLog, Device, Area).join(Device, Device.id == PlayLog.device_id)
-         .join(Area, Area.id == Device.commune_id).order_by(PlayLog.id))
-    if f.commune_id is not None:
-        q = q.where(Device.commune_id == f.commune_id)
+         .join(Area, Area.id == Device.commune_id).where(*f.conditions()).order_by(PlayLog.id))
     found = session.execute(q).all()
     bc_ids = {r.broadcast_id for r, _, _ in found if r.broadcast_id}
     titles_b = dict(session.execute(
@@ -107,9 +116,7 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
     """
     dialect = session.get_bind().dialect.name
     when = _when_sql(dialect)
-    cond = [when.is_not(None)]
-    if f.commune_id is not None:
-        cond.append(Device.commune_id == f.commune_id)
+    cond = [when.is_not(None), *f.conditions()]
     if f.start is not None:
         cond.append(when >= f.start)
     if f.end is not None:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import human_size
-from controller.core.permissions import communes_in_scope
+from controller.core.permissions import communes_in_scope, in_scope
 from controller.db.models import Device, User
 from controller.db.models_ops import UpdateBundle, UpdateRollout
 from controller.services import audit
@@ -211,9 +211,14 @@ def to_json(bundle: UpdateBundle, rollouts: list[UpdateRollout] | None = None) -
     return out
 
 
-def rollouts_of(s: Session, bundle_id: int) -> list[UpdateRollout]:
-    return list(s.scalars(select(UpdateRollout).where(UpdateRollout.bundle_id == bundle_id)
-                          .order_by(UpdateRollout.device_id)))
+def rollouts_of(s: Session, bundle_id: int, user: User | None = None) -> list[UpdateRollout]:
+    """Every station's state for the release; with `user`, only the stations in their area
+    (a release is fleet-wide, the per-station rollout is area-bound)."""
+    q = select(UpdateRollout).where(UpdateRollout.bundle_id == bundle_id).order_by(UpdateRollout.device_id)
+    scope = None if user is None else communes_in_scope(s, user)
+    if scope is not None:
+        q = q.join(Device, Device.id == UpdateRollout.device_id).where(*in_scope(scope, Device.commune_id))
+    return list(s.scalars(q))
 
 
 def apply_events(s: Session, events: list[tuple[int, Event]]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from controller.core import permissions
 from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, PlayLog, User
 
 PAGE_SIZE = 50
@@ -246,9 +247,5 @@ def drafts(s: Session, scope: set[int] | None) -> list[dict[str, Any]]:
     return [{"broadcast": b, "stations": n, "sender": who} for b, n, who in s.execute(q)]
 
 
-def broadcasts_in_scope(scope: set[int]) -> Select[Any]:
-    """Ids of broadcasts with at least one station in these communes (a subquery)."""
-    return (
-        select(Delivery.broadcast_id).join(Device, Device.id == Delivery.device_id)
-        .where(Device.commune_id.in_(scope or {-1})).distinct()
-    )
+# Ids of broadcasts with at least one station in these communes: one rule for the panel and the API.
+broadcasts_in_scope = permissions.broadcasts_in_scope

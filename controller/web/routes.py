@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from controller.core.errors import UserError
+from controller.core.errors import NotFound, UserError
 from controller.core.i18n import t
-from controller.core.permissions import ROLES, Action, all_in_scope
+from controller.core.permissions import ROLES, Action, all_in_scope, visible_device
 from controller.db.models import Area, Broadcast, Delivery, Device, Media, PlayLog, User
 from controller.services import approval, audit, auth, broadcasts
 from controller.services.auth import login_now
@@ -221,8 +221,9 @@ def station_list(request: Request, q: str = "", commune: str = "", state: str = 
 def station_detail(request: Request, device_id: int) -> Response:
     with runtime(request).db.session() as s:
         ctx = current(request, s)
-        device = s.get(Device, device_id)
-        if device is None or (ctx.scope is not None and device.commune_id not in ctx.scope):
+        try:
+            device = visible_device(s, ctx.user, device_id)  # another area's station: not found
+        except NotFound:
             return render(request, "error.html", status=404, ctx=ctx,
                           message=("Không tìm thấy trạm {id}.", {"id": device_id}))
         commune = s.get(Area, device.commune_id)

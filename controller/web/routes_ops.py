@@ -123,8 +123,8 @@ async def create_station(request: Request) -> Response:
     with rt.db.session() as s:
         if not can_act_on_area(s, ctx.user, Action.DEVICE_MANAGE, req.commune_id):
             raise Forbidden()
-        try:
-            device = devices.create(s, req, ctx.user.id)
+        try:  # the service checks role and area again (the same check as the API's)
+            device = devices.create(s, req, ctx.user.id, actor=ctx.user)
             issued = _issue(rt, s, device.id, ctx)
         except UserError as exc:
             return _ops_page(request, ctx, status=exc.status, form=values, error=user_error(exc, ctx.lang))
@@ -136,7 +136,12 @@ async def create_station(request: Request) -> Response:
 def _issue(rt: Any, s: Any, device_id: int, ctx: Ctx) -> enrollment.IssuedCode:
     ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
     return enrollment.issue_code(
-        s, device_id, ctx.user.id, pepper=enrollment.load_pepper(rt.enrollment_key_path), ttl=ttl
+        s,
+        device_id,
+        ctx.user.id,
+        pepper=enrollment.load_pepper(rt.enrollment_key_path),
+        ttl=ttl,
+        actor=ctx.user,
     )
 
 

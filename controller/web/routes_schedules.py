@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
-from controller.core.permissions import Action, require_targets_in_scope
+from controller.core.permissions import Action, require_targets_in_scope, targets_reach
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.services import rrule_text, schedules
@@ -62,19 +62,9 @@ class Row:
 
 
 def visible(s: Session, sc: Schedule, scope: set[int] | None) -> bool:
-    """A schedule is the user's if it reaches a station in their area (or they see everything)."""
-    if scope is None:
-        return True
-    targets = Targets.model_validate(sc.targets)
-    if targets.all or set(targets.communes) & scope:
-        return True
-    if targets.tags:
-        return any(d.commune_id in scope for d in resolve(s, targets, kind="speaker"))
-    return bool(
-        s.scalar(
-            select(func.count()).select_from(Device).where(_reach(targets), Device.commune_id.in_(scope))
-        )
-    )
+    """A schedule is the user's if it reaches a station in their area (or they see everything):
+    the same rule as the API's (controller/core/permissions.py targets_reach)."""
+    return targets_reach(s, sc.targets, scope, "speaker")
 
 
 def _reach(targets: Targets) -> Any:

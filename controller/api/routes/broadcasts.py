@@ -9,9 +9,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
-from controller.core.errors import NotFound
-from controller.core.permissions import require_targets_in_scope
-from controller.db.models import Broadcast, Delivery, PlayLog, User
+from controller.core.permissions import (
+    areas_in_scope,
+    broadcast_filter,
+    in_scope,
+    require_targets_in_scope,
+    visible_broadcast,
+)
+from controller.db.models import Broadcast, Delivery, Device, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.runtime import Runtime
 from controller.services import approval, broadcasts, emergency
@@ -110,21 +115,22 @@ def approve_broadcast(
 
 @router.get("/broadcasts")
 def list_broadcasts(
-    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: int = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
-    q = select(Broadcast).order_by(Broadcast.start_at.desc()).limit(min(limit, 1000))
+    """Newest first: those reaching a station in the caller's area, and the caller's own."""
+    q = (select(Broadcast).where(*broadcast_filter(s, user)).order_by(Broadcast.start_at.desc())
+         .limit(min(limit, 1000)))
     return [broadcast_json(b) for b in s.scalars(q)]
 
 
 @router.get("/broadcasts/{broadcast_id}")
 def get_broadcast(
-    broadcast_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    broadcast_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     """The broadcast, every station's state (with the reason when it is not on air) and the
-    measured start skew; for an emergency also who sent it, its topics, lead and timings."""
-    bc = s.get(Broadcast, broadcast_id)
-    if bc is None:
-        raise NotFound("broadcast.not_found", id=broadcast_id)
+    measured start skew; for an emergency also who sent it, its topics, lead and timings.
+    Another area's broadcast is not found."""
+    bc = visible_broadcast(s, user, broadcast_id)
     deliveries = list(
         s.scalars(select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))
     )
@@ -169,10 +175,14 @@ def play_log(
     device_id: int | None = None,
     status: str | None = None,
     limit: int = 1000,
-    _: User = Depends(current_user),
+    user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
+    """Proof of play at the stations in the caller's area."""
+    scope = areas_in_scope(s, user)
     q = select(PlayLog).order_by(PlayLog.id).limit(min(limit, 10000))
+    if scope is not None:
+        q = q.join(Device, Device.id == PlayLog.device_id).where(*in_scope(scope, Device.commune_id))
     if broadcast_id is not None:
         q = q.where(PlayLog.broadcast_id == broadcast_id)
     if device_id is not None:

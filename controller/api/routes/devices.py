@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
 from controller.core.errors import NotFound
+from controller.core.permissions import areas_in_scope, in_scope, visible_device
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
 from controller.services import audit, devices, enrollment
@@ -20,10 +21,13 @@ router = APIRouter(prefix="/api/v1", tags=["devices"])
 def list_devices(
     kind: str | None = None,
     commune_id: int | None = None,
-    _: User = Depends(current_user),
+    user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
-    q = select(Device).where(Device.retired_at.is_(None)).order_by(Device.id)
+    """The active stations in the caller's area (a commune operator sees only their commune's)."""
+    scope = areas_in_scope(s, user)
+    q = (select(Device).where(Device.retired_at.is_(None), *in_scope(scope, Device.commune_id))
+         .order_by(Device.id))
     if kind:
         q = q.where(Device.kind == kind)
     if commune_id is not None:
@@ -37,7 +41,7 @@ def create_device(
     user: User = Depends(require_role("admin", "technician")),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:
-    device = devices.create(s, req, user.id)
+    device = devices.create(s, req, user.id, actor=user)  # 403 outside the technician's area
     s.commit()
     return devices.to_json(device)
 
@@ -50,7 +54,7 @@ def issue_credentials(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Rotate the station's broker password and return its agent configuration once."""
-    device, password = devices.issue_credentials(s, device_id, user.id)
+    device, password = devices.issue_credentials(s, device_id, user.id, actor=user)
     config = devices.agent_config(
         s, device, password,
         mqtt_host=rt.settings.mqtt_host, mqtt_port=rt.settings.mqtt_port,
@@ -74,7 +78,8 @@ def issue_credentials_batch(
 ) -> dict[str, Any]:
     """Rotate many stations' broker passwords in one go (an import day, a simulated fleet):
     one transaction and one broker update instead of one per station (docs/scaling.md)."""
-    issued = [devices.issue_credentials(s, device_id, user.id) for device_id in dict.fromkeys(req.device_ids)]
+    issued = [devices.issue_credentials(s, device_id, user.id, actor=user)
+              for device_id in dict.fromkeys(req.device_ids)]
     configs = [devices.agent_config(
         s, device, password,
         mqtt_host=rt.settings.mqtt_host, mqtt_port=rt.settings.mqtt_port,
@@ -90,12 +95,12 @@ def device_events(
     device_id: int,
     kind: str | None = None,
     limit: int = 200,
-    _: User = Depends(current_user),
+    user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
-    """What the station said, newest first (acks, rejections, proof of play, faults)."""
-    if s.get(Device, device_id) is None:
-        raise NotFound("device.not_found", id=device_id)
+    """What the station said, newest first (acks, rejections, proof of play, faults);
+    another area's station is not found."""
+    visible_device(s, user, device_id)
     q = (
         select(DeviceEvent)
         .where(DeviceEvent.device_id == device_id)

@@ -53,7 +53,7 @@ def create_enrollment_code(
 ) -> dict[str, Any]:
     """A one-time code for the technician; shown once, stored only as an HMAC."""
     ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
-    issued = enrollment.issue_code(s, device_id, user.id, pepper=_pepper(rt), ttl=ttl)
+    issued = enrollment.issue_code(s, device_id, user.id, pepper=_pepper(rt), ttl=ttl, actor=user)
     s.commit()
     return _issued_json(rt, issued)
 
@@ -130,7 +130,7 @@ def retire_device(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Revoke at once: the broker disconnects the station and refuses it from now on."""
-    device = enrollment.retire(rt, s, device_id, user.id)
+    device = enrollment.retire(rt, s, device_id, user.id, actor=user)  # 403 outside their area
     enrollment.clear_retained(rt, device.uid)
     retired_at = device.retired_at.isoformat() if device.retired_at else None
     return devices.to_json(device) | {"retired_at": retired_at}
@@ -159,7 +159,7 @@ async def import_devices(
         pepper = _pepper(rt)
         created = []
         for req in requests:
-            device = devices.create(s, req, user.id)
+            device = devices.create(s, req, user.id, actor=user)  # one row outside the area: none stored
             row = devices.to_json(device)
             if codes:
                 row["enrollment"] = _issued_json(rt, enrollment.issue_code(s, device.id, user.id,

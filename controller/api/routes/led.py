@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
@@ -50,10 +49,10 @@ def create_led_message(
 
 @router.get("/led-messages")
 def list_led_messages(
-    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: int = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
-    q = select(LedMessageRow).order_by(LedMessageRow.id.desc()).limit(min(limit, 1000))
-    return [message_json(m) for m in s.scalars(q)]
+    """Newest first: the texts that reach a board in the caller's area."""
+    return [message_json(m) for m in led.visible_messages(s, user, min(limit, 1000))]
 
 
 @router.post("/led-messages/{message_id}/cancel")
@@ -74,14 +73,14 @@ def cancel_led_message(
 
 @router.get("/devices/{device_id}/preview.png")
 def board_preview(
-    device_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    device_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> Response:
-    png = led.preview_png(led.board(s, device_id))
+    png = led.preview_png(led.board(s, device_id, user))
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/devices/{device_id}/led-health")
 def board_health(
-    device_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    device_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
-    return led.health(led.board(s, device_id))
+    return led.health(led.board(s, device_id, user))

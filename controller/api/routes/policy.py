@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session
+from controller.core.errors import NotFound
+from controller.core.permissions import covers
 from controller.db.models import User
 from controller.db.models_schedules import CommunePolicy
 from controller.services import policy
@@ -27,6 +29,9 @@ def put_policy(
 
 @router.get("/communes/{commune_id}/policy")
 def get_policy(
-    commune_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    commune_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
+    """Another area's policy is not found (a commune operator reads their own commune's)."""
+    if not covers(s, user, commune_id):
+        raise NotFound("policy.no_commune", id=commune_id)
     return policy.policy_json(s.get(CommunePolicy, commune_id), commune_id)

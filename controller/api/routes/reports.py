@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import db_session, lang, require_role
 from controller.core.errors import UserError
-from controller.core.permissions import Action, roles_with
+from controller.core.permissions import Action, areas_in_scope, roles_with
 from controller.db.models import AuditEntry, User
 from controller.services import reports
 
@@ -21,7 +21,9 @@ VIEWERS = roles_with(Action.REPORT_VIEW)
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
-def _filters(request: Request) -> reports.Filters:
+def _filters(request: Request, s: Session, user: User) -> reports.Filters:
+    """From/to/commune from the query string, always limited to the caller's area: another
+    commune's rows are left out (an empty report), as a list would."""
     q = request.query_params
 
     def when(key: str) -> datetime | None:
@@ -41,14 +43,16 @@ def _filters(request: Request) -> reports.Filters:
         commune_id = int(commune) if commune else None
     except ValueError:
         raise UserError(422, "request.invalid") from None
-    return reports.Filters(when("from"), when("to"), commune_id)
+    scope = areas_in_scope(s, user)
+    return reports.Filters(when("from"), when("to"), commune_id, None if scope is None else frozenset(scope))
 
 
 @router.get("/play-log.{fmt}")
 def play_log_export(
-    fmt: str, request: Request, _: User = Depends(require_role(*VIEWERS)), s: Session = Depends(db_session),
+    fmt: str, request: Request, user: User = Depends(require_role(*VIEWERS)),
+    s: Session = Depends(db_session),
 ) -> Response:
-    f, language = _filters(request), lang(request)
+    f, language = _filters(request, s, user), lang(request)
     if fmt == "csv":
         return Response(reports.to_csv(s, f, language), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="play-log.csv"'})
@@ -61,9 +65,9 @@ def play_log_export(
 
 @router.get("/monthly")
 def monthly(
-    request: Request, _: User = Depends(require_role(*VIEWERS)), s: Session = Depends(db_session),
+    request: Request, user: User = Depends(require_role(*VIEWERS)), s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
-    return reports.monthly(s, _filters(request))
+    return reports.monthly(s, _filters(request, s, user))
 
 
 @router.get("/audit")

@@ -10,8 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
-from controller.core.errors import NotFound, UserError
-from controller.core.permissions import Action, require_targets_in_scope, roles_with
+from controller.core.errors import UserError
+from controller.core.permissions import (
+    Action,
+    reaching_scope,
+    require_targets_in_scope,
+    roles_with,
+    visible_schedule,
+)
 from controller.db.models import User
 from controller.db.models_schedules import Schedule
 from controller.runtime import Runtime
@@ -87,32 +93,29 @@ def approve_schedule(
 
 @router.get("/schedules")
 def list_schedules(
-    include_deleted: bool = False, _: User = Depends(current_user), s: Session = Depends(db_session)
+    include_deleted: bool = False, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
+    """The schedules that reach a station in the caller's area."""
     q = select(Schedule).order_by(Schedule.id)
     if not include_deleted:
         q = q.where(Schedule.status != "deleted")
-    return [schedules.schedule_json(sc) for sc in s.scalars(q)]
+    found = reaching_scope(s, user, s.scalars(q), lambda sc: sc.targets)
+    return [schedules.schedule_json(sc) for sc in found]
 
 
 @router.get("/schedules/{schedule_id}")
 def get_schedule(
-    schedule_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    schedule_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
-    sc = s.get(Schedule, schedule_id)
-    if sc is None:
-        raise NotFound("schedule.not_found", id=schedule_id)
-    return schedules.schedule_json(sc)
+    return schedules.schedule_json(visible_schedule(s, user, schedule_id))  # another area's: 404
 
 
 @router.get("/schedules/{schedule_id}/occurrences")
 def schedule_occurrences(
-    schedule_id: int, request: Request, _: User = Depends(current_user), s: Session = Depends(db_session),
+    schedule_id: int, request: Request, user: User = Depends(current_user), s: Session = Depends(db_session),
 ) -> list[str]:
     """ISO-8601 instants with the schedule's local offset, in [from, to]."""
-    sc = s.get(Schedule, schedule_id)
-    if sc is None:
-        raise NotFound("schedule.not_found", id=schedule_id)
+    sc = visible_schedule(s, user, schedule_id)
     rec = schedules.Recurrence.of_schedule(sc)
     try:
         start = _aware(request.query_params["from"], rec)

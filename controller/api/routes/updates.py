@@ -41,18 +41,19 @@ async def upload_update(
 
 @router.get("/api/v1/updates")
 def list_updates(
-    _: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
+    user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
+    """Every release (they are fleet-wide), each with its stations in the caller's area."""
     rows = s.scalars(select(UpdateBundle).order_by(UpdateBundle.created_at.desc()))
-    return [updates.to_json(r, updates.rollouts_of(s, r.id)) for r in rows]
+    return [updates.to_json(r, updates.rollouts_of(s, r.id, user)) for r in rows]
 
 
 @router.get("/api/v1/updates/{bundle_id}")
 def get_update(
-    bundle_id: int, _: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
+    bundle_id: int, user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
-    """The release and every station's state: sent, applied, rolled_back, refused."""
-    return updates.to_json(updates.get(s, bundle_id), updates.rollouts_of(s, bundle_id))
+    """The release and each station's state in the caller's area: sent, applied, rolled_back, refused."""
+    return updates.to_json(updates.get(s, bundle_id), updates.rollouts_of(s, bundle_id, user))
 
 
 @router.post("/api/v1/updates/{bundle_id}/rollout", status_code=202)

@@ -20,6 +20,7 @@ from controller.mqtt.tls import broker_tls_context
 from controller.services import broker_auth, metrics, seed, telemetry
 from controller.services.alarms.engine import AlarmEngine
 from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
+from controller.services.audio_lanes import AudioLanes
 from controller.services.desired_state import DesiredStatePublisher
 from controller.services.dispatch import default_holder
 from controller.services.ingest import Ingest
@@ -79,7 +80,8 @@ class Runtime:
             lease_ttl=timedelta(seconds=settings.dispatch_lease_s),
         )
         media = MediaStore(
-            settings.media_dir, max_bytes=settings.media_max_bytes, bitrate=settings.media_bitrate
+            settings.media_dir, max_bytes=settings.media_max_bytes, bitrate=settings.media_bitrate,
+            lanes=AudioLanes.from_settings(settings),
         )
         rt = cls(settings, db, keys, signer, media, bus, ingest, publisher)
         provincial = ProvincialSettings()

@@ -75,3 +75,14 @@ def test_bench_ingest_counts_a_step_by_what_was_really_published() -> None:
     assert best_sustained(runs) == runs[1]
     assert best_sustained([{**runs[1], "lost": 3}, runs[0]]) == runs[0]  # lost any: not sustained
     assert best_sustained([{**runs[1], "msgs_per_s": 5000.0}]) is None  # fell behind what was sent
+
+
+def test_bench_cap_lane_times_an_alert_idle_and_next_to_two_long_uploads(tmp_path: Path) -> None:
+    out = _communecast("bench", "cap-lane", "--rounds", "1", "--upload-minutes", "10",
+                       "--json", str(tmp_path / "c.json"))
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["rounds"] == 1 and len(r["idle_ms"]) == 1 and len(r["loaded_ms"]) == 1
+    assert r["idle_p50_ms"] > 0 and r["loaded_p50_ms"] > 0
+    assert r["difference_ms"] == round(r["loaded_p50_ms"] - r["idle_p50_ms"], 1)
+    assert r["uploads_in_flight"] == [2]  # the alert was timed while both uploads were processed
+    assert "two 10-minute uploads in flight" in out and "difference" in out

@@ -80,6 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "worker processes, one event loop each (default: in the benchmark's own process)")
     bf.set_defaults(func=_bench_fanout)
 
+    bc = bench_sub.add_parser("cap-lane", help="POST of a CAP Extreme alert -> on air at a station, idle and "
+                              "with two long uploads in flight (the emergency audio lane)")
+    bc.add_argument("--rounds", type=int, default=5)
+    bc.add_argument("--upload-minutes", type=float, default=60.0, help="length of each of the two uploads")
+    bc.add_argument("--json", help="also write the result here")
+    bc.set_defaults(func=_bench_cap_lane)
+
 
 def _bench_scale(args: argparse.Namespace) -> int:
     from communecast import bench_scale
@@ -103,3 +110,9 @@ def _bench_acks(args: argparse.Namespace) -> int:
     from communecast import bench_acks
 
     return bench_acks.run(args)
+
+
+def _bench_cap_lane(args: argparse.Namespace) -> int:
+    from communecast import bench_cap_lane
+
+    return bench_cap_lane.run(args)

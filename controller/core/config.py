@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Ho_Chi_Minh"
     media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     media_bitrate: str = "32k"
+    # Audio pipeline limits and lanes (docs/audio.md, docs/security.md): decoded length
+    # allowed (probe + ffmpeg -t), the wall-clock bound of one pipeline job, the ffmpeg slots
+    # of ordinary work (uploads, typed bulletins) and of emergency work (CAP, emergency TTS,
+    # emergency uploads: a lane ordinary work never occupies), and the niceness of ordinary
+    # ffmpeg so it cannot starve the emergency lane of CPU.
+    media_max_duration_s: float = Field(default=1800.0, gt=0)
+    media_emergency_max_duration_s: float = Field(default=300.0, gt=0)
+    media_job_timeout_s: float = Field(default=600.0, gt=0)
+    media_slots: int = Field(default=2, ge=1, le=64)
+    media_emergency_slots: int = Field(default=2, ge=1, le=64)
+    media_ordinary_niceness: int = Field(default=10, ge=0, le=19)
     # Text-to-speech (docs/audio.md). Piper voices by model path, e.g.
     # COMMUNECAST_TTS_PIPER_MODELS='{"vi-north": "/opt/piper/vi_VN-vais1000-medium.onnx"}';
     # voices without a model use espeak-ng.

@@ -19,6 +19,33 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The recording is far too quiet ({lufs} LUFS): it was raised by {gain} dB, so background "
         "noise was raised too. Re-record closer to the microphone.",
     ),
+    "media.too_long": (
+        "Âm thanh quá dài: {length} phút, tối đa {limit} phút. Hãy cắt ngắn hoặc chia thành nhiều bản tin.",
+        "The audio is too long: {length} minutes, at most {limit} minutes. Shorten it or split it "
+        "into several bulletins.",
+    ),
+    "media.too_long_decoded": (
+        "Âm thanh giải mã ra dài hơn {limit} phút, dù tệp ghi độ dài ngắn hơn; đã dừng xử lý. Hãy "
+        "xuất lại tệp hoặc cắt ngắn.",
+        "The audio decodes to more than {limit} minutes although the file claims to be shorter; "
+        "processing was stopped. Export the file again or shorten it.",
+    ),
+    "media.timeout": (
+        "Xử lý tệp âm thanh quá lâu (quá {seconds} giây) nên đã dừng; không có gì được lưu. Hãy "
+        "thử tệp ngắn hơn.",
+        "Processing the audio took too long (over {seconds} s) and was stopped; nothing was "
+        "stored. Try a shorter file.",
+    ),
+    "media.busy": (
+        "Máy chủ đang xử lý {slots} tệp âm thanh khác. Hãy thử lại sau ít phút (tin khẩn cấp "
+        "không bị ảnh hưởng).",
+        "The server is already processing {slots} other audio files. Try again in a few minutes "
+        "(emergency alerts are not affected).",
+    ),
+    "media.emergency_forbidden": (
+        "Tài khoản của bạn không có quyền phát tin khẩn cấp nên không thể tải lên tệp khẩn cấp.",
+        "Your account may not send emergency broadcasts, so it cannot upload emergency audio.",
+    ),
     "tts.text_empty": (
         "Hãy nhập nội dung cần đọc.",
         "Please type the text to be read.",

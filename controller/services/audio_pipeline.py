@@ -9,8 +9,11 @@ Finally an *independent* pass over the stored file with the ``ebur128`` filter s
 the operator will actually get: that number is what ``loudness_lufs`` reports.
 
 All three passes are streaming ffmpeg processes (flat memory for hour-long files) run
-without a shell and with a timeout. The same input gives the same bytes (bit-exact
-flags, no wall-clock anywhere), so storage stays content-addressed.
+without a shell, under one deadline for the whole job (ffmpeg is killed when it passes) and
+with ``-t`` capping what is decoded: a container that claims a short length cannot make the
+controller decode hours. The same input gives the same bytes (bit-exact flags, no
+wall-clock anywhere), so storage stays content-addressed. How many jobs run at once, and at
+what CPU priority, is the caller's business (controller/services/audio_lanes.py).
 """
 
 from __future__ import annotations
@@ -20,15 +23,11 @@ import logging
 import math
 import re
 import subprocess
-import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-
-# Concurrent ffmpeg pipelines: the controller's machine has few cores and also serves
-# the broker and the API, so uploads queue instead of starving everything else.
-_SLOTS = threading.BoundedSemaphore(2)
 
 # Mono 48 kHz before anything is measured: the loudness that counts is the loudness of
 # the single channel the horn will play.
@@ -110,12 +109,32 @@ class PipelineError(Exception):
     """ffmpeg could not read or write the file (the caller turns it into a 415)."""
 
 
-def _run_ffmpeg(args: list[str], timeout: float) -> str:
+class PipelineTimeout(PipelineError):
+    """The job ran past its deadline; ffmpeg was killed (the caller turns it into a 422)."""
+
+
+class DecodedTooLong(PipelineError):
+    """The audio decoded past the length allowed, whatever its container claimed."""
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(f"decodes to more than {limit_s:.0f}s")
+        self.limit_s = limit_s
+
+
+def _run_ffmpeg(args: list[str], timeout: float, *, niceness: int = 0) -> str:
+    """One ffmpeg run; ``subprocess.run`` kills it when ``timeout`` passes.
+
+    ``nice`` execs ffmpeg in place (same pid), so the kill reaches ffmpeg itself.
+    """
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", *args]
+    if niceness > 0:
+        cmd = ["nice", "-n", str(niceness), *cmd]
+    if timeout <= 0:
+        raise PipelineTimeout("no time left for ffmpeg")
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise PipelineError(f"ffmpeg timed out after {timeout:.0f}s") from exc
+        raise PipelineTimeout(f"ffmpeg timed out after {timeout:.0f}s") from exc
     stderr = proc.stderr.decode("utf-8", errors="replace")
     if proc.returncode != 0:
         raise PipelineError(stderr[-2000:])
@@ -150,20 +169,45 @@ def _astats_value(stderr: str, label: str) -> str | None:
     return match.group(1) if match else None
 
 
-def analyze(src: Path, target: LoudnessTarget, *, timeout: float = 600) -> SourceAnalysis:
-    """Pass 1: integrated loudness, true peak and LRA (loudnorm), clipping signs (astats)."""
+# Decoded past the limit by this much = too long (one Opus/MP3 frame of slack, and more).
+_LIMIT_SLACK_S = 1.0
+
+
+def _cap(max_duration_s: float | None) -> list[str]:
+    """ffmpeg output option: stop decoding just past the allowed length, whatever the file says."""
+    return [] if max_duration_s is None else ["-t", f"{max_duration_s + _LIMIT_SLACK_S:.3f}"]
+
+
+def analyze(
+    src: Path,
+    target: LoudnessTarget,
+    *,
+    timeout: float = 600,
+    niceness: int = 0,
+    max_duration_s: float | None = None,
+) -> SourceAnalysis:
+    """Pass 1: integrated loudness, true peak and LRA (loudnorm), clipping signs (astats).
+
+    With ``max_duration_s`` the decode stops just past it and a file that got there raises
+    ``DecodedTooLong``: the probe read the container's claim, this is what the audio is.
+    """
     chain = (
         f"{_PREPARE},aformat=sample_fmts=s16,astats=measure_perchannel=none,"
         f"loudnorm=I={target.integrated_lufs}:TP={target.loudnorm_tp}:LRA={target.lra_lu}"
         ":print_format=json"
     )
-    stderr = _run_ffmpeg(["-i", str(src), "-vn", "-sn", "-dn", "-af", chain, "-f", "null", "-"], timeout)
+    stderr = _run_ffmpeg(
+        ["-i", str(src), "-vn", "-sn", "-dn", "-af", chain, *_cap(max_duration_s), "-f", "null", "-"],
+        timeout, niceness=niceness,
+    )  # fmt: skip
     ln = _loudnorm_json(stderr)
     integrated = _num(ln.get("input_i"))
     if integrated is not None and integrated <= -70.0:
         integrated = None  # at the absolute gate: nothing loud enough to measure
     peak_count = _num(_astats_value(stderr, "Peak count"))
     samples = _num(_astats_value(stderr, "Number of samples"))
+    if max_duration_s is not None and (samples or 0) > (max_duration_s + _LIMIT_SLACK_S / 2) * 48000:
+        raise DecodedTooLong(max_duration_s)
     return SourceAnalysis(
         integrated_lufs=integrated,
         true_peak_dbtp=_num(ln.get("input_tp")),
@@ -246,6 +290,8 @@ def encode(
     aim_lufs: float | None = None,
     bitrate: str = "32k",
     timeout: float = 600,
+    niceness: int = 0,
+    max_duration_s: float | None = None,
 ) -> str:
     """Pass 2: apply the measured gain (or nothing, for silence) and encode to Opus.
 
@@ -265,10 +311,10 @@ def encode(
             "-af", chain,
             "-ac", "1", "-ar", "48000",
             "-c:a", "libopus", "-b:a", bitrate, "-application", "voip",
-            "-fflags", "+bitexact", "-flags:a", "+bitexact",
+            "-fflags", "+bitexact", "-flags:a", "+bitexact", *_cap(max_duration_s),
             "-f", "ogg", "-y", str(dest),
         ],
-        timeout,
+        timeout, niceness=niceness,
     )  # fmt: skip
     if not dest.exists() or dest.stat().st_size == 0:
         raise PipelineError("encoder wrote nothing")
@@ -282,9 +328,10 @@ _EBUR_LRA = re.compile(r"Loudness range:\s*\n\s*LRA:\s*(\S+) LU")
 _EBUR_PEAK = re.compile(r"True peak:\s*\n\s*Peak:\s*(\S+) dBFS")
 
 
-def measure(path: Path, *, timeout: float = 600) -> Measurement:
+def measure(path: Path, *, timeout: float = 600, niceness: int = 0) -> Measurement:
     """Independent measurement with ffmpeg's ebur128 filter (not loudnorm), true peak on."""
-    stderr = _run_ffmpeg(["-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"], timeout)
+    stderr = _run_ffmpeg(["-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"], timeout,
+                         niceness=niceness)  # fmt: skip
     summary = stderr[stderr.rfind("Summary:") :]
     found = _EBUR_I.search(summary)
     if not found:
@@ -308,8 +355,13 @@ def process(
     *,
     bitrate: str = "32k",
     timeout: float = 600,
+    niceness: int = 0,
+    max_duration_s: float | None = None,
 ) -> PipelineResult:
     """Analyze, normalize + encode, then measure the stored result independently.
+
+    ``timeout`` bounds the whole job (every pass gets what is left of it); ``niceness``
+    lowers ffmpeg's CPU priority; ``max_duration_s`` caps the decoded length.
 
     When the independent measurement misses the target by more than
     ``CORRECTION_LU`` (loudnorm's dynamic mode undershoots on peaky material, and the
@@ -318,22 +370,29 @@ def process(
     Everything is a function of the input bytes, so the output stays bit-exact.
     """
     target = target or LoudnessTarget()
-    with _SLOTS:
-        source = analyze(src, target, timeout=timeout)
-        kind = encode(src, dest, source, target, bitrate=bitrate, timeout=timeout)
-        output = measure(dest, timeout=timeout)
-        error = _error(output, target)
-        if kind != "none" and error is not None and abs(error) > CORRECTION_LU:
-            aim = min(max(target.integrated_lufs - error, -70.0), -5.0)
-            retry = dest.with_name(dest.name + ".retry")
-            kind2 = encode(src, retry, source, target, aim_lufs=aim, bitrate=bitrate, timeout=timeout)
-            output2 = measure(retry, timeout=timeout)
-            error2 = _error(output2, target)
-            if error2 is not None and abs(error2) < abs(error):
-                retry.replace(dest)
-                kind, output = kind2, output2
-            else:
-                retry.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
+    cap, nice = max_duration_s, niceness
+    source = analyze(src, target, timeout=left(), niceness=nice, max_duration_s=cap)
+    kind = encode(src, dest, source, target, bitrate=bitrate, timeout=left(), niceness=nice,
+                  max_duration_s=cap)  # fmt: skip
+    output = measure(dest, timeout=left(), niceness=nice)
+    error = _error(output, target)
+    if kind != "none" and error is not None and abs(error) > CORRECTION_LU:
+        aim = min(max(target.integrated_lufs - error, -70.0), -5.0)
+        retry = dest.with_name(dest.name + ".retry")
+        kind2 = encode(src, retry, source, target, aim_lufs=aim, bitrate=bitrate, timeout=left(),
+                       niceness=nice, max_duration_s=cap)  # fmt: skip
+        output2 = measure(retry, timeout=left(), niceness=nice)
+        error2 = _error(output2, target)
+        if error2 is not None and abs(error2) < abs(error):
+            retry.replace(dest)
+            kind, output = kind2, output2
+        else:
+            retry.unlink(missing_ok=True)
     gain = None
     if kind != "none" and source.integrated_lufs is not None and output.integrated_lufs is not None:
         gain = round(output.integrated_lufs - source.integrated_lufs, 1)

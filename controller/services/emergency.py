@@ -265,7 +265,8 @@ async def _tts_media(rt: Runtime, session: Session, text: str, voice: str, user:
     service = shared_service(rt)
     service.validate(text, voice, 1.0)
     name = f"Khẩn cấp (TTS {voice}): {' '.join(text.split())[:80]}"
-    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None)
+    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None,
+                               emergency=True)  # fmt: skip
 
 
 def _sign(rt: Runtime, kind: CommandKind, topic: str, body: dict[str, Any], *, now: datetime,

@@ -5,8 +5,10 @@ Horns reproduce roughly 300 Hz-7 kHz and carry speech, so every upload becomes o
 Opus, mono, 48 kHz, 32 kbit/s (VoIP tuning), in Ogg, loudness-normalized to one target
 (controller/services/audio_pipeline.py, docs/audio.md); bit-exact flags make the same
 input give the same bytes, so the same upload is stored once. ffprobe (through pydub's
-mediainfo) decides whether a file is audio; ffmpeg streams every pass so memory stays
-flat for hour-long recordings.
+mediainfo) decides whether a file is audio and how long it claims to be: anything longer than
+its lane allows is refused before any decoding (and ``-t`` stops a file that lied). ffmpeg
+streams every pass so memory stays flat; each job holds a slot of its lane (ordinary or
+emergency, controller/services/audio_lanes.py) and ends by the job deadline.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from sqlalchemy.orm import Session
 from controller.core.errors import UserError
 from controller.core.i18n import human_size
 from controller.db.models import Media
+from controller.services.audio_lanes import AudioLanes, Lane
 from controller.services.audio_pipeline import (
     AudioWarning,
+    DecodedTooLong,
     LoudnessTarget,
     PipelineError,
     PipelineResult,
+    PipelineTimeout,
     process,
 )
 
@@ -71,33 +76,45 @@ class MediaStore:
         max_bytes: int,
         bitrate: str = "32k",
         target: LoudnessTarget | None = None,
+        lanes: AudioLanes | None = None,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.bitrate = bitrate
         self.target = target or LoudnessTarget()
+        self.lanes = lanes or AudioLanes()
         (root / "tmp").mkdir(parents=True, exist_ok=True)
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.opus"
 
-    def ingest(self, source: BinaryIO, original_name: str) -> StoredMedia:
-        """Copy the upload aside, check it, normalize + transcode it, file it under its hash."""
+    def ingest(self, source: BinaryIO, original_name: str, *, emergency: bool = False) -> StoredMedia:
+        """Copy the upload aside, check it, normalize + transcode it, file it under its hash.
+
+        ``emergency`` runs it in the emergency lane, with that lane's shorter length limit
+        (the caller checks the sender may broadcast emergencies)."""
         with tempfile.TemporaryDirectory(dir=self.root / "tmp") as work_dir:
             work = Path(work_dir)
             raw = work / "upload"
             source_sha = self._copy_limited(source, raw)
-            return self._ingest_file(raw, source_sha, original_name, work)
+            limit = self.lanes.upload_limit_s(emergency)
+            return self._ingest_file(raw, source_sha, original_name, work, emergency, limit)
 
-    def ingest_path(self, path: Path, original_name: str) -> StoredMedia:
+    def ingest_path(self, path: Path, original_name: str, *, emergency: bool = False) -> StoredMedia:
         """Ingest a file the controller made itself (TTS, generated chimes): same pipeline."""
         with tempfile.TemporaryDirectory(dir=self.root / "tmp") as work_dir:
-            return self._ingest_file(path, _sha256_file(path), original_name, Path(work_dir))
+            return self._ingest_file(path, _sha256_file(path), original_name, Path(work_dir), emergency,
+                                     self.lanes.max_duration_s)  # fmt: skip
 
-    def _ingest_file(self, raw: Path, source_sha: str, original_name: str, work: Path) -> StoredMedia:
-        self._check_is_audio(raw, original_name)
+    def _ingest_file(
+        self, raw: Path, source_sha: str, original_name: str, work: Path, emergency: bool, limit: float
+    ) -> StoredMedia:
+        claimed = self._check_is_audio(raw, original_name)
+        if claimed is not None and claimed > limit:
+            raise UserError(413, "media.too_long", length=_minutes(claimed), limit=_minutes(limit))
         out = work / "out.opus"
-        result = self._transcode(raw, out, original_name)
+        with self.lanes.slot(emergency=emergency) as lane:
+            result = self._transcode(raw, out, original_name, lane, limit)
         duration = _duration(out)
         if duration < MIN_DURATION_S:
             raise UserError(422, "media.too_short", min_s=MIN_DURATION_S)
@@ -134,7 +151,8 @@ class MediaStore:
         return digest.hexdigest()
 
     @staticmethod
-    def _check_is_audio(path: Path, name: str) -> None:
+    def _check_is_audio(path: Path, name: str) -> float | None:
+        """ffprobe: refuse what has no audio stream; return the length the file claims (None: unknown)."""
         try:
             info = mediainfo_json(str(path))
         except Exception as exc:  # pydub raises bare exceptions from ffprobe output
@@ -142,11 +160,23 @@ class MediaStore:
         streams = info.get("streams") or []
         if not any(s.get("codec_type") == "audio" for s in streams):
             raise UserError(415, "media.not_audio", name=name)
+        claims = [_seconds((info.get("format") or {}).get("duration"))]
+        claims += [_seconds(s.get("duration")) for s in streams if s.get("codec_type") == "audio"]
+        known = [c for c in claims if c is not None]
+        return max(known) if known else None
 
-    def _transcode(self, src: Path, dest: Path, name: str) -> PipelineResult:
-        """Two-pass loudnorm + Opus encode + independent ebur128 check (audio_pipeline)."""
+    def _transcode(self, src: Path, dest: Path, name: str, lane: Lane, limit: float) -> PipelineResult:
+        """Two-pass loudnorm + Opus encode + independent ebur128 check (audio_pipeline), within
+        the lane's deadline, CPU priority and length cap."""
         try:
-            return process(src, dest, self.target, bitrate=self.bitrate)
+            return process(src, dest, self.target, bitrate=self.bitrate, timeout=lane.remaining(),
+                           niceness=lane.niceness, max_duration_s=limit)  # fmt: skip
+        except DecodedTooLong as exc:
+            log.warning("%s decodes past %.0f s (its container claimed less)", name, exc.limit_s)
+            raise UserError(413, "media.too_long_decoded", limit=_minutes(exc.limit_s)) from exc
+        except PipelineTimeout as exc:
+            log.warning("transcode of %s stopped at the job deadline: %s", name, exc)
+            raise UserError(422, "media.timeout", seconds=round(self.lanes.job_timeout_s)) from exc
         except PipelineError as exc:
             log.warning("transcode of %s failed: %s", name, exc)
             raise UserError(415, "media.not_audio", name=name) from exc
@@ -154,6 +184,20 @@ class MediaStore:
     def delete_tmp(self) -> None:
         shutil.rmtree(self.root / "tmp", ignore_errors=True)
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+
+
+def _seconds(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None  # "N/A", missing
+    return number if number >= 0 and number == number and number != float("inf") else None
+
+
+def _minutes(seconds: float) -> str:
+    """Minutes for a message: whole when long, one decimal under ten minutes."""
+    minutes = seconds / 60
+    return f"{minutes:.0f}" if minutes >= 10 or minutes == round(minutes) else f"{minutes:.1f}"
 
 
 def _duration(path: Path) -> float:
@@ -199,14 +243,17 @@ def record_media(
 
 async def record_speech(
     session: Session, store: MediaStore, service: TtsService, text: str, voice: str, name: str,
-    user_id: int | None,
+    user_id: int | None, *, emergency: bool = False,
 ) -> Media:
-    """Synthesize text (rate 1.0) off the event loop and store the speech like an upload (origin "tts")."""
+    """Synthesize text (rate 1.0) off the event loop and store the speech like an upload (origin "tts").
+
+    CAP alerts and emergencies pass ``emergency``: their speech goes through the emergency lane,
+    never behind ordinary uploads."""
 
     def make() -> StoredMedia:
         with tempfile.TemporaryDirectory(dir=store.root / "tmp") as work:
             speech = service.synthesize(text, voice, 1.0, Path(work))
-            return store.ingest_path(speech.wav, name)
+            return store.ingest_path(speech.wav, name, emergency=emergency)
 
     stored = await asyncio.to_thread(make)
     return record_media(session, stored, name, user_id, origin="tts")

@@ -4,6 +4,7 @@ with loudness and warnings, the project's generated chimes, and the files themse
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
@@ -12,9 +13,10 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
+from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, runtime
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import human_size, t
+from controller.core.permissions import Action, can
 from controller.db.models import Media, User
 from controller.runtime import Runtime
 from controller.services import audit
@@ -54,16 +56,23 @@ def media_json(m: Media, language: str = "vi") -> dict[str, Any]:
 async def upload_media(
     request: Request,
     file: UploadFile = File(...),
-    user: User = Depends(require_role(*OPERATOR_ROLES)),
+    emergency: bool = False,
+    user: User = Depends(current_user),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
     language: str = Depends(lang),
 ) -> dict[str, Any]:
+    """``?emergency=true``: processed in the emergency lane (never behind ordinary uploads), with
+    the shorter emergency length limit; only for accounts that may broadcast emergencies."""
+    if emergency and not can(user, Action.BROADCAST_EMERGENCY):
+        raise UserError(403, "media.emergency_forbidden")
+    if user.role not in OPERATOR_ROLES:
+        raise UserError(403, "auth.forbidden")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > rt.settings.media_max_bytes + 65536:
         raise UserError(413, "media.too_large", limit=human_size(rt.settings.media_max_bytes))
     name = file.filename or "upload"
-    stored = await run_in_threadpool(rt.media.ingest, file.file, name)
+    stored = await run_in_threadpool(partial(rt.media.ingest, emergency=emergency), file.file, name)
     existed = s.get(Media, stored.sha256) is not None
     row = record_media(s, stored, name, user.id, origin="upload")
     if not existed:

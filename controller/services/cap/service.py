@@ -179,7 +179,8 @@ async def _speak(rt: Runtime, session: Session, text: str, voice: str, user: Use
     service = shared_service(rt)
     text = text[: service.max_chars]
     name = f"CAP (TTS {voice}): {' '.join(text.split())[:80]}"
-    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None)
+    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None,
+                               emergency=True)  # fmt: skip
 
 
 # -- the entry point ------------------------------------------------------------------------------------

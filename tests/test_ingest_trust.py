@@ -94,8 +94,9 @@ async def test_proof_of_play_is_taken_only_for_items_delivered_to_that_station(
     assert await system.api_json("GET", "/api/v1/play-log", params={"device_id": b.device_id}) == []
     # Published before the true one by the same client: refused by the time it is stored.
     assert await refused_total(system) == before + 3
+    # What the station said stays in its event log (for whoever investigates), not as proof.
     events = await system.api_json("GET", f"/api/v1/devices/{a.device_id}/events")
-    assert not [e for e in events if e["id"].startswith("evt-forged-")]
+    assert len([e for e in events if e["id"].startswith("evt-forged-")]) == 3
 
 
 async def test_broker_drops_an_oversized_packet_and_ingest_cuts_long_text(system: System) -> None:

@@ -174,7 +174,7 @@ class Ingest:
 
         Per-row ORM round trips capped ingest at a few hundred messages/s; this keeps
         it at thousands (see `communecast bench ingest`). Returns the ids of the play
-        events refused (`_refuse_undelivered`), which are not stored at all.
+        events refused (`_refuse_undelivered`): stored as events, not as proof of play.
         """
         now = datetime.now(UTC)
         with self._db.session() as s, s.no_autoflush:
@@ -225,10 +225,8 @@ class Ingest:
                         "body": ev.model_dump(mode="json"),
                     })  # fmt: skip
                     to_apply.append((device_id, ev))
+            # Kept in the station's event log (what it said), never in the play log or the alarms.
             refused = self._refuse_undelivered(s, parsed, to_apply)
-            if refused:
-                rows = [r for r in rows if r["id"] not in refused]
-                to_apply = [(d, e) for d, e in to_apply if e.id not in refused]
             if patches:  # the newest state/telemetry per station; last_seen rides along
                 for device in s.scalars(select(Device).where(Device.id.in_(patches))):
                     device.reported = {**(device.reported or {}), **patches[device.id]}
@@ -258,7 +256,8 @@ class Ingest:
                 self.stats.by_kind[ev.kind.value] = self.stats.by_kind.get(ev.kind.value, 0) + 1
             telemetry.store_samples(s, samples)  # one insert for the batch (docs/health.md)
             _apply_deliveries(s, [(d, e) for d, e in to_apply if e.kind in DELIVERY_EVENTS], pg=pg)
-            changed = _apply_play_log(s, [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT], pg=pg)
+            plays = [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT and e.id not in refused]
+            changed = _apply_play_log(s, plays, pg=pg)
             if changed and self.play_log_hook is not None:
                 self.play_log_hook(s, _play_log_rows(s, changed))
             # Diagnostic results and update outcomes (docs/operations.md).

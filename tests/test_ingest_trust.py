@@ -128,3 +128,17 @@ async def test_broker_drops_an_oversized_packet_and_ingest_cuts_long_text(system
     assert len(stored["reason"]) == EVENT_REASON_MAX_CHARS and stored["reason"].endswith(TRUNCATED_MARK)
     assert stored["detail"]["code"] == 7 and stored["detail"]["truncated"] == TRUNCATED_MARK
     assert len(stored["detail"]["note"]) < 300
+
+
+def test_every_broker_config_the_project_ships_or_generates_limits_packets(tmp_path: Path) -> None:
+    """One value (protocol/limits.py) in the generated config and the deploy/ ones."""
+    from communecast.mosquitto import PrivateMosquitto
+
+    root = Path(__file__).resolve().parent.parent
+    broker = PrivateMosquitto(tmp_path, port=1, controller_user="c", controller_password="p", dynsec=False)
+    for conf in (broker.write_config(), root / "deploy/mosquitto/mosquitto.conf",
+                 root / "deploy/mosquitto/mosquitto-files.conf"):  # fmt: skip
+        lines = [line.split() for line in conf.read_text().splitlines() if line.startswith("max_packet_size")]
+        assert lines == [["max_packet_size", str(MAX_PACKET_SIZE)]], conf
+    assert MAX_PACKET_SIZE == 1024 * 1024  # EMQX says it as 1MB
+    assert "max_packet_size = 1MB" in (root / "deploy/emqx/emqx.conf").read_text()

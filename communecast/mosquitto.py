@@ -34,6 +34,7 @@ from controller.services.broker_auth import (
     write,
     write_dynsec,
 )
+from protocol.limits import MAX_PACKET_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ log_type notice
 allow_anonymous false
 {auth}
 max_queued_messages 10000
+# a bigger packet disconnects its sender (protocol/limits.py)
+max_packet_size {max_packet_size}
 """
 
 FILES_AUTH = "password_file {passwd}\nacl_file {acl}"
@@ -185,6 +188,7 @@ class PrivateMosquitto:
             CONF.format(
                 user=getpass.getuser(), pid=self.pid_file, persist=self.directory / "persist",
                 log=self.log_file, listeners=self._listeners(), auth=auth,
+                max_packet_size=MAX_PACKET_SIZE,
             )
         )  # fmt: skip
         if self.dynsec_plugin is not None:

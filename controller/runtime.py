@@ -78,6 +78,7 @@ class Runtime:
             db, bus, signer, timedelta(days=settings.horizon_days),
             holder=default_holder(settings.mqtt_client_id),
             lease_ttl=timedelta(seconds=settings.dispatch_lease_s),
+            max_bytes=settings.desired_state_max_bytes,
         )
         media = MediaStore(
             settings.media_dir, max_bytes=settings.media_max_bytes, bitrate=settings.media_bitrate,

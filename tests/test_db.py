@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from controller.db.models import Area, Device, DeviceEvent, PlayLog
+from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, PlayLog
 from controller.db.registry import metadata
 from controller.db.session import Database
 from controller.services.ingest import Ingest
@@ -40,8 +40,12 @@ def test_ingest_is_idempotent_and_final_status_wins(database_url: str) -> None:
         commune = Area(level="commune", name="Xã Hợp Hòa")
         s.add(commune)
         s.flush()
-        s.add(Device(uid="spk-t", name="Cụm loa 1", kind="speaker", commune_id=commune.id,
-                     tags=[], reported={}))  # fmt: skip
+        device = Device(uid="spk-t", name="Cụm loa 1", kind="speaker", commune_id=commune.id,
+                        tags=[], reported={})  # fmt: skip
+        bc = Broadcast(title="b1", media=[], start_at=datetime.now(UTC), duration_s=5, targets={})
+        s.add_all([device, bc])
+        s.flush()  # proof of play is taken only for an item delivered to the station
+        s.add(Delivery(broadcast_id=bc.id, device_id=device.id, item_id="b1", state="acked"))
     ingest = Ingest(db)
     now = datetime.now(UTC).timestamp()
     started = _event(EventKind.PLAY_STARTED, "b1", started_at=now)

@@ -28,10 +28,21 @@ def _seed(db: Database) -> int:
         return dev.id
 
 
+def _deliver(db: Database, device_id: int, *items: str) -> None:
+    """Proof of play is taken only for items delivered to the station (docs/security.md)."""
+    with db.session() as s:
+        for item in items:
+            bc = Broadcast(title=item, media=[], start_at=datetime.now(UTC), duration_s=5, targets={})
+            s.add(bc)
+            s.flush()
+            s.add(Delivery(broadcast_id=bc.id, device_id=device_id, item_id=item, state="acked"))
+
+
 def test_batch_write_dedupes_across_replicas_and_coalesces_state(database_url: str) -> None:
     db = Database(database_url)
     db.migrate()
     dev = _seed(db)
+    _deliver(db, dev, "b9")
     now = datetime.now(UTC)
     ev = Event(id="evt-batch-0001", kind=EventKind.PLAY_FINISHED, ts=now, item_id="b9",
                detail={"started_at": now.timestamp(), "finished_at": now.timestamp() + 3})  # fmt: skip
@@ -117,6 +128,7 @@ def test_proof_of_play_folds_a_batch_and_never_goes_back_from_a_final_status(dat
     db = Database(database_url)
     db.migrate()
     dev = _seed(db)
+    _deliver(db, dev, "i1", "i2", "i3")
     t0 = datetime(2026, 12, 1, 7, 0, tzinfo=UTC).timestamp()
 
     def ev(n: int, kind: EventKind, item: str, **detail: float) -> tuple[str, bytes]:

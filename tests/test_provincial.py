@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from sqlalchemy import select
 
 from communecast.harness import System
 from communecast.provincial_sim import ProvincialSim
 from controller.core.i18n import t
-from controller.db.models import Area, Broadcast, Device
+from controller.db.models import Area, Broadcast, Delivery, Device
 from controller.db.session import Database
 from controller.services.ingest import Ingest
 from controller.services.provincial import outbox
@@ -78,12 +79,25 @@ class Commune:
 
     async def played(self, item: str, *, broadcast_id: int | None = 7) -> None:
         """A station's proof of play for one item, as it arrives over MQTT."""
+        self._deliver(item)
         start = datetime.now(UTC).timestamp() - 42
         for kind, detail in ((EventKind.PLAY_STARTED, {"started_at": start}),
                              (EventKind.PLAY_FINISHED, {"started_at": start, "finished_at": start + 41.5})):
             ev = Event(id=uuid.uuid4().hex, kind=kind, ts=datetime.now(UTC), item_id=item,
                        broadcast_id=broadcast_id, detail=detail)
             await self.ingest.handle(topics.events("loa-hh-01"), ev.model_dump_json().encode())
+
+    def _deliver(self, item: str) -> None:
+        """Proof of play is taken only for items delivered to the station (docs/security.md)."""
+        with self.db.session() as s:
+            device = s.scalars(select(Device).where(Device.uid == "loa-hh-01")).one()
+            if s.scalars(select(Delivery).where(Delivery.item_id == item)).first() is None:
+                n = len(s.scalars(select(Delivery.id)).all())  # explicit ids: 7 is taken explicitly too
+                bc = Broadcast(id=1000 + n, title=item, media=[], start_at=datetime.now(UTC), duration_s=42.0,
+                               targets={})  # fmt: skip
+                s.add(bc)
+                s.flush()
+                s.add(Delivery(broadcast_id=bc.id, device_id=device.id, item_id=item, state="acked"))
 
     def depth(self) -> dict[str, Any]:
         with self.db.session() as s:

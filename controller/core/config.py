@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from protocol.limits import MAX_PACKET_SIZE
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -102,6 +104,10 @@ class Settings(BaseSettings):
     horizon_days: int = Field(default=8, ge=1, le=60)
     # Re-publish every station this often so recurring schedules roll forward (docs/schedules.md).
     horizon_refresh_hours: float = Field(default=6.0, gt=0, le=24 * 7)
+    # Schedules (docs/security.md): at most this many plays a day, and a station's signed
+    # desired state at most this big (checked on save/approve; trimmed at publish, logged).
+    schedule_max_per_day: int = Field(default=48, ge=1, le=24 * 60)
+    desired_state_max_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=MAX_PACKET_SIZE - 64 * 1024)
     token_ttl_hours: int = 12
     # First start: create the 'admin' account with this password if it does not exist.
     admin_password: str | None = None

@@ -14,6 +14,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The rule “{rule}” repeats more often than hourly; loudspeakers take hourly, daily, weekly, "
         "monthly or yearly rules.",
     ),
+    "schedule.duplicate_key": (
+        "Quy tắc “{rule}” có khóa {part} lặp lại; mỗi khóa chỉ được ghi một lần.",
+        "The rule “{rule}” repeats the key {part}; each key may be given once.",
+    ),
+    "schedule.too_close": (
+        "Quy tắc “{rule}” có hai lần phát chỉ cách nhau {minutes} phút; các lần phát phải cách nhau "
+        "ít nhất 1 giờ.",
+        "The rule “{rule}” has two plays only {minutes} minutes apart; plays must be at least "
+        "1 hour apart.",
+    ),
+    "schedule.too_many_per_day": (
+        "Quy tắc “{rule}” phát quá {limit} lần trong một ngày.",
+        "The rule “{rule}” plays more than {limit} times in a day.",
+    ),
+    "schedule.desired_state_too_big": (
+        "Lịch của trạm {station} sẽ quá lớn ({kib} KiB, tối đa {limit_kib} KiB); hãy giảm số lần phát "
+        "hoặc số lịch nhắm tới trạm này.",
+        "The schedule of station {station} would be too big ({kib} KiB, at most {limit_kib} KiB); "
+        "play less often or target this station with fewer schedules.",
+    ),
     "schedule.bad_timezone": ("Múi giờ “{timezone}” không tồn tại.", "Unknown time zone “{timezone}”."),
     "schedule.bad_window": (
         "Khoảng thời gian xem trước không hợp lệ (từ phải trước đến, tối đa 800 ngày).",

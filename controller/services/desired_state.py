@@ -47,9 +47,13 @@ class Outgoing:
 
 
 def build(
-    session: Session, device_ids: list[int], signer: Signer, *, now: datetime, horizon: timedelta
-) -> list[Outgoing]:
+    session: Session, device_ids: list[int], signer: Signer, *, now: datetime, horizon: timedelta,
+    max_bytes: int | None = None,
+) -> list[Outgoing]:  # fmt: skip
     """Each station's signed desired state, with its version bumped in `session` (uncommitted).
+
+    `max_bytes` (the desired_state_max_bytes setting): a bigger state loses its farthest
+    items (`_trimmed`); saves and approvals refuse what would need it (schedule_limits.py).
 
     Nothing is flushed while the items are gathered, so on SQLite the write lock is held
     only from the version bumps to the caller's commit, not for the whole build (the
@@ -71,6 +75,9 @@ def build(
         topic = topics.desired(device.uid)
         target = topics.target_of(topic)
         payload = _sealed(head, items[device.id], target, signer, now=now, ttl=horizon)
+        if max_bytes is not None and len(payload) > max_bytes:
+            payload = _trimmed(device.uid, head, items[device.id], target, signer, now=now, ttl=horizon,
+                               max_bytes=max_bytes, size=len(payload))  # fmt: skip
         out.append(Outgoing(device.id, topic, payload, version))
         bumps.append({"b_id": device.id, "b_version": version})
     if bumps:  # one executemany instead of the unit of work over every Device object
@@ -159,6 +166,26 @@ def _sealed(
     return SignedMessage(kid=signer.kid, payload=b64u_encode(raw), sig=signer.sign(raw)).to_bytes()
 
 
+def _trimmed(
+    uid: str, head: DesiredState, schedule: list[ScheduleItem], target: str, signer: Signer, *,
+    now: datetime, ttl: timedelta, max_bytes: int, size: int,
+) -> bytes:  # fmt: skip
+    """The last line of defence against a state too big for the broker (protocol/limits.py):
+    keep the earliest items (sorted by start) that fit; the rest come with a later roll."""
+    keep = len(schedule)
+    payload = b""
+    while keep > 0:
+        keep = min(keep - 1, keep * max_bytes // max(size, 1))
+        payload = _sealed(head, schedule[:keep], target, signer, now=now, ttl=ttl)
+        size = len(payload)
+        if size <= max_bytes:
+            break
+    metrics.DESIRED_STATE_TRIMMED.inc()
+    log.error("desired state of %s trimmed to %d of %d items (%d bytes, limit %d)",
+              uid, keep, len(schedule), size, max_bytes)  # fmt: skip
+    return payload
+
+
 class DesiredStatePublisher:
     """Drains the durable dispatch queue while this replica holds the dispatch lease.
 
@@ -173,12 +200,13 @@ class DesiredStatePublisher:
 
     def __init__(
         self, db: Database, bus: MqttBus, signer: Signer, horizon: timedelta, *,
-        holder: str | None = None, lease_ttl: timedelta = timedelta(seconds=5),
+        holder: str | None = None, lease_ttl: timedelta = timedelta(seconds=5), max_bytes: int | None = None,
     ) -> None:  # fmt: skip
         self._db = db
         self._bus = bus
         self._signer = signer
         self._horizon = horizon
+        self._max_bytes = max_bytes
         self.lease = dispatch.Lease(holder or dispatch.default_holder("controller"), lease_ttl)
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -316,7 +344,8 @@ class DesiredStatePublisher:
             if not todo.row_ids:
                 return None
             queued = metrics.queued_since(s, todo.device_ids)  # dispatch latency (docs/health.md)
-            out = build(s, todo.device_ids, self._signer, now=datetime.now(UTC), horizon=self._horizon)
+            out = build(s, todo.device_ids, self._signer, now=datetime.now(UTC), horizon=self._horizon,
+                        max_bytes=self._max_bytes)  # fmt: skip
             fenced_at = time.monotonic()
             self.lease.fence(s, epoch=epoch)  # the version bumps commit only while the lease is ours
         # Committed: the lease row now expires a whole TTL after fenced_at, so a slow build

@@ -32,6 +32,7 @@ from controller.db.models_led import LedMessageRow
 from controller.db.models_schedules import Schedule
 from controller.services import approval, audit, led, policy, schedules
 from controller.services.broadcasts import BroadcastCreate, check_emergency_fields, item_id_for
+from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
@@ -358,7 +359,9 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
             raise NotFound("media.not_found", sha256=sha)
     rec = None
     if req.repeat:  # validate before anything is stored or sent
+        check_rule_text(req.repeat)
         rec = schedules.Recurrence.of(req.repeat, now, None, [], rt.settings.timezone)
+        check_rule(rec.rule, req.repeat, Limits.of(rt.settings))  # the parsed rule (docs/security.md)
     phases.mark("media")
     lead = choose_lead(session, rt, [media[s] for s in playlist], fan.count)
     phases.mark("lead")

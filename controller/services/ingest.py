@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 from controller.db.models import Delivery, Device, DeviceEvent, PlayLog
 from controller.db.session import Database
 from controller.services import diagnostics as ops
-from controller.services import metrics, telemetry
+from controller.services import metrics, proof_of_play, telemetry
 from protocol import topics
+from protocol.limits import EVENT_DETAIL_MAX_BYTES, EVENT_REASON_MAX_CHARS, TRUNCATED_MARK
 from protocol.messages import Event, EventKind, ReportedState, Telemetry
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class IngestStats:
     duplicates: int = 0
     rejected: int = 0
     unknown_device: int = 0
+    refused_play: int = 0  # proof of play for an item never delivered to that station
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -122,22 +124,26 @@ class Ingest:
             parsed = await parsed_q.get()
             metrics.count_channels(p.channel for p in parsed)
             started = time.perf_counter()
+            refused: set[str] = set()
             try:
                 async with self.write_lock:
-                    await asyncio.to_thread(self._store, parsed)
+                    refused = await asyncio.to_thread(self._store, parsed)
             except Exception:
                 log.exception("ingest batch failed; storing one by one")
                 for p in parsed:
                     try:
-                        await asyncio.to_thread(self._store, [p])
+                        refused |= await asyncio.to_thread(self._store, [p])
                     except Exception:
                         self.stats.rejected += 1
                         log.exception("dropping unstorable message from %s", p.uid)
             metrics.INGEST_BATCH.observe(time.perf_counter() - started)
             if self.after_store is not None:
                 try:
-                    self.after_store([(p.uid, p.model) for p in parsed if isinstance(p.model, Telemetry)],
-                                     [(p.uid, p.model) for p in parsed if isinstance(p.model, Event)])
+                    kept = [p for p in parsed if not (isinstance(p.model, Event) and p.model.id in refused)]
+                    self.after_store(
+                        [(p.uid, p.model) for p in kept if isinstance(p.model, Telemetry)],
+                        [(p.uid, p.model) for p in kept if isinstance(p.model, Event)],
+                    )
                 except Exception:
                     log.exception("after-store hook failed")
             if parsed_q.empty() and self._queue.empty():
@@ -159,13 +165,16 @@ class Ingest:
             log.warning("rejected malformed %s from %s: %s", where.channel, where.uid,
                         exc.errors()[0].get("msg"))
             return None
+        if isinstance(model, Event):
+            model = _cap_free_text(where.uid, model)
         return _Parsed(where.uid, where.channel, model)
 
-    def _store(self, parsed: list[_Parsed]) -> None:
+    def _store(self, parsed: list[_Parsed]) -> set[str]:
         """One transaction per batch, with set-based reads and one bulk insert of events.
 
         Per-row ORM round trips capped ingest at a few hundred messages/s; this keeps
-        it at thousands (see `communecast bench ingest`).
+        it at thousands (see `communecast bench ingest`). Returns the ids of the play
+        events refused (`_refuse_undelivered`): stored as events, not as proof of play.
         """
         now = datetime.now(UTC)
         with self._db.session() as s, s.no_autoflush:
@@ -216,6 +225,8 @@ class Ingest:
                         "body": ev.model_dump(mode="json"),
                     })  # fmt: skip
                     to_apply.append((device_id, ev))
+            # Kept in the station's event log (what it said), never in the play log or the alarms.
+            refused = self._refuse_undelivered(s, parsed, to_apply)
             if patches:  # the newest state/telemetry per station; last_seen rides along
                 for device in s.scalars(select(Device).where(Device.id.in_(patches))):
                     device.reported = {**(device.reported or {}), **patches[device.id]}
@@ -245,13 +256,36 @@ class Ingest:
                 self.stats.by_kind[ev.kind.value] = self.stats.by_kind.get(ev.kind.value, 0) + 1
             telemetry.store_samples(s, samples)  # one insert for the batch (docs/health.md)
             _apply_deliveries(s, [(d, e) for d, e in to_apply if e.kind in DELIVERY_EVENTS], pg=pg)
-            changed = _apply_play_log(s, [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT], pg=pg)
+            plays = [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT and e.id not in refused]
+            changed = _apply_play_log(s, plays, pg=pg)
             if changed and self.play_log_hook is not None:
                 self.play_log_hook(s, _play_log_rows(s, changed))
             # Diagnostic results and update outcomes (docs/operations.md).
             ops.apply_events(s, [(d, e) for d, e in to_apply if e.kind in ops.OPS_EVENTS])
         for d in seen:  # committed: remember when last_seen was written
             self._last_seen[d] = now
+        return refused
+
+    def _refuse_undelivered(
+        self, s: Session, parsed: list[_Parsed], events: list[tuple[int, Event]]
+    ) -> set[str]:
+        """Ids of the play events naming an item never delivered to their station (another
+        station's item, an invented one): a station's word is proof of play only for what
+        the controller gave it (controller/services/proof_of_play.py)."""
+        play = [(d, e) for d, e in events if e.kind in STATUS_BY_EVENT and e.item_id]
+        if not play:
+            return set()
+        allowed = proof_of_play.delivered(s, {(d, e.item_id) for d, e in play if e.item_id})
+        refused = {e.id for d, e in play if (d, e.item_id) not in allowed}
+        if refused:
+            uid_of = {p.model.id: p.uid for p in parsed if isinstance(p.model, Event)}
+            for d, e in play:
+                if e.id in refused:
+                    log.warning("refused %s from %s for item %s: never delivered to that station",
+                                e.kind.value, uid_of.get(e.id, d), e.item_id)  # fmt: skip
+            self.stats.refused_play += len(refused)
+            metrics.PLAY_EVENTS_REFUSED.inc(len(refused))
+        return refused
 
     def _resolve_uids(self, s: Session, uids: set[str]) -> None:
         missing = uids - self._device_ids.keys()
@@ -259,6 +293,35 @@ class Ingest:
             query = select(Device.id, Device.uid).where(Device.uid.in_(missing))
             for dev_id, uid in s.execute(query):
                 self._device_ids[uid] = dev_id
+
+
+# Detail values kept when a detail is cut: what the play log and ops read are short scalars.
+_KEPT_STRING_CHARS = 200
+
+
+def _cap_free_text(uid: str, ev: Event) -> Event:
+    """The event with its reason and detail cut to protocol/limits.py, with a marker.
+
+    The broker already refuses packets over MAX_PACKET_SIZE; this keeps what fits in one
+    from filling the events table and the reports with a station's megabyte of text."""
+    if ev.reason is not None and len(ev.reason) > EVENT_REASON_MAX_CHARS:
+        log.warning("event %s from %s: reason of %d characters cut", ev.id, uid, len(ev.reason))
+        metrics.EVENT_FIELDS_TRUNCATED.labels("reason").inc()
+        reason = ev.reason[: EVENT_REASON_MAX_CHARS - len(TRUNCATED_MARK)] + TRUNCATED_MARK
+        ev = ev.model_copy(update={"reason": reason})
+    size = len(json.dumps(ev.detail, separators=(",", ":"), default=str).encode())
+    if size <= EVENT_DETAIL_MAX_BYTES:
+        return ev
+    log.warning("event %s from %s: detail of %d bytes cut", ev.id, uid, size)
+    metrics.EVENT_FIELDS_TRUNCATED.labels("detail").inc()
+    kept: dict[str, object] = {"truncated": TRUNCATED_MARK, "original_bytes": size}
+    for key, value in list(ev.detail.items())[:50]:
+        if value is None or isinstance(value, bool | int | float):
+            kept[str(key)[:_KEPT_STRING_CHARS]] = value
+        elif isinstance(value, str):
+            cut = value if len(value) <= _KEPT_STRING_CHARS else value[:_KEPT_STRING_CHARS] + TRUNCATED_MARK
+            kept[str(key)[:_KEPT_STRING_CHARS]] = cut
+    return ev.model_copy(update={"detail": kept})
 
 
 def _pg_ids(s: Session, sql: str, values: list[object]) -> set[object]:

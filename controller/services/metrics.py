@@ -50,6 +50,21 @@ ALARM_TRANSITIONS = Counter(
     "communecast_alarm_transitions_total", "Alarm changes by kind and event (opened, acknowledged, resolved)",
     ["kind", "event"], registry=REGISTRY,
 )  # fmt: skip
+PLAY_EVENTS_REFUSED = Counter(
+    "communecast_play_events_refused_total",
+    "Proof-of-play events refused: the item was never delivered to that station (docs/security.md)",
+    registry=REGISTRY,
+)
+EVENT_FIELDS_TRUNCATED = Counter(
+    "communecast_event_fields_truncated_total",
+    "Station events whose reason or detail was cut to its limit (protocol/limits.py), by field",
+    ["field"], registry=REGISTRY,
+)  # fmt: skip
+DESIRED_STATE_TRIMMED = Counter(
+    "communecast_desired_state_trimmed_total",
+    "Desired states cut to desired_state_max_bytes at publish time (items dropped from the far end)",
+    registry=REGISTRY,
+)
 
 
 def count_channels(channels: Iterable[str]) -> None:

@@ -34,6 +34,24 @@ COLUMNS = [
 ]
 
 
+# A spreadsheet reads a text cell starting with one of these as a formula (or, for tab and CR,
+# shifts it into another cell): a station's `reason` "=HYPERLINK(...)" would run in the
+# operator's Excel. OWASP's CSV-injection advice: such text is written with a leading quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """`value` as every export (CSV and XLSX) writes it: text that a spreadsheet would take
+    for a formula gets a leading apostrophe; numbers, dates and None are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _safe_row(row: list[Any]) -> list[Any]:
+    return [safe_cell(v) for v in row]
+
+
 @dataclass(frozen=True)
 class Filters:
     start: datetime | None = None  # aware
@@ -100,8 +118,8 @@ def header(lang: str) -> list[str]:
 def to_csv(session: Session, f: Filters, lang: str = "vi") -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(header(lang))
-    w.writerows(["" if v is None else v for v in row] for row in rows(session, f, lang))
+    w.writerow(_safe_row(header(lang)))
+    w.writerows(_safe_row(["" if v is None else v for v in row]) for row in rows(session, f, lang))
     return ("\ufeff" + buf.getvalue()).encode("utf-8")  # BOM: Excel opens Vietnamese correctly
 
 
@@ -213,9 +231,9 @@ def to_xlsx(session: Session, f: Filters, lang: str = "vi") -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "Nhật ký phát" if lang == "vi" else "Play log"
-    ws.append(header(lang))
+    ws.append(_safe_row(header(lang)))
     for row in rows(session, f, lang):
-        ws.append(row)
+        ws.append(_safe_row(row))
     for cell in ws[1]:
         cell.font = Font(bold=True)
     ws.freeze_panes = "A2"
@@ -224,8 +242,8 @@ def to_xlsx(session: Session, f: Filters, lang: str = "vi") -> bytes:
                    if lang == "vi" else ["Commune", "Month", "Minutes broadcast", "Played", "Missed",
                                          "Failed", "Interrupted"])
     for a in monthly(session, f):
-        summary.append([a["commune"], a["month"], a["minutes"], a["played"], a["missed"], a["failed"],
-                        a["interrupted"]])
+        summary.append(_safe_row([a["commune"], a["month"], a["minutes"], a["played"], a["missed"],
+                                  a["failed"], a["interrupted"]]))
     for cell in summary[1]:
         cell.font = Font(bold=True)
     buf = io.BytesIO()

@@ -23,6 +23,7 @@ from controller.core.errors import NotFound, UserError
 from controller.db.models import Area, Broadcast, Delivery, Device, Media, User, utcnow
 from controller.db.models_schedules import Schedule
 from controller.services import approval, audit, policy
+from controller.services.schedule_limits import Limits, check_desired_size, check_rule, check_rule_text
 from controller.services.targets import Targets, resolve
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
@@ -318,12 +319,16 @@ class Saved:
     approved: bool
 
 
-def _validate(session: Session, req: ScheduleIn) -> tuple[Recurrence, dict[str, Media], list[Device]]:
+def _validate(
+    session: Session, req: ScheduleIn, limits: Limits
+) -> tuple[Recurrence, dict[str, Media], list[Device]]:
     media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(req.media)))}
     for sha in req.media:
         if sha not in media:
             raise NotFound("media.not_found", sha256=sha)
+    check_rule_text(req.rrule)
     rec = Recurrence.of(req.rrule, req.dtstart, req.until, req.exdates, req.timezone)
+    check_rule(rec.rule, req.rrule, limits)  # the rule dateutil built, not its text
     devices = resolve(session, req.targets, kind="speaker")
     if not devices:
         raise UserError(422, "broadcast.no_targets")
@@ -347,11 +352,14 @@ def _apply(sc: Schedule, req: ScheduleIn, rec: Recurrence, media: dict[str, Medi
 
 def save(
     session: Session, req: ScheduleIn, user: User, *, schedule_id: int | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, limits: Limits | None = None,
 ) -> Saved:
-    """Create (schedule_id None) or replace a schedule: validate, policy, approval, conflicts."""
+    """Create (schedule_id None) or replace a schedule: validate, policy, approval, conflicts.
+
+    `limits`: the settings' schedule limits (schedule_limits.Limits.of(settings))."""
     now = now or datetime.now(UTC)
-    rec, media, devices = _validate(session, req)
+    limits = limits or Limits.defaults()
+    rec, media, devices = _validate(session, req, limits)
     old_devices: list[int] = []
     if schedule_id is None:
         sc = Schedule(created_by=user.id, status="draft")
@@ -382,6 +390,7 @@ def save(
         sc.status, sc.approved_by, sc.approved_at = "active", user.id, now
         audit.record(session, user.id, "schedule.approve", "schedule", sc.id, automatic=True,
                      why="creator has approval rights for the area")
+        check_desired_size(session, devices, limits, now=now)  # active now: in its stations' states
     else:
         sc.status, sc.approved_by, sc.approved_at = "draft", None, None
     found_conflicts = conflicts(session, sc, devices, now=now)
@@ -399,14 +408,21 @@ def delete(session: Session, schedule_id: int, user: User) -> list[int]:
     return [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind="speaker")]
 
 
-def approve(session: Session, schedule_id: int, user: User, *, now: datetime | None = None) -> list[int]:
+def approve(
+    session: Session, schedule_id: int, user: User, *, now: datetime | None = None,
+    limits: Limits | None = None,
+) -> list[int]:  # fmt: skip
     sc = session.get(Schedule, schedule_id)
     if sc is None or sc.status == "deleted":
         raise NotFound("schedule.not_found", id=schedule_id)
     devices = resolve(session, Targets.model_validate(sc.targets), kind="speaker")
     approval.require(session, user, {d.commune_id for d in devices})
     if sc.status != "active":
-        sc.status, sc.approved_by, sc.approved_at = "active", user.id, now or datetime.now(UTC)
+        now, limits = now or datetime.now(UTC), limits or Limits.defaults()
+        check_rule_text(sc.rrule)  # a draft saved before these checks existed
+        check_rule(Recurrence.of_schedule(sc).rule, sc.rrule, limits)
+        sc.status, sc.approved_by, sc.approved_at = "active", user.id, now
+        check_desired_size(session, devices, limits, now=now)
         audit.record(session, user.id, "schedule.approve", "schedule", sc.id, title=sc.title)
     return [d.id for d in devices]
 

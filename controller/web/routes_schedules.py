@@ -26,6 +26,7 @@ from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.services import rrule_text, schedules
 from controller.services.policy import PolicyViolation
+from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets, resolve
 from controller.web.pagekit import (
     Slot,
@@ -404,7 +405,7 @@ async def schedule_save(request: Request) -> Response:
                     raise Forbidden()
                 require_targets_in_scope(s, ctx.user, old.targets, "speaker")
             require_targets_in_scope(s, ctx.user, req.targets, "speaker")
-            saved = schedules.save(s, req, ctx.user, schedule_id=schedule_id)
+            saved = schedules.save(s, req, ctx.user, schedule_id=schedule_id, limits=Limits.of(rt.settings))
         except FormError as exc:
             return _editor(request, ctx, values, status=422, error=(str(exc), {}))
         except PolicyViolation as exc:
@@ -465,7 +466,8 @@ async def schedule_approve(request: Request, schedule_id: int) -> Response:
     rt, _form, ctx = await authorized_form(request, Action.BROADCAST_APPROVE)
     try:
         with rt.db.session() as s:
-            device_ids = schedules.approve(s, schedule_id, ctx.user)  # checks the area too
+            limits = Limits.of(rt.settings)
+            device_ids = schedules.approve(s, schedule_id, ctx.user, limits=limits)  # checks the area too
             s.commit()
     except UserError as exc:
         return _refused(request, ctx, exc)

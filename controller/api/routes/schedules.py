@@ -23,6 +23,7 @@ from controller.db.models_schedules import Schedule
 from controller.runtime import Runtime
 from controller.services import schedules
 from controller.services.policy import PolicyViolation, policy_refusal
+from controller.services.schedule_limits import Limits
 
 router = APIRouter(prefix="/api/v1", tags=["schedules"])
 EDITORS = roles_with(Action.SCHEDULE_EDIT)
@@ -41,7 +42,7 @@ def create_schedule(
 ) -> Any:
     require_targets_in_scope(s, user, req.targets, "speaker")  # a commune operator: own commune only
     try:
-        saved = schedules.save(s, req, user)
+        saved = schedules.save(s, req, user, limits=Limits.of(rt.settings))
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))
     s.commit()
@@ -58,7 +59,7 @@ def update_schedule(
     require_targets_in_scope(s, user, req.targets, "speaker")
     _require_existing_in_scope(s, user, schedule_id)
     try:
-        saved = schedules.save(s, req, user, schedule_id=schedule_id)
+        saved = schedules.save(s, req, user, schedule_id=schedule_id, limits=Limits.of(rt.settings))
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))
     s.commit()
@@ -83,7 +84,7 @@ def approve_schedule(
     schedule_id: int, user: User = Depends(current_user), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = schedules.approve(s, schedule_id, user)
+    device_ids = schedules.approve(s, schedule_id, user, limits=Limits.of(rt.settings))
     s.commit()
     rt.publisher.mark_dirty(device_ids)
     sc = s.get(Schedule, schedule_id)

@@ -8,6 +8,10 @@ from pathlib import Path
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from communecast.private import owner_only
+
+    owner_only()  # database, media, keys: the service's alone (issue 16)
+
     from controller.app import create_app
     from controller.core.config import Settings
 

@@ -16,4 +16,3 @@ UMASK = 0o077
 def owner_only() -> None:
     """Set the process umask to 077 (before anything is written)."""
     os.umask(UMASK)
-

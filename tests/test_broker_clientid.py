@@ -16,7 +16,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from communecast.harness import Station, System
+from communecast.harness import CONTROLLER_USER, Station, System
+from controller.services.broker_auth import DynsecAdmin
+from tests.support.waiting import eventually
 
 ATTACK_S = 4.0  # "several seconds" of retries
 
@@ -77,3 +79,22 @@ async def test_a_station_cannot_take_over_another_stations_client_id(either_brok
     assert link_b.connected.is_set(), f"{b.uid} was disconnected by A's connections"
     again = link_b.connections - connections
     assert again == 0, f"{b.uid} had to reconnect {again} times"
+
+
+async def test_accounts_made_before_the_binding_are_bound_at_controller_start(system: System) -> None:
+    """An older controller created station accounts without a client id: the next start binds them."""
+    if not system.broker.dynsec:
+        pytest.skip("Mosquitto's dynamic-security plugin is not installed")
+    (a,) = await system.add_stations(1)
+    admin = DynsecAdmin("127.0.0.1", system.broker.port, CONTROLLER_USER, system.mqtt_password)
+    await admin.checked([{"command": "setClientId", "username": a.uid}])  # no clientid: unbound, as before
+    assert await admin.client_ids([a.uid]) == {a.uid: ""}
+
+    await system.restart_controller()
+    bound = await eventually(
+        lambda: admin.client_ids([a.uid]),
+        lambda ids: ids[a.uid] == a.uid,
+        timeout=30,
+        what="the restarted controller to bind the account",
+    )
+    assert bound == {a.uid: a.uid}

@@ -64,3 +64,17 @@ async def test_controller_and_agent_files_are_not_group_or_world_readable(
     controller_dir = system.root / "controller"
     assert any(controller_dir.rglob("*")), "the controller wrote nothing?"
     assert readable_by_others(controller_dir) == []
+
+
+def test_the_brokers_account_files_stay_group_readable_under_umask_077(tmp_path: Path) -> None:
+    """The one exception: a broker in our group reads them (docker-compose), so 0640 even under 077."""
+    from controller.services.broker_auth import write, write_dynsec
+
+    old = os.umask(0o077)
+    try:
+        write(tmp_path, "ctl:hash\n", "user ctl\n")
+        write_dynsec(tmp_path / "dynamic-security.json", {"clients": []})
+    finally:
+        os.umask(old)
+    for name in ("passwd", "acl", "services-passwd", "dynamic-security.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name

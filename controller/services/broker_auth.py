@@ -76,12 +76,15 @@ def write(directory: Path, passwd: str, acl: str) -> None:
     line render() puts in `passwd`), for the services' listener. Stations log in only on the
     stations' listener, where `use_username_as_clientid` ties each to its own client id
     (deploy/mosquitto/mosquitto-files.conf); the controller needs free client ids (replicas)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.exists():  # 0750: the broker may read it through our group (not the umask's 0700)
+        directory.mkdir(parents=True)
+        os.chmod(directory, 0o750)  # noqa: S103 (group: the broker, not others)
     services = passwd.splitlines()[0] + "\n" if passwd.strip() else ""
     for name, text in (("passwd", passwd), ("acl", acl), (SERVICES_ACCOUNTS_FILE, services)):
         tmp = directory / f".{name}.tmp"
         # 0640: the broker may run as another user in our group (docker-compose.yml).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        os.fchmod(fd, 0o640)  # not narrowed by the umask 077 the controller runs with
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, directory / name)
@@ -209,6 +212,7 @@ def write_dynsec(path: Path, config: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    os.fchmod(fd, 0o640)  # not narrowed by the umask 077 the controller runs with
     with os.fdopen(fd, "w") as fh:
         json.dump(config, fh, indent=1)
     os.replace(tmp, path)

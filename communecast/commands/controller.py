@@ -40,7 +40,7 @@ def _broker_credentials(args: argparse.Namespace) -> int:
     runtime = Runtime.build(settings)
     runtime.sync_broker_credentials()
     runtime.db.dispose()
-    print(f"wrote {settings.broker_auth_dir}/passwd and acl")
+    print(f"wrote {settings.broker_auth_dir}/passwd, services-passwd and acl")
     return 0
 
 

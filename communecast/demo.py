@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from communecast.mosquitto import PrivateMosquitto
+from communecast.mosquitto import PrivateMosquitto, free_port
 from communecast.stations import ApiClient, provision, provision_led, run_simulated
 from controller.app import create_app
 from controller.core.config import Settings
@@ -59,6 +59,7 @@ async def run_demo(opts: DemoOptions) -> None:
     broker = PrivateMosquitto(
         data / "broker", port=opts.mqtt_port,
         controller_user=CONTROLLER_USER, controller_password=mqtt_password,
+        station_port=free_port(),  # password files only: each station bound to its own client id
     )  # fmt: skip
     settings = Settings(
         data_dir=data / "controller", http_port=opts.http_port, http_host="127.0.0.1",
@@ -67,6 +68,7 @@ async def run_demo(opts: DemoOptions) -> None:
         broker_dynsec=broker.dynsec,
         broker_auth_dir=None if broker.dynsec else broker.directory,
         broker_pid_file=None if broker.dynsec else broker.pid_file,
+        agent_mqtt_port=broker.station_port,
     )  # fmt: skip
 
     db = Database(settings.resolved_database_url)

@@ -119,6 +119,7 @@ class System:
             self.root / "broker", port=free_port(),
             controller_user=CONTROLLER_USER, controller_password=self.mqtt_password,
             tls_port=free_port() if self.tls else None, plain=self.plain_mqtt, dynsec=self.broker_dynsec,
+            station_port=free_port(),  # password files only: stations bound to their client id there
         )  # fmt: skip
         tls_env: dict[str, str] = {}
         if self.broker.tls_port is not None:
@@ -141,6 +142,8 @@ class System:
                 **({"COMMUNECAST_BROKER_DYNSEC": "true"} if self.broker.dynsec else {
                     "COMMUNECAST_BROKER_AUTH_DIR": str(self.broker.directory),
                     "COMMUNECAST_BROKER_PID_FILE": str(self.broker.pid_file),
+                    **({"COMMUNECAST_AGENT_MQTT_PORT": str(self.broker.station_port)}
+                       if self.broker.station_port is not None and self.broker.tls_port is None else {}),
                 }),
                 "COMMUNECAST_ADMIN_PASSWORD": self.admin_password,
                 **tls_env,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import shutil
 import ssl
 import stat
@@ -284,8 +283,10 @@ class Doctor:
             return Check("creds", SKIP, self._t("tls.ca_unreadable", error=_err(exc)))
         own = topics.cmd(self.c.uid)
         try:
+            # The broker binds the account to client id = uid (issue 16): any other id is
+            # refused. A running agent is thrown off for a moment and reconnects by itself.
             async with aiomqtt.Client(
-                self.c.mqtt_host, self.c.mqtt_port, identifier=f"{self.c.uid}-doctor-{secrets.token_hex(3)}",
+                self.c.mqtt_host, self.c.mqtt_port, identifier=self.c.uid,
                 username=self.c.mqtt_username, password=self.c.mqtt_password, clean_session=True,
                 timeout=self.timeout, tls_context=tls,
             ) as client:  # fmt: skip

@@ -34,6 +34,22 @@ LOCAL_MESSAGES: dict[str, tuple[str, str]] = {
         "Máy chủ điều khiển gửi chứng chỉ CA của máy chủ MQTT không đọc được: {error}.",
         "The controller sent an unreadable CA certificate for the MQTT broker: {error}.",
     ),
+    "no_fingerprint": (
+        "Thiếu dấu vân tay khóa của máy chủ điều khiển (--key-fingerprint, có trong lệnh/mã QR "
+        "kích hoạt). Không có nó, ai chặn được kết nối có thể giả mạo khóa ký và chạy mã trên trạm. "
+        "Chỉ khi chắc chắn đường truyền an toàn mới dùng --trust-on-first-use.",
+        "The controller's key fingerprint is missing (--key-fingerprint, part of the enrollment "
+        "command / QR code). Without it, whoever intercepts the connection could substitute the "
+        "signing key and run code on this station. Use --trust-on-first-use only on a link you trust.",
+    ),
+    "key_mismatch": (
+        "Khóa ký của máy chủ điều khiển không khớp dấu vân tay trong mã kích hoạt "
+        "(mong đợi {expected}, nhận {got}): có thể có kẻ đứng giữa (man in the middle). "
+        "Không lưu gì. Dùng https:// hoặc kiểm tra mạng.",
+        "The controller's signing key does not match the fingerprint in the enrollment code "
+        "(expected {expected}, got {got}): possibly a man in the middle. Nothing was stored. "
+        "Use https:// or check the network.",
+    ),
     "saved": (
         "Đã kích hoạt trạm {uid} ({name}). Cấu hình lưu tại {path}.\n"
         "Chạy trạm: communecast agent run --data-dir {dir}",
@@ -72,8 +88,32 @@ def secure_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
+def check_keys(keys: object, expected: str, lang: str) -> None:
+    """Every key handed to us must be the one the code's fingerprint names (an extra key from
+    a man in the middle would be trusted as much as the real one)."""
+    from protocol.signing import key_fingerprint, public_key_from_text
+
+    got = []
+    for text in keys if isinstance(keys, list) else []:
+        try:
+            got.append(key_fingerprint(public_key_from_text(str(text))))
+        except ValueError:
+            got.append("?")
+    if not got or any(g != expected for g in got):
+        raise EnrollError(local_text("key_mismatch", lang, expected=expected, got=", ".join(got) or "-"),
+                          "enroll.key_mismatch")
+
+
 async def enroll(controller_url: str, code: str, data_dir: Path, *, lang: str = "vi",
-                 timeout: float = 30.0) -> Enrolled:
+                 timeout: float = 30.0, key_fingerprint: str | None = None,
+                 trust_on_first_use: bool = False) -> Enrolled:
+    """Redeem the code; with `key_fingerprint` (from the code's command / QR) the controller's
+    key must match it, before anything is stored. Without one, only `trust_on_first_use`."""
+    from protocol.signing import normalize_fingerprint
+
+    expected = normalize_fingerprint(key_fingerprint) if key_fingerprint else None
+    if expected is None and not trust_on_first_use:
+        raise EnrollError(local_text("no_fingerprint", lang), "enroll.no_fingerprint")
     url = controller_url.rstrip("/")
     try:
         async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
@@ -89,9 +129,11 @@ async def enroll(controller_url: str, code: str, data_dir: Path, *, lang: str = 
         if isinstance(body, dict) and "detail" in body and isinstance(body["detail"], str):
             raise EnrollError(body["detail"], body.get("code"))
         raise EnrollError(local_text("bad_answer", lang, status=r.status_code))
+    agent = dict(body["agent_config"])
+    if expected is not None:
+        check_keys(agent.get("controller_public_keys"), expected, lang)
     data_dir = data_dir.resolve()
     secure_dir(data_dir)
-    agent = dict(body["agent_config"])
     ca_pem = agent.pop("mqtt_ca_pem", None)
     if ca_pem:
         agent["mqtt_ca_file"] = str(store_ca(data_dir, str(ca_pem), lang))

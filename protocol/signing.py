@@ -39,6 +39,19 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+def key_fingerprint(public: Ed25519PublicKey) -> str:
+    """What the enrollment code carries so a station can check the key it is handed (issue 16):
+    base32 of the first 20 bytes of SHA-256 of the raw 32-byte key, 32 characters. 160 bits:
+    out of reach of a second-preimage search, short enough for a QR code or to read aloud."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b32encode(hashlib.sha256(raw).digest()[:20]).decode("ascii")
+
+
+def normalize_fingerprint(text: str) -> str:
+    """As typed: case, spaces and dashes do not matter."""
+    return "".join(ch for ch in text.upper() if ch not in " -_\t")
+
+
 def public_key_to_text(public: Ed25519PublicKey) -> str:
     """Base64url of the 32 raw bytes: short enough for an agent config file."""
     return b64u_encode(

@@ -17,9 +17,10 @@ from tests.support.waiting import eventually
 REFUSED = 0x80  # SUBACK "failure" (MQTT 3.1.1) / "unspecified error" (MQTT 5)
 
 
-def station_client(station: Station, suffix: str = "probe") -> aiomqtt.Client:
+def station_client(station: Station) -> aiomqtt.Client:
+    """The station's own credentials and client id (the broker binds the two: issue 16)."""
     c = station.config
-    return aiomqtt.Client("127.0.0.1", c.mqtt_port, identifier=f"{c.uid}-{suffix}",
+    return aiomqtt.Client("127.0.0.1", c.mqtt_port, identifier=c.uid,
                           username=c.mqtt_username, password=c.mqtt_password)
 
 
@@ -38,6 +39,7 @@ async def first_message(client: aiomqtt.Client, timeout: float) -> aiomqtt.Messa
 async def test_a_station_may_touch_only_its_own_topics(system: System) -> None:
     a, b = await system.add_stations(2)
     assert system.broker.dynsec, "the suite runs the broker with the dynamic-security plugin"
+    await a.running.stop()  # the probe below takes A's client id, which its agent would take back
     async with station_client(a) as probe, controller_client(system) as spy:
         for topic in ("#", "cc/v1/#", "cc/v1/dev/+/cmd", topics.cmd(b.uid), topics.desired(b.uid),
                       topics.events(b.uid), "$CONTROL/dynamic-security/#"):
@@ -91,7 +93,7 @@ async def test_a_retired_station_is_disconnected_within_2s_and_cannot_reconnect(
     await eventually(connected, lambda up: not up, timeout=2.0, interval=0.01, what="the broker to kick it")
     assert loop.time() - started < 2.0
     with pytest.raises(aiomqtt.MqttError, match="Not authorized"):
-        async with station_client(station, "after-retire"):
+        async with station_client(station):
             pass
     # The agent itself keeps trying (with backoff) and keeps being refused (the probe
     # above was the first refusal in the broker's log).

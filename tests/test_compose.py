@@ -660,9 +660,13 @@ def test_broker_uses_dynamic_security(services: dict[str, dict[str, Any]]) -> No
 
 def test_file_based_fallback_is_documented() -> None:
     settings = conf_settings(ROOT / "deploy/mosquitto/mosquitto-files.conf")
-    assert settings["allow_anonymous"] == ["false"]
-    assert settings["password_file"] == ["/mosquitto/config/passwd"]
-    assert settings["acl_file"] == ["/mosquitto/config/acl"]
+    # Issue 16: stations' listener (client id = username) and the controller's own listener.
+    assert settings["per_listener_settings"] == ["true"]
+    assert [v.split()[0] for v in settings["listener"]] == ["1883", "1884"]
+    assert settings["allow_anonymous"] == ["false", "false"]
+    assert settings["password_file"] == ["/mosquitto/config/passwd", "/mosquitto/config/services-passwd"]
+    assert settings["acl_file"] == ["/mosquitto/config/acl"] * 2
+    assert settings["use_username_as_clientid"] == ["true"]
     assert "plugin" not in settings
     readme = (ROOT / "deploy/mosquitto/README.md").read_text(encoding="utf-8")
     assert "mosquitto-files.conf" in readme and "communecast broker credentials" in readme

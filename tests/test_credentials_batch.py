@@ -39,7 +39,7 @@ async def _new_stations(system: System, n: int) -> list[int]:
 
 async def _logs_in(system: System, config: dict[str, Any]) -> bool:
     try:
-        async with aiomqtt.Client("127.0.0.1", system.broker.port, identifier=f"{config['uid']}-probe",
+        async with aiomqtt.Client("127.0.0.1", config["mqtt_port"], identifier=config["uid"],
                                   username=config["mqtt_username"], password=config["mqtt_password"]):
             return True
     except aiomqtt.MqttError:

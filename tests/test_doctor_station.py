@@ -13,7 +13,7 @@ import pytest
 from communecast.harness import System
 from device_agents.common.config import AgentConfig
 from firmware_sim.station import SimStationHardware
-from tests.test_enroll_flow import cli, new_code, new_station
+from tests.test_enroll_flow import cli, fingerprint, new_code, new_station
 
 
 async def enrolled_dir(system: System, tmp_path: Path) -> tuple[dict, Path]:
@@ -21,7 +21,7 @@ async def enrolled_dir(system: System, tmp_path: Path) -> tuple[dict, Path]:
     code = (await new_code(system, device["id"]))["code"]
     data_dir = tmp_path / "pi"
     rc, _, err = await cli("agent", "enroll", "--controller", system.base_url, "--code", code,
-                           "--data-dir", str(data_dir))
+                           "--key-fingerprint", fingerprint(system), "--data-dir", str(data_dir))
     assert rc == 0, err
     return device, data_dir
 

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from communecast.harness import System
 from device_agents.enroll import load
 from device_agents.runner import start_station
+from protocol.signing import KeyPair, key_fingerprint
 from tests.support.waiting import eventually
 
 
@@ -41,6 +42,11 @@ async def new_code(system: System, device_id: int) -> dict:
     return r.json()
 
 
+def fingerprint(system: System) -> str:
+    """The controller key's fingerprint, as the code's command / QR carries it (issue 16)."""
+    return key_fingerprint(KeyPair.load_or_create(system.signing_key_path).public)
+
+
 async def is_online(system: System, device_id: int) -> bool:
     devices = await system.api_json("GET", "/api/v1/devices")
     return any(d["id"] == device_id and d["online"] for d in devices)
@@ -63,7 +69,8 @@ async def test_fresh_agent_with_a_code_is_online_within_10s_and_the_code_works_o
     data_dir = tmp_path / "pi"
     # Typed sloppily: lower case, no dash.
     rc, out, err = await cli("agent", "enroll", "--controller", system.base_url,
-                             "--code", code.replace("-", "").lower(), "--data-dir", str(data_dir))
+                             "--code", code.replace("-", "").lower(),
+                             "--key-fingerprint", fingerprint(system), "--data-dir", str(data_dir))
     assert rc == 0, err
     assert "Đã kích hoạt trạm" in out and device["uid"] in out
     config_file = data_dir / "config.json"
@@ -86,7 +93,7 @@ async def test_fresh_agent_with_a_code_is_online_within_10s_and_the_code_works_o
         await station.stop()
 
     rc, out, err = await cli("agent", "enroll", "--controller", system.base_url, "--code", code,
-                             "--data-dir", str(tmp_path / "again"))
+                             "--key-fingerprint", fingerprint(system), "--data-dir", str(tmp_path / "again"))
     assert rc != 0
     assert "đã được dùng" in err and "Mỗi mã chỉ dùng một lần" in err
     assert not (tmp_path / "again" / "config.json").exists()
@@ -107,12 +114,13 @@ async def test_expired_replaced_and_retired_codes_are_refused_clearly(
     old = (await new_code(system, device["id"]))["code"]
     newer = (await new_code(system, device["id"]))["code"]
     rc, _, err = await cli("agent", "enroll", "--controller", system.base_url, "--code", old,
-                           "--data-dir", str(tmp_path / "a"))
+                           "--key-fingerprint", fingerprint(system), "--data-dir", str(tmp_path / "a"))
     assert rc != 0 and "đã bị thay bằng mã mới hơn" in err
 
     _expire_codes(database_url)
     rc, _, err = await cli("agent", "enroll", "--controller", system.base_url, "--code", newer,
-                           "--data-dir", str(tmp_path / "a"), "--lang", "en")
+                           "--key-fingerprint", fingerprint(system), "--data-dir", str(tmp_path / "a"),
+                           "--lang", "en")
     assert rc != 0 and "This enrollment code expired at" in err
     assert not (tmp_path / "a" / "config.json").exists()
     r = await system.api("POST", "/api/v1/enroll", auth=False, json={"code": newer})
@@ -145,11 +153,11 @@ async def test_guessing_codes_is_stopped_and_reenroll_replaces_credentials(
         assert r.status_code == 200
         new_password = r.json()["agent_config"]["mqtt_password"]
         assert new_password != old_password
-        port = system.broker.port
+        port, uid = system.broker.port, device["uid"]  # the account's own client id (issue 16)
         with pytest.raises(aiomqtt.MqttError, match="Not authorized"):
-            async with aiomqtt.Client("127.0.0.1", port, username=device["uid"], password=old_password):
+            async with aiomqtt.Client("127.0.0.1", port, identifier=uid, username=uid, password=old_password):
                 pass
-        async with aiomqtt.Client("127.0.0.1", port, username=device["uid"], password=new_password):
+        async with aiomqtt.Client("127.0.0.1", port, identifier=uid, username=uid, password=new_password):
             pass
 
         third = (await new_code(system, device["id"]))["code"]

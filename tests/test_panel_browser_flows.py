@@ -101,7 +101,9 @@ async def test_technician_enrolls_and_tests_operator_schedules_tts_approver_appr
         device_path = await tech.locator("#station-state").get_attribute("data-poll") or ""
         device_id = int(device_path.split("/")[3])
 
-        enrolled = await enroll(system.base_url, code, tmp_path / "pi")
+        command = await tech.locator("#enroll-command").inner_text()
+        fingerprint = command.split("--key-fingerprint")[1].split()[0]  # the QR carries it too
+        enrolled = await enroll(system.base_url, code, tmp_path / "pi", key_fingerprint=fingerprint)
         assert enrolled.config.groups.get("commune") == hop_hoa["id"]
         new_station = await start_station(load(tmp_path / "pi"), simulated=True)
         try:

@@ -58,8 +58,9 @@ async def test_enrolled_station_online_over_tls_only_and_wrong_broker_refused(
         socket.create_connection((broker.host, broker.port), 1).close()
 
     device = await new_station(system)
-    code = (await new_code(system, device["id"]))["code"]
-    enrolled = await enroll(system.base_url, code, tmp_path / "pi")
+    issued = await new_code(system, device["id"])
+    enrolled = await enroll(system.base_url, issued["code"], tmp_path / "pi",
+                            key_fingerprint=issued["key_fingerprint"])
     config = enrolled.config
     assert config.mqtt_tls and config.mqtt_port == broker.tls_port
     ca_path = tmp_path / "pi" / CA_FILE_NAME

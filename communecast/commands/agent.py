@@ -19,7 +19,10 @@ def _config_file(args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from communecast.private import owner_only
     from device_agents.runner import run_agent
+
+    owner_only()  # the store, media cache and logs: the agent's alone (issue 16)
 
     if not args.config and not args.data_dir:
         print("cần --data-dir (hoặc --config) / --data-dir (or --config) is required", file=sys.stderr)
@@ -33,10 +36,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from communecast.private import owner_only
     from device_agents.enroll import EnrollError, enroll, local_text
 
+    owner_only()
+
     try:
-        done = asyncio.run(enroll(args.controller, args.code, Path(args.data_dir), lang=args.lang))
+        done = asyncio.run(enroll(args.controller, args.code, Path(args.data_dir), lang=args.lang,
+                                  key_fingerprint=args.key_fingerprint,
+                                  trust_on_first_use=args.trust_on_first_use))
     except EnrollError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -76,6 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     enroll = agent_sub.add_parser("enroll", help="enroll this station with a one-time code")
     enroll.add_argument("--controller", required=True, help="the controller's URL, e.g. https://loa.example.vn")
     enroll.add_argument("--code", required=True, help="the enrollment code (dashes and case do not matter)")
+    enroll.add_argument("--key-fingerprint",
+                        help="the controller key's fingerprint (in the command / QR code with the code)")
+    enroll.add_argument("--trust-on-first-use", action="store_true",
+                        help="accept whatever key the controller sends, without a fingerprint (unsafe over "
+                             "plain HTTP: an interceptor could sign updates and run code on this station)")
     enroll.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"default: {DEFAULT_DATA_DIR}")
     enroll.add_argument("--lang", choices=("vi", "en"), default="vi")
     enroll.set_defaults(func=_enroll)

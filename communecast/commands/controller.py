@@ -8,6 +8,10 @@ from pathlib import Path
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from communecast.private import owner_only
+
+    owner_only()  # database, media, keys: the service's alone (issue 16)
+
     from controller.app import create_app
     from controller.core.config import Settings
 
@@ -36,7 +40,7 @@ def _broker_credentials(args: argparse.Namespace) -> int:
     runtime = Runtime.build(settings)
     runtime.sync_broker_credentials()
     runtime.db.dispose()
-    print(f"wrote {settings.broker_auth_dir}/passwd and acl")
+    print(f"wrote {settings.broker_auth_dir}/passwd, services-passwd and acl")
     return 0
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 def _demo(args: argparse.Namespace) -> int:
     from communecast.demo import DemoOptions, run_demo
+    from communecast.private import owner_only
+
+    owner_only()  # the demo's controller and stations write like the real ones (issue 16)
 
     opts = DemoOptions(
         devices=args.devices,

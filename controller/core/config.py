@@ -155,7 +155,8 @@ class Settings(BaseSettings):
     alarm_webhook_secret: str | None = None
     smtp_host: str | None = None
     smtp_port: int = 25
-    smtp_starttls: bool = False
+    smtp_starttls: bool = False  # the server's certificate is verified (system CAs or smtp_ca_file)
+    smtp_ca_file: Path | None = None  # PEM CA for a mail server with a private CA
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "communecast@localhost"

@@ -68,12 +68,23 @@ def render(
     return "\n".join(passwd) + "\n", "\n".join(acl) + "\n"
 
 
+SERVICES_ACCOUNTS_FILE = "services-passwd"
+
+
 def write(directory: Path, passwd: str, acl: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("passwd", passwd), ("acl", acl)):
+    """Write `passwd` and `acl`, and `services-passwd`: only the controller's account (the first
+    line render() puts in `passwd`), for the services' listener. Stations log in only on the
+    stations' listener, where `use_username_as_clientid` ties each to its own client id
+    (deploy/mosquitto/mosquitto-files.conf); the controller needs free client ids (replicas)."""
+    if not directory.exists():  # 0750: the broker may read it through our group (not the umask's 0700)
+        directory.mkdir(parents=True)
+        os.chmod(directory, 0o750)  # noqa: S103 (group: the broker, not others)
+    services = passwd.splitlines()[0] + "\n" if passwd.strip() else ""
+    for name, text in (("passwd", passwd), ("acl", acl), (SERVICES_ACCOUNTS_FILE, services)):
         tmp = directory / f".{name}.tmp"
         # 0640: the broker may run as another user in our group (docker-compose.yml).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        os.fchmod(fd, 0o640)  # not narrowed by the umask 077 the controller runs with
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, directory / name)
@@ -185,7 +196,7 @@ def render_dynsec(session: Session | None, controller_user: str, controller_hash
             assert device.mqtt_password_hash is not None
             role = station_role(device.uid)
             roles.append({"rolename": role, "acls": station_acls(device.uid, groups_of(session, device))})
-            clients.append({"username": device.uid, "textName": device.name[:100],
+            clients.append({"username": device.uid, "clientid": device.uid, "textName": device.name[:100],
                             "roles": [{"rolename": role, "priority": -1}],
                             **dynsec_password_fields(device.mqtt_password_hash)})
     return {
@@ -201,6 +212,7 @@ def write_dynsec(path: Path, config: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    os.fchmod(fd, 0o640)  # not narrowed by the umask 077 the controller runs with
     with os.fdopen(fd, "w") as fh:
         json.dump(config, fh, indent=1)
     os.replace(tmp, path)
@@ -289,7 +301,9 @@ class DynsecAdmin:
             commands += [
                 *self._removal(uid),
                 {"command": "createRole", "rolename": role, "acls": station_acls(uid, groups)},
-                {"command": "createClient", "username": uid, "password": password,
+                # clientid: the account connects only as itself, never with another
+                # station's client id (which would throw that station off: issue 16).
+                {"command": "createClient", "username": uid, "password": password, "clientid": uid,
                  "textName": text_name[:100], "roles": [{"rolename": role, "priority": -1}]},
             ]  # fmt: skip
         await self.checked(commands)
@@ -307,6 +321,22 @@ class DynsecAdmin:
             {"command": "addClientRole", "username": uid, "rolename": role, "priority": -1},
         ])  # fmt: skip
 
+    async def client_ids(self, usernames: list[str]) -> dict[str, str]:
+        """Each account's bound client id ("" when it has none), one round trip."""
+        commands = [{"command": "getClient", "username": u} for u in usernames]
+        out: dict[str, str] = {}
+        for username, resp in zip(usernames, await self.execute(commands) if commands else [], strict=True):
+            if resp.get("error"):
+                raise DynsecError(f"getClient {username}: {resp['error']}")
+            out[username] = str(resp.get("data", {}).get("client", {}).get("clientid") or "")
+        return out
+
+    async def bind_client_ids(self, usernames: list[str]) -> None:
+        """Tie each station account to client id = its username (accounts made before issue 16
+        had none, so they could connect as any other station and disconnect it)."""
+        if usernames:
+            await self.checked([{"command": "setClientId", "username": u, "clientid": u} for u in usernames])
+
     async def list_clients(self) -> list[str]:
         (resp,) = await self.execute([{"command": "listClients", "verbose": False, "count": -1}])
         if resp.get("error"):
@@ -316,6 +346,21 @@ class DynsecAdmin:
 
 def _looks_like_station(username: str) -> bool:
     return username.startswith(("spk-", "led-"))
+
+
+async def _bind_unbound(admin: DynsecAdmin, uids: list[str], batch: int = 200) -> None:
+    """Bind station accounts that have no client id yet (made by an older controller)."""
+    for i in range(0, len(uids), batch):
+        chunk = uids[i : i + batch]
+        try:
+            bound = await admin.client_ids(chunk)
+            unbound = [u for u in chunk if bound.get(u) != u]
+            if unbound:
+                log.info("binding %d station broker accounts to their own client id", len(unbound))
+                await admin.bind_client_ids(unbound)
+        except DynsecError as exc:
+            log.warning("could not bind station accounts to their client ids: %s", exc)
+            return
 
 
 async def reconcile_dynsec(admin: DynsecAdmin, db: Any, *, attempts: int = 30) -> None:
@@ -340,6 +385,7 @@ async def reconcile_dynsec(admin: DynsecAdmin, db: Any, *, attempts: int = 30) -
             await admin.remove_station(uid)
         except DynsecError as exc:
             log.warning("could not remove broker account %s: %s", uid, exc)
+    await _bind_unbound(admin, sorted(u for u in present & active if _looks_like_station(u)))
     for uid in sorted(active - present):
         log.warning("station %s has no broker account (the broker lost its dynamic-security file?): "
                     "issue it a new enrollment code", uid)

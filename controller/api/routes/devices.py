@@ -57,7 +57,8 @@ def issue_credentials(
     device, password = devices.issue_credentials(s, device_id, user.id, actor=user)
     config = devices.agent_config(
         s, device, password,
-        mqtt_host=rt.settings.mqtt_host, mqtt_port=rt.settings.mqtt_port,
+        mqtt_host=rt.settings.agent_mqtt_host or rt.settings.mqtt_host,
+        mqtt_port=rt.settings.agent_mqtt_port or rt.settings.mqtt_port,  # a stations' listener (issue 16)
         controller_url=rt.settings.base_url, public_key=rt.keys.public_text,
     )  # fmt: skip
     enrollment.commit_account(rt, s, device, password)  # broker account first (dynsec), then commit
@@ -82,7 +83,8 @@ def issue_credentials_batch(
               for device_id in dict.fromkeys(req.device_ids)]
     configs = [devices.agent_config(
         s, device, password,
-        mqtt_host=rt.settings.mqtt_host, mqtt_port=rt.settings.mqtt_port,
+        mqtt_host=rt.settings.agent_mqtt_host or rt.settings.mqtt_host,
+        mqtt_port=rt.settings.agent_mqtt_port or rt.settings.mqtt_port,  # a stations' listener (issue 16)
         controller_url=rt.settings.base_url, public_key=rt.keys.public_text,
     ) for device, password in issued]  # fmt: skip
     enrollment.commit_accounts(rt, s, issued)

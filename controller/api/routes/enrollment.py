@@ -18,6 +18,7 @@ from controller.core.i18n import t
 from controller.db.models import User
 from controller.runtime import Runtime
 from controller.services import devices, enrollment
+from protocol.signing import key_fingerprint
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
 
@@ -29,8 +30,10 @@ def _pepper(rt: Runtime) -> bytes:
 
 
 def qr_payload(rt: Runtime, code: str) -> str:
-    """What the QR code holds: the command to paste on the Pi."""
-    return f"communecast agent enroll --controller {rt.settings.base_url} --code {code}"
+    """What the QR code holds: the command to paste on the Pi. The key fingerprint lets the
+    agent refuse a controller key swapped on the way (issue 16; docs/enrollment.md)."""
+    return (f"communecast agent enroll --controller {rt.settings.base_url} --code {code} "
+            f"--key-fingerprint {key_fingerprint(rt.keys.public)}")
 
 
 def _issued_json(rt: Runtime, issued: enrollment.IssuedCode) -> dict[str, Any]:
@@ -41,6 +44,7 @@ def _issued_json(rt: Runtime, issued: enrollment.IssuedCode) -> dict[str, Any]:
         "expires_at_local": enrollment.people_time(issued.expires_at, rt.settings.timezone),
         "qr_url": f"/api/v1/enrollment/qr.png?code={quote(issued.code)}",
         "command": qr_payload(rt, issued.code),
+        "key_fingerprint": key_fingerprint(rt.keys.public),
     }
 
 

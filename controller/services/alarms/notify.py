@@ -17,6 +17,7 @@ import importlib
 import json
 import logging
 import smtplib
+import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -116,6 +117,13 @@ class WebhookNotifier:
         await self._http.aclose()
 
 
+def smtp_tls_context(cfg: Settings) -> ssl.SSLContext:
+    """Certificate and host name checked (issue 16): `starttls()` without a context encrypts
+    but trusts any certificate, so a man in the middle read alarms and the SMTP password.
+    System CAs, or `smtp_ca_file` for a mail server with a private CA."""
+    return ssl.create_default_context(cafile=str(cfg.smtp_ca_file) if cfg.smtp_ca_file else None)
+
+
 class SmtpNotifier:
     """Plain SMTP (STARTTLS and login when configured); Vietnamese first, English below."""
 
@@ -137,7 +145,7 @@ class SmtpNotifier:
                         + note.body("en", cfg.timezone))  # fmt: skip
         with smtplib.SMTP(cfg.smtp_host or "", cfg.smtp_port, timeout=10) as smtp:
             if cfg.smtp_starttls:
-                smtp.starttls()
+                smtp.starttls(context=smtp_tls_context(cfg))
             if cfg.smtp_username:
                 smtp.login(cfg.smtp_username, cfg.smtp_password or "")
             smtp.send_message(msg)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 
 from controller.api.routes import all_routers
 from controller.core.config import Settings
@@ -43,6 +44,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=exc.status,
             headers=headers,
         )
+
+    @app.exception_handler(IntegrityError)
+    async def conflict(request: Request, exc: IntegrityError) -> JSONResponse:
+        """A unique or foreign key the route did not check first (or a concurrent insert that got
+        there first): the caller's data conflicts with a row, which is a 409, not a 500."""
+        log.info("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+        lang = pick_lang(request.headers.get("accept-language"))
+        return JSONResponse({"detail": t("request.conflict", lang), "code": "request.conflict"},
+                            status_code=409)  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
+from controller.api.params import Id, Limit
 from controller.core.permissions import require_targets_in_scope
 from controller.db.models import User
 from controller.db.models_led import LedMessageRow
@@ -50,7 +51,7 @@ def create_led_message(
 
 @router.get("/led-messages")
 def list_led_messages(
-    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: Limit = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     q = select(LedMessageRow).order_by(LedMessageRow.id.desc()).limit(min(limit, 1000))
     return [message_json(m) for m in s.scalars(q)]
@@ -58,7 +59,7 @@ def list_led_messages(
 
 @router.post("/led-messages/{message_id}/cancel")
 def cancel_led_message(
-    message_id: int,
+    message_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -74,7 +75,7 @@ def cancel_led_message(
 
 @router.get("/devices/{device_id}/preview.png")
 def board_preview(
-    device_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    device_id: Id, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> Response:
     png = led.preview_png(led.board(s, device_id))
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
@@ -82,6 +83,6 @@ def board_preview(
 
 @router.get("/devices/{device_id}/led-health")
 def board_health(
-    device_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    device_id: Id, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     return led.health(led.board(s, device_id))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session
+from controller.api.params import Id
 from controller.db.models import User
 from controller.db.models_schedules import CommunePolicy
 from controller.services import policy
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["policy"])
 
 @router.put("/communes/{commune_id}/policy")
 def put_policy(
-    commune_id: int, req: policy.PolicyIn, user: User = Depends(current_user),
+    commune_id: Id, req: policy.PolicyIn, user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:
     p = policy.put(s, commune_id, req, user)
@@ -27,6 +28,6 @@ def put_policy(
 
 @router.get("/communes/{commune_id}/policy")
 def get_policy(
-    commune_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    commune_id: Id, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     return policy.policy_json(s.get(CommunePolicy, commune_id), commune_id)

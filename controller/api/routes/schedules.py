@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
+from controller.api.params import Id
 from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, require_targets_in_scope, roles_with
 from controller.db.models import User
@@ -45,7 +46,7 @@ def create_schedule(
 
 @router.put("/schedules/{schedule_id}")
 def update_schedule(
-    schedule_id: int, req: schedules.ScheduleIn, request: Request,
+    schedule_id: Id, req: schedules.ScheduleIn, request: Request,
     user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> Any:
@@ -62,7 +63,7 @@ def update_schedule(
 
 @router.delete("/schedules/{schedule_id}")
 def delete_schedule(
-    schedule_id: int, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
+    schedule_id: Id, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     _require_existing_in_scope(s, user, schedule_id)
@@ -74,7 +75,7 @@ def delete_schedule(
 
 @router.post("/schedules/{schedule_id}/approve")
 def approve_schedule(
-    schedule_id: int, user: User = Depends(current_user), s: Session = Depends(db_session),
+    schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     device_ids = schedules.approve(s, schedule_id, user)
@@ -97,7 +98,7 @@ def list_schedules(
 
 @router.get("/schedules/{schedule_id}")
 def get_schedule(
-    schedule_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    schedule_id: Id, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     sc = s.get(Schedule, schedule_id)
     if sc is None:
@@ -107,7 +108,7 @@ def get_schedule(
 
 @router.get("/schedules/{schedule_id}/occurrences")
 def schedule_occurrences(
-    schedule_id: int, request: Request, _: User = Depends(current_user), s: Session = Depends(db_session),
+    schedule_id: Id, request: Request, _: User = Depends(current_user), s: Session = Depends(db_session),
 ) -> list[str]:
     """ISO-8601 instants with the schedule's local offset, in [from, to]."""
     sc = s.get(Schedule, schedule_id)

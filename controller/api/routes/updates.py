@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import db_session, require_role, runtime
+from controller.api.params import Id
 from controller.core.errors import NotFound
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
@@ -49,7 +50,7 @@ def list_updates(
 
 @router.get("/api/v1/updates/{bundle_id}")
 def get_update(
-    bundle_id: int, _: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
+    bundle_id: Id, _: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     """The release and every station's state: sent, applied, rolled_back, refused."""
     return updates.to_json(updates.get(s, bundle_id), updates.rollouts_of(s, bundle_id))
@@ -57,7 +58,7 @@ def get_update(
 
 @router.post("/api/v1/updates/{bundle_id}/rollout", status_code=202)
 async def rollout_update(
-    bundle_id: int,
+    bundle_id: Id,
     req: updates.RolloutRequest,
     user: User = Depends(require_role(*MANAGE)),
     s: Session = Depends(db_session),

@@ -15,6 +15,7 @@ from controller.api.routes import all_routers
 from controller.core.config import Settings
 from controller.core.errors import UserError
 from controller.core.i18n import pick_lang, t
+from controller.request_guard import RequestGuard
 from controller.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
+    # Outermost but for Starlette's error page: sizes and credentials before any body is read.
+    app.add_middleware(RequestGuard, settings=settings)
     for router in all_routers():
         app.include_router(router)
     from controller.web import mount_panel  # the web panel (docs/panel.md)

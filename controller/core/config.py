@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     timezone: str = "Asia/Ho_Chi_Minh"
     media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # Any other request body (JSON, forms) above this gets 413 before it is read; uploads have
+    # their own limits (media_max_bytes, cap_max_bytes). See controller/request_guard.py.
+    request_max_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     media_bitrate: str = "32k"
     # Text-to-speech (docs/audio.md). Piper voices by model path, e.g.
     # COMMUNECAST_TTS_PIPER_MODELS='{"vi-north": "/opt/piper/vi_VN-vais1000-medium.onnx"}';

@@ -14,7 +14,10 @@ A pure ASGI middleware (not BaseHTTPMiddleware, which would buffer and wrap the 
 * on /api/v1, a body from a caller with neither a valid bearer token nor a valid panel session
   gets 401 before it is read (the few public routes, login and station enrollment, excepted).
 
-Answers are sent with `Connection: close`: the server never reads the rest of the body.
+Answers are sent with `Connection: close`. A refused body of at most DRAIN_MAX_BYTES is read
+and thrown away first (nothing kept): closing a socket with unread data sends a TCP reset,
+which can destroy the answer before an ordinary client (one that sends the whole body, then
+reads) sees it. Larger bodies are answered at once and never read.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ CSV_IMPORT_MAX_BYTES = 8 * 1024 * 1024  # what POST /api/v1/devices/import reads
 # /api/v1 routes that take a body from someone not logged in: the login itself, and a station
 # redeeming its enrollment code.
 PUBLIC_API_BODIES = frozenset({"/api/v1/auth/token", "/api/v1/enroll"})
+DRAIN_MAX_BYTES = 1024 * 1024  # refused bodies up to this are read (and dropped) before the answer
 
 
 @dataclass(frozen=True)
@@ -127,12 +131,14 @@ class RequestGuard:
         lang = pick_lang(headers.get(b"accept-language", b"").decode("latin-1") or None)
         declared = headers.get(b"content-length", b"").strip()
         if declared.isdigit() and int(declared) > limit.max_bytes:
+            await _drain(receive, declared)
             await _refuse(send, 413, limit.key, lang, limit.params)
             return
         if path.startswith("/api/v1/") and path not in PUBLIC_API_BODIES:
             bearer, cookie = _credentials(headers)
             ok = await anyio.to_thread.run_sync(_authenticated, scope["app"], bearer, cookie)
             if not ok:
+                await _drain(receive, declared)
                 await _refuse(send, 401, "auth.required", lang, {}, {"www-authenticate": "Bearer"})
                 return
         await self._counted(scope, receive, send, limit, lang)
@@ -168,6 +174,21 @@ class RequestGuard:
             if not refused:
                 raise
             log.info("refused %s %s: body over %d bytes", scope["method"], scope["path"], limit.max_bytes)
+
+
+async def _drain(receive: Receive, declared: bytes) -> None:
+    """Read and drop a refused body if it is small (see the module docstring); stop past
+    DRAIN_MAX_BYTES, so a large or endless body costs at most that much reading."""
+    if declared.isdigit() and int(declared) > DRAIN_MAX_BYTES:
+        return
+    seen = 0
+    while seen <= DRAIN_MAX_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _refuse(

@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 
 from controller.api.docs import private_docs
 from controller.api.routes import all_routers
 from controller.core.config import Settings
 from controller.core.errors import UserError
 from controller.core.i18n import pick_lang, t
+from controller.request_guard import RequestGuard
 from controller.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers=headers,
         )
 
+    @app.exception_handler(IntegrityError)
+    async def conflict(request: Request, exc: IntegrityError) -> JSONResponse:
+        """A unique or foreign key the route did not check first (or a concurrent insert that got
+        there first): the caller's data conflicts with a row, which is a 409, not a 500."""
+        log.info("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+        lang = pick_lang(request.headers.get("accept-language"))
+        return JSONResponse({"detail": t("request.conflict", lang), "code": "request.conflict"},
+                            status_code=409)  # fmt: skip
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         lang = pick_lang(request.headers.get("accept-language"))
@@ -61,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
+    # Outermost but for Starlette's error page: sizes and credentials before any body is read.
+    app.add_middleware(RequestGuard, settings=settings)
     for router in all_routers():
         app.include_router(router)
     if not public:

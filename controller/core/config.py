@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     timezone: str = "Asia/Ho_Chi_Minh"
     media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # Any other request body (JSON, forms) above this gets 413 before it is read; uploads have
+    # their own limits (media_max_bytes, cap_max_bytes). See controller/request_guard.py.
+    request_max_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     media_bitrate: str = "32k"
     # Audio pipeline limits and lanes (docs/audio.md, docs/security.md): decoded length
     # allowed (probe + ffmpeg -t), the wall-clock bound of one pipeline job, the ffmpeg slots

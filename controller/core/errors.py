@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 class UserError(Exception):
-    def __init__(self, status: int, key: str, **params: object) -> None:
+    """`status` and `key` are positional-only so a message may have a `{status}` parameter of its own
+    (approval.not_draft: "current status: {status}" once raised TypeError, a 500)."""
+
+    def __init__(self, status: int, key: str, /, **params: object) -> None:
         super().__init__(key)
         self.status = status
         self.key = key
@@ -20,5 +23,5 @@ class RetryLater(UserError):
 
 
 class NotFound(UserError):
-    def __init__(self, key: str, **params: object) -> None:
+    def __init__(self, key: str, /, **params: object) -> None:
         super().__init__(404, key, **params)

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.api.params import BodyId
 from controller.db.models import Area, Device
 
 
@@ -13,9 +14,9 @@ class Targets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     all: bool = False
-    devices: list[int] = Field(default_factory=list)
-    communes: list[int] = Field(default_factory=list)
-    districts: list[int] = Field(default_factory=list)
+    devices: list[BodyId] = Field(default_factory=list)
+    communes: list[BodyId] = Field(default_factory=list)
+    districts: list[BodyId] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
+from controller.api.params import Id, Limit, QueryId
 from controller.core.errors import UserError
 from controller.core.permissions import Action, communes_in_scope, covers, roles_with
 from controller.db.models import Device, User
@@ -39,9 +40,9 @@ class AlarmAction(BaseModel):
 @router.get("/alarms")
 def list_alarms(
     state: str | None = None,
-    device_id: int | None = None,
+    device_id: QueryId | None = None,
     kind: str | None = None,
-    limit: int = 500,
+    limit: Limit = 500,
     user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
@@ -52,7 +53,7 @@ def list_alarms(
 
 @router.post("/alarms/{alarm_id}/ack")
 def acknowledge(
-    alarm_id: int,
+    alarm_id: Id,
     body: AlarmAction | None = None,
     user: User = Depends(require_role(*ACK_ROLES)),
     s: Session = Depends(db_session),
@@ -68,7 +69,7 @@ def acknowledge(
 
 @router.post("/alarms/{alarm_id}/resolve")
 def resolve(
-    alarm_id: int,
+    alarm_id: Id,
     body: AlarmAction | None = None,
     user: User = Depends(require_role(*RESOLVE_ROLES)),
     s: Session = Depends(db_session),

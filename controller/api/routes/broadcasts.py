@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
+from controller.api.params import Id, Limit, QueryId
 from controller.core.permissions import (
     areas_in_scope,
     broadcast_filter,
@@ -102,7 +103,7 @@ def _create_normal(
 
 @router.post("/broadcasts/{broadcast_id}/approve")
 def approve_broadcast(
-    broadcast_id: int,
+    broadcast_id: Id,
     user: User = Depends(current_user),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -115,7 +116,7 @@ def approve_broadcast(
 
 @router.get("/broadcasts")
 def list_broadcasts(
-    limit: int = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """Newest first: those reaching a station in the caller's area, and the caller's own."""
     q = (select(Broadcast).where(*broadcast_filter(s, user)).order_by(Broadcast.start_at.desc())
@@ -125,7 +126,7 @@ def list_broadcasts(
 
 @router.get("/broadcasts/{broadcast_id}")
 def get_broadcast(
-    broadcast_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
+    broadcast_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     """The broadcast, every station's state (with the reason when it is not on air) and the
     measured start skew; for an emergency also who sent it, its topics, lead and timings.
@@ -148,7 +149,7 @@ def get_broadcast(
 
 @router.post("/broadcasts/{broadcast_id}/cancel")
 async def cancel_broadcast(
-    broadcast_id: int,
+    broadcast_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -171,10 +172,10 @@ def _cancel_normal(broadcast_id: int, user: User, s: Session, rt: Runtime) -> di
 
 @router.get("/play-log")
 def play_log(
-    broadcast_id: int | None = None,
-    device_id: int | None = None,
+    broadcast_id: QueryId | None = None,
+    device_id: QueryId | None = None,
     status: str | None = None,
-    limit: int = 1000,
+    limit: Limit = 1000,
     user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:

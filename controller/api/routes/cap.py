@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
+from controller.api.params import Id, Limit
 from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
@@ -57,7 +58,7 @@ async def receive_cap(
 
 @router.get("/cap")
 def list_cap(
-    limit: int = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: Limit = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     q = select(CapAlertRecord).order_by(CapAlertRecord.id.desc()).limit(min(max(limit, 1), 1000))
     return [service.record_json(r) for r in s.scalars(q)]
@@ -65,7 +66,7 @@ def list_cap(
 
 @router.get("/cap/{alert_id}")
 def get_cap(
-    alert_id: int, _: User = Depends(current_user), s: Session = Depends(db_session)
+    alert_id: Id, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     rec = s.get(CapAlertRecord, alert_id)
     if rec is None:

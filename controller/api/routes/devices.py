@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
-from controller.core.errors import NotFound
+from controller.api.params import BodyId, Id, Limit, QueryId
+from controller.core.errors import NotFound, UserError
 from controller.core.permissions import areas_in_scope, in_scope, visible_device
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1", tags=["devices"])
 @router.get("/devices")
 def list_devices(
     kind: str | None = None,
-    commune_id: int | None = None,
+    commune_id: QueryId | None = None,
     user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ def create_device(
 
 @router.post("/devices/{device_id}/credentials", status_code=201)
 def issue_credentials(
-    device_id: int,
+    device_id: Id,
     user: User = Depends(require_role("admin")),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -67,7 +68,7 @@ def issue_credentials(
 
 class CredentialBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    device_ids: list[int] = Field(min_length=1, max_length=enrollment.CSV_MAX_ROWS)
+    device_ids: list[BodyId] = Field(min_length=1, max_length=enrollment.CSV_MAX_ROWS)
 
 
 @router.post("/device-credentials", status_code=201)
@@ -94,9 +95,9 @@ def issue_credentials_batch(
 
 @router.get("/devices/{device_id}/events")
 def device_events(
-    device_id: int,
+    device_id: Id,
     kind: str | None = None,
-    limit: int = 200,
+    limit: Limit = 200,
     user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
@@ -120,7 +121,7 @@ class AreaCreate(BaseModel):
     level: str = Field(pattern=r"^(province|district|commune|village)$")
     name: str = Field(min_length=1, max_length=200)
     code: str | None = Field(default=None, max_length=32)
-    parent_id: int | None = None
+    parent_id: BodyId | None = None
 
 
 @router.post("/areas", status_code=201)
@@ -131,6 +132,8 @@ def create_area(
 ) -> dict[str, Any]:
     if req.parent_id is not None and s.get(Area, req.parent_id) is None:
         raise NotFound("area.not_found", id=req.parent_id)
+    if req.code is not None and s.scalars(select(Area.id).where(Area.code == req.code)).first() is not None:
+        raise UserError(409, "area.code_taken", code=req.code)
     area = Area(level=req.level, name=req.name, code=req.code, parent_id=req.parent_id)
     s.add(area)
     s.flush()

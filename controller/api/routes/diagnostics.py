@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
+from controller.api.params import Id, Limit
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
 from controller.runtime import Runtime
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/api/v1", tags=["diagnostics"])
 
 @router.post("/devices/{device_id}/diagnostics", status_code=202)
 async def send_diagnostic(
-    device_id: int,
+    device_id: Id,
     req: diagnostics.DiagnosticRequest,
     user: User = Depends(require_role(*roles_with(Action.DEVICE_TEST))),
     s: Session = Depends(db_session),
@@ -31,8 +32,8 @@ async def send_diagnostic(
 
 @router.get("/devices/{device_id}/diagnostics")
 def list_diagnostics(
-    device_id: int,
-    limit: int = 50,
+    device_id: Id,
+    limit: Limit = 50,
     user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
@@ -41,7 +42,7 @@ def list_diagnostics(
 
 @router.get("/devices/{device_id}/diagnostics/{command_id}")
 def get_diagnostic(
-    device_id: int,
+    device_id: Id,
     command_id: str,
     user: User = Depends(current_user),
     s: Session = Depends(db_session),

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from controller.api.deps import db_session, lang, require_role, runtime
+from controller.api.params import Id
 from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.db.models import User
@@ -50,7 +51,7 @@ def _issued_json(rt: Runtime, issued: enrollment.IssuedCode) -> dict[str, Any]:
 
 @router.post("/devices/{device_id}/enrollment", status_code=201)
 def create_enrollment_code(
-    device_id: int,
+    device_id: Id,
     user: User = Depends(require_role(*TECHNICIANS)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -128,7 +129,7 @@ def enroll(
 
 @router.post("/devices/{device_id}/retire")
 def retire_device(
-    device_id: int,
+    device_id: Id,
     user: User = Depends(require_role(*TECHNICIANS)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
+from controller.api.params import Id, Limit
 from controller.core.permissions import require_targets_in_scope
 from controller.db.models import User
 from controller.db.models_led import LedMessageRow
@@ -49,7 +50,7 @@ def create_led_message(
 
 @router.get("/led-messages")
 def list_led_messages(
-    limit: int = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """Newest first: the texts that reach a board in the caller's area."""
     return [message_json(m) for m in led.visible_messages(s, user, min(limit, 1000))]
@@ -57,7 +58,7 @@ def list_led_messages(
 
 @router.post("/led-messages/{message_id}/cancel")
 def cancel_led_message(
-    message_id: int,
+    message_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -73,7 +74,7 @@ def cancel_led_message(
 
 @router.get("/devices/{device_id}/preview.png")
 def board_preview(
-    device_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
+    device_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> Response:
     png = led.preview_png(led.board(s, device_id, user))
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
@@ -81,6 +82,6 @@ def board_preview(
 
 @router.get("/devices/{device_id}/led-health")
 def board_health(
-    device_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
+    device_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     return led.health(led.board(s, device_id, user))

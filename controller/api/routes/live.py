@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, db_session, lang, require_role, runtime
+from controller.api.params import Id
 from controller.core.errors import UserError
 from controller.core.permissions import Action, roles_with
 from controller.core.security import token_digest
@@ -62,7 +63,7 @@ def start_live(
 
 @router.get("/live/{stream_id}")
 def get_live(
-    stream_id: int, request: Request, user: User = Depends(require_role(*SENDERS)),
+    stream_id: Id, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:  # fmt: skip
     ls = live.managed_stream(s, stream_id, "live", user)
@@ -71,7 +72,7 @@ def get_live(
 
 @router.post("/live/{stream_id}/end")
 def end_live(
-    stream_id: int, request: Request, user: User = Depends(require_role(*SENDERS)),
+    stream_id: Id, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:  # fmt: skip
     ls = live.end_live(s, stream_id, user)
@@ -102,7 +103,7 @@ def _load_stream(rt: Runtime, stream_id: int) -> live.LiveStream | None:
 
 
 @router.get("/live/{stream_id}/stream")
-async def live_stream(stream_id: int, request: Request) -> StreamingResponse:
+async def live_stream(stream_id: Id, request: Request) -> StreamingResponse:
     """What a station plays: raw PCM, chunked, each chunk written as soon as the operator sent it.
 
     The X-Stream-Token header (random, per session) is the capability: it reaches stations only
@@ -160,7 +161,7 @@ def _ws_user(rt: Runtime, ws: WebSocket) -> User | None:
 
 
 @router.websocket("/live/{stream_id}/ws")
-async def live_ws(ws: WebSocket, stream_id: int) -> None:
+async def live_ws(ws: WebSocket, stream_id: Id) -> None:
     rt: Runtime = ws.app.state.runtime
     user = await run_in_threadpool(_ws_user, rt, ws)
     if user is None:

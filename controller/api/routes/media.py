@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, runtime
+from controller.api.params import Limit
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import human_size, t
 from controller.core.permissions import Action, can
@@ -84,7 +85,7 @@ async def upload_media(
 
 @router.get("/api/v1/media")
 def list_media(
-    limit: int = 200,
+    limit: Limit = 200,
     _: User = Depends(current_user),
     s: Session = Depends(db_session),
     language: str = Depends(lang),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session
+from controller.api.params import Id
 from controller.core.errors import NotFound
 from controller.core.permissions import covers
 from controller.db.models import User
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/api/v1", tags=["policy"])
 
 @router.put("/communes/{commune_id}/policy")
 def put_policy(
-    commune_id: int, req: policy.PolicyIn, user: User = Depends(current_user),
+    commune_id: Id, req: policy.PolicyIn, user: User = Depends(current_user),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:
     p = policy.put(s, commune_id, req, user)
@@ -29,7 +30,7 @@ def put_policy(
 
 @router.get("/communes/{commune_id}/policy")
 def get_policy(
-    commune_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
+    commune_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     """Another area's policy is not found (a commune operator reads their own commune's)."""
     if not covers(s, user, commune_id):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
+from controller.api.params import Id, Limit
 from controller.api.routes.live import SENDERS
 from controller.db.models import User
 from controller.runtime import Runtime
@@ -37,7 +38,7 @@ def create_relay(
 
 @router.get("/relays")
 def list_relays(
-    limit: int = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
+    limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     return [ls.as_dict() for ls in relay.list_relays(s, user, min(limit, 1000))]
 
@@ -50,7 +51,7 @@ def relay_sources(_: User = Depends(current_user), rt: Runtime = Depends(runtime
 
 @router.post("/relays/{relay_id}/cancel")
 def cancel_relay(
-    relay_id: int,
+    relay_id: Id,
     user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import db_session, lang, require_role
+from controller.api.params import MAX_ID, Limit
 from controller.core.errors import UserError
 from controller.core.permissions import Action, areas_in_scope, roles_with
 from controller.db.models import AuditEntry, User
@@ -43,6 +44,8 @@ def _filters(request: Request, s: Session, user: User) -> reports.Filters:
         commune_id = int(commune) if commune else None
     except ValueError:
         raise UserError(422, "request.invalid") from None
+    if commune_id is not None and not 1 <= commune_id <= MAX_ID:  # ids are 32-bit INTEGER keys
+        raise UserError(422, "request.invalid")
     scope = areas_in_scope(s, user)
     return reports.Filters(when("from"), when("to"), commune_id, None if scope is None else frozenset(scope))
 
@@ -73,7 +76,7 @@ def monthly(
 @router.get("/audit")
 def audit_trail(
     object_type: str | None = None, object_id: str | None = None, action: str | None = None,
-    limit: int = 500, _: User = Depends(require_role(*roles_with(Action.AUDIT_VIEW))),
+    limit: Limit = 500, _: User = Depends(require_role(*roles_with(Action.AUDIT_VIEW))),
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     """Who did what (create / approve / schedule / send / override), newest last."""

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
+from controller.api.params import Id
 from controller.core.errors import UserError
 from controller.core.permissions import (
     Action,
@@ -52,7 +53,7 @@ def create_schedule(
 
 @router.put("/schedules/{schedule_id}")
 def update_schedule(
-    schedule_id: int, req: schedules.ScheduleIn, request: Request,
+    schedule_id: Id, req: schedules.ScheduleIn, request: Request,
     user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> Any:
@@ -69,7 +70,7 @@ def update_schedule(
 
 @router.delete("/schedules/{schedule_id}")
 def delete_schedule(
-    schedule_id: int, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
+    schedule_id: Id, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     _require_existing_in_scope(s, user, schedule_id)
@@ -81,7 +82,7 @@ def delete_schedule(
 
 @router.post("/schedules/{schedule_id}/approve")
 def approve_schedule(
-    schedule_id: int, user: User = Depends(current_user), s: Session = Depends(db_session),
+    schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     device_ids = schedules.approve(s, schedule_id, user, limits=Limits.of(rt.settings))
@@ -106,14 +107,14 @@ def list_schedules(
 
 @router.get("/schedules/{schedule_id}")
 def get_schedule(
-    schedule_id: int, user: User = Depends(current_user), s: Session = Depends(db_session)
+    schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     return schedules.schedule_json(visible_schedule(s, user, schedule_id))  # another area's: 404
 
 
 @router.get("/schedules/{schedule_id}/occurrences")
 def schedule_occurrences(
-    schedule_id: int, request: Request, user: User = Depends(current_user), s: Session = Depends(db_session),
+    schedule_id: Id, request: Request, user: User = Depends(current_user), s: Session = Depends(db_session),
 ) -> list[str]:
     """ISO-8601 instants with the schedule's local offset, in [from, to]."""
     sc = visible_schedule(s, user, schedule_id)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, runtime
+from controller.api.params import Id
 from controller.core.errors import NotFound, UserError
 from controller.core.permissions import covers
 from controller.db.models import Device, User
@@ -32,7 +33,7 @@ def _instant(value: str | None, default: datetime) -> datetime:
 
 @router.get("/devices/{device_id}/telemetry")
 def device_telemetry(
-    device_id: int,
+    device_id: Id,
     metric: str,
     from_: str | None = Query(default=None, alias="from"),
     to: str | None = None,

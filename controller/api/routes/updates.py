@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import db_session, require_role, runtime
+from controller.api.params import Id
 from controller.core.errors import NotFound
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
@@ -50,7 +51,7 @@ def list_updates(
 
 @router.get("/api/v1/updates/{bundle_id}")
 def get_update(
-    bundle_id: int, user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
+    bundle_id: Id, user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     """The release and each station's state in the caller's area: sent, applied, rolled_back, refused."""
     return updates.to_json(updates.get(s, bundle_id), updates.rollouts_of(s, bundle_id, user))
@@ -58,7 +59,7 @@ def get_update(
 
 @router.post("/api/v1/updates/{bundle_id}/rollout", status_code=202)
 async def rollout_update(
-    bundle_id: int,
+    bundle_id: Id,
     req: updates.RolloutRequest,
     user: User = Depends(require_role(*MANAGE)),
     s: Session = Depends(db_session),

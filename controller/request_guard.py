@@ -1,0 +1,204 @@
+"""Refuse oversized and unauthenticated request bodies before reading them (issue 16, item 5).
+
+Without this, a 100 MiB JSON body sent with no token was parsed (+163 MB of memory) before the
+route's dependency answered 401, and a 300 MiB multipart upload was spooled to a temporary file
+(293 MB on disk) first: anyone who could reach the port could fill memory or disk.
+
+A pure ASGI middleware (not BaseHTTPMiddleware, which would buffer and wrap the body itself):
+
+* each path has a byte limit: uploads the media limit (plus multipart overhead), the CSV import
+  its 8 MiB, CAP its own `cap_max_bytes`, everything else `request_max_bytes`;
+* a `Content-Length` above the limit gets 413 before a byte of the body is read;
+* a body without `Content-Length` (chunked) is counted as it arrives: past the limit the caller
+  gets 413 and the application's next read fails, so no parser or temporary file grows further;
+* on /api/v1, a body from a caller with neither a valid bearer token nor a valid panel session
+  gets 401 before it is read (the few public routes, login and station enrollment, excepted).
+
+Answers are sent with `Connection: close`. A refused body of at most DRAIN_MAX_BYTES is read
+and thrown away first (nothing kept): closing a socket with unread data sends a TCP reset,
+which can destroy the answer before an ordinary client (one that sends the whole body, then
+reads) sees it. Larger bodies are answered at once and never read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+from fastapi import HTTPException
+from sqlalchemy import select
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from controller.core.config import Settings
+from controller.core.i18n import human_size, pick_lang, t
+from controller.core.security import token_digest
+from controller.db.models import ApiToken
+from controller.web.sessions import SESSION_COOKIE, load_session
+
+log = logging.getLogger(__name__)
+
+MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around an uploaded file
+CSV_IMPORT_MAX_BYTES = 8 * 1024 * 1024  # what POST /api/v1/devices/import reads at most
+# /api/v1 routes that take a body from someone not logged in: the login itself, and a station
+# redeeming its enrollment code.
+PUBLIC_API_BODIES = frozenset({"/api/v1/auth/token", "/api/v1/enroll"})
+DRAIN_MAX_BYTES = 1024 * 1024  # refused bodies up to this are read (and dropped) before the answer
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    """At most `max_bytes` of body; refused with the message `key` and its parameters."""
+
+    max_bytes: int
+    key: str
+    params: dict[str, object]
+
+
+def body_limit(method: str, path: str, settings: Settings) -> BodyLimit:
+    """The limit for one request. Uploads get theirs; every other body gets request_max_bytes."""
+    media = settings.media_max_bytes
+    if method == "POST" and path in ("/api/v1/media", "/bulletins/upload"):
+        return BodyLimit(media + MULTIPART_SLACK, "media.too_large", {"limit": human_size(media)})
+    if method == "POST" and path == "/api/v1/updates":
+        return BodyLimit(media + MULTIPART_SLACK, "request.too_large", {"limit": human_size(media)})
+    if method == "POST" and path == "/api/v1/devices/import":
+        return BodyLimit(CSV_IMPORT_MAX_BYTES + MULTIPART_SLACK, "request.too_large",
+                         {"limit": human_size(CSV_IMPORT_MAX_BYTES)})  # fmt: skip
+    if method == "POST" and path == "/api/v1/cap":
+        return BodyLimit(settings.cap_max_bytes, "cap.too_large", {"limit": settings.cap_max_bytes})
+    limit = settings.request_max_bytes
+    return BodyLimit(limit, "request.too_large", {"limit": human_size(limit)})
+
+
+class BodyTooLarge(HTTPException):
+    """Raised into the application when a streamed body passes its limit (the 413 is already sent).
+
+    An HTTPException, so FastAPI's body parsing passes it through instead of calling it a 400."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+def _has_body(headers: dict[bytes, bytes]) -> bool:
+    length = headers.get(b"content-length")
+    if length is not None:
+        return length.strip() not in (b"", b"0")
+    return b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+
+
+def _credentials(headers: dict[bytes, bytes]) -> tuple[str | None, str | None]:
+    """The bearer token and the panel session cookie, as sent (not yet checked)."""
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    bearer = (auth[7:].strip() or None) if auth.lower().startswith("bearer ") else None
+    cookies = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
+    return bearer, cookies.get(SESSION_COOKIE) or None
+
+
+def _authenticated(app: Any, bearer: str | None, cookie: str | None) -> bool:
+    """Same rules as controller.api.deps.current_user (bearer) and the panel (session cookie)."""
+    if not bearer and not cookie:
+        return False
+    with app.state.runtime.db.session() as s:
+        if bearer:
+            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(bearer))).first()
+            if row is not None and row.expires_at > datetime.now(UTC) and row.user.active:
+                return True
+        return load_session(s, cookie) is not None
+
+
+class RequestGuard:
+    """ASGI middleware: body limits and the authentication check before any body is read."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])  # ASGI header names are lower-case
+        if not _has_body(headers):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        limit = body_limit(method, path, self.settings)
+        lang = pick_lang(headers.get(b"accept-language", b"").decode("latin-1") or None)
+        declared = headers.get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > limit.max_bytes:
+            await _drain(receive, declared)
+            await _refuse(send, 413, limit.key, lang, limit.params)
+            return
+        if path.startswith("/api/v1/") and path not in PUBLIC_API_BODIES:
+            bearer, cookie = _credentials(headers)
+            ok = await anyio.to_thread.run_sync(_authenticated, scope["app"], bearer, cookie)
+            if not ok:
+                await _drain(receive, declared)
+                await _refuse(send, 401, "auth.required", lang, {}, {"www-authenticate": "Bearer"})
+                return
+        await self._counted(scope, receive, send, limit, lang)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: BodyLimit, lang: str) -> None:
+        """Run the application with a receive that stops at the limit (chunked or lying bodies)."""
+        received = 0
+        started = refused = False
+
+        async def counted_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit.max_bytes:
+                    if not started and not refused:
+                        refused = True
+                        await _refuse(send, 413, limit.key, lang, limit.params)
+                    raise BodyTooLarge()
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 went out already; whatever the application answers is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLarge:
+            if not refused:
+                raise
+            log.info("refused %s %s: body over %d bytes", scope["method"], scope["path"], limit.max_bytes)
+
+
+async def _drain(receive: Receive, declared: bytes) -> None:
+    """Read and drop a refused body if it is small (see the module docstring); stop past
+    DRAIN_MAX_BYTES, so a large or endless body costs at most that much reading."""
+    if declared.isdigit() and int(declared) > DRAIN_MAX_BYTES:
+        return
+    seen = 0
+    while seen <= DRAIN_MAX_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+async def _refuse(
+    send: Send, status: int, key: str, lang: str, params: dict[str, object],
+    extra_headers: dict[str, str] | None = None,
+) -> None:  # fmt: skip
+    """The project's error shape ({"detail", "code"}), and the connection closed after it."""
+    body = json.dumps({"detail": t(key, lang, **params), "code": key}, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]  # fmt: skip
+    headers += [(k.encode(), v.encode()) for k, v in (extra_headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

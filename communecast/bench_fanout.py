@@ -288,7 +288,7 @@ async def preposition(system: System, fleet: Runner, devices: int, sha: str, *, 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = await system.api_json("GET", f"/api/v1/play-log?broadcast_id={drill['id']}&status=played"
-                                     f"&limit=100000")
+                                     f"&limit=10000")
         if len(rows) >= devices:
             return
         await asyncio.sleep(0.5)

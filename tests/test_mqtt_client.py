@@ -21,6 +21,7 @@ from communecast.mosquitto import PrivateMosquitto, free_port
 from device_agents.common.link import OUTBOX_WINDOW, AgentLink, ArrivalQueue, arrived_at
 from device_agents.common.mqtt_client import FastClient, reached_socket_at
 from device_agents.common.store import AgentStore
+from protocol.limits import MAX_PACKET_SIZE
 from tests.support.waiting import eventually
 
 USER, PASSWORD = "ctl", "pw"
@@ -52,7 +53,8 @@ async def _collect(client: aiomqtt.Client, n: int, into: list[bytes]) -> None:
 async def test_publish_and_receive_in_order_with_a_payload_larger_than_the_socket_buffer(
     broker: PrivateMosquitto,
 ) -> None:
-    big = bytes(range(256)) * 16384  # 4 MiB: the first write cannot take it all
+    # Just under the broker's packet limit (1 MiB): far more than the socket's first write takes.
+    big = bytes(range(256)) * ((MAX_PACKET_SIZE - 4096) // 256)
     payloads = [str(i).encode() for i in range(300)] + [big]
     got: list[bytes] = []
     async with _client(broker, "reader") as reader, _client(broker, "writer") as writer:

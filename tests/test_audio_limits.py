@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from communecast.bench_cap_lane import ffmpeg_under
 from communecast.harness import System
 from communecast.stations import ApiClient
 from controller.core.errors import UserError
@@ -70,19 +71,7 @@ def stored_files(store: MediaStore) -> list[Path]:
 
 def ffmpeg_children() -> list[int]:
     """ffmpeg processes this test process started that are still alive."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == os.getpid() and name == "ffmpeg":
-            found.append(int(entry.name))
-    return found
+    return ffmpeg_under(os.getpid())
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +124,8 @@ def test_a_job_past_its_deadline_is_killed_and_stores_nothing(tmp_path: Path, te
 def test_emergency_speech_goes_through_while_two_long_uploads_hold_the_ordinary_lane(
     tmp_path: Path, ten_minutes: Path
 ) -> None:
-    # The two long uploads are stopped by the job deadline (30 s) once the emergency has been checked;
-    # until then they hold both ordinary slots. With one shared pool (the old code) the emergency
+    # The two long uploads hold both ordinary slots while the emergency is checked (a job deadline of
+    # 30 s ends them on a slow machine). With one shared pool (the old code) the emergency
     # job waited for one of them to end.
     lanes = AudioLanes(slots=2, emergency_slots=2, job_timeout_s=30, ordinary_wait_s=0.2)
     store = MediaStore(tmp_path / "media", max_bytes=50 * 2**20, lanes=lanes)
@@ -184,7 +173,9 @@ def test_emergency_speech_goes_through_while_two_long_uploads_hold_the_ordinary_
         for th in uploads:
             th.join(timeout=60)
     assert not any(th.is_alive() for th in uploads)
-    assert sorted(outcomes) == ["media.timeout", "media.timeout"]
+    # Each ended by its 30 s deadline, or stored if this machine decoded ten minutes faster than that
+    # (the deadline itself is test_a_job_past_its_deadline_is_killed_and_stores_nothing).
+    assert len(outcomes) == 2 and set(outcomes) <= {"media.timeout", "stored"}, outcomes
     assert ffmpeg_children() == []
 
 

@@ -30,14 +30,12 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import HTTPException
-from sqlalchemy import select
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.core.config import Settings
 from controller.core.i18n import human_size, pick_lang, t
-from controller.core.security import token_digest
-from controller.db.models import ApiToken
+from controller.services.auth import user_for_token
 from controller.web.sessions import SESSION_COOKIE, load_session
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ def _has_body(headers: dict[bytes, bytes]) -> bool:
     return b"chunked" in headers.get(b"transfer-encoding", b"").lower()
 
 
-def _credentials(headers: dict[bytes, bytes]) -> tuple[str | None, str | None]:
+def credentials(headers: dict[bytes, bytes]) -> tuple[str | None, str | None]:
     """The bearer token and the panel session cookie, as sent (not yet checked)."""
     auth = headers.get(b"authorization", b"").decode("latin-1")
     bearer = (auth[7:].strip() or None) if auth.lower().startswith("bearer ") else None
@@ -99,15 +97,13 @@ def _credentials(headers: dict[bytes, bytes]) -> tuple[str | None, str | None]:
     return bearer, cookies.get(SESSION_COOKIE) or None
 
 
-def _authenticated(app: Any, bearer: str | None, cookie: str | None) -> bool:
+def authenticated(app: Any, bearer: str | None, cookie: str | None) -> bool:
     """Same rules as controller.api.deps.current_user (bearer) and the panel (session cookie)."""
     if not bearer and not cookie:
         return False
     with app.state.runtime.db.session() as s:
-        if bearer:
-            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(bearer))).first()
-            if row is not None and row.expires_at > datetime.now(UTC) and row.user.active:
-                return True
+        if user_for_token(s, bearer, datetime.now(UTC)) is not None:
+            return True
         return load_session(s, cookie) is not None
 
 
@@ -135,8 +131,8 @@ class RequestGuard:
             await _refuse(send, 413, limit.key, lang, limit.params)
             return
         if path.startswith("/api/v1/") and path not in PUBLIC_API_BODIES:
-            bearer, cookie = _credentials(headers)
-            ok = await anyio.to_thread.run_sync(_authenticated, scope["app"], bearer, cookie)
+            bearer, cookie = credentials(headers)
+            ok = await anyio.to_thread.run_sync(authenticated, scope["app"], bearer, cookie)
             if not ok:
                 await _drain(receive, declared)
                 await _refuse(send, 401, "auth.required", lang, {}, {"www-authenticate": "Bearer"})

@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
 from controller.core.i18n import pick_lang
-from controller.core.security import token_digest
-from controller.db.models import ApiToken, User
+from controller.db.models import User
 from controller.runtime import Runtime
+from controller.services.auth import user_for_token
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -38,12 +37,10 @@ def db_session(rt: Runtime = Depends(runtime)) -> Iterator[Session]:
 def current_user(
     token: str | None = Depends(oauth2), s: Session = Depends(db_session)
 ) -> User:
-    if not token:
+    user = user_for_token(s, token, datetime.now(UTC))
+    if user is None:
         raise UserError(401, "auth.required")
-    row = s.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(token))).first()
-    if row is None or row.expires_at <= datetime.now(UTC) or not row.user.active:
-        raise UserError(401, "auth.required")
-    return row.user
+    return user
 
 
 def require_role(*roles: str) -> Callable[[User], User]:

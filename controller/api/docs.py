@@ -6,27 +6,20 @@ a production controller, so there it needs a panel session cookie or a bearer to
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.security.utils import get_authorization_scheme_param
 
 from controller.core.errors import UserError
-from controller.services.auth import user_for_token
-from controller.web.sessions import SESSION_COOKIE, load_session
+from controller.request_guard import authenticated, credentials
 
 SPEC = "/openapi.json"
 
 
 def _logged_in(request: Request) -> bool:
-    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-    with request.app.state.runtime.db.session() as s:
-        if scheme.lower() == "bearer" and user_for_token(s, token, datetime.now(UTC)) is not None:
-            return True
-        return load_session(s, request.cookies.get(SESSION_COOKIE)) is not None
+    return authenticated(request.app, *credentials(dict(request.scope["headers"])))
 
 
 def private_docs(app: FastAPI) -> APIRouter:

@@ -20,17 +20,16 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, db_session, lang, require_role, runtime
 from controller.api.params import Id
 from controller.core.errors import UserError
 from controller.core.permissions import Action, roles_with
-from controller.core.security import token_digest
-from controller.db.models import ApiToken, User
+from controller.db.models import User
 from controller.runtime import Runtime
 from controller.services import live
+from controller.services.auth import user_for_token
 from controller.services.policy import PolicyViolation, policy_refusal
 from controller.web.sessions import SESSION_COOKIE, csrf_ok, load_session
 
@@ -144,9 +143,7 @@ def _ws_user(rt: Runtime, ws: WebSocket) -> User | None:
     with rt.db.session() as s:
         user: User | None = None
         if bearer:
-            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(bearer))).first()
-            if row is not None and row.expires_at > datetime.now(UTC) and row.user.active:
-                user = row.user
+            user = user_for_token(s, bearer, datetime.now(UTC))
         else:
             origin = ws.headers.get("origin")
             if origin and urlsplit(origin).netloc != ws.headers.get("host"):

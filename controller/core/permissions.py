@@ -169,9 +169,7 @@ def require_targets_in_scope(session: Session, user: User, targets: object, kind
         wanted |= {d.commune_id for k in kinds for d in resolve(session, only, kind=k)}
     outside = sorted(wanted - scope)
     if outside:
-        rows = session.execute(select(Area.id, Area.name).where(Area.id.in_(outside))).all()
-        names = {i: n for i, n in rows}
-        raise UserError(403, "scope.forbidden", names=", ".join(names.get(i) or str(i) for i in outside))
+        raise UserError(403, "scope.forbidden", names=area_names(session, outside))
 
 
 # -- issue 16 (CAP threads, live sessions, relays): who may stop or take over what was sent ---------
@@ -201,15 +199,12 @@ def area_names(session: Session, area_ids: Iterable[int]) -> str:
     ids = sorted(set(area_ids))
     names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_(ids))).all()) if ids else {}
     return ", ".join(names.get(i) or str(i) for i in ids)
+
+
 # -- reads and actions filtered by area (issue 16 item 7) -------------------------------------------
 # One rule for the API and the panel: reading another area's object is a 404 (its existence is not
 # revealed), a list holds only the caller's areas, and an action on (or into) another area is a 403
 # that names the area. The panel used to have its own copies of these checks; both call these now.
-
-
-def areas_in_scope(session: Session, user: User) -> set[int] | None:
-    """The commune ids the user reads and acts on; None means every commune (admin, unscoped)."""
-    return communes_in_scope(session, user)
 
 
 def in_scope(scope: set[int] | None, column: Any) -> list[Any]:
@@ -288,7 +283,7 @@ def broadcast_filter(session: Session, user: User) -> list[Any]:
 
     from controller.db.models import Broadcast
 
-    scope = areas_in_scope(session, user)
+    scope = communes_in_scope(session, user)
     if scope is None:
         return []
     return [or_(Broadcast.id.in_(broadcasts_in_scope(scope)), Broadcast.created_by == user.id)]
@@ -312,7 +307,7 @@ def visible_schedule(session: Session, user: User, schedule_id: int) -> Any:
     from controller.db.models_schedules import Schedule
 
     sc = session.get(Schedule, schedule_id)
-    if sc is None or not targets_reach(session, sc.targets, areas_in_scope(session, user)):
+    if sc is None or not targets_reach(session, sc.targets, communes_in_scope(session, user)):
         raise NotFound("schedule.not_found", id=schedule_id)
     return sc
 
@@ -324,7 +319,7 @@ def reaching_scope(session: Session, user: User, rows: Iterable[Any], targets_of
     Iterates the caller's ordered query and stops at `limit`, so a scoped user still gets a
     full page of their own rows rather than the first `limit` of everyone's, filtered down.
     """
-    scope = areas_in_scope(session, user)
+    scope = communes_in_scope(session, user)
     out: list[Any] = []
     for row in rows:
         if limit is not None and len(out) >= limit:

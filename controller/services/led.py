@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import t
-from controller.core.permissions import areas_in_scope, covers, reaching_scope
+from controller.core.permissions import communes_in_scope, covers, reaching_scope
 from controller.db.models import Device, User
 from controller.db.models_led import LedDelivery, LedMessageRow
 from controller.services import audit
@@ -238,7 +238,7 @@ def content_for(
 def visible_messages(session: Session, user: User, limit: int) -> list[LedMessageRow]:
     """Newest first, the LED texts that reach a board in the user's area (all for unscoped users)."""
     q = select(LedMessageRow).order_by(LedMessageRow.id.desc())
-    if areas_in_scope(session, user) is None:  # every area: the database applies the limit
+    if communes_in_scope(session, user) is None:  # every area: the database applies the limit
         return list(session.scalars(q.limit(limit)))
     return reaching_scope(session, user, session.scalars(q), lambda m: m.targets, kind="led", limit=limit)
 

@@ -57,7 +57,7 @@ class Filters:
     start: datetime | None = None  # aware
     end: datetime | None = None
     commune_id: int | None = None
-    # The caller's communes (controller/core/permissions.py areas_in_scope); None: every commune.
+    # The caller's communes (controller/core/permissions.py communes_in_scope); None: every commune.
     scope: frozenset[int] | None = None
 
     def conditions(self) -> list[Any]:

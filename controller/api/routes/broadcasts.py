@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit, QueryId
 from controller.core.permissions import (
-    areas_in_scope,
     broadcast_filter,
+    communes_in_scope,
     in_scope,
     require_targets_in_scope,
     visible_broadcast,
@@ -180,7 +180,7 @@ def play_log(
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     """Proof of play at the stations in the caller's area."""
-    scope = areas_in_scope(s, user)
+    scope = communes_in_scope(s, user)
     q = select(PlayLog).order_by(PlayLog.id).limit(min(limit, 10000))
     if scope is not None:
         q = q.join(Device, Device.id == PlayLog.device_id).where(*in_scope(scope, Device.commune_id))

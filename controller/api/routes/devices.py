@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from controller.api.deps import current_user, db_session, require_role, runtime
 from controller.api.params import BodyId, Id, Limit, QueryId
 from controller.core.errors import NotFound, UserError
-from controller.core.permissions import areas_in_scope, in_scope, visible_device
+from controller.core.permissions import communes_in_scope, in_scope, visible_device
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
 from controller.services import audit, devices, enrollment
@@ -26,7 +26,7 @@ def list_devices(
     s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     """The active stations in the caller's area (a commune operator sees only their commune's)."""
-    scope = areas_in_scope(s, user)
+    scope = communes_in_scope(s, user)
     q = (select(Device).where(Device.retired_at.is_(None), *in_scope(scope, Device.commune_id))
          .order_by(Device.id))
     if kind:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from controller.api.deps import db_session, lang, require_role
 from controller.api.params import MAX_ID, Limit
 from controller.core.errors import UserError
-from controller.core.permissions import Action, areas_in_scope, roles_with
+from controller.core.permissions import Action, communes_in_scope, roles_with
 from controller.db.models import AuditEntry, User
 from controller.services import reports
 
@@ -46,7 +46,7 @@ def _filters(request: Request, s: Session, user: User) -> reports.Filters:
         raise UserError(422, "request.invalid") from None
     if commune_id is not None and not 1 <= commune_id <= MAX_ID:  # ids are 32-bit INTEGER keys
         raise UserError(422, "request.invalid")
-    scope = areas_in_scope(s, user)
+    scope = communes_in_scope(s, user)
     return reports.Filters(when("from"), when("to"), commune_id, None if scope is None else frozenset(scope))
 
 

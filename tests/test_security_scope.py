@@ -10,15 +10,14 @@ The checks live in controller/core/permissions.py and the services both the API 
 from __future__ import annotations
 
 import io
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
+from communecast.pgtemp import fresh_database
 from controller.db.models import Device, DeviceEvent, PlayLog, User
 from controller.db.models_enrollment import EnrollmentCode
 from controller.services import devices
@@ -41,19 +40,12 @@ def world(
         with running_panel(tmp, f"sqlite:///{tmp / 'controller.db'}") as panel:
             yield _seed(panel)
         return
-    server = request.getfixturevalue("postgres_server")
-    name = f"cc_test_{secrets.token_hex(6)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url, drop = fresh_database(request.getfixturevalue("postgres_server"), prefix="cc_test")
     try:
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
         with running_panel(tmp, url) as panel:
             yield _seed(panel)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop()
 
 
 def _seed(panel: Panel) -> dict[str, Any]:

@@ -8,8 +8,6 @@ own CA: without that CA the send is refused, nothing delivered; with it, deliver
 
 from __future__ import annotations
 
-import email
-import email.policy
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,15 +21,7 @@ from communecast import tls
 from communecast.mosquitto import free_port
 from controller.core.config import Settings
 from controller.services.alarms.notify import AlarmNote, SmtpNotifier
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
-        return "250 OK"
+from tests.test_alarms_e2e import Mailbox
 
 
 @pytest.fixture

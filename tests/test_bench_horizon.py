@@ -26,7 +26,7 @@ def _reference(db: Database, now: datetime, horizon: timedelta) -> dict[int, lis
         district_of = dict(s.execute(select(Area.id, Area.parent_id)).all())
         media = {m.sha256: m for m in s.scalars(select(Media))}
         for sc in s.scalars(select(Schedule).where(Schedule.status == "active")):
-            members = [d for d in speakers if schedules._matches(sc.targets, d, district_of)]
+            members = [d for d in speakers if schedules.targets_match(sc.targets, d, district_of)]
             if not members or any(x not in media for x in sc.media):
                 continue
             refs = [MediaRef(sha256=x, size=media[x].size, duration_s=media[x].duration_s) for x in sc.media]

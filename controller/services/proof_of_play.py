@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.db.models import Area, Broadcast, Delivery, Device
@@ -75,19 +75,14 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
     )
     for key, (schedule_id, instant) in sched.items():
         sc, device = by_id.get(schedule_id), devices.get(key[0])
-        if sc is None or device is None or not schedules._matches(sc.targets or {}, device, district_of):
+        if sc is None or device is None or not schedules.targets_match(sc.targets or {}, device, district_of):
             continue
         if schedules.Recurrence.of_schedule(sc).between(instant, instant, limit=1):
             ok.add(key)
     if bcast:
         ids = set(bcast.values())
         with_rows = set(
-            session.scalars(
-                select(Delivery.broadcast_id)
-                .where(Delivery.broadcast_id.in_(ids))
-                .group_by(Delivery.broadcast_id)
-                .having(func.count() > 0)
-            )
+            session.scalars(select(Delivery.broadcast_id).where(Delivery.broadcast_id.in_(ids)).distinct())
         )
         found = {b.id: b for b in session.scalars(select(Broadcast).where(Broadcast.id.in_(ids - with_rows)))}
         for key, bc_id in bcast.items():
@@ -95,7 +90,7 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
             if (
                 bc is not None
                 and device is not None
-                and schedules._matches(bc.targets or {}, device, district_of)
+                and schedules.targets_match(bc.targets or {}, device, district_of)
             ):
                 ok.add(key)
     return ok

@@ -208,7 +208,8 @@ def occurrences(sc: Schedule, start: datetime, end: datetime, limit: int | None 
 
 
 # -- the horizon (called from desired_state.build) ----------------------------------------------
-def _matches(targets: dict[str, Any], device: Device, district_of: dict[int, int | None]) -> bool:
+def targets_match(targets: dict[str, Any], device: Device, district_of: dict[int, int | None]) -> bool:
+    """Do these targets name the station (all, itself, its commune, its district, a tag of it)?"""
     if targets.get("all"):
         return True
     if device.id in (targets.get("devices") or []):

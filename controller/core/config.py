@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.limits import MAX_PACKET_SIZE
 
+# The zone people read times in (the one literal of it in the controller): Settings.timezone
+# defaults to it, and a schedule row written without a zone gets it (controller/db/models_schedules.py).
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -67,7 +71,9 @@ class Settings(BaseSettings):
     enrollment_max_failures: int = Field(default=10, ge=1)
     enrollment_failure_window_s: int = Field(default=900, ge=1)
 
-    timezone: str = "Asia/Ho_Chi_Minh"
+    # Every time shown to people, every local day and month (reports, policy windows, schedules
+    # without their own zone) is in this zone; services receive it from their caller.
+    timezone: str = DEFAULT_TIMEZONE
     media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # Any other request body (JSON, forms) above this gets 413 before it is read; uploads have
     # their own limits (media_max_bytes, cap_max_bytes). See controller/request_guard.py.

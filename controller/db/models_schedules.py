@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from controller.core.config import DEFAULT_TIMEZONE
 from controller.db.models import Base, utcnow
 from controller.db.types import UTCDateTime
 
@@ -29,7 +30,7 @@ class Schedule(Base):
     dtstart: Mapped[str] = mapped_column(String(32))
     until: Mapped[str | None] = mapped_column(String(32))
     exdates: Mapped[list[str]] = mapped_column(JSON, default=list)
-    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Ho_Chi_Minh")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     targets: Mapped[dict[str, Any]] = mapped_column(JSON)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
     # draft (awaiting approval) | active | deleted

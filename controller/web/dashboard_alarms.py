@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controller.core.i18n import MESSAGES, t
+from controller.core.i18n import has_message, t
 from controller.db.models import Device
 from controller.db.models_health import Alarm
 from controller.services.alarms.engine import STATES, list_alarms
@@ -42,4 +42,4 @@ def open_alarms(s: Session, scope: set[int] | None, lang: str, tz: str) -> dict[
 
 def _kind(kind: str, lang: str) -> str:
     key = f"alarm.kind.{kind}"
-    return t(key, lang) if key in MESSAGES else kind
+    return t(key, lang) if has_message(key) else kind

@@ -1,6 +1,7 @@
 """Play-log reports: CSV and XLSX exports, monthly minutes per commune, missed/failed counts.
 
-Times are shown to people in Asia/Ho_Chi_Minh as dd/mm/yyyy HH:MM:SS. A schedule
+Times are shown to people in the zone of `Filters.tz` (Settings.timezone, which the caller
+passes in) as dd/mm/yyyy HH:MM:SS. A schedule
 occurrence is recognised by its item id (`s{id}@…`), a one-off broadcast by its
 broadcast id, so both land in the same report.
 """
@@ -17,12 +18,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import DateTime, and_, case, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
+from controller.core.config import DEFAULT_TIMEZONE
 from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_schedules import Schedule
 from controller.db.types import UTCDateTime
+from controller.i18n import formats
 from controller.services.schedules import parse_item_id
 
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+# The zone a Filters made without one reads local days and months in (the default of
+# Settings.timezone); the routes pass the configured one.
+TZ = ZoneInfo(DEFAULT_TIMEZONE)
 MONTHS_WITHOUT_LOOKUP = 24  # wider ranges are narrowed to the data first (one CASE arm per month)
 STATUS_VI = {"played": "Đã phát", "interrupted": "Bị ngắt", "failed": "Lỗi", "missed": "Bỏ lỡ",
              "playing": "Đang phát"}
@@ -59,6 +64,8 @@ class Filters:
     commune_id: int | None = None
     # The caller's communes (controller/core/permissions.py communes_in_scope); None: every commune.
     scope: frozenset[int] | None = None
+    # The zone of local months and of the times written in exports (Settings.timezone).
+    tz: ZoneInfo = TZ
 
     def conditions(self) -> list[Any]:
         """The area part of the filter: the chosen commune, and never outside the caller's area."""
@@ -79,8 +86,8 @@ def _item_instant(item_id: str) -> datetime | None:
     return parsed[1] if parsed else None
 
 
-def _fmt(dt: datetime | None) -> str:
-    return dt.astimezone(TZ).strftime("%d/%m/%Y %H:%M:%S") if dt else ""
+def _fmt(dt: datetime | None, tz: ZoneInfo, lang: str) -> str:
+    return formats.date_time(dt, tz, seconds=True, lang=lang, empty="")
 
 
 def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
@@ -106,8 +113,9 @@ def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
         if r.started_at and r.finished_at:
             minutes = round((r.finished_at - r.started_at).total_seconds() / 60, 2)
         status = STATUS_VI.get(r.status, r.status) if lang == "vi" else r.status
-        out.append([_fmt(r.started_at or when), _fmt(r.finished_at), area.name, dev.name, dev.uid, title,
-                    kind, r.item_id, status, minutes, r.start_error_ms, r.reason or ""])
+        out.append([_fmt(r.started_at or when, f.tz, lang), _fmt(r.finished_at, f.tz, lang), area.name,
+                    dev.name, dev.uid, title, kind, r.item_id, status, minutes, r.start_error_ms,
+                    r.reason or ""])
     return out
 
 
@@ -149,7 +157,7 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
         if first is None:
             return []
         lo, hi = max(lo or first, first), min(hi or last, last) + timedelta(seconds=1)
-    starts = _month_starts(lo, hi)
+    starts = _month_starts(lo, hi, f.tz)
     # A month is its index in `starts`; the first arm also takes what lies before the second
     # month (the range filter bounds it below).
     month: Any = (case(*[(when < nxt, i) for i, nxt in enumerate(starts[1:])], else_=len(starts) - 1)
@@ -178,8 +186,9 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
     for commune_id, i, secs, played, missed, failed, interrupted in found:
         if commune_id not in names:
             continue  # as the inner join with the commune always did
-        local = starts[int(i)].astimezone(TZ)
-        out.append({"commune_id": commune_id, "commune": names[commune_id], "month": f"{local:%m/%Y}",
+        local = starts[int(i)].astimezone(f.tz)
+        out.append({"commune_id": commune_id, "commune": names[commune_id],
+                    "month": formats.month(local, f.tz),
                     "minutes": round(float(secs or 0) / 60, 2), "played": int(played or 0),
                     "missed": int(missed or 0), "failed": int(failed or 0),
                     "interrupted": int(interrupted or 0), "_sort": (local.year, local.month)})  # fmt: skip
@@ -211,13 +220,13 @@ def _seconds_sql(dialect: str, later: Any, earlier: Any) -> Any:
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
 
-def _month_starts(lo: datetime, hi: datetime) -> list[datetime]:
-    """The UTC instants at which the local months overlapping [lo, hi) begin (at least one)."""
-    first = lo.astimezone(TZ)
+def _month_starts(lo: datetime, hi: datetime, tz: ZoneInfo) -> list[datetime]:
+    """The UTC instants at which the local months (in `tz`) overlapping [lo, hi) begin (at least one)."""
+    first = lo.astimezone(tz)
     y, m = first.year, first.month
     out: list[datetime] = []
     while True:
-        start = datetime(y, m, 1, tzinfo=TZ).astimezone(UTC)
+        start = datetime(y, m, 1, tzinfo=tz).astimezone(UTC)
         if out and start >= hi:
             return out
         out.append(start)

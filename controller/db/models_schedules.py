@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.core.config import DEFAULT_TIMEZONE
 from controller.db.models import Base, utcnow
+from controller.db.statuses import ScheduleStatus
 from controller.db.types import UTCDateTime
 
 
@@ -33,8 +34,7 @@ class Schedule(Base):
     timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     targets: Mapped[dict[str, Any]] = mapped_column(JSON)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
-    # draft (awaiting approval) | active | deleted
-    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    status: Mapped[ScheduleStatus] = mapped_column(String(16), default=ScheduleStatus.DRAFT, index=True)
     override_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

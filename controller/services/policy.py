@@ -25,6 +25,7 @@ from controller.core.i18n import t
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Area, Broadcast, Delivery, Device, User
 from controller.db.models_schedules import CommunePolicy
+from controller.db.statuses import PLANNED_BROADCAST, PLANNED_SCHEDULE, AreaLevel
 from controller.i18n import formats
 from controller.services import audit
 from protocol.messages import Priority
@@ -93,7 +94,7 @@ def policy_json(p: CommunePolicy | None, commune_id: int, tz: str = DEFAULT_TIME
 
 def put(session: Session, commune_id: int, req: PolicyIn, user: User) -> CommunePolicy:
     area = session.get(Area, commune_id)
-    if area is None or area.level != "commune":
+    if area is None or area.level != AreaLevel.COMMUNE:
         raise NotFound("policy.no_commune", id=commune_id)
     if not can_act_on_area(session, user, Action.POLICY_EDIT, commune_id):
         raise UserError(403, "auth.forbidden")
@@ -153,12 +154,12 @@ def _existing_minutes(
     # (ids first: PostgreSQL cannot DISTINCT rows that hold JSON columns)
     on_commune = (select(Delivery.broadcast_id).join(Device, Device.id == Delivery.device_id)
                   .where(Device.commune_id == commune_id))
-    q = select(Broadcast).where(Broadcast.id.in_(on_commune), Broadcast.status.in_(("scheduled", "draft")),
+    q = select(Broadcast).where(Broadcast.id.in_(on_commune), Broadcast.status.in_(PLANNED_BROADCAST),
                                 Broadcast.start_at >= start, Broadcast.start_at <= end)
     for bc in session.scalars(q):
         if Priority(bc.priority) is not Priority.EMERGENCY:
             per_day[bc.start_at.astimezone(tz).date().isoformat()] += bc.duration_s / 60
-    for sc in session.scalars(select(Schedule).where(Schedule.status.in_(("active", "draft")))):
+    for sc in session.scalars(select(Schedule).where(Schedule.status.in_(PLANNED_SCHEDULE))):
         if sc.id == exclude_schedule or Priority(sc.priority) is Priority.EMERGENCY:
             continue
         if not any(d.commune_id == commune_id for d in resolve(session, Targets.model_validate(sc.targets))):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from controller.core.config import DEFAULT_TIMEZONE
 from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import AIRED_PLAY, PlayStatus
 from controller.db.types import UTCDateTime
 from controller.i18n import formats
 from controller.services.schedules import parse_item_id
@@ -29,8 +30,8 @@ from controller.services.schedules import parse_item_id
 # Settings.timezone); the routes pass the configured one.
 TZ = ZoneInfo(DEFAULT_TIMEZONE)
 MONTHS_WITHOUT_LOOKUP = 24  # wider ranges are narrowed to the data first (one CASE arm per month)
-STATUS_VI = {"played": "Đã phát", "interrupted": "Bị ngắt", "failed": "Lỗi", "missed": "Bỏ lỡ",
-             "playing": "Đang phát"}
+STATUS_VI = {PlayStatus.PLAYED: "Đã phát", PlayStatus.INTERRUPTED: "Bị ngắt", PlayStatus.FAILED: "Lỗi",
+             PlayStatus.MISSED: "Bỏ lỡ", PlayStatus.PLAYING: "Đang phát"}
 COLUMNS = [
     ("Thời gian bắt đầu", "Started"), ("Thời gian kết thúc", "Finished"), ("Xã/phường", "Commune"),
     ("Trạm", "Station"), ("Mã trạm", "Station uid"), ("Nội dung", "Bulletin"), ("Loại", "Kind"),
@@ -163,7 +164,7 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
     month: Any = (case(*[(when < nxt, i) for i, nxt in enumerate(starts[1:])], else_=len(starts) - 1)
                   if len(starts) > 1 else literal(0))  # fmt: skip
     span = _seconds_sql(dialect, PlayLog.finished_at, PlayLog.started_at)
-    seconds = case((and_(PlayLog.status.in_(("played", "interrupted")), PlayLog.started_at.is_not(None),
+    seconds = case((and_(PlayLog.status.in_(AIRED_PLAY), PlayLog.started_at.is_not(None),
                          PlayLog.finished_at.is_not(None)), span), else_=0.0)
     # Grouped one level up: with bound parameters in it the same CASE would be two different
     # expressions to PostgreSQL in SELECT and in GROUP BY.
@@ -177,8 +178,8 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
         return func.sum(case((c.status == status, 1), else_=0))
 
     found = session.execute(
-        select(c.commune_id, c.month, func.sum(c.secs), count("played"), count("missed"), count("failed"),
-               count("interrupted"))
+        select(c.commune_id, c.month, func.sum(c.secs), count(PlayStatus.PLAYED), count(PlayStatus.MISSED),
+               count(PlayStatus.FAILED), count(PlayStatus.INTERRUPTED))
         .group_by(c.commune_id, c.month)
     ).all()
     names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_({r[0] for r in found}))).all())

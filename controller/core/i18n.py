@@ -39,4 +39,4 @@ def t(key: str, lang: str = "vi", **params: object) -> str:
     """The message `key` in `lang` ("en", else Vietnamese), its {placeholders} filled.
 
     KeyError for an unknown key, as a typo should fail loudly in tests."""
-    return translate(source_text(key), "en" if lang == "en" else "vi").format(**params)
+    return translate(source_text(key), "en" if lang == "en" else "vi", key).format(**params)

@@ -7,7 +7,9 @@ Two kinds of msgid share it:
   finds the key in the Vietnamese catalogue, whose msgstr is the Vietnamese text.
 
 English is always translated from the Vietnamese text, so a sentence that both the panel
-and an API error show has one English entry, whichever way it is reached.
+and an API error show has one English entry, whichever way it is reached. Where a keyed
+message needs another English for the same Vietnamese (a report's column "Trạng thái" is
+"Status", the panel's is "State"), its English entry carries the key as msgctxt.
 
 Each language folder may hold several .po files (a feature's own file means fewer edit
 clashes); they are merged into one catalogue here, and no .mo build artefact is committed.
@@ -38,7 +40,7 @@ def read_catalogue(lang: str) -> Catalog:
     for path in files:
         with path.open("rb") as fh:
             for message in read_po(fh, locale=lang):
-                if message.id and message.id not in catalog:
+                if message.id and catalog.get(message.id, context=message.context) is None:
                     catalog[message.id] = message
     return catalog
 
@@ -63,7 +65,7 @@ def message_keys() -> frozenset[str]:
 
 def translated_ids(lang: str = "en") -> set[str]:
     """Every msgid with a non-empty translation in `lang` (the tests check sources against it)."""
-    return {str(m.id) for m in read_catalogue(lang) if m.id and m.string}
+    return {str(m.id) for m in read_catalogue(lang) if m.id and m.string and not m.context}
 
 
 def source_text(key: str) -> str:
@@ -73,8 +75,14 @@ def source_text(key: str) -> str:
     return translations(SOURCE_LANG).gettext(key)
 
 
-def translate(text: str, lang: str) -> str:
-    """Vietnamese source text in `lang` (itself when there is no translation)."""
+def translate(text: str, lang: str, key: str | None = None) -> str:
+    """Vietnamese source text in `lang` (itself when there is no translation); with the `key`
+    it came from, an entry whose msgctxt is that key wins over the plain one."""
     if lang == SOURCE_LANG:
         return text
-    return translations(lang).gettext(text)
+    tr = translations(lang)
+    if key is not None:
+        found = tr.pgettext(key, text)
+        if found != text:
+            return found
+    return tr.gettext(text)

@@ -8,15 +8,16 @@ strftime, so a locale's digits and calendar come from one place.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 
 DATE_TIME = "dd/MM/yyyy HH:mm"
 DATE_TIME_SECONDS = "dd/MM/yyyy HH:mm:ss"
 TIME_DATE = "HH:mm dd/MM/yyyy"  # an instant inside a sentence ("đã dùng lúc 07:30 05/12/2026")
 MONTH = "MM/yyyy"
+DAY = "dd/MM/yyyy"
 EMPTY = "—"
 
 
@@ -44,3 +45,8 @@ def time_date(value: datetime, tz: str | ZoneInfo, lang: str = "vi") -> str:
 def month(value: datetime, tz: str | ZoneInfo, lang: str = "vi") -> str:
     """mm/yyyy of the local month `value` falls in."""
     return _format(value, MONTH, tz, lang)
+
+
+def day(value: date, lang: str = "vi") -> str:
+    """dd/mm/yyyy of a calendar day (already local: no zone)."""
+    return format_date(value, DAY, locale=lang if lang in ("vi", "en") else "vi")

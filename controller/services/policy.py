@@ -202,7 +202,7 @@ def check(
                         {"rule": "max_minutes_per_day", "limit": p.max_minutes_per_day,
                          "minutes": round(total, 1), "day": day.isoformat(), "commune_id": p.commune_id},
                         commune=name, limit=p.max_minutes_per_day, minutes=round(total, 1),
-                        day=day.strftime("%d/%m/%Y"))
+                        day=formats.day(day))
     return None
 
 

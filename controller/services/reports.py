@@ -19,6 +19,7 @@ from sqlalchemy import DateTime, and_, case, cast, func, literal, select, type_c
 from sqlalchemy.orm import Session
 
 from controller.core.config import DEFAULT_TIMEZONE
+from controller.core.i18n import has_message, t
 from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_schedules import Schedule
 from controller.db.statuses import AIRED_PLAY, PlayStatus
@@ -30,14 +31,12 @@ from controller.services.schedules import parse_item_id
 # Settings.timezone); the routes pass the configured one.
 TZ = ZoneInfo(DEFAULT_TIMEZONE)
 MONTHS_WITHOUT_LOOKUP = 24  # wider ranges are narrowed to the data first (one CASE arm per month)
-STATUS_VI = {PlayStatus.PLAYED: "Đã phát", PlayStatus.INTERRUPTED: "Bị ngắt", PlayStatus.FAILED: "Lỗi",
-             PlayStatus.MISSED: "Bỏ lỡ", PlayStatus.PLAYING: "Đang phát"}
-COLUMNS = [
-    ("Thời gian bắt đầu", "Started"), ("Thời gian kết thúc", "Finished"), ("Xã/phường", "Commune"),
-    ("Trạm", "Station"), ("Mã trạm", "Station uid"), ("Nội dung", "Bulletin"), ("Loại", "Kind"),
-    ("Mã mục", "Item id"), ("Trạng thái", "Status"), ("Số phút", "Minutes"),
-    ("Lệch giờ (ms)", "Start error (ms)"), ("Lý do", "Reason"),
-]
+# The export's words are message keys of the one catalogue (controller/i18n/), like the API's.
+COLUMNS = ["started", "finished", "commune", "station", "station_uid", "bulletin", "kind", "item_id",
+           "status", "minutes", "start_error", "reason"]  # report.column.<name>
+MONTHLY_COLUMNS = ["report.column.commune", "report.monthly.month", "report.monthly.minutes",
+                   "report.monthly.played", "report.monthly.missed", "report.monthly.failed",
+                   "report.monthly.interrupted"]
 
 
 # A spreadsheet reads a text cell starting with one of these as a formula (or, for tab and CR,
@@ -107,13 +106,13 @@ def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
             continue
         parsed = parse_item_id(r.item_id)
         if parsed:
-            kind, title = ("lịch" if lang == "vi" else "schedule"), titles_s.get(parsed[0], "")
+            kind, title = t("report.kind.schedule", lang), titles_s.get(parsed[0], "")
         else:
-            kind, title = ("bản tin" if lang == "vi" else "broadcast"), titles_b.get(r.broadcast_id or -1, "")
+            kind, title = t("report.kind.broadcast", lang), titles_b.get(r.broadcast_id or -1, "")
         minutes = ""
         if r.started_at and r.finished_at:
             minutes = round((r.finished_at - r.started_at).total_seconds() / 60, 2)
-        status = STATUS_VI.get(r.status, r.status) if lang == "vi" else r.status
+        status = t(f"report.play.{r.status}", lang) if has_message(f"report.play.{r.status}") else r.status
         out.append([_fmt(r.started_at or when, f.tz, lang), _fmt(r.finished_at, f.tz, lang), area.name,
                     dev.name, dev.uid, title, kind, r.item_id, status, minutes, r.start_error_ms,
                     r.reason or ""])
@@ -121,7 +120,7 @@ def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
 
 
 def header(lang: str) -> list[str]:
-    return [vi if lang == "vi" else en for vi, en in COLUMNS]
+    return [t(f"report.column.{name}", lang) for name in COLUMNS]
 
 
 def to_csv(session: Session, f: Filters, lang: str = "vi") -> bytes:
@@ -240,17 +239,15 @@ def to_xlsx(session: Session, f: Filters, lang: str = "vi") -> bytes:
 
     wb = Workbook()
     ws = wb.active
-    ws.title = "Nhật ký phát" if lang == "vi" else "Play log"
+    ws.title = t("report.sheet.play_log", lang)
     ws.append(_safe_row(header(lang)))
     for row in rows(session, f, lang):
         ws.append(_safe_row(row))
     for cell in ws[1]:
         cell.font = Font(bold=True)
     ws.freeze_panes = "A2"
-    summary = wb.create_sheet("Tổng hợp tháng" if lang == "vi" else "Monthly")
-    summary.append(["Xã/phường", "Tháng", "Số phút đã phát", "Đã phát", "Bỏ lỡ", "Lỗi", "Bị ngắt"]
-                   if lang == "vi" else ["Commune", "Month", "Minutes broadcast", "Played", "Missed",
-                                         "Failed", "Interrupted"])
+    summary = wb.create_sheet(t("report.sheet.monthly", lang))
+    summary.append([t(key, lang) for key in MONTHLY_COLUMNS])
     for a in monthly(session, f):
         summary.append(_safe_row([a["commune"], a["month"], a["minutes"], a["played"], a["missed"],
                                   a["failed"], a["interrupted"]]))

@@ -28,7 +28,7 @@ from controller.core.errors import NotFound, UserError
 from controller.db.models import Device, User
 from controller.db.models_health import Alarm
 from controller.db.session import Database
-from controller.db.statuses import ACTIVE_ALARM, AlarmState
+from controller.db.statuses import ACTIVE_ALARM, AlarmState, DeviceKind
 from controller.services import audit, metrics
 from controller.services.alarms import rules
 from controller.services.alarms.notify import AlarmNote, NotificationHub
@@ -140,7 +140,7 @@ class AlarmEngine:
                 sample = rules.Sample(d.id, now, bool(d.online), d.last_seen,
                                       tele.model_dump(exclude={"extra"}))
                 for rule in self.telemetry_rules:
-                    if d.kind == "led" and rule.kind == "speaker_line":
+                    if d.kind == DeviceKind.LED and rule.kind == "speaker_line":
                         continue
                     verdict = rule.check(sample, (d.id, rule.kind) in active)
                     self._apply(rnd, d, rule.kind, verdict, rule.for_s, tele.ts, now)

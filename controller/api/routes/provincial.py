@@ -19,6 +19,8 @@ from controller.services.provincial import outbox
 from controller.services.provincial.config import ProvincialSettings
 
 router = APIRouter(prefix="/api/v1/provincial", tags=["provincial"])
+
+
 def _local(dt: datetime | None, tz: str) -> str | None:
     return formats.date_time(dt, tz, seconds=True) if dt is not None else None
 

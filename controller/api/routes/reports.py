@@ -19,6 +19,8 @@ from controller.services import reports
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 VIEWERS = roles_with(Action.REPORT_VIEW)
+
+
 def _filters(request: Request, s: Session, user: User) -> reports.Filters:
     """From/to/commune from the query string, always limited to the caller's area: another
     commune's rows are left out (an empty report), as a list would."""

@@ -106,6 +106,9 @@ def test_no_time_zone_literal_outside_the_settings() -> None:
              if literal.search(p.read_text(encoding="utf-8"))]
     assert found == ["core/config.py"], found
     assert Settings().timezone == DEFAULT_TIMEZONE
+    assert Settings(timezone="UTC").timezone == "UTC"
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Settings(timezone="Asia/Hanoi_City")
 
 
 def test_reports_follow_the_zone_they_are_given() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.limits import MAX_PACKET_SIZE
@@ -183,6 +184,16 @@ class Settings(BaseSettings):
     cap_voice_vi: str = "vi-north"  # the voice for Vietnamese alerts
     # A normal-priority alert waits for approval as a draft starting this far ahead.
     cap_draft_lead_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        """A misspelt zone fails at start-up, not in the first report someone downloads."""
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as {DEFAULT_TIMEZONE})") from exc
+        return v
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.limits import MAX_PACKET_SIZE
+
+# The zone people read times in (the one literal of it in the controller): Settings.timezone
+# defaults to it, and a schedule row written without a zone gets it (controller/db/models_schedules.py).
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 
 
 class Settings(BaseSettings):
@@ -67,7 +72,9 @@ class Settings(BaseSettings):
     enrollment_max_failures: int = Field(default=10, ge=1)
     enrollment_failure_window_s: int = Field(default=900, ge=1)
 
-    timezone: str = "Asia/Ho_Chi_Minh"
+    # Every time shown to people, every local day and month (reports, policy windows, schedules
+    # without their own zone) is in this zone; services receive it from their caller.
+    timezone: str = DEFAULT_TIMEZONE
     media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # Any other request body (JSON, forms) above this gets 413 before it is read; uploads have
     # their own limits (media_max_bytes, cap_max_bytes). See controller/request_guard.py.
@@ -177,6 +184,16 @@ class Settings(BaseSettings):
     cap_voice_vi: str = "vi-north"  # the voice for Vietnamese alerts
     # A normal-priority alert waits for approval as a draft starting this far ahead.
     cap_draft_lead_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        """A misspelt zone fails at start-up, not in the first report someone downloads."""
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as {DEFAULT_TIMEZONE})") from exc
+        return v
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from controller.db.statuses import AreaLevel, BroadcastStatus, DeliveryState, DeviceKind, PlayStatus
 from controller.db.types import UTCDateTime
 
 NAMING = {
@@ -44,7 +45,7 @@ class Area(Base):
     __tablename__ = "areas"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    level: Mapped[str] = mapped_column(String(16))  # province | district | commune | village
+    level: Mapped[AreaLevel] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200))
     code: Mapped[str | None] = mapped_column(String(32), unique=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
@@ -58,7 +59,7 @@ class Device(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(String(40), unique=True)  # MQTT identity and topic segment
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(16))  # speaker | led
+    kind: Mapped[DeviceKind] = mapped_column(String(16))
     commune_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     lat: Mapped[float | None] = mapped_column(Float)
@@ -135,7 +136,7 @@ class Broadcast(Base):
     start_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     duration_s: Mapped[float] = mapped_column(Float)
     targets: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="scheduled")  # scheduled|cancelled
+    status: Mapped[BroadcastStatus] = mapped_column(String(16), default=BroadcastStatus.SCHEDULED)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -152,7 +153,7 @@ class Delivery(Base):
     broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
     item_id: Mapped[str] = mapped_column(String(128), index=True)
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|acked|rejected
+    state: Mapped[DeliveryState] = mapped_column(String(16), default=DeliveryState.PENDING)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     detail: Mapped[str | None] = mapped_column(Text)
@@ -170,7 +171,7 @@ class PlayLog(Base):
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     item_id: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16))  # playing|played|interrupted|failed|missed
+    status: Mapped[PlayStatus] = mapped_column(String(16))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     start_error_ms: Mapped[float | None] = mapped_column(Float)

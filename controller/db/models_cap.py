@@ -15,6 +15,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.db.models import Base, utcnow
+from controller.db.statuses import CapOutcome
 from controller.db.types import UTCDateTime
 
 
@@ -41,8 +42,7 @@ class CapAlertRecord(Base):
     priority: Mapped[str | None] = mapped_column(String(16))  # ours, from the documented table
     raw_xml: Mapped[str] = mapped_column(Text)
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
-    # aired | draft | recorded_only | not_for_us | expired | not_public | cancelled | no_audio
-    outcome: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[CapOutcome] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     received_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

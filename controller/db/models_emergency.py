@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.db.models import Base, utcnow
+from controller.db.statuses import EmergencyStatus
 from controller.db.types import UTCDateTime
 
 
@@ -40,6 +41,6 @@ class EmergencyBroadcast(Base):
     # request -> the broker's last PUBACK (Mosquitto answers once it has queued the PLAY for
     # every subscriber, so this grows with the fan-out: ~250 ms at 10,000 stations)
     broker_ack_ms: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), default="active", index=True)  # active|cancelled
+    status: Mapped[EmergencyStatus] = mapped_column(String(16), default=EmergencyStatus.ACTIVE, index=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -16,6 +16,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Inte
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.db.models import Base, utcnow
+from controller.db.statuses import AlarmState
 from controller.db.types import UTCDateTime
 
 BIGINT = BigInteger().with_variant(Integer, "sqlite")
@@ -66,7 +67,7 @@ class Alarm(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(16), default="open")  # open | acknowledged | resolved
+    state: Mapped[AlarmState] = mapped_column(String(16), default=AlarmState.OPEN)
     active_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

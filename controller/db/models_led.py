@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.db.models import Base, utcnow
+from controller.db.statuses import LedMessageStatus, LedSource
 from controller.db.types import UTCDateTime
 
 
@@ -33,8 +34,8 @@ class LedMessageRow(Base):
     exdates: Mapped[list[str] | None] = mapped_column(JSON)
     timezone: Mapped[str | None] = mapped_column(String(64))
     show_s: Mapped[int | None] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(16), default="operator")  # operator | emergency
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | cancelled
+    source: Mapped[LedSource] = mapped_column(String(16), default=LedSource.OPERATOR)
+    status: Mapped[LedMessageStatus] = mapped_column(String(16), default=LedMessageStatus.ACTIVE)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

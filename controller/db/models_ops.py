@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.db.models import Base, utcnow
+from controller.db.statuses import DiagnosticState, RolloutState
 from controller.db.types import UTCDateTime
 
 
@@ -21,7 +22,7 @@ class DiagnosticCommandRow(Base):
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     action: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done | error | rejected
+    state: Mapped[DiagnosticState] = mapped_column(String(16), default=DiagnosticState.PENDING)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -56,7 +57,7 @@ class UpdateRollout(Base):
     bundle_id: Mapped[int] = mapped_column(ForeignKey("update_bundles.id", ondelete="CASCADE"), index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     command_id: Mapped[str] = mapped_column(String(64), index=True)
-    state: Mapped[str] = mapped_column(String(16), default="sent")
+    state: Mapped[RolloutState] = mapped_column(String(16), default=RolloutState.SENT)
     reason: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.db.models import Base, utcnow
+from controller.db.statuses import OutboxKind
 from controller.db.types import UTCDateTime
 
 
@@ -22,7 +23,7 @@ class ProvincialOutbox(Base):
     __table_args__ = (Index("ix_provincial_outbox_kind_id", "kind", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # status | play_log
+    kind: Mapped[OutboxKind] = mapped_column(String(16))
     device_id: Mapped[int | None] = mapped_column(Integer, index=True)
     # Sent in every record so the province can drop a record it already has.
     idempotency_key: Mapped[str] = mapped_column(String(200))

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from controller.core.config import DEFAULT_TIMEZONE
 from controller.db.models import Base, utcnow
+from controller.db.statuses import ScheduleStatus
 from controller.db.types import UTCDateTime
 
 
@@ -29,11 +31,10 @@ class Schedule(Base):
     dtstart: Mapped[str] = mapped_column(String(32))
     until: Mapped[str | None] = mapped_column(String(32))
     exdates: Mapped[list[str]] = mapped_column(JSON, default=list)
-    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Ho_Chi_Minh")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     targets: Mapped[dict[str, Any]] = mapped_column(JSON)
     priority: Mapped[str] = mapped_column(String(16), default="normal")
-    # draft (awaiting approval) | active | deleted
-    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    status: Mapped[ScheduleStatus] = mapped_column(String(16), default=ScheduleStatus.DRAFT, index=True)
     override_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

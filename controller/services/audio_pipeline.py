@@ -87,7 +87,7 @@ class Measurement:
 
 @dataclass(frozen=True)
 class AudioWarning:
-    """A message key (controller/core/messages_audio.py) and its parameters."""
+    """A message key (controller/i18n/vi/LC_MESSAGES/messages.po) and its parameters."""
 
     code: str
     params: dict[str, float | str] = field(default_factory=dict)

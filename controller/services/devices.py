@@ -13,6 +13,7 @@ from controller.core.errors import NotFound
 from controller.core.permissions import Action, device_for_action, require_area_action
 from controller.core.security import mosquitto_password_hash, new_secret
 from controller.db.models import Area, Device, User
+from controller.db.statuses import AreaLevel
 from controller.services import audit
 from controller.services.targets import groups_of
 
@@ -36,7 +37,7 @@ def create(session: Session, req: DeviceCreate, user_id: int | None, *, actor: U
     """A new station. `actor` (the API, the panel, the CSV import) must manage the commune:
     a technician of Xã A creating a station in Xã B is refused (403) before anything is stored."""
     area = session.get(Area, req.commune_id)
-    if area is None or area.level != "commune":
+    if area is None or area.level != AreaLevel.COMMUNE:
         raise NotFound("area.not_found", id=req.commune_id)
     if actor is not None:
         require_area_action(session, actor, Action.DEVICE_MANAGE, req.commune_id)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
@@ -34,6 +33,7 @@ from controller.core.permissions import Action, device_for_action
 from controller.core.security import mosquitto_password_hash, new_secret
 from controller.db.models import Area, Device, User
 from controller.db.models_enrollment import EnrollmentCode, EnrollmentFailure
+from controller.i18n import formats
 from controller.services import audit, devices
 from controller.services.broker_auth import DynsecError
 from controller.services.targets import groups_of
@@ -86,9 +86,9 @@ def code_hash(pepper: bytes, normalized: str) -> str:
     return hmac.new(pepper, normalized.encode(), hashlib.sha256).hexdigest()
 
 
-def people_time(instant: datetime, tz: str = "Asia/Ho_Chi_Minh") -> str:
-    """dd/mm/yyyy HH:MM in the commune's time zone, as messages show it."""
-    return instant.astimezone(ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y")
+def people_time(instant: datetime, tz: str) -> str:
+    """HH:MM dd/mm/yyyy in the controller's time zone (Settings.timezone), as messages show it."""
+    return formats.time_date(instant, tz)
 
 
 @dataclass(frozen=True)

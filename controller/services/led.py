@@ -20,6 +20,7 @@ from controller.core.i18n import t
 from controller.core.permissions import communes_in_scope, covers, reaching_scope
 from controller.db.models import Device, User
 from controller.db.models_led import LedDelivery, LedMessageRow
+from controller.db.statuses import DeviceKind, LedMessageStatus, LedSource
 from controller.services import audit
 from controller.services.schedules import DEFAULT_TZ, Recurrence
 from controller.services.targets import Targets, resolve
@@ -116,7 +117,7 @@ def _store(session: Session, devices: list[Device], *, text: str, targets: dict[
            recurring: LedMessageCreate | None = None) -> LedMessageRow:
     row = LedMessageRow(
         text=text, mode=mode, speed=speed, color=color, duration_s=duration_s, priority=priority.value,
-        start_at=start_at, end_at=end_at, targets=targets, source=source, status="active",
+        start_at=start_at, end_at=end_at, targets=targets, source=source, status=LedMessageStatus.ACTIVE,
         created_by=user_id,
     )  # fmt: skip
     if recurring is not None and recurring.rrule is not None:
@@ -142,7 +143,7 @@ def create(
     end_at = req.end_at.astimezone(UTC) if req.end_at else None
     _check_window(start_at, end_at, now)
     recurrence = _check_recurrence(req)
-    devices = resolve(session, req.targets, kind="led")
+    devices = resolve(session, req.targets, kind=DeviceKind.LED)
     if not devices:
         raise UserError(422, "led.no_targets")
     rows, warnings = board_will_show(devices, req.text, lang)
@@ -156,7 +157,7 @@ def create(
         return None, [], info
     row = _store(session, devices, text=req.text, targets=req.targets.model_dump(exclude_defaults=True),
                  mode=req.mode, speed=req.speed, color=req.color, duration_s=req.duration_s,
-                 priority=req.priority, start_at=start_at, end_at=end_at, source="operator",
+                 priority=req.priority, start_at=start_at, end_at=end_at, source=LedSource.OPERATOR,
                  user_id=user_id, recurring=req)
     return row, [d.id for d in devices], info
 
@@ -165,7 +166,7 @@ def cancel(session: Session, message_id: int, user_id: int | None) -> list[int]:
     row = session.get(LedMessageRow, message_id)
     if row is None:
         raise NotFound("led.not_found", id=message_id)
-    row.status = "cancelled"
+    row.status = LedMessageStatus.CANCELLED
     audit.record(session, user_id, "led.cancel", "led_message", row.id)
     return list(session.scalars(select(LedDelivery.device_id).where(LedDelivery.led_message_id == row.id)))
 
@@ -180,13 +181,13 @@ def mirror_emergency_text(
     after commit). No board in the area is not an error: the emergency still goes out on air.
     """
     targets = area_targets if isinstance(area_targets, Targets) else Targets.model_validate(area_targets)
-    devices = resolve(session, targets, kind="led")
+    devices = resolve(session, targets, kind=DeviceKind.LED)
     if not devices:
         return []
     now = now or datetime.now(UTC)
     _store(session, devices, text=text, targets=targets.model_dump(exclude_defaults=True), mode="flash",
            speed=3, color="red", duration_s=10, priority=Priority.EMERGENCY, start_at=now,
-           end_at=until.astimezone(UTC) if until else None, source="emergency", user_id=user_id)
+           end_at=until.astimezone(UTC) if until else None, source=LedSource.EMERGENCY, user_id=user_id)
     return [d.id for d in devices]
 
 
@@ -208,7 +209,8 @@ def content_for(
     session: Session, device_ids: list[int], now: datetime, horizon: timedelta = LED_HORIZON
 ) -> dict[int, LedContent]:
     """Desired LED content of each LED board among `device_ids` (speakers are left out)."""
-    boards = set(session.scalars(select(Device.id).where(Device.id.in_(device_ids), Device.kind == "led")))
+    boards = set(session.scalars(
+        select(Device.id).where(Device.id.in_(device_ids), Device.kind == DeviceKind.LED)))
     if not boards:
         return {}
     rows = session.execute(
@@ -216,7 +218,7 @@ def content_for(
         .join(LedMessageRow, LedDelivery.led_message_id == LedMessageRow.id)
         .where(
             LedDelivery.device_id.in_(boards),
-            LedMessageRow.status == "active",
+            LedMessageRow.status == LedMessageStatus.ACTIVE,
             or_(LedMessageRow.end_at.is_(None), LedMessageRow.end_at > now - KEEP_ENDED),
         )
         .order_by(LedMessageRow.id)
@@ -240,7 +242,8 @@ def visible_messages(session: Session, user: User, limit: int) -> list[LedMessag
     q = select(LedMessageRow).order_by(LedMessageRow.id.desc())
     if communes_in_scope(session, user) is None:  # every area: the database applies the limit
         return list(session.scalars(q.limit(limit)))
-    return reaching_scope(session, user, session.scalars(q), lambda m: m.targets, kind="led", limit=limit)
+    return reaching_scope(session, user, session.scalars(q), lambda m: m.targets, kind=DeviceKind.LED,
+                          limit=limit)
 
 
 def board(session: Session, device_id: int, user: User | None = None) -> Device:
@@ -250,7 +253,7 @@ def board(session: Session, device_id: int, user: User | None = None) -> Device:
         user is not None and not covers(session, user, device.commune_id)
     ):
         raise NotFound("device.not_found", id=device_id)
-    if device.kind != "led":
+    if device.kind != DeviceKind.LED:
         raise UserError(404, "led.not_a_board", id=device_id)
     return device
 

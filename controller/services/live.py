@@ -33,6 +33,7 @@ from controller.core.permissions import (
 )
 from controller.db.models import Broadcast, Delivery, Device, Media, User
 from controller.db.models_live import LiveStream
+from controller.db.statuses import BroadcastStatus, DeviceKind, LiveStatus, StreamFallback, StreamKind
 from controller.services import approval, audit, policy
 from controller.services.broadcasts import item_id_for
 from controller.services.schedules import Occurrence
@@ -41,7 +42,7 @@ from protocol.messages import MediaRef, Priority, ScheduleItem, StreamRef
 
 log = logging.getLogger(__name__)
 
-STREAM_STATUS = "stream"  # Broadcast.status of streamed broadcasts (bulletin code ignores it)
+STREAM_STATUS = BroadcastStatus.STREAM  # Broadcast.status of streamed broadcasts (bulletin code ignores it)
 LIVE_FORMAT = "s16le"  # the live wire format: S16LE mono 16 kHz, browser to station unchanged
 LIVE_RATE = 16000
 LIVE_BYTES_PER_S = 2 * LIVE_RATE
@@ -69,7 +70,7 @@ class LiveCreate(BaseModel):
 def create_stream(
     session: Session, *, kind: str, title: str, targets: Targets, priority: Priority,
     start_at: datetime, end_at: datetime, user: User | None, token: str | None = None,
-    source_url: str | None = None, fmt: str | None = None, fallback: str = "silence",
+    source_url: str | None = None, fmt: str | None = None, fallback: str = StreamFallback.SILENCE,
     filler: list[str] | None = None, dead_air_s: float = LIVE_DEAD_AIR_S,
     override_reason: str | None = None,
 ) -> tuple[LiveStream, list[int]]:  # fmt: skip
@@ -79,8 +80,8 @@ def create_stream(
     approval. A relay the user may not approve is a draft (both rows "draft") until an approver
     approves it; live voice cannot wait, so it is refused instead. Emergency is exempt."""
     if user is not None:
-        require_targets_in_scope(session, user, targets, kind="speaker")
-    devices = resolve(session, targets, kind="speaker")
+        require_targets_in_scope(session, user, targets, kind=DeviceKind.SPEAKER)
+    devices = resolve(session, targets, kind=DeviceKind.SPEAKER)
     if not devices:
         raise UserError(422, "broadcast.no_targets")
     user_id = user.id if user else None
@@ -100,7 +101,7 @@ def create_stream(
     ls = LiveStream(
         broadcast_id=bc.id, kind=kind, token=token, source_url=source_url, format=fmt, fallback=fallback,
         filler=list(filler or []), dead_air_s=dead_air_s, start_at=start_at, end_at=end_at,
-        status="draft" if status == "draft" else "active", created_by=user_id,
+        status=LiveStatus.DRAFT if status == BroadcastStatus.DRAFT else LiveStatus.ACTIVE, created_by=user_id,
     )  # fmt: skip
     session.add(ls)
     session.flush()
@@ -116,16 +117,16 @@ def create_stream(
 def _clear_to_air(
     session: Session, user: User, kind: str, devices: list[Device], priority: Priority,
     start_at: datetime, end_at: datetime, override_reason: str | None,
-) -> tuple[str, dict[str, Any]]:  # fmt: skip
+) -> tuple[BroadcastStatus, dict[str, Any]]:  # fmt: skip
     """The broadcast status and policy outcome, as a bulletin gets them (issue 16 item 6)."""
     communes = sorted({d.commune_id for d in devices})
     occurrence = Occurrence(start_at, (end_at - start_at).total_seconds())
     outcome = policy.enforce(session, user, communes, [occurrence], priority, override_reason)
     if priority is Priority.EMERGENCY or approval.can_approve(session, user, communes):
         return STREAM_STATUS, outcome
-    if kind == "live":
+    if kind == StreamKind.LIVE:
         raise UserError(403, "live.needs_approval")
-    return "draft", outcome
+    return BroadcastStatus.DRAFT, outcome
 
 
 def require_may_manage(session: Session, ls: LiveStream, user: User | None) -> None:
@@ -151,13 +152,15 @@ def managed_stream(session: Session, stream_id: int, kind: str, user: User | Non
 
 
 def stream_ref(ls: LiveStream, filler: dict[str, Media]) -> StreamRef:
-    if ls.kind == "live":
-        return StreamRef(url=f"/api/v1/live/{ls.id}/stream", token=ls.token, kind="live", format=LIVE_FORMAT,
-                         rate=LIVE_RATE, fallback="silence", dead_air_s=ls.dead_air_s)  # fmt: skip
+    if ls.kind == StreamKind.LIVE:
+        return StreamRef(url=f"/api/v1/live/{ls.id}/stream", token=ls.token, kind=StreamKind.LIVE,
+                         format=LIVE_FORMAT, rate=LIVE_RATE, fallback=StreamFallback.SILENCE,
+                         dead_air_s=ls.dead_air_s)  # fmt: skip
     refs = [MediaRef(sha256=s, size=filler[s].size, duration_s=filler[s].duration_s)
             for s in ls.filler or [] if s in filler]  # fmt: skip
-    return StreamRef(url=ls.source_url or "", kind="relay", format=ls.format,
-                     fallback="filler" if refs and ls.fallback == "filler" else "silence",
+    return StreamRef(url=ls.source_url or "", kind=StreamKind.RELAY, format=ls.format,
+                     fallback=(StreamFallback.FILLER if refs and ls.fallback == StreamFallback.FILLER
+                               else StreamFallback.SILENCE),
                      filler=refs, dead_air_s=ls.dead_air_s)  # fmt: skip
 
 
@@ -165,7 +168,7 @@ def horizon_items(
     session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
 ) -> dict[int, list[ScheduleItem]]:
     """Streamed items of these stations whose window is open or recent (desired_state.build)."""
-    ids = [d.id for d in devices if d.kind == "speaker"]
+    ids = [d.id for d in devices if d.kind == DeviceKind.SPEAKER]
     out: dict[int, list[ScheduleItem]] = {}
     if not ids:
         return out
@@ -207,7 +210,7 @@ def create_live(
     start_at = now + LIVE_LEAD
     minutes = min(req.max_minutes or max_minutes, max_minutes)
     return create_stream(
-        session, kind="live", title=req.title, targets=req.targets, priority=req.priority,
+        session, kind=StreamKind.LIVE, title=req.title, targets=req.targets, priority=req.priority,
         start_at=start_at, end_at=start_at + timedelta(minutes=minutes), user=user,
         token=secrets.token_urlsafe(24), fmt=LIVE_FORMAT, override_reason=req.override_reason,
     )  # fmt: skip
@@ -222,9 +225,10 @@ def end_live(
     so no station is cut off before it has played what it had buffered.
     """
     now = now or datetime.now(UTC)
-    ls = managed_stream(session, stream_id, "live", user)
-    if ls.status == "active":
-        ls.status, ls.ended_at, ls.end_at = "ended", now, max(now, ls.start_at + timedelta(seconds=1))
+    ls = managed_stream(session, stream_id, StreamKind.LIVE, user)
+    if ls.status == LiveStatus.ACTIVE:
+        ls.status, ls.ended_at = LiveStatus.ENDED, now
+        ls.end_at = max(now, ls.start_at + timedelta(seconds=1))
         audit.record(session, user.id if user else None, "live.end", "broadcast", ls.broadcast_id)
     return ls
 
@@ -339,7 +343,7 @@ class LiveHub:
         channel = self._channels.get(ls.id)
         if channel is None:
             channel = self._channels[ls.id] = Channel(ls.id, ls.end_at.timestamp())
-            if ls.status != "active":
+            if ls.status != LiveStatus.ACTIVE:
                 channel.ended = True
         return channel
 

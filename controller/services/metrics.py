@@ -23,6 +23,7 @@ from controller.db.models import Device
 from controller.db.models_dispatch import DispatchQueue
 from controller.db.models_health import Alarm
 from controller.db.session import Database
+from controller.db.statuses import AlarmState
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class DatabaseGauges(Collector):
                                    .where(Device.retired_at.is_(None))
                                    .group_by(Device.kind, Device.online)).all()  # fmt: skip
                 open_ = s.execute(select(Alarm.kind, Alarm.state, func.count())
-                                  .where(Alarm.state != "resolved")
+                                  .where(Alarm.state != AlarmState.RESOLVED)
                                   .group_by(Alarm.kind, Alarm.state)).all()  # fmt: skip
         except Exception:
             log.exception("metrics: database read failed")

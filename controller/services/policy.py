@@ -19,15 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.core.config import DEFAULT_TIMEZONE
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import t
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Area, Broadcast, Delivery, Device, User
 from controller.db.models_schedules import CommunePolicy
+from controller.db.statuses import PLANNED_BROADCAST, PLANNED_SCHEDULE, AreaLevel
+from controller.i18n import formats
 from controller.services import audit
 from protocol.messages import Priority
 
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+# The zone of local days and hours when the caller passes none (the default of
+# Settings.timezone); callers holding settings pass `tz=ZoneInfo(settings.timezone)`.
+TZ = ZoneInfo(DEFAULT_TIMEZONE)
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
 DAY_NAMES = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7,
              "mo": 1, "tu": 2, "we": 3, "th": 4, "fr": 5, "sa": 6, "su": 7}
@@ -77,19 +82,19 @@ class PolicyViolation(UserError):
         self.rule = rule
 
 
-def policy_json(p: CommunePolicy | None, commune_id: int) -> dict[str, Any]:
+def policy_json(p: CommunePolicy | None, commune_id: int, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
     if p is None:
         return {"commune_id": commune_id, "allowed_hours": [], "days": [], "max_minutes_per_session": None,
-                "max_minutes_per_day": None, "timezone": "Asia/Ho_Chi_Minh"}
+                "max_minutes_per_day": None, "timezone": tz}
     return {"commune_id": commune_id, "allowed_hours": p.allowed_hours, "days": p.days,
             "max_minutes_per_session": p.max_minutes_per_session,
-            "max_minutes_per_day": p.max_minutes_per_day, "timezone": "Asia/Ho_Chi_Minh",
+            "max_minutes_per_day": p.max_minutes_per_day, "timezone": tz,
             "updated_at": p.updated_at.isoformat() if p.updated_at else None}
 
 
 def put(session: Session, commune_id: int, req: PolicyIn, user: User) -> CommunePolicy:
     area = session.get(Area, commune_id)
-    if area is None or area.level != "commune":
+    if area is None or area.level != AreaLevel.COMMUNE:
         raise NotFound("policy.no_commune", id=commune_id)
     if not can_act_on_area(session, user, Action.POLICY_EDIT, commune_id):
         raise UserError(403, "auth.forbidden")
@@ -110,17 +115,14 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(m)
 
 
-def _fmt(dt: datetime) -> str:
-    return dt.astimezone(TZ).strftime("%H:%M %d/%m/%Y")
-
-
-def _check_one(p: CommunePolicy, name: str, occ: _Occ) -> PolicyViolation | None:
-    start = occ.start.astimezone(TZ)
+def _check_one(p: CommunePolicy, name: str, occ: _Occ, tz: ZoneInfo) -> PolicyViolation | None:
+    start = occ.start.astimezone(tz)
     end = start + timedelta(seconds=occ.duration_s)
     if p.days and start.isoweekday() not in p.days:
         days = ", ".join(DAY_LABELS[d] for d in p.days)
         rule = {"rule": "days", "days": p.days, "at": start.isoformat()}
-        return PolicyViolation("policy.outside_days", rule, commune=name, at=_fmt(occ.start), days=days)
+        return PolicyViolation("policy.outside_days", rule, commune=name, at=formats.time_date(occ.start, tz),
+                               days=days)
     if p.allowed_hours:
         s_min = start.hour * 60 + start.minute + start.second / 60
         e_min = s_min + occ.duration_s / 60
@@ -129,7 +131,7 @@ def _check_one(p: CommunePolicy, name: str, occ: _Occ) -> PolicyViolation | None
             return PolicyViolation("policy.outside_hours",
                                    {"rule": "allowed_hours", "allowed_hours": p.allowed_hours,
                                     "at": start.isoformat(), "until": end.isoformat()},
-                                   commune=name, at=_fmt(occ.start), windows=windows)
+                                   commune=name, at=formats.time_date(occ.start, tz), windows=windows)
     if p.max_minutes_per_session is not None and occ.duration_s > p.max_minutes_per_session * 60:
         return PolicyViolation("policy.session_too_long",
                                {"rule": "max_minutes_per_session", "limit": p.max_minutes_per_session,
@@ -140,7 +142,8 @@ def _check_one(p: CommunePolicy, name: str, occ: _Occ) -> PolicyViolation | None
 
 
 def _existing_minutes(
-    session: Session, commune_id: int, start: datetime, end: datetime, exclude_schedule: int | None
+    session: Session, commune_id: int, start: datetime, end: datetime, exclude_schedule: int | None,
+    tz: ZoneInfo,
 ) -> dict[str, float]:
     """Minutes already planned per local day (YYYY-MM-DD) on one commune's stations."""
     from controller.db.models_schedules import Schedule
@@ -151,24 +154,24 @@ def _existing_minutes(
     # (ids first: PostgreSQL cannot DISTINCT rows that hold JSON columns)
     on_commune = (select(Delivery.broadcast_id).join(Device, Device.id == Delivery.device_id)
                   .where(Device.commune_id == commune_id))
-    q = select(Broadcast).where(Broadcast.id.in_(on_commune), Broadcast.status.in_(("scheduled", "draft")),
+    q = select(Broadcast).where(Broadcast.id.in_(on_commune), Broadcast.status.in_(PLANNED_BROADCAST),
                                 Broadcast.start_at >= start, Broadcast.start_at <= end)
     for bc in session.scalars(q):
         if Priority(bc.priority) is not Priority.EMERGENCY:
-            per_day[bc.start_at.astimezone(TZ).date().isoformat()] += bc.duration_s / 60
-    for sc in session.scalars(select(Schedule).where(Schedule.status.in_(("active", "draft")))):
+            per_day[bc.start_at.astimezone(tz).date().isoformat()] += bc.duration_s / 60
+    for sc in session.scalars(select(Schedule).where(Schedule.status.in_(PLANNED_SCHEDULE))):
         if sc.id == exclude_schedule or Priority(sc.priority) is Priority.EMERGENCY:
             continue
         if not any(d.commune_id == commune_id for d in resolve(session, Targets.model_validate(sc.targets))):
             continue
         for occ in sched.occurrences(sc, start, end, sched.MAX_CHECKED):
-            per_day[occ.start.astimezone(TZ).date().isoformat()] += occ.duration_s / 60
+            per_day[occ.start.astimezone(tz).date().isoformat()] += occ.duration_s / 60
     return per_day
 
 
 def check(
     session: Session, commune_ids: Iterable[int], occs: Sequence[_Occ], *,
-    exclude_schedule: int | None = None,
+    exclude_schedule: int | None = None, tz: ZoneInfo = TZ,
 ) -> PolicyViolation | None:
     """The first rule broken by any occurrence on any commune, or None."""
     ids = sorted(set(commune_ids))
@@ -179,19 +182,19 @@ def check(
     for p in policies:
         name = names.get(p.commune_id, str(p.commune_id))
         for occ in occs:
-            bad = _check_one(p, name, occ)
+            bad = _check_one(p, name, occ, tz)
             if bad is not None:
                 bad.rule["commune_id"] = p.commune_id
                 return bad
         if p.max_minutes_per_day is not None:
             first = min(o.start for o in occs) - timedelta(days=1)
             last = max(o.start for o in occs) + timedelta(days=1)
-            per_day = _existing_minutes(session, p.commune_id, first, last, exclude_schedule)
+            per_day = _existing_minutes(session, p.commune_id, first, last, exclude_schedule, tz)
             for occ in occs:
-                day = occ.start.astimezone(TZ).date().isoformat()
+                day = occ.start.astimezone(tz).date().isoformat()
                 per_day[day] += occ.duration_s / 60
             for occ in occs:
-                day = occ.start.astimezone(TZ).date()
+                day = occ.start.astimezone(tz).date()
                 total = per_day[day.isoformat()]
                 if total > p.max_minutes_per_day + 1e-6:
                     return PolicyViolation(
@@ -199,19 +202,19 @@ def check(
                         {"rule": "max_minutes_per_day", "limit": p.max_minutes_per_day,
                          "minutes": round(total, 1), "day": day.isoformat(), "commune_id": p.commune_id},
                         commune=name, limit=p.max_minutes_per_day, minutes=round(total, 1),
-                        day=day.strftime("%d/%m/%Y"))
+                        day=formats.day(day))
     return None
 
 
 def enforce(
     session: Session, user: User, commune_ids: Iterable[int], occs: Sequence[_Occ], priority: Priority,
-    override_reason: str | None, *, exclude_schedule: int | None = None,
+    override_reason: str | None, *, exclude_schedule: int | None = None, tz: ZoneInfo = TZ,
 ) -> dict[str, Any]:
     """Refuse (raise PolicyViolation) or say why it may air: ok, exempt, override."""
     ids = sorted(set(commune_ids))
     if priority is Priority.EMERGENCY:
         return {"status": "exempt", "reason": "emergency"}
-    bad = check(session, ids, occs, exclude_schedule=exclude_schedule)
+    bad = check(session, ids, occs, exclude_schedule=exclude_schedule, tz=tz)
     if bad is None:
         return {"status": "ok"}
     reason = (override_reason or "").strip()

@@ -17,6 +17,7 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import communes_in_scope, communes_of_broadcasts
 from controller.db.models import Media, User
 from controller.db.models_live import LiveStream
+from controller.db.statuses import LiveStatus, StreamFallback, StreamKind
 from controller.services import audit, broadcasts, live
 from controller.services.targets import Targets
 from protocol.messages import Priority
@@ -64,14 +65,14 @@ def create(
     if end_at <= start_at or end_at - start_at > MAX_WINDOW:
         raise UserError(422, "relay.bad_window", start_at=start_at.isoformat(), end_at=end_at.isoformat(),
                         hours=int(MAX_WINDOW.total_seconds() // 3600))  # fmt: skip
-    if req.fallback == "filler" and not req.filler:
+    if req.fallback == StreamFallback.FILLER and not req.filler:
         raise UserError(422, "relay.filler_missing")
     known = set(session.scalars(select(Media.sha256).where(Media.sha256.in_(req.filler))))
     for sha in req.filler:
         if sha not in known:
             raise NotFound("media.not_found", sha256=sha)
     return live.create_stream(
-        session, kind="relay", title=req.title, targets=req.targets, priority=req.priority,
+        session, kind=StreamKind.RELAY, title=req.title, targets=req.targets, priority=req.priority,
         start_at=start_at, end_at=end_at, user=user, source_url=req.source_url, fmt=req.format,
         fallback=req.fallback, filler=req.filler, dead_air_s=req.dead_air_s,
         override_reason=req.override_reason,
@@ -81,17 +82,18 @@ def create(
 def cancel(session: Session, relay_id: int, user: User | None, *, now: datetime | None = None) -> list[int]:
     """Stop it early (or drop its draft): the stations' desired state drops it and they stop at once.
     Only its creator or a sender whose area covers all its stations may (live.require_may_manage)."""
-    ls = live.managed_stream(session, relay_id, "relay", user)
+    ls = live.managed_stream(session, relay_id, StreamKind.RELAY, user)
     user_id = user.id if user else None
-    if ls.status in ("active", "draft"):
-        ls.status, ls.ended_at = "ended", now or datetime.now(UTC)
+    if ls.status in (LiveStatus.ACTIVE, LiveStatus.DRAFT):
+        ls.status, ls.ended_at = LiveStatus.ENDED, now or datetime.now(UTC)
     audit.record(session, user_id, "relay.cancel", "broadcast", ls.broadcast_id)
     return broadcasts.cancel(session, ls.broadcast_id, user_id)
 
 
 def list_relays(session: Session, user: User | None = None, limit: int = 100) -> list[LiveStream]:
     """The latest relays; with `user`, only those they may manage (the cancel rule)."""
-    q = select(LiveStream).where(LiveStream.kind == "relay").order_by(LiveStream.start_at.desc()).limit(limit)
+    q = (select(LiveStream).where(LiveStream.kind == StreamKind.RELAY)
+         .order_by(LiveStream.start_at.desc()).limit(limit))
     rows = list(session.scalars(q))
     scope = communes_in_scope(session, user) if user is not None else None
     if user is None or scope is None:

@@ -1,6 +1,7 @@
 """Play-log reports: CSV and XLSX exports, monthly minutes per commune, missed/failed counts.
 
-Times are shown to people in Asia/Ho_Chi_Minh as dd/mm/yyyy HH:MM:SS. A schedule
+Times are shown to people in the zone of `Filters.tz` (Settings.timezone, which the caller
+passes in) as dd/mm/yyyy HH:MM:SS. A schedule
 occurrence is recognised by its item id (`s{id}@…`), a one-off broadcast by its
 broadcast id, so both land in the same report.
 """
@@ -17,21 +18,25 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import DateTime, and_, case, cast, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
+from controller.core.config import DEFAULT_TIMEZONE
+from controller.core.i18n import has_message, t
 from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import AIRED_PLAY, PlayStatus
 from controller.db.types import UTCDateTime
+from controller.i18n import formats
 from controller.services.schedules import parse_item_id
 
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+# The zone a Filters made without one reads local days and months in (the default of
+# Settings.timezone); the routes pass the configured one.
+TZ = ZoneInfo(DEFAULT_TIMEZONE)
 MONTHS_WITHOUT_LOOKUP = 24  # wider ranges are narrowed to the data first (one CASE arm per month)
-STATUS_VI = {"played": "Đã phát", "interrupted": "Bị ngắt", "failed": "Lỗi", "missed": "Bỏ lỡ",
-             "playing": "Đang phát"}
-COLUMNS = [
-    ("Thời gian bắt đầu", "Started"), ("Thời gian kết thúc", "Finished"), ("Xã/phường", "Commune"),
-    ("Trạm", "Station"), ("Mã trạm", "Station uid"), ("Nội dung", "Bulletin"), ("Loại", "Kind"),
-    ("Mã mục", "Item id"), ("Trạng thái", "Status"), ("Số phút", "Minutes"),
-    ("Lệch giờ (ms)", "Start error (ms)"), ("Lý do", "Reason"),
-]
+# The export's words are message keys of the one catalogue (controller/i18n/), like the API's.
+COLUMNS = ["started", "finished", "commune", "station", "station_uid", "bulletin", "kind", "item_id",
+           "status", "minutes", "start_error", "reason"]  # report.column.<name>
+MONTHLY_COLUMNS = ["report.column.commune", "report.monthly.month", "report.monthly.minutes",
+                   "report.monthly.played", "report.monthly.missed", "report.monthly.failed",
+                   "report.monthly.interrupted"]
 
 
 # A spreadsheet reads a text cell starting with one of these as a formula (or, for tab and CR,
@@ -59,6 +64,8 @@ class Filters:
     commune_id: int | None = None
     # The caller's communes (controller/core/permissions.py communes_in_scope); None: every commune.
     scope: frozenset[int] | None = None
+    # The zone of local months and of the times written in exports (Settings.timezone).
+    tz: ZoneInfo = TZ
 
     def conditions(self) -> list[Any]:
         """The area part of the filter: the chosen commune, and never outside the caller's area."""
@@ -79,8 +86,8 @@ def _item_instant(item_id: str) -> datetime | None:
     return parsed[1] if parsed else None
 
 
-def _fmt(dt: datetime | None) -> str:
-    return dt.astimezone(TZ).strftime("%d/%m/%Y %H:%M:%S") if dt else ""
+def _fmt(dt: datetime | None, tz: ZoneInfo, lang: str) -> str:
+    return formats.date_time(dt, tz, seconds=True, lang=lang, empty="")
 
 
 def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
@@ -99,20 +106,21 @@ def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
             continue
         parsed = parse_item_id(r.item_id)
         if parsed:
-            kind, title = ("lịch" if lang == "vi" else "schedule"), titles_s.get(parsed[0], "")
+            kind, title = t("report.kind.schedule", lang), titles_s.get(parsed[0], "")
         else:
-            kind, title = ("bản tin" if lang == "vi" else "broadcast"), titles_b.get(r.broadcast_id or -1, "")
+            kind, title = t("report.kind.broadcast", lang), titles_b.get(r.broadcast_id or -1, "")
         minutes = ""
         if r.started_at and r.finished_at:
             minutes = round((r.finished_at - r.started_at).total_seconds() / 60, 2)
-        status = STATUS_VI.get(r.status, r.status) if lang == "vi" else r.status
-        out.append([_fmt(r.started_at or when), _fmt(r.finished_at), area.name, dev.name, dev.uid, title,
-                    kind, r.item_id, status, minutes, r.start_error_ms, r.reason or ""])
+        status = t(f"report.play.{r.status}", lang) if has_message(f"report.play.{r.status}") else r.status
+        out.append([_fmt(r.started_at or when, f.tz, lang), _fmt(r.finished_at, f.tz, lang), area.name,
+                    dev.name, dev.uid, title, kind, r.item_id, status, minutes, r.start_error_ms,
+                    r.reason or ""])
     return out
 
 
 def header(lang: str) -> list[str]:
-    return [vi if lang == "vi" else en for vi, en in COLUMNS]
+    return [t(f"report.column.{name}", lang) for name in COLUMNS]
 
 
 def to_csv(session: Session, f: Filters, lang: str = "vi") -> bytes:
@@ -149,13 +157,13 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
         if first is None:
             return []
         lo, hi = max(lo or first, first), min(hi or last, last) + timedelta(seconds=1)
-    starts = _month_starts(lo, hi)
+    starts = _month_starts(lo, hi, f.tz)
     # A month is its index in `starts`; the first arm also takes what lies before the second
     # month (the range filter bounds it below).
     month: Any = (case(*[(when < nxt, i) for i, nxt in enumerate(starts[1:])], else_=len(starts) - 1)
                   if len(starts) > 1 else literal(0))  # fmt: skip
     span = _seconds_sql(dialect, PlayLog.finished_at, PlayLog.started_at)
-    seconds = case((and_(PlayLog.status.in_(("played", "interrupted")), PlayLog.started_at.is_not(None),
+    seconds = case((and_(PlayLog.status.in_(AIRED_PLAY), PlayLog.started_at.is_not(None),
                          PlayLog.finished_at.is_not(None)), span), else_=0.0)
     # Grouped one level up: with bound parameters in it the same CASE would be two different
     # expressions to PostgreSQL in SELECT and in GROUP BY.
@@ -169,8 +177,8 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
         return func.sum(case((c.status == status, 1), else_=0))
 
     found = session.execute(
-        select(c.commune_id, c.month, func.sum(c.secs), count("played"), count("missed"), count("failed"),
-               count("interrupted"))
+        select(c.commune_id, c.month, func.sum(c.secs), count(PlayStatus.PLAYED), count(PlayStatus.MISSED),
+               count(PlayStatus.FAILED), count(PlayStatus.INTERRUPTED))
         .group_by(c.commune_id, c.month)
     ).all()
     names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_({r[0] for r in found}))).all())
@@ -178,8 +186,9 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
     for commune_id, i, secs, played, missed, failed, interrupted in found:
         if commune_id not in names:
             continue  # as the inner join with the commune always did
-        local = starts[int(i)].astimezone(TZ)
-        out.append({"commune_id": commune_id, "commune": names[commune_id], "month": f"{local:%m/%Y}",
+        local = starts[int(i)].astimezone(f.tz)
+        out.append({"commune_id": commune_id, "commune": names[commune_id],
+                    "month": formats.month(local, f.tz),
                     "minutes": round(float(secs or 0) / 60, 2), "played": int(played or 0),
                     "missed": int(missed or 0), "failed": int(failed or 0),
                     "interrupted": int(interrupted or 0), "_sort": (local.year, local.month)})  # fmt: skip
@@ -211,13 +220,13 @@ def _seconds_sql(dialect: str, later: Any, earlier: Any) -> Any:
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
 
-def _month_starts(lo: datetime, hi: datetime) -> list[datetime]:
-    """The UTC instants at which the local months overlapping [lo, hi) begin (at least one)."""
-    first = lo.astimezone(TZ)
+def _month_starts(lo: datetime, hi: datetime, tz: ZoneInfo) -> list[datetime]:
+    """The UTC instants at which the local months (in `tz`) overlapping [lo, hi) begin (at least one)."""
+    first = lo.astimezone(tz)
     y, m = first.year, first.month
     out: list[datetime] = []
     while True:
-        start = datetime(y, m, 1, tzinfo=TZ).astimezone(UTC)
+        start = datetime(y, m, 1, tzinfo=tz).astimezone(UTC)
         if out and start >= hi:
             return out
         out.append(start)
@@ -230,17 +239,15 @@ def to_xlsx(session: Session, f: Filters, lang: str = "vi") -> bytes:
 
     wb = Workbook()
     ws = wb.active
-    ws.title = "Nhật ký phát" if lang == "vi" else "Play log"
+    ws.title = t("report.sheet.play_log", lang)
     ws.append(_safe_row(header(lang)))
     for row in rows(session, f, lang):
         ws.append(_safe_row(row))
     for cell in ws[1]:
         cell.font = Font(bold=True)
     ws.freeze_panes = "A2"
-    summary = wb.create_sheet("Tổng hợp tháng" if lang == "vi" else "Monthly")
-    summary.append(["Xã/phường", "Tháng", "Số phút đã phát", "Đã phát", "Bỏ lỡ", "Lỗi", "Bị ngắt"]
-                   if lang == "vi" else ["Commune", "Month", "Minutes broadcast", "Played", "Missed",
-                                         "Failed", "Interrupted"])
+    summary = wb.create_sheet(t("report.sheet.monthly", lang))
+    summary.append([t(key, lang) for key in MONTHLY_COLUMNS])
     for a in monthly(session, f):
         summary.append(_safe_row([a["commune"], a["month"], a["minutes"], a["played"], a["missed"],
                                   a["failed"], a["interrupted"]]))

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.core.config import DEFAULT_TIMEZONE
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Area, Broadcast, Delivery, Device, Media, User, utcnow
 from controller.db.models_schedules import Schedule
@@ -27,7 +28,7 @@ from controller.services.schedule_limits import Limits, check_desired_size, chec
 from controller.services.targets import Targets, resolve
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
-DEFAULT_TZ = "Asia/Ho_Chi_Minh"
+DEFAULT_TZ = DEFAULT_TIMEZONE  # a schedule saved without its own zone
 # Occurrences that ended longer ago than this are dropped from the horizon.
 KEEP_PAST = timedelta(minutes=10)
 # What a save checks (policy, conflicts): the coming year, at most this many occurrences.

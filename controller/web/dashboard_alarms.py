@@ -13,14 +13,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controller.core.i18n import MESSAGES, t
+from controller.core.i18n import has_message, t
 from controller.db.models import Device
 from controller.db.models_health import Alarm
+from controller.db.statuses import AlarmState
 from controller.services.alarms.engine import STATES, list_alarms
 from controller.web.i18n import fmt_dt, gettext_for
 
 NEWEST = 5
-STATE_WORDS = {"open": "Đang mở", "acknowledged": "Đã xác nhận"}
+STATE_WORDS = {AlarmState.OPEN: "Đang mở", AlarmState.ACKNOWLEDGED: "Đã xác nhận"}
 
 
 def open_alarms(s: Session, scope: set[int] | None, lang: str, tz: str) -> dict[str, Any]:
@@ -37,9 +38,10 @@ def open_alarms(s: Session, scope: set[int] | None, lang: str, tz: str) -> dict[
         "kind": _kind(a["kind"], lang), "since": fmt_dt(datetime.fromisoformat(a["opened_at"]), tz),
         "state": a["state"], "state_label": _(STATE_WORDS.get(a["state"], a["state"])),
     } for a in newest]  # fmt: skip
-    return {"active": sum(by_state.values()), "unacknowledged": by_state.get("open", 0), "newest": rows}
+    return {"active": sum(by_state.values()), "unacknowledged": by_state.get(AlarmState.OPEN, 0),
+            "newest": rows}
 
 
 def _kind(kind: str, lang: str) -> str:
     key = f"alarm.kind.{kind}"
-    return t(key, lang) if key in MESSAGES else kind
+    return t(key, lang) if has_message(key) else kind

@@ -18,6 +18,7 @@ from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.core.permissions import Action, all_in_scope
 from controller.db.models import Area
+from controller.db.statuses import AreaLevel
 from controller.services.targets import Targets
 from controller.web.panel import Ctx, Forbidden, check_csrf, current, runtime
 
@@ -56,7 +57,7 @@ def user_error(exc: UserError, lang: str) -> Message:
 
 
 def communes(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
-    q = select(Area.id, Area.name).where(Area.level == "commune").order_by(Area.name)
+    q = select(Area.id, Area.name).where(Area.level == AreaLevel.COMMUNE).order_by(Area.name)
     if scope is not None:
         q = q.where(Area.id.in_(scope or {-1}))
     return [(i, n) for i, n in s.execute(q)]

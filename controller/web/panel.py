@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from controller.core.permissions import Action, can, communes_in_scope
 from controller.db.models import Area, User
 from controller.db.models_web import WebSession
+from controller.db.statuses import PlayStatus
 from controller.runtime import Runtime
 from controller.web.i18n import LANG_COOKIE, LANGS, fmt_dt, gettext_for
 from controller.web.sessions import SESSION_COOKIE, csrf_ok, load_session
@@ -62,8 +63,8 @@ EVENT_KINDS = {
     "recovered": "Hết sự cố",  # e.g. a relayed stream is back after dead air (docs/live.md)
 }  # fmt: skip
 PLAY_STATUS = {
-    "playing": "Đang phát", "played": "Đã phát", "interrupted": "Bị ngắt", "failed": "Lỗi phát",
-    "missed": "Bị lỡ",
+    PlayStatus.PLAYING: "Đang phát", PlayStatus.PLAYED: "Đã phát", PlayStatus.INTERRUPTED: "Bị ngắt",
+    PlayStatus.FAILED: "Lỗi phát", PlayStatus.MISSED: "Bị lỡ",
 }  # fmt: skip
 
 

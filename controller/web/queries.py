@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from controller.core import permissions
 from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, PlayLog, User
+from controller.db.statuses import AreaLevel, BroadcastStatus, DeviceKind
 
 PAGE_SIZE = 50
 MAP_W, MAP_H = 640, 420
@@ -148,7 +149,7 @@ def station_filter(q: str, commune_id: int | None, state: str, kind: str,
         cond.append(or_(func.lower(Device.name).like(like), func.lower(Device.uid).like(like)))
     if commune_id:
         cond.append(Device.commune_id == commune_id)
-    if kind in ("speaker", "led"):
+    if kind in tuple(DeviceKind):
         cond.append(Device.kind == kind)
     if state == "online":
         cond.append(Device.online.is_(True))
@@ -180,7 +181,7 @@ def stations(s: Session, *, q: str = "", commune_id: int | None = None, state: s
 
 
 def communes(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
-    q = select(Area.id, Area.name).where(Area.level == "commune").order_by(Area.name)
+    q = select(Area.id, Area.name).where(Area.level == AreaLevel.COMMUNE).order_by(Area.name)
     if scope is not None:
         q = q.where(Area.id.in_(scope or {-1}))
     return [(i, n) for i, n in s.execute(q)]
@@ -237,7 +238,7 @@ def drafts(s: Session, scope: set[int] | None) -> list[dict[str, Any]]:
         .join(Delivery, Delivery.broadcast_id == Broadcast.id)
         .join(Device, Device.id == Delivery.device_id)
         .outerjoin(User, User.id == Broadcast.created_by)
-        .where(Broadcast.status == "draft")
+        .where(Broadcast.status == BroadcastStatus.DRAFT)
         .group_by(Broadcast.id, User.username)
         .order_by(Broadcast.start_at)
         .limit(200)

@@ -79,6 +79,7 @@ def _filters(
         datetime.combine(d_to + timedelta(days=1), time(0), zone),
         commune_id,
         None if ctx.scope is None else frozenset(ctx.scope),  # the service filters by area too
+        zone,
     )
     return f, {"from": d_from.isoformat(), "to": d_to.isoformat(), "commune": commune_id}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
@@ -14,16 +13,16 @@ from controller.api.deps import db_session, lang, require_role, runtime
 from controller.core.i18n import t
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
+from controller.i18n import formats
 from controller.runtime import Runtime
 from controller.services.provincial import outbox
 from controller.services.provincial.config import ProvincialSettings
 
 router = APIRouter(prefix="/api/v1/provincial", tags=["provincial"])
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
-def _local(dt: datetime | None) -> str | None:
-    return dt.astimezone(TZ).strftime("%d/%m/%Y %H:%M:%S") if dt is not None else None
+def _local(dt: datetime | None, tz: str) -> str | None:
+    return formats.date_time(dt, tz, seconds=True) if dt is not None else None
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -43,7 +42,7 @@ def status(
     if st is not None and st.last_error_key:
         params = json.loads(st.last_error_detail or "{}")
         error = {"code": st.last_error_key, "message": t(st.last_error_key, lang(request), **params),
-                 "at": _iso(st.last_error_at), "at_local": _local(st.last_error_at)}
+                 "at": _iso(st.last_error_at), "at_local": _local(st.last_error_at, rt.settings.timezone)}
     healthy = st is not None and st.last_success_at is not None and (
         st.last_error_at is None or st.last_success_at >= st.last_error_at)
     return {
@@ -55,7 +54,7 @@ def status(
         "queue": outbox.depth(s),
         "healthy": healthy,
         "last_success_at": _iso(st.last_success_at) if st else None,
-        "last_success_local": _local(st.last_success_at) if st else None,
+        "last_success_local": _local(st.last_success_at, rt.settings.timezone) if st else None,
         "last_attempt_at": _iso(st.last_attempt_at) if st else None,
         "last_login_at": _iso(st.last_login_at) if st else None,
         "logins": st.logins if st else 0,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.api.deps import db_session, lang, require_role
+from controller.api.deps import db_session, lang, require_role, runtime
 from controller.api.params import MAX_ID, Limit
 from controller.core.errors import UserError
 from controller.core.permissions import Action, communes_in_scope, roles_with
@@ -19,13 +19,13 @@ from controller.services import reports
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 VIEWERS = roles_with(Action.REPORT_VIEW)
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def _filters(request: Request, s: Session, user: User) -> reports.Filters:
     """From/to/commune from the query string, always limited to the caller's area: another
     commune's rows are left out (an empty report), as a list would."""
     q = request.query_params
+    zone = ZoneInfo(runtime(request).settings.timezone)
 
     def when(key: str) -> datetime | None:
         text = q.get(key)
@@ -37,7 +37,7 @@ def _filters(request: Request, s: Session, user: User) -> reports.Filters:
             dt = datetime.fromisoformat(text)
         except ValueError:
             raise UserError(422, "request.invalid") from None
-        return dt if dt.tzinfo else dt.replace(tzinfo=TZ)  # a bare date is a local day
+        return dt if dt.tzinfo else dt.replace(tzinfo=zone)  # a bare date is a local day
 
     commune = q.get("commune")
     try:
@@ -47,7 +47,8 @@ def _filters(request: Request, s: Session, user: User) -> reports.Filters:
     if commune_id is not None and not 1 <= commune_id <= MAX_ID:  # ids are 32-bit INTEGER keys
         raise UserError(422, "request.invalid")
     scope = communes_in_scope(s, user)
-    return reports.Filters(when("from"), when("to"), commune_id, None if scope is None else frozenset(scope))
+    return reports.Filters(when("from"), when("to"), commune_id, None if scope is None else frozenset(scope),
+                           zone)
 
 
 @router.get("/play-log.{fmt}")

@@ -28,6 +28,7 @@ from controller.core.errors import NotFound, UserError
 from controller.db.models import Device, User
 from controller.db.models_health import Alarm
 from controller.db.session import Database
+from controller.db.statuses import ACTIVE_ALARM, AlarmState, DeviceKind
 from controller.services import audit, metrics
 from controller.services.alarms import rules
 from controller.services.alarms.notify import AlarmNote, NotificationHub
@@ -124,7 +125,7 @@ class AlarmEngine:
                                               Device.last_seen < datetime.fromtimestamp(cutoff, UTC))
                 stale = {d.id: d for d in s.scalars(silent)}
                 has_offline = select(Device).join(Alarm, Alarm.device_id == Device.id).where(
-                    Alarm.kind == rules.OFFLINE, Alarm.state != "resolved")
+                    Alarm.kind == rules.OFFLINE, Alarm.state != AlarmState.RESOLVED)
                 stale.update({d.id: d for d in s.scalars(has_offline)})
                 offline_ids = set(stale)
                 for d in stale.values():
@@ -139,7 +140,7 @@ class AlarmEngine:
                 sample = rules.Sample(d.id, now, bool(d.online), d.last_seen,
                                       tele.model_dump(exclude={"extra"}))
                 for rule in self.telemetry_rules:
-                    if d.kind == "led" and rule.kind == "speaker_line":
+                    if d.kind == DeviceKind.LED and rule.kind == "speaker_line":
                         continue
                     verdict = rule.check(sample, (d.id, rule.kind) in active)
                     self._apply(rnd, d, rule.kind, verdict, rule.for_s, tele.ts, now)
@@ -165,7 +166,8 @@ class AlarmEngine:
     def _active(self, s: Session, device_ids: list[int]) -> dict[tuple[int, str], Alarm]:
         out: dict[tuple[int, str], Alarm] = {}
         for i in range(0, len(device_ids), 1000):
-            q = select(Alarm).where(Alarm.device_id.in_(device_ids[i : i + 1000]), Alarm.state != "resolved")
+            q = select(Alarm).where(Alarm.device_id.in_(device_ids[i : i + 1000]),
+                                    Alarm.state != AlarmState.RESOLVED)
             out.update({(a.device_id, a.kind): a for a in s.scalars(q)})
         return out
 
@@ -194,7 +196,7 @@ class AlarmEngine:
         if (sample_ts - since).total_seconds() < for_s:
             return
         self._since.pop(key, None)
-        opening[key] = {"device_id": device.id, "kind": kind, "state": "open",
+        opening[key] = {"device_id": device.id, "kind": kind, "state": AlarmState.OPEN,
                         "active_key": active_key(device.id, kind), "opened_at": now,
                         "detail": {**verdict.detail, "since": since.isoformat()}}  # fmt: skip
 
@@ -207,16 +209,16 @@ def _close_many(s: Session, closing: list[_Closing], now: datetime) -> list[Alar
         for i in range(0, len(closing), 500):
             chunk = {alarm.id: (alarm, device, cleared) for alarm, device, cleared in closing[i : i + 500]}
             changed = s.scalars(
-                update(Alarm).where(Alarm.id.in_(list(chunk)), Alarm.state != "resolved")
-                .values(state="resolved", resolved_at=now, active_key=None).returning(Alarm.id)
+                update(Alarm).where(Alarm.id.in_(list(chunk)), Alarm.state != AlarmState.RESOLVED)
+                .values(state=AlarmState.RESOLVED, resolved_at=now, active_key=None).returning(Alarm.id)
             ).all()  # fmt: skip
             details = {a_id: {**(chunk[a_id][0].detail or {}), "cleared": chunk[a_id][2]} for a_id in changed}
             if details:  # ORM bulk UPDATE by primary key: one executemany
                 s.execute(update(Alarm), [{"id": a_id, "detail": d} for a_id, d in details.items()])
             for a_id in sorted(changed):
                 alarm, device, _ = chunk[a_id]
-                for name, value in (("state", "resolved"), ("resolved_at", now), ("active_key", None),
-                                    ("detail", details[a_id])):  # fmt: skip
+                for name, value in (("state", AlarmState.RESOLVED), ("resolved_at", now),
+                                    ("active_key", None), ("detail", details[a_id])):  # fmt: skip
                     set_committed_value(alarm, name, value)
                 notes.append(_note("resolved", alarm, device))
     return notes
@@ -253,8 +255,8 @@ def _note(event: str, alarm: Alarm, device: Device) -> AlarmNote:
 
 
 # -- operator actions (routes) ----------------------------------------------------------------------
-STATES = {"open": ("open",), "acknowledged": ("acknowledged",), "resolved": ("resolved",),
-          "active": ("open", "acknowledged")}  # fmt: skip
+# The `state` filter of the alarm list: one state, or "active" (not resolved yet).
+STATES: dict[str, tuple[AlarmState, ...]] = {**{s.value: (s,) for s in AlarmState}, "active": ACTIVE_ALARM}
 
 
 def to_json(alarm: Alarm, device: Device | None = None) -> dict[str, Any]:
@@ -291,14 +293,15 @@ def acknowledge(s: Session, alarm_id: int, user: User, note: str | None) -> tupl
     alarm = s.get(Alarm, alarm_id)
     if alarm is None:
         raise NotFound("alarm.not_found", id=alarm_id)
-    if alarm.state == "resolved":
+    if alarm.state == AlarmState.RESOLVED:
         raise UserError(409, "alarm.already_resolved", id=alarm_id,
                         resolved_at=alarm.resolved_at.isoformat() if alarm.resolved_at else "")
-    if alarm.state == "acknowledged":
+    if alarm.state == AlarmState.ACKNOWLEDGED:
         return alarm, None
     now = datetime.now(UTC)
-    s.execute(update(Alarm).where(Alarm.id == alarm_id, Alarm.state == "open")
-              .values(state="acknowledged", acknowledged_at=now, acknowledged_by=user.id, ack_note=note))
+    s.execute(update(Alarm).where(Alarm.id == alarm_id, Alarm.state == AlarmState.OPEN)
+              .values(state=AlarmState.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=user.id,
+                      ack_note=note))
     s.refresh(alarm)
     audit.record(s, user.id, "alarm.acknowledge", "alarm", alarm_id, kind=alarm.kind,
                  device_id=alarm.device_id, note=note)  # fmt: skip
@@ -314,9 +317,9 @@ def resolve_manually(
     alarm = s.get(Alarm, alarm_id)
     if alarm is None:
         raise NotFound("alarm.not_found", id=alarm_id)
-    if alarm.state == "resolved":
+    if alarm.state == AlarmState.RESOLVED:
         return alarm, None
-    alarm.state, alarm.resolved_at, alarm.active_key = "resolved", datetime.now(UTC), None
+    alarm.state, alarm.resolved_at, alarm.active_key = AlarmState.RESOLVED, datetime.now(UTC), None
     alarm.resolved_by = user.id
     if note:
         alarm.detail = {**(alarm.detail or {}), "resolve_note": note}

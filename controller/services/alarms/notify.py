@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 import httpx
 
 from controller.core.config import Settings
 from controller.core.i18n import t
+from controller.i18n import formats
 from controller.services import metrics
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,8 @@ class AlarmNote:
                  device=self.device_name)  # fmt: skip
 
     def body(self, lang: str, tz: str) -> str:
-        zone = ZoneInfo(tz)
-
         def local(dt: datetime) -> str:
-            return dt.astimezone(zone).strftime("%d/%m/%Y %H:%M:%S")
+            return formats.date_time(dt, tz, seconds=True, lang=lang)
 
         resolved = t("alarm.notify.resolved_line", lang, resolved_at=local(self.resolved_at)) \
             if self.resolved_at else ""  # fmt: skip

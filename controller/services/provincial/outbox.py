@@ -21,16 +21,17 @@ from sqlalchemy.orm import Session
 from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_provincial import ProvincialOutbox, ProvincialState
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import FINAL_PLAY, OutboxKind
 from controller.services import schedules
 from controller.services.provincial.config import ProvincialSettings
 
 log = logging.getLogger(__name__)
 
-STATUS = "status"
-PLAY_LOG = "play_log"
+STATUS = OutboxKind.STATUS
+PLAY_LOG = OutboxKind.PLAY_LOG
 # A play log is reported when it reaches one of these (a later correction of 'missed'
 # by a late proof of play is reported too, under its own idempotency key).
-REPORTED = {"played", "interrupted", "failed", "missed"}
+REPORTED = set(FINAL_PLAY)
 MAINS_MIN_V = 150.0  # below this the cabinet is not on mains (PZEM reading)
 
 

@@ -25,9 +25,6 @@ from device_agents.speaker.role import speaker_station
 
 log = logging.getLogger(__name__)
 
-KINDS = ("speaker", "led")
-
-
 class Closable(Protocol):
     async def close(self) -> None: ...
 
@@ -62,7 +59,7 @@ class RunningStation:
 
 
 def check_kind(config: AgentConfig) -> None:
-    if config.kind not in KINDS:
+    if config.kind not in HOSTS:
         raise ValueError(f"no agent for station kind {config.kind!r} yet")
 
 
@@ -72,7 +69,8 @@ def _amplifier(config: AgentConfig, url: str | None) -> Amplifier:
     return ModbusAmplifier(ModbusBusConfig(url=url, baudrate=config.modbus_baudrate))
 
 
-def controller_for(config: AgentConfig, url: str, *, png_path: Path | None = None) -> LedController:
+def controller_for(config: AgentConfig, url: str) -> LedController:
+    """The LED controller driver for `config`, on the line `url` (for a bitmap panel: the PNG it writes)."""
     if config.led_protocol == "alpha":
         from device_agents.led.alpha import AlphaController
 
@@ -84,7 +82,7 @@ def controller_for(config: AgentConfig, url: str, *, png_path: Path | None = Non
                               height=config.led_height)
     from device_agents.led.bitmap import BitmapPanel
 
-    target = png_path or Path(url)
+    target = Path(url)
 
     def sink(img: object) -> None:  # a panel daemon (e.g. a HUB75 driver) picks the frame up here
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -95,13 +93,7 @@ def controller_for(config: AgentConfig, url: str, *, png_path: Path | None = Non
     return BitmapPanel(sink, width=config.led_width, height=config.led_height)
 
 
-def _host(config: AgentConfig, bench: Bench | None) -> StationHost[Any]:
-    check_kind(config)
-    if config.kind == "led":
-        url = bench.led_url if bench is not None else config.led_url
-        if not url:
-            raise ValueError("led_url is needed: the board controller's serial port or socket:// URL")
-        return led_station(config, controller_for(config, url))
+def _speaker(config: AgentConfig, bench: Bench | None) -> StationHost[Any]:
     if bench is not None:
         audio = bench.audio or AlsaAudioOutput(config.audio_device)
         return speaker_station(config, audio, _amplifier(config, bench.modbus_url), clock=bench.clock)
@@ -109,9 +101,21 @@ def _host(config: AgentConfig, bench: Bench | None) -> StationHost[Any]:
     return speaker_station(config, AlsaAudioOutput(config.audio_device), amp)
 
 
+def _led(config: AgentConfig, bench: Bench | None) -> StationHost[Any]:
+    url = bench.led_url if bench is not None else config.led_url
+    if not url:
+        raise ValueError("led_url is needed: the board controller's serial port or socket:// URL")
+    return led_station(config, controller_for(config, url))
+
+
+# A station kind: its role module plus one line here that picks its hardware.
+HOSTS: dict[str, Callable[[AgentConfig, Bench | None], StationHost[Any]]] = {"speaker": _speaker, "led": _led}
+
+
 async def start_station(config: AgentConfig, *, bench: Bench | None = None) -> RunningStation:
     """Start the station `config` describes: on its real hardware, or on `bench` when given."""
-    agent = _host(config, bench)
+    check_kind(config)
+    agent = HOSTS[config.kind](config, bench)
     await agent.start()
     return RunningStation(agent, bench.hardware if bench is not None else None)
 

@@ -36,5 +36,5 @@ async def open_bench(config: AgentConfig, *, transport: Transport = "pty") -> Be
 
 
 async def start_simulated_station(config: AgentConfig, *, sim_transport: Transport = "pty") -> RunningStation:
-    """A station on simulated hardware: what `start_station(config, simulated=True)` was."""
+    """A station on simulated hardware (tests, the demo, `communecast sim stations`)."""
     return await start_station(config, bench=await open_bench(config, transport=sim_transport))

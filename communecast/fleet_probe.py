@@ -50,7 +50,7 @@ class ReceiptProbe:
         for st in fleet.stations:
             link = st.agent.link
             link._on_message = self._wrap(st.uid, link)  # type: ignore[method-assign]
-            st.agent.media.ensure = self._stamp(st.uid, st.agent.media.ensure, self.fetched)  # type: ignore
+            st.agent.role.media.ensure = self._stamp(st.uid, st.agent.role.media.ensure, self.fetched)  # type: ignore
             st.sink.prepare = self._stamp(st.uid, st.sink.prepare, self.prepared)  # type: ignore
 
     @staticmethod
@@ -119,7 +119,7 @@ async def reset_probe(fleet: Fleet) -> None:
 async def hold_media(fleet: Fleet, stored: str, sha: str) -> None:
     """Put the clip in every station's cache (as the emergency kit would)."""
     for st in fleet.stations:
-        shutil.copyfile(stored, st.agent.media.path_for(sha))
+        shutil.copyfile(stored, st.agent.role.media.path_for(sha))
 
 
 async def cpu_seconds(fleet: Fleet) -> float:

@@ -23,8 +23,9 @@ import httpx
 from communecast.mosquitto import PrivateMosquitto, free_port
 from communecast.stations import ApiClient, provision
 from device_agents.common.config import AgentConfig
-from device_agents.runner import RunningStation, start_station
+from device_agents.runner import RunningStation
 from firmware_sim.audio_sink import SimAudioSink
+from firmware_sim.bench import start_simulated_station
 
 CONTROLLER_USER = "communecast-controller"
 
@@ -217,7 +218,7 @@ class System:
                 cfg = cfg.model_copy(update={"mqtt_port": mqtt_port})
             if self.agent_overrides:
                 cfg = cfg.model_copy(update=self.agent_overrides)
-            running = await start_station(cfg, simulated=True)
+            running = await start_simulated_station(cfg)
             added.append(Station(devices[cfg.uid], cfg, running))
         self.stations += added
         return added

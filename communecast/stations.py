@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from device_agents.common.config import AgentConfig
-from device_agents.runner import RunningStation, start_station
+from device_agents.runner import RunningStation
+from firmware_sim.bench import Transport, start_simulated_station
 
 
 @dataclass
@@ -101,14 +102,14 @@ async def _provision(
     return configs
 
 
-async def run_simulated(configs: list[AgentConfig], sim_transport: str = "tcp") -> list[RunningStation]:
+async def run_simulated(configs: list[AgentConfig], sim_transport: Transport = "tcp") -> list[RunningStation]:
     """Stations with simulated cabinets on a TCP serial line (`socket://`, the same RTU bytes).
 
     Not a pty: a pty number freed by a stopped station can be handed out again while a stale
     descriptor still holds pymodbus's exclusive lock on the old line, and the new station's
     agent then never opens its port (seen when a simulator process restarts a station).
     """
-    return list(await asyncio.gather(*(start_station(c, simulated=True, sim_transport=sim_transport)
+    return list(await asyncio.gather(*(start_simulated_station(c, sim_transport=sim_transport)
                                        for c in configs)))
 
 

@@ -19,10 +19,10 @@ MODULES = (
     "protocol.envelope",
     "protocol.ops",
     "device_agents.common.link",
-    "device_agents.common.diagnostics",
+    "device_agents.host.host",
     "device_agents.common.updater",
-    "device_agents.speaker.agent",
-    "device_agents.led.agent",
+    "device_agents.speaker.role",
+    "device_agents.led.role",
     "device_agents.runner",
 )
 

@@ -1,6 +1,6 @@
 """Fleet mode: N simulated speaker stations in one process.
 
-Each station is a real `SpeakerAgent` with its own MQTT connection, its own broker
+Each station is a real `speaker_station` with its own MQTT connection, its own broker
 account (issued through the controller's REST API, as `communecast sim stations` does),
 its own SQLite store and media cache; only the hardware is simulated in-process
 (`SimAudioSink` + `SimAmplifier` over the cabinet model, no pty per station).
@@ -29,10 +29,11 @@ from device_agents.common.clock_offset import PERIOD_S as PROBE_PERIOD_S
 from device_agents.common.config import AgentConfig
 from device_agents.common.store import AgentStore
 from device_agents.hardware.audio import PreparedAudio
-from device_agents.hardware.sim_amplifier import SimAmplifier
-from device_agents.speaker.agent import SpeakerAgent
+from device_agents.host.host import StationHost
+from device_agents.speaker.role import SpeakerRole, speaker_station
 from firmware_sim.audio_sink import SimAudioSink
 from firmware_sim.relay_board import AmplifierCabinet
+from firmware_sim.sim_amplifier import SimAmplifier
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ class BoundedTransport(httpx.AsyncBaseTransport):
 class FleetStation:
     device_id: int
     config: AgentConfig
-    agent: SpeakerAgent
+    agent: StationHost[SpeakerRole]
     sink: SimAudioSink
     cabinet: AmplifierCabinet
 
@@ -301,12 +302,12 @@ class Fleet:
         # stations share. A fleet station's store therefore dies with the process; a real Pi
         # keeps its store on disk in WAL mode (docs/scaling.md).
         store = AgentStore(None)
-        agent = SpeakerAgent(cfg, sink, SimAmplifier(cabinet), clock=FLEET_CLOCK, store=store,
-                             media_http=self._media_http)
+        agent = speaker_station(cfg, sink, SimAmplifier(cabinet), clock=FLEET_CLOCK, store=store,
+                                media_http=self._media_http)
         # Clock-offset probes (docs/emergency.md): the first ones spread over one probe period, so
         # a fleet that just started probes at the rate a settled fleet does (N per 10 minutes), not
         # in a burst that crowds what a benchmark measures.
-        agent.clock_probe.first_within_s = PROBE_PERIOD_S
+        agent.role.clock_probe.first_within_s = PROBE_PERIOD_S
         # When each command reached the station's socket, next to when this shared CPU read it.
         agent.link.stamp_socket_arrival = True
         return FleetStation(device_id, cfg, agent, sink, cabinet)

@@ -30,10 +30,10 @@ from controller.services import diagnostics
 from controller.services.ingest import Ingest
 from controller.web.accounts import create_user
 from device_agents.common.config import AgentConfig
-from device_agents.common.diagnostics import RESTART_EXIT_CODE
 from device_agents.common.logbuffer import redact
-from device_agents.led.agent import LedAgent
+from device_agents.host.diagnostics import RESTART_EXIT_CODE
 from device_agents.led.bx5k import Bx5kController
+from device_agents.led.role import led_station
 from firmware_sim.led.server import SimLedBoard
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
@@ -131,7 +131,7 @@ async def test_diagnostics_round_trip_and_refusals(system: System, tmp_path: Pat
     # Set volume: the station's volume changes and its telemetry reports it.
     vol = await diagnose(system, st, "set_volume", volume=35)
     assert vol["state"] == "done" and vol["result"]["volume"] == 35, vol
-    assert st.running.agent._volume() == 35
+    assert st.running.agent.role.volume.get() == 35
     await eventually(
         lambda: system.api_json("GET", f"/api/v1/devices/{st.device_id}/telemetry?metric=volume&step=raw"),
         lambda t: any(p.get("value") == 35 or p.get("v") == 35 or 35 in (p if isinstance(p, list) else [])
@@ -234,8 +234,8 @@ async def test_led_test_pattern_then_the_content_comes_back(tmp_path: Path) -> N
     key = KeyPair.generate()
     config = AgentConfig(uid="led-diag", kind="led", mqtt_port=1, controller_url="http://127.0.0.1:1",
                          controller_public_keys=[key.public_text], data_dir=tmp_path, led_protocol="bx5k")
-    agent = LedAgent(config, Bx5kController(hw.url, timeout=0.5, retries=0), tick_s=0.1)
-    agent.content = LedContent(messages=[LedMessage(item_id="l1", text="Lịch tiêm chủng")])
+    agent = led_station(config, Bx5kController(hw.url, timeout=0.5, retries=0), tick_s=0.1)
+    agent.role.content = LedContent(messages=[LedMessage(item_id="l1", text="Lịch tiêm chủng")])
     await agent.start()
     board = hw.board
     try:

@@ -20,7 +20,7 @@ from communecast.bench_fanout import operator_client, pct
 from communecast.fleet_probe import ReceiptProbe, each_playback, plays
 from communecast.harness import System
 from communecast.stations import ApiClient, provision_led
-from device_agents.runner import start_station
+from firmware_sim.bench import start_simulated_station
 from firmware_sim.fleet import Fleet, provision_fleet
 from tests.support.audio import tone
 from tests.support.waiting import eventually
@@ -63,7 +63,7 @@ async def test_emergency_preempts_200_stations_in_sync_and_mirrors_led(tmp_path:
         assert system._api is not None
         api = ApiClient(system.base_url, system._api.token)
         led_cfgs = await provision_led(api, 2, tmp_path / "boards", protocols=("alpha", "bx5k"))
-        boards = [await start_station(c, simulated=True) for c in led_cfgs]
+        boards = [await start_simulated_station(c) for c in led_cfgs]
         configs = await provision_fleet(system.base_url, system._api.token, N, tmp_path / "fleet")
         fleet = Fleet(configs)
         await fleet.start(connect_timeout=60)
@@ -88,7 +88,7 @@ async def test_emergency_preempts_200_stations_in_sync_and_mirrors_led(tmp_path:
         for sha in (warning["sha256"], bulletin["sha256"]):
             stored = system.root / "controller" / "media" / sha[:2] / f"{sha}.opus"
             for st in fleet.stations:
-                shutil.copyfile(stored, st.agent.media.path_for(sha))
+                shutil.copyfile(stored, st.agent.role.media.path_for(sha))
         t0 = datetime.now(UTC)
         drill = await system.api_json("POST", "/api/v1/broadcasts", json={
             "title": "Diễn tập cảnh báo lũ", "media_sha256": warning["sha256"], "targets": {"all": True},

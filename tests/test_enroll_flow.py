@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from communecast.harness import System
 from device_agents.enroll import load
-from device_agents.runner import start_station
+from firmware_sim.bench import start_simulated_station
 from protocol.signing import KeyPair, key_fingerprint
 from tests.support.waiting import eventually
 
@@ -80,7 +80,7 @@ async def test_fresh_agent_with_a_code_is_online_within_10s_and_the_code_works_o
     assert config.uid == device["uid"] and config.mqtt_username == device["uid"] and config.mqtt_password
     assert config.controller_public_keys and config.groups["commune"] == system.communes[0]["id"]
 
-    station = await start_station(config, simulated=True)
+    station = await start_simulated_station(config)
     try:
         await eventually(lambda: is_online(system, device["id"]), bool, timeout=10, what="station online")
         assert loop.time() - started < 10

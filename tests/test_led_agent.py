@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from device_agents.common.config import AgentConfig
-from device_agents.led.agent import LedAgent, brightness_at, choose
+from device_agents.host.host import StationHost
 from device_agents.led.bx5k import Bx5kController
+from device_agents.led.content import brightness_at, choose
+from device_agents.led.role import LedRole, led_station
 from firmware_sim.led.server import SimLedBoard
 from protocol.messages import BrightnessStep, LedContent, LedMessage, Priority
 from protocol.signing import KeyPair
@@ -25,7 +27,7 @@ def _config(tmp: Path, **kw: object) -> AgentConfig:
                        led_backoff_max_s=2.0, led_ping_s=0.3, **kw)  # type: ignore[arg-type]
 
 
-def _events(agent: LedAgent) -> list[dict[str, object]]:
+def _events(agent: StationHost[LedRole]) -> list[dict[str, object]]:
     return [json.loads(e.payload) for e in agent.store.outbox_head(1000)]
 
 
@@ -48,21 +50,21 @@ def test_choice_follows_windows_priority_and_night_dimming() -> None:
 async def test_silent_controller_is_backed_off_reported_and_gets_its_content_back(tmp_path: Path) -> None:
     hw = SimLedBoard("bx5k", tmp_path / "sim", transport="pty")
     await hw.start()
-    agent = LedAgent(_config(tmp_path), Bx5kController(hw.url, timeout=0.3, retries=0), tick_s=0.1)
-    agent.content = LedContent(messages=[LedMessage(item_id="l1", text="Thông báo lịch tiêm chủng")])
+    agent = led_station(_config(tmp_path), Bx5kController(hw.url, timeout=0.3, retries=0), tick_s=0.1)
+    agent.role.content = LedContent(messages=[LedMessage(item_id="l1", text="Thông báo lịch tiêm chủng")])
     await agent.start()
     board = hw.board
     try:
         await eventually(_async(lambda: board.state.text), lambda t: t == "Thong bao lich tiem chung",
                          timeout=5, what="text on the board")
         board.faults.no_reply = True  # the controller stops answering (cable, crashed firmware)
-        await eventually(_async(lambda: agent.reachable), lambda r: r is False, timeout=5,
+        await eventually(_async(lambda: agent.role.reachable), lambda r: r is False, timeout=5,
                          what="agent notices")
         faults = [e for e in _events(agent) if e["kind"] == "fault"]
         assert faults and faults[0]["reason"] == "led_controller_unreachable"
-        await eventually(_async(lambda: len(agent.retry_delays)), lambda n: n >= 3, timeout=10,
+        await eventually(_async(lambda: len(agent.role.retry_delays)), lambda n: n >= 3, timeout=10,
                          what="a few retries")
-        assert agent.retry_delays[:3] == [1.0, 2.0, 2.0]  # doubling, capped (led_backoff_max_s)
+        assert agent.role.retry_delays[:3] == [1.0, 2.0, 2.0]  # doubling, capped (led_backoff_max_s)
         board.reboot()  # and while it was away it lost its RAM content
         assert board.state.text == ""
         ok_before = board.state.frames_ok
@@ -70,7 +72,8 @@ async def test_silent_controller_is_backed_off_reported_and_gets_its_content_bac
         await eventually(_async(lambda: board.state.text), lambda t: t == "Thong bao lich tiem chung",
                          timeout=6, what="content re-sent after recovery")
         assert board.state.frames_ok > ok_before
-        await eventually(_async(lambda: agent.reachable), lambda r: r is True, timeout=3, what="reachable")
+        await eventually(_async(lambda: agent.role.reachable), lambda r: r is True, timeout=3,
+                         what="reachable")
         kinds = [(e["kind"], e["reason"]) for e in _events(agent)]
         assert ("fault", "led_controller_recovered") in kinds
         assert [k for k in kinds if k == ("fault", "led_controller_unreachable")] == [

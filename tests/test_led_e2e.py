@@ -13,7 +13,7 @@ from PIL import Image
 from communecast.harness import System
 from communecast.stations import ApiClient, provision_led
 from device_agents.led.bitmap import render
-from device_agents.runner import start_station
+from firmware_sim.bench import start_simulated_station
 from firmware_sim.led.glyphs import glyph_scores
 from tests.support.waiting import eventually
 
@@ -29,7 +29,7 @@ def _state(cfg: Any) -> dict[str, Any]:
 async def test_vietnamese_text_reaches_bitmap_and_alpha_boards(system: System) -> None:
     api = ApiClient(system.base_url, system._api.token)  # type: ignore[union-attr]
     configs = await provision_led(api, 3, system.root / "boards", protocols=("bitmap", "alpha", "bx5k"))
-    boards = [await start_station(c, simulated=True) for c in configs]
+    boards = [await start_simulated_station(c) for c in configs]
     try:
         ids = {d["uid"]: d["id"] for d in await system.api_json("GET", "/api/v1/devices?kind=led")}
         bitmap_id, alpha_id, bx_id = (ids[c.uid] for c in configs)

@@ -10,7 +10,7 @@ import pytest
 from controller.core.errors import UserError
 from controller.db.session import Database
 from controller.services import led
-from device_agents.led.agent import choose
+from device_agents.led.content import choose
 from tests.test_led_service import _setup
 
 # 01:00 UTC = 08:00 in Hà Nội, Saturday 05/12/2026.

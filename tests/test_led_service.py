@@ -9,7 +9,7 @@ from controller.db.models import Area, Device
 from controller.db.session import Database
 from controller.services import led
 from controller.services.desired_state import build
-from device_agents.led.agent import choose
+from device_agents.led.content import choose
 from protocol.envelope import Envelope
 from protocol.messages import DesiredState, Priority
 from protocol.signing import KeyPair, Signer

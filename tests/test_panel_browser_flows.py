@@ -27,7 +27,7 @@ import pytest
 
 from communecast.harness import System
 from device_agents.enroll import enroll, load
-from device_agents.runner import start_station
+from firmware_sim.bench import start_simulated_station
 from tests.support.browser import PanelClient, chromium, chromium_problem, shot, skip_or_fail
 
 PW = "mat-khau-an-toan-8"
@@ -105,7 +105,7 @@ async def test_technician_enrolls_and_tests_operator_schedules_tts_approver_appr
         fingerprint = command.split("--key-fingerprint")[1].split()[0]  # the QR carries it too
         enrolled = await enroll(system.base_url, code, tmp_path / "pi", key_fingerprint=fingerprint)
         assert enrolled.config.groups.get("commune") == hop_hoa["id"]
-        new_station = await start_station(load(tmp_path / "pi"), simulated=True)
+        new_station = await start_simulated_station(load(tmp_path / "pi"))
         try:
             await tech.locator("#station-state .pill.ok").wait_for(timeout=20000)  # the page polls
             await shot(tech, "flow-02-technician-online")

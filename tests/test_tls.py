@@ -27,7 +27,7 @@ from device_agents.common.store import AgentStore
 from device_agents.common.tls import CA_FILE_NAME, agent_context, client_context
 from device_agents.doctor import FAIL, OK, SKIP, WARN, Doctor
 from device_agents.enroll import enroll
-from device_agents.runner import start_station
+from firmware_sim.bench import start_simulated_station
 from tests.support.waiting import eventually
 from tests.test_enroll_flow import is_online, new_code, new_station
 
@@ -71,7 +71,7 @@ async def test_enrolled_station_online_over_tls_only_and_wrong_broker_refused(
 
     # The controller's own link (ingest) and its broker-admin link (the station's account) are
     # TLS too: the station coming online proves both.
-    station = await start_station(config, simulated=True)
+    station = await start_simulated_station(config)
     try:
         await eventually(lambda: is_online(system, device["id"]), bool, timeout=10, what="station online")
         assert station.agent.link.connections == 1

@@ -49,7 +49,7 @@ def make_wheel(folder: Path, version: str, *, broken: bool = False) -> Path:
         for path in sorted((ROOT / package).rglob("*.py")):
             files[path.relative_to(ROOT).as_posix()] = path.read_bytes()
     if broken:  # what a release with a missing dependency looks like on a Pi
-        files["device_agents/speaker/agent.py"] = b"import communecast_dependency_not_on_this_pi\n"
+        files["device_agents/speaker/role.py"] = b"import communecast_dependency_not_on_this_pi\n"
     info = f"communecast-{version}.dist-info"
     files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: communecast\nVersion: {version}\n".encode()
     files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"

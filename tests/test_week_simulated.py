@@ -28,7 +28,8 @@ from communecast.stations import ApiClient, provision
 from device_agents.common.clock import AcceleratedClock
 from device_agents.hardware.amplifier import NoAmplifier
 from device_agents.hardware.audio import PreparedAudio
-from device_agents.speaker.agent import SpeakerAgent
+from device_agents.host.host import StationHost
+from device_agents.speaker.role import SpeakerRole, speaker_station
 from firmware_sim.audio_sink import SimAudioSink
 from protocol.messages import MediaRef
 from tests.support.audio import tone
@@ -118,7 +119,7 @@ async def test_a_week_of_schedules_plays_every_occurrence_once(system: System, t
     clock = AcceleratedClock(SPEED, start=v0.timestamp(), running=False)
     proxy = CuttableProxy("127.0.0.1", system.broker.port)
     await proxy.start()
-    agents: list[tuple[int, SpeakerAgent, SimAudioSink]] = []
+    agents: list[tuple[int, StationHost[SpeakerRole], SimAudioSink]] = []
     try:
         for i, cfg in enumerate(configs):
             cfg = cfg.model_copy(update={
@@ -126,14 +127,14 @@ async def test_a_week_of_schedules_plays_every_occurrence_once(system: System, t
                 **({"mqtt_port": proxy.port} if i < CUT else {}),
             })  # fmt: skip
             sink = DecodeOnceSink(clock=clock)
-            agent = SpeakerAgent(cfg, sink, NoAmplifier(), clock=clock)
+            agent = speaker_station(cfg, sink, NoAmplifier(), clock=clock)
             agents.append((devices[cfg.uid]["id"], agent, sink))
         # Fetch and decode the audio before virtual time runs (as on an installer's first boot).
         media = {m["sha256"]: m for m in await system.api_json("GET", "/api/v1/media")}
         for _, agent, sink in agents:
             for sha in shas:
-                path = await agent.media.ensure(MediaRef(sha256=sha, size=media[sha]["size"],
-                                                         duration_s=media[sha]["duration_s"]))
+                path = await agent.role.media.ensure(MediaRef(sha256=sha, size=media[sha]["size"],
+                                                              duration_s=media[sha]["duration_s"]))
                 await sink.prepare([path])
         for _, agent, _ in agents:
             await agent.start()

@@ -32,7 +32,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Chưa kích hoạt: không có {path}. Chạy communecast agent enroll trước.\n"
               f"Not enrolled: {path} does not exist. Run communecast agent enroll first.", file=sys.stderr)
         return 2
-    return asyncio.run(run_agent(path, simulated=args.sim))  # 75: restart requested (systemd restarts)
+    simulate = None
+    if args.sim:  # the simulator is handed in: the agent package never imports it
+        from firmware_sim.bench import open_bench
+
+        simulate = open_bench
+    return asyncio.run(run_agent(path, simulate=simulate))  # 75: restart requested (systemd restarts)
 
 
 def _enroll(args: argparse.Namespace) -> int:

@@ -20,18 +20,16 @@ import logging
 import math
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from device_agents.common.clock import Clock
-from device_agents.common.media_cache import MediaError
+from device_agents.common.media_cache import MediaCache, MediaError
 from device_agents.hardware.audio import STREAM_RATE, PlaybackResult
 from device_agents.hardware.decode import AudioDecodeError, decode_pcm
+from device_agents.speaker.kit import SpeakerKit
 from protocol.messages import EventKind, ScheduleItem, StreamRef
-
-if TYPE_CHECKING:
-    from device_agents.speaker.agent import SpeakerAgent
 
 log = logging.getLogger(__name__)
 
@@ -313,106 +311,89 @@ def resolve_url(url: str, controller_url: str) -> str:
     return controller_url.rstrip("/") + url if url.startswith("/") else url
 
 
-async def _filler_pcm(agent: SpeakerAgent, ref: StreamRef) -> bytes:
+async def _filler_pcm(uid: str, media: MediaCache, ref: StreamRef) -> bytes:
     if ref.fallback != "filler" or not ref.filler:
         return b""
     try:
-        paths = [await agent.media.ensure(m) for m in ref.filler]
+        paths = [await media.ensure(m) for m in ref.filler]
         return await decode_pcm(paths, STREAM_RATE)
     except (MediaError, AudioDecodeError) as exc:
-        log.warning("%s: filler unavailable, silence instead: %s", agent.uid, exc)
+        log.warning("%s: filler unavailable, silence instead: %s", uid, exc)
         return b""
 
 
-async def run_stream_item(agent: SpeakerAgent, item: ScheduleItem) -> None:
-    """The streamed counterpart of SpeakerAgent._run_item: same relay, horn and exactly-once rules."""
+async def run_stream_item(kit: SpeakerKit, item: ScheduleItem) -> None:
+    """The streamed counterpart of a file item: the same on-air rules (speaker/on_air.py)."""
     ref = item.stream
     assert ref is not None and item.end_at is not None
-    clock, cfg = agent.clock, agent.cfg
+    clock, on_air = kit.clock, kit.on_air
     start, end = item.start_at.timestamp(), item.end_at.timestamp()
     if clock.time() >= end:
-        agent._finish(item, EventKind.MISSED, "missed", reason="stream window passed before it could play")
+        on_air.finish(item, EventKind.MISSED, "missed", reason="stream window passed before it could play")
         return
-    filler = await _filler_pcm(agent, ref)
-    await clock.sleep_until(start - cfg.relay_lead_s)
-    await agent._relay_acquire()
-    try:
-        victim = await agent.horn.acquire(item)
-        if victim is not None:
-            await agent._cancel(victim.item_id, f"preempted by {item.item_id}")
-        if clock.time() >= end:
-            agent._finish(item, EventKind.MISSED, "missed", reason="horn busy for the whole window")
-            await agent.horn.release(item)
-            return
-        if not agent.store.transition(item.item_id, "playing", expect="pending"):
-            await agent.horn.release(item)
-            return  # already played or cancelled: never twice
-        agent._playing[item.item_id] = None
-        try:
-            await _play_window(agent, item, ref, filler, start, end)
-        finally:
-            agent._playing.pop(item.item_id, None)
-            await agent.horn.release(item)
-    finally:
-        agent._relay_release()
+    filler = await _filler_pcm(kit.uid, kit.media, ref)
+    await clock.sleep_until(start - kit.config.relay_lead_s)
+
+    def missed() -> str | None:
+        return "horn busy for the whole window" if clock.time() >= end else None
+
+    async with on_air.scheduled(item, missed=missed) as on:
+        if on:
+            await _play_window(kit, item, ref, filler, start, end)
 
 
 async def _play_window(
-    agent: SpeakerAgent, item: ScheduleItem, ref: StreamRef, filler: bytes, start: float, end: float
+    kit: SpeakerKit, item: ScheduleItem, ref: StreamRef, filler: bytes, start: float, end: float
 ) -> None:
     """Play the stream to the end of its window. A higher item (a bulletin during a relay) only
     pauses it: the horn is handed over and the stream resumes after, while the window lasts."""
-    clock = agent.clock
+    clock, on_air = kit.clock, kit.on_air
     pauses: list[str] = []
     while True:
-        outcome = await _play_stream(agent, item, ref, filler, start, end, announce=not pauses)
+        outcome = await _play_stream(kit, item, ref, filler, start, end, announce=not pauses)
         if outcome is None:
             return  # failed, already reported
         result, detail = outcome
-        why = agent._playing.get(item.item_id) or "stopped"
+        why = on_air.stopped(item.item_id) or "stopped"
         detail["pauses"] = len(pauses)
         resumable = (not result.completed and why.startswith("preempted by")
                      and clock.time() < end - RESUME_MIN_S)
         if not resumable:
             if result.completed:
-                agent._finish(item, EventKind.PLAY_FINISHED, "played", detail=detail)
+                on_air.finish(item, EventKind.PLAY_FINISHED, "played", detail=detail)
             else:
-                agent._finish(item, EventKind.INTERRUPTED, "interrupted", reason=why, detail=detail)
+                on_air.finish(item, EventKind.INTERRUPTED, "interrupted", reason=why, detail=detail)
             return
         pauses.append(why)
-        log.info("%s: %s paused (%s); resumes when the horn is free", agent.uid, item.item_id, why)
-        agent._playing[item.item_id] = None  # a cancel while we wait sets a reason again
-        await agent.horn.release(item)
-        victim = await agent.horn.acquire(item)  # waits for the bulletin to end
-        if victim is not None:
-            await agent._cancel(victim.item_id, f"preempted by {item.item_id}")
-        stopped = agent._playing.get(item.item_id)
+        log.info("%s: %s paused (%s); resumes when the horn is free", kit.uid, item.item_id, why)
+        await on_air.hand_over(item)  # waits for the bulletin to end; a cancel meanwhile is kept
+        stopped = on_air.stopped(item.item_id)
         if stopped or clock.time() >= end - RESUME_MIN_S:
             detail["pauses"] = len(pauses)
-            agent._finish(item, EventKind.INTERRUPTED, "interrupted", reason=stopped or pauses[-1],
+            on_air.finish(item, EventKind.INTERRUPTED, "interrupted", reason=stopped or pauses[-1],
                           detail=detail)
             return
         start = clock.time()
 
 
 async def _play_stream(
-    agent: SpeakerAgent, item: ScheduleItem, ref: StreamRef, filler: bytes, start: float, end: float,
+    kit: SpeakerKit, item: ScheduleItem, ref: StreamRef, filler: bytes, start: float, end: float,
     *, announce: bool = True,
 ) -> tuple[PlaybackResult, dict[str, Any]] | None:
     """One stretch of the stream, until the window ends or something stops it."""
-    clock, cfg = agent.clock, agent.cfg
-    volume = item.volume if item.volume is not None else agent._volume()
+    clock, cfg, on_air, events = kit.clock, kit.config, kit.on_air, kit.events
+    volume = item.volume if item.volume is not None else kit.volume.get()
     url = resolve_url(ref.url, cfg.controller_url)
     ids: dict[str, Any] = {"item_id": item.item_id, "broadcast_id": item.broadcast_id}
 
     def dead_air(cause: str) -> None:
-        log.warning("%s: dead air on %s (%s); fallback %s", agent.uid, _public(url), cause, ref.fallback)
-        agent._emit(EventKind.FAULT, reason="dead_air", **ids, detail={
+        log.warning("%s: dead air on %s (%s); fallback %s", kit.uid, _public(url), cause, ref.fallback)
+        events.emit(EventKind.FAULT, reason="dead_air", **ids, detail={
             "source": _public(url), "cause": cause, "dead_air_s": ref.dead_air_s, "fallback": ref.fallback})
 
     def recovered(lasted: float) -> None:
-        log.info("%s: %s is back after %.1f s", agent.uid, _public(url), lasted)
-        agent._emit(EventKind.RECOVERED, reason="dead_air", **ids,
+        log.info("%s: %s is back after %.1f s", kit.uid, _public(url), lasted)
+        events.emit(EventKind.RECOVERED, reason="dead_air", **ids,
                     detail={"source": _public(url), "lasted_s": round(lasted, 2)})
 
     queue = PcmQueue(int(cfg.stream_max_latency_s * BYTES_PER_S))
@@ -421,18 +402,18 @@ async def _play_stream(
                       on_dead_air=dead_air, on_recovered=recovered)  # fmt: skip
     async with httpx.AsyncClient(follow_redirects=False) as http:
         source = StreamSource(url, ref, http, queue)
-        pump = asyncio.create_task(source.run(), name=f"{agent.uid}-stream-{item.item_id}")
+        pump = asyncio.create_task(source.run(), name=f"{kit.uid}-stream-{item.item_id}")
         try:
-            play = asyncio.create_task(_start_output(agent, item, feed, start, volume))
+            play = asyncio.create_task(_start_output(kit, item, feed, start, volume))
             await clock.sleep_until(start + 0.05)
-            if announce and not agent._playing.get(item.item_id):
-                agent._emit(EventKind.PLAY_STARTED, **ids, detail={"started_at": start, "volume": volume,
+            if announce and not on_air.stopped(item.item_id):
+                events.emit(EventKind.PLAY_STARTED, **ids, detail={"started_at": start, "volume": volume,
                                                                    "stream": _public(url)})
             try:
                 result = await play
             except Exception as exc:
-                log.exception("%s: stream %s failed", agent.uid, item.item_id)
-                agent._finish(item, EventKind.PLAY_FAILED, "failed", reason=f"audio: {exc}")
+                log.exception("%s: stream %s failed", kit.uid, item.item_id)
+                on_air.finish(item, EventKind.PLAY_FAILED, "failed", reason=f"audio: {exc}")
                 return None
         finally:
             pump.cancel()
@@ -447,13 +428,13 @@ async def _play_stream(
 
 
 async def _start_output(
-    agent: SpeakerAgent, item: ScheduleItem, feed: StreamFeed, start: float, volume: int
+    kit: SpeakerKit, item: ScheduleItem, feed: StreamFeed, start: float, volume: int
 ) -> PlaybackResult:
-    """As SpeakerAgent._start_output: a stop that came first wins, with no pause in between."""
-    if agent._playing.get(item.item_id):
-        return PlaybackResult.not_started(agent.clock.time())
+    """As a file item's output start: a stop that came first wins, with no pause in between."""
+    if kit.on_air.stopped(item.item_id):
+        return PlaybackResult.not_started(kit.clock.time())
     chunks = feed.chunks()
     try:
-        return await agent.audio.play_stream(chunks, start_at=max(start, agent.clock.time()), volume=volume)
+        return await kit.audio.play_stream(chunks, start_at=max(start, kit.clock.time()), volume=volume)
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]

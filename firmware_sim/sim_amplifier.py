@@ -1,6 +1,6 @@
 """An in-process amplifier cabinet: the Amplifier seam without a serial line per station.
 
-The fleet simulator (firmware_sim/fleet.py) runs thousands of stations in one process;
+The fleet simulator (fleet.py) runs thousands of stations in one process;
 a pty and a pymodbus client thread per station would cost more than the agent itself.
 This talks to the same `firmware_sim.relay_board.AmplifierCabinet` model (relay board,
 power meter, climate sensor, faults) directly, so readings, relay history and faults

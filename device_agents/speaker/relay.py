@@ -1,0 +1,67 @@
+"""The amplifier's power relay, shared by everything that sounds on a speaker station.
+
+On while anyone needs it (a bulletin, a stream, a test tone), off `hold_s` after the last
+one let go, so back-to-back items do not click the relay between them. A relay that does
+not answer is reported and the item plays anyway: many cabinets have the amplifier
+hard-wired on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from device_agents.hardware.amplifier import Amplifier, HardwareError
+
+
+class AmplifierRelay:
+    def __init__(self, amp: Amplifier, *, hold_s: float, on_fault: Callable[[bool, str], None]) -> None:
+        self._amp = amp
+        self._hold_s = hold_s
+        self._on_fault = on_fault  # (wanted on, error): the role reports an amplifier_relay fault
+        self._users = 0
+        self._off: asyncio.TimerHandle | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Someone is using the amplifier now."""
+        return self._users > 0
+
+    async def acquire(self) -> None:
+        self._users += 1
+        if self._off is not None:
+            self._off.cancel()
+            self._off = None
+        if self._users == 1:
+            await self._set(True)
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            loop = asyncio.get_running_loop()
+            self._off = loop.call_later(self._hold_s, lambda: loop.create_task(self._idle_off()))
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        """The idle switch-off: nothing is left to switch when the station stops."""
+        if self._off is not None:
+            self._off.cancel()
+            self._off = None
+
+    async def _idle_off(self) -> None:
+        if self._users == 0:
+            await self._set(False)
+
+    async def _set(self, on: bool) -> None:
+        try:
+            await self._amp.set_power(on)
+        except HardwareError as exc:
+            self._on_fault(on, str(exc))

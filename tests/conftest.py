@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from communecast.harness import System
-from communecast.pgtemp import fresh_database
+from testkit.harness import System
+from testkit.pgtemp import fresh_database
 
 PG_URL = os.environ.get(
     "COMMUNECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -25,8 +25,8 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from communecast.harness import Station, System
 from communecast.mosquitto import free_port
+from testkit.harness import Station, System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 from tests.test_metrics import Samples, scrape_response

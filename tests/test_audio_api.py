@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from communecast.harness import System
+from testkit.harness import System
 from tests.support.audio import chirp, tone
 
 TARGET = -16.0

@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from communecast.bench_cap_lane import ffmpeg_under
-from communecast.harness import System
+from benchmarks.cap_lane import ffmpeg_under
 from communecast.stations import ApiClient
 from controller.core.errors import UserError
 from controller.core.i18n import t
@@ -35,6 +34,7 @@ from controller.services.audio_lanes import AudioLanes
 from controller.services.media import MediaStore
 from controller.services.tts import TtsService
 from controller.web.accounts import create_user
+from testkit.harness import System
 from tests.support.audio import tone
 
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from communecast.bench_ingest import best_sustained
+from benchmarks.ingest import best_sustained
 
 FANOUT_KEYS = {"devices", "p50_ms", "p99_ms", "max_ms", "acked", "ack_all_ms", "baseline_p99_ms",
                "publish_ms", "handling_p99_ms"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from communecast import bench_horizon
+from benchmarks import horizon as bench_horizon
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.session import Database

@@ -10,8 +10,8 @@ import asyncio
 import aiomqtt
 import pytest
 
-from communecast.harness import CONTROLLER_USER, Station, System
 from protocol import topics
+from testkit.harness import CONTROLLER_USER, Station, System
 from tests.support.waiting import eventually
 
 REFUSED = 0x80  # SUBACK "failure" (MQTT 3.1.1) / "unspecified error" (MQTT 5)

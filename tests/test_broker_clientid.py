@@ -16,8 +16,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from communecast.harness import CONTROLLER_USER, Station, System
 from controller.services.broker_auth import DynsecAdmin
+from testkit.harness import CONTROLLER_USER, Station, System
 from tests.support.waiting import eventually
 
 ATTACK_S = 4.0  # "several seconds" of retries

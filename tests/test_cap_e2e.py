@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from communecast.harness import CONTROLLER_USER, System
+from testkit.harness import CONTROLLER_USER, System
 from tests.support.waiting import eventually
 
 CAP = {"Content-Type": "application/cap+xml"}

@@ -15,7 +15,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from communecast.harness import System
+from testkit.harness import System
 
 
 @pytest.fixture(params=[None, False], ids=["dynsec", "files"])

@@ -21,7 +21,6 @@ import aiomqtt
 import pytest
 from sqlalchemy import select
 
-from communecast.harness import CONTROLLER_USER, Station, System
 from communecast.stations import ApiClient
 from controller.db.models import Area, Device, User
 from controller.db.models_ops import DiagnosticCommandRow
@@ -39,6 +38,7 @@ from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, Event, EventKind, LedContent, LedMessage
 from protocol.signing import KeyPair, Signer
+from testkit.harness import CONTROLLER_USER, Station, System
 from tests.support.audio import tone as tone_file
 from tests.support.waiting import eventually
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from communecast.harness import System
 from device_agents.common.config import AgentConfig
 from firmware_sim.station import SimStationHardware
+from testkit.harness import System
 from tests.test_enroll_flow import cli, fingerprint, new_code, new_station
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from communecast.harness import System
 from firmware_sim.fingerprint import fingerprint_file
+from testkit.harness import System
 from tests.support.audio import chirp, tone
 from tests.support.proxy import CuttableProxy
 from tests.support.waiting import eventually

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import aiomqtt
 
-from communecast.harness import CONTROLLER_USER, System
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, MediaRef, PlayCommand, ScheduleItem
 from protocol.signing import KeyPair, Signer
+from testkit.harness import CONTROLLER_USER, System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from communecast.harness import CONTROLLER_USER, System
+from testkit.harness import CONTROLLER_USER, System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from communecast.bench_fanout import operator_client, pct
-from communecast.fleet_probe import ReceiptProbe, each_playback, plays
-from communecast.harness import System
+from benchmarks.fanout import operator_client, pct
+from benchmarks.fleet_probe import ReceiptProbe, each_playback, plays
 from communecast.stations import ApiClient, provision_led
 from device_agents.runner import start_station
 from firmware_sim.fleet import Fleet, provision_fleet
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from communecast.harness import System
 from device_agents.enroll import EnrollError, enroll, load
 from protocol.signing import key_fingerprint, public_key_from_text
+from testkit.harness import System
 from tests.support.mitm import EnrollmentMitm
 
 

@@ -14,10 +14,10 @@ import aiomqtt
 import pytest
 from sqlalchemy import create_engine, text
 
-from communecast.harness import System
 from device_agents.enroll import load
 from device_agents.runner import start_station
 from protocol.signing import KeyPair, key_fingerprint
+from testkit.harness import System
 from tests.support.waiting import eventually
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from communecast.harness import System
 from firmware_sim.fleet import Fleet, provision_fleet
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 
-from communecast.harness import Station, System
 from protocol import topics
 from protocol.limits import EVENT_DETAIL_MAX_BYTES, EVENT_REASON_MAX_CHARS, MAX_PACKET_SIZE, TRUNCATED_MARK
 from protocol.messages import Event, EventKind
+from testkit.harness import Station, System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from PIL import Image
 
-from communecast.harness import System
 from communecast.stations import ApiClient, provision_led
 from device_agents.led.bitmap import render
 from device_agents.runner import start_station
 from firmware_sim.led.glyphs import glyph_scores
+from testkit.harness import System
 from tests.support.waiting import eventually
 
 TEXT = "Chuyển đổi số – Thông báo lịch tiêm chủng ngày 05/12"

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import websockets
 
-from communecast.harness import System
 from firmware_sim.audio_sink import StreamRecording, dominant_hz
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, chromium_problem, shot, skip_or_fail
 from tests.support.waiting import eventually

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from communecast.harness import System
 from device_agents.common.media_cache import MediaCache, MediaError
 from protocol.messages import MediaRef
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from communecast.harness import System
+from testkit.harness import System
 from tests.support.audio import chirp
 from tests.support.browser import chromium, chromium_problem, shot, skip_or_fail
 

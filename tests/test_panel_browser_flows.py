@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from communecast.harness import System
 from device_agents.enroll import enroll, load
 from device_agents.runner import start_station
+from testkit.harness import System
 from tests.support.browser import PanelClient, chromium, chromium_problem, shot, skip_or_fail
 
 PW = "mat-khau-an-toan-8"

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from communecast.harness import System
 from communecast.stations import ApiClient
 from controller.core.security import hash_password
 from controller.db.models import User
+from testkit.harness import System
 from tests.support.audio import tone
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

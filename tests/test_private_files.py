@@ -15,7 +15,7 @@ import stat
 import sys
 from pathlib import Path
 
-from communecast.harness import System
+from testkit.harness import System
 from tests.support.waiting import eventually
 from tests.test_enroll_flow import cli, fingerprint, is_online, new_code, new_station
 

@@ -19,7 +19,6 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
-from communecast.harness import System
 from communecast.provincial_sim import ProvincialSim
 from controller.core.i18n import t
 from controller.db.models import Area, Broadcast, Delivery, Device
@@ -30,6 +29,7 @@ from controller.services.provincial.config import ProvincialSettings
 from controller.services.provincial.connector import ProvincialConnector
 from protocol import topics
 from protocol.messages import Event, EventKind
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from communecast.harness import ControllerProcess, System
 from communecast.mosquitto import free_port
+from testkit.harness import ControllerProcess, System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -22,8 +22,7 @@ import aiomqtt
 import pytest
 from sqlalchemy import select
 
-from communecast import bench_horizon
-from communecast.harness import CONTROLLER_USER
+from benchmarks import horizon as bench_horizon
 from communecast.mosquitto import PrivateMosquitto, free_port
 from controller.db.models import Device
 from controller.db.session import Database
@@ -43,6 +42,7 @@ from protocol.messages import (
     StreamRef,
 )
 from protocol.signing import KeyPair, Signer, Verifier, b64u_decode
+from testkit.harness import CONTROLLER_USER
 from tests.support.waiting import eventually
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
-from communecast.harness import System
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

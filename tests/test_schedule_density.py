@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from communecast.harness import System
 from controller.core.errors import UserError
 from controller.db.models import Area, Device, Media, User
 from controller.db.models_schedules import Schedule
@@ -25,6 +24,7 @@ from controller.services import desired_state, metrics, schedules
 from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets
 from protocol.signing import KeyPair, Signer
+from testkit.harness import System
 from tests.support.audio import tone
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil.rrule import rrulestr
 
-from communecast.harness import System
 from controller.core.errors import UserError
 from controller.services.schedules import Recurrence, item_id, parse_item_id
+from testkit.harness import System
 from tests.support.audio import tone
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from communecast.pgtemp import fresh_database
 from controller.db.models import Device, DeviceEvent, PlayLog, User
 from controller.db.models_enrollment import EnrollmentCode
 from controller.services import devices
 from controller.services.telemetry import METRICS
 from controller.web import accounts
+from testkit.pgtemp import fresh_database
 from tests.support.browser import PW, Panel, running_panel
 from tests.test_api_scope import _media, _schedule, _token
 

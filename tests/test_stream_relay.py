@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from communecast.harness import System
 from communecast.mosquitto import free_port
 from device_agents.common.clock import REAL_CLOCK
 from device_agents.hardware.audio import AlsaAudioOutput
 from device_agents.speaker.stream import BYTES_PER_S, PcmQueue, StreamFeed
 from firmware_sim.audio_sink import StreamRecording, dominant_hz
 from protocol.messages import StreamRef
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.waiting import eventually
 

@@ -19,7 +19,6 @@ import aiomqtt
 import pytest
 
 from communecast import tls
-from communecast.harness import System
 from communecast.mosquitto import PrivateMosquitto, free_port
 from device_agents.common.config import AgentConfig
 from device_agents.common.link import AgentLink
@@ -28,6 +27,7 @@ from device_agents.common.tls import CA_FILE_NAME, agent_context, client_context
 from device_agents.doctor import FAIL, OK, SKIP, WARN, Doctor
 from device_agents.enroll import enroll
 from device_agents.runner import start_station
+from testkit.harness import System
 from tests.support.waiting import eventually
 from tests.test_enroll_flow import is_online, new_code, new_station
 

@@ -23,7 +23,6 @@ import aiomqtt
 import pytest
 
 from communecast.cli import main as cli
-from communecast.harness import CONTROLLER_USER, System
 from controller.db.models import Area, Device, User
 from controller.db.models_ops import UpdateBundle, UpdateRollout
 from controller.db.session import Database
@@ -37,6 +36,7 @@ from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, Event, EventKind
 from protocol.ops import UpdateCommand, UpdateManifest, sign_manifest
 from protocol.signing import KeyPair, Signer
+from testkit.harness import CONTROLLER_USER, System
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]

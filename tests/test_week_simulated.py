@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from communecast.harness import System
 from communecast.stations import ApiClient, provision
 from device_agents.common.clock import AcceleratedClock
 from device_agents.hardware.amplifier import NoAmplifier
@@ -31,6 +30,7 @@ from device_agents.hardware.audio import PreparedAudio
 from device_agents.speaker.agent import SpeakerAgent
 from firmware_sim.audio_sink import SimAudioSink
 from protocol.messages import MediaRef
+from testkit.harness import System
 from tests.support.audio import tone
 from tests.support.proxy import CuttableProxy
 from tests.support.waiting import eventually

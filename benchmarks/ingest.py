@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from communecast.harness import CONTROLLER_USER, System
 from controller.db.models import Device, DeviceEvent
 from controller.db.session import Database
+from testkit.harness import CONTROLLER_USER, System
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -38,9 +38,14 @@ def _proc_stats(pid: int) -> tuple[float, float]:
 
 
 async def _loadgen(*args: str) -> asyncio.subprocess.Process:
+    # benchmarks/ is not installed (it ships with the source checkout only): the child finds it
+    # through PYTHONPATH = the checkout root, whatever directory the command was started from.
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "communecast.loadgen", *args,
+        sys.executable, "-m", "benchmarks.loadgen", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path},
     )  # fmt: skip
 
 

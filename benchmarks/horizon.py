@@ -26,9 +26,7 @@ from typing import Any
 import aiomqtt
 from sqlalchemy import insert, select
 
-from communecast.harness import CONTROLLER_USER
 from communecast.mosquitto import PrivateMosquitto, free_port
-from communecast.pgtemp import fresh_database
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.session import Database
@@ -37,6 +35,8 @@ from controller.services import desired_state, dispatch, schedules
 from protocol import topics
 from protocol.envelope import SignedMessage
 from protocol.signing import KeyPair, Signer, b64u_decode
+from testkit.harness import CONTROLLER_USER
+from testkit.pgtemp import fresh_database
 
 TARGET_S = 10.0
 SLOTS = (("05:30", "district", "Bản tin sáng"), ("11:00", "commune", "Thông tin trưa"),

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from communecast.harness import System
-from communecast.pgtemp import fresh_database
+from testkit.harness import System
+from testkit.pgtemp import fresh_database
 
 
-def _tone(path: Path, seconds: float) -> Path:
+def tone(path: Path, seconds: float) -> Path:
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
          "-i", f"sine=frequency=660:duration={seconds}", str(path)],
@@ -50,7 +50,7 @@ async def bench_broadcast(
             stations = await system.add_stations(devices)
             await _until(lambda: system.api_json("GET", "/api/v1/devices"),
                          lambda ds: sum(d["online"] for d in ds) >= devices, 60, 0.05)
-            with _tone(root / "tone.wav", 2.0).open("rb") as fh:
+            with tone(root / "tone.wav", 2.0).open("rb") as fh:
                 media = (await system.api("POST", "/api/v1/media", files={"file": ("t.wav", fh)})).json()
             runs = []
             for _ in range(rounds):
@@ -111,7 +111,7 @@ def print_broadcast(result: dict[str, Any]) -> None:
 
 def run(args: Any) -> int:
     if args.bench == "ingest":
-        from communecast.bench_ingest import bench_backend, print_ingest
+        from benchmarks.ingest import bench_backend, print_ingest
 
         rates = [int(r) for r in args.rates.split(",")]
         backends = [("sqlite", None)] if "sqlite" in args.backends else []

@@ -7,7 +7,7 @@ station list (first/deep page, search, state and commune filters), a station's d
 page, the play log and the monthly report through the real app (routing, session check, SQL, templates),
 as an unscoped admin and as a district operator. Prints server-side times in ms.
 
-Registers itself as a subcommand of `communecast bench` (communecast/commands/bench.py).
+Its arguments are declared with the other benchmarks' in communecast/commands/bench.py.
 """
 
 from __future__ import annotations
@@ -25,24 +25,8 @@ from typing import Any
 TARGET_MS = 1000.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    bench = sub.choices.get("bench")
-    actions = [a for a in getattr(bench, "_actions", []) if isinstance(a, argparse._SubParsersAction)]
-    target = actions[0] if actions else sub
-    name = "panel" if actions else "bench-panel"
-    p = target.add_parser(name, help="the panel's dashboard, stations and reports, N stations (server time)")
-    p.add_argument("--stations", type=int, default=10000)
-    p.add_argument("--communes", type=int, default=250, help="communes the stations are spread over")
-    p.add_argument("--plays", type=int, default=5, help="bulletins in the play log, each on every station")
-    p.add_argument("--repeat", type=int, default=7, help="requests per page (median and max printed)")
-    p.add_argument("--database-url", help="PostgreSQL server URL (a fresh database is made on it); "
-                                          "default: a fresh SQLite file")
-    p.add_argument("--json", help="also write the result here")
-    p.set_defaults(func=_run)
-
-
 def _fresh_pg(url: str) -> tuple[str, Any]:
-    from communecast.pgtemp import fresh_database
+    from testkit.pgtemp import fresh_database
 
     return fresh_database(url, "cc_bench_panel")
 
@@ -105,7 +89,7 @@ def seed(db: Any, stations: int, communes: int, plays: int, *, rng: random.Rando
         return {"district": districts[0].id, "device": device_ids[len(device_ids) // 2]}
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import logging
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo

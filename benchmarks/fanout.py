@@ -39,10 +39,9 @@ import aiomqtt
 import httpx
 from sqlalchemy import func, select
 
-from communecast import fleet_probe
-from communecast.bench import _tone
-from communecast.fleet_probe import Runner
-from communecast.harness import CONTROLLER_USER, System, broker_dynsec_for
+from benchmarks import fleet_probe
+from benchmarks.broadcast import tone
+from benchmarks.fleet_probe import Runner
 from device_agents.common.link import ArrivalQueue, arrived_at
 from device_agents.common.mqtt_client import FastClient, reached_socket_at
 from firmware_sim.fleet import provision_fleet, raise_fd_limit
@@ -50,6 +49,7 @@ from firmware_sim.fleet_workers import split
 from protocol import topics
 from protocol.messages import Event, EventKind
 from protocol.signing import b64u_decode
+from testkit.harness import CONTROLLER_USER, System, broker_dynsec_for
 
 
 def pct(values: list[float], q: float) -> float:
@@ -371,7 +371,7 @@ async def bench_fanout(
                 configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
                 fleet, fleet_start_s = await fleet_probe.start_fleet(configs, processes)
                 await fleet.call(fleet_probe.attach_probe)
-                with _tone(root / "siren.wav", 3.0).open("rb") as fh:
+                with tone(root / "siren.wav", 3.0).open("rb") as fh:
                     files = {"file": ("siren.wav", fh)}
                     media = (await system.api("POST", "/api/v1/media", files=files)).json()
                 if held:
@@ -457,7 +457,7 @@ def print_fanout(r: dict[str, Any]) -> None:
 
 
 def run(args: Any) -> int:
-    from communecast.pgtemp import fresh_database
+    from testkit.pgtemp import fresh_database
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per media download otherwise
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from communecast.pgtemp import fresh_database
 from controller.db.models import Area, Broadcast, Delivery, Device, PlayLog
 from controller.db.session import Database
 from controller.services.ingest import MAX_BATCH, Ingest, _Parsed
 from protocol.messages import Event, EventKind
+from testkit.pgtemp import fresh_database
 
 ITEM = "em-bench-acks"
 

@@ -1,8 +1,8 @@
 """Load generator and bare subscriber for `communecast bench ingest` (separate processes,
 so the numbers are not bent by sharing one interpreter with what is measured).
 
-    python -m communecast.loadgen publish --rate R --seconds T --devices N --tag TAG ...
-    python -m communecast.loadgen drain --expect N --topic 'bench/+/evt' ...
+    python -m benchmarks.loadgen publish --rate R --seconds T --devices N --tag TAG ...
+    python -m benchmarks.loadgen drain --expect N --topic 'bench/+/evt' ...
 Each prints one JSON line with what it did.
 """
 
@@ -97,7 +97,7 @@ def drain(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m communecast.loadgen")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.loadgen")
     p.add_argument("mode", choices=["publish", "drain"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883)

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from communecast.harness import Station, System
+from testkit.harness import Station, System
 
 CAP = {"Content-Type": "application/cap+xml"}
 

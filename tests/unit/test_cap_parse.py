@@ -15,7 +15,7 @@ from controller.services.cap.parse import parse_alert
 from controller.services.cap.service import pick_info, priority_for, spoken_text
 from protocol.messages import Priority
 
-DATA = Path(__file__).parent / "data" / "cap"
+DATA = Path(__file__).parents[1] / "data" / "cap"
 
 
 def refused(raw: bytes) -> tuple[UserError, str]:

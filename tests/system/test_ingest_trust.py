@@ -134,7 +134,7 @@ def test_every_broker_config_the_project_ships_or_generates_limits_packets(tmp_p
     """One value (protocol/limits.py) in the generated config and the deploy/ ones."""
     from communecast.mosquitto import PrivateMosquitto
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     broker = PrivateMosquitto(tmp_path, port=1, controller_user="c", controller_password="p", dynsec=False)
     for conf in (broker.write_config(), root / "deploy/mosquitto/mosquitto.conf",
                  root / "deploy/mosquitto/mosquitto-files.conf"):  # fmt: skip

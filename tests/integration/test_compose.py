@@ -34,7 +34,7 @@ import yaml
 from communecast.commands.deploy import ENV_FILE, SECRETS, read_env_file
 from controller.core.config import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 EMQX_FILE = ROOT / "docker-compose.emqx.yml"
 

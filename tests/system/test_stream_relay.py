@@ -110,7 +110,7 @@ async def radio() -> AsyncIterator[RadioServer]:
 
 @pytest.fixture
 async def relay_system(tmp_path: Path, radio: RadioServer) -> AsyncIterator[System]:
-    """SQLite only: the relay path does not depend on the database (tests/test_live_db.py covers both)."""
+    """SQLite only: the relay path does not depend on the database (tests/unit/test_live_db.py covers both)."""
     sys_ = System(tmp_path / "system", f"sqlite:///{tmp_path / 'controller.db'}",
                   controller_env={"COMMUNECAST_RELAY_SOURCES": f'["{radio.url}"]'})
     try:

@@ -11,7 +11,7 @@ from controller.core.errors import UserError
 from controller.db.session import Database
 from controller.services import led
 from device_agents.led.agent import choose
-from tests.test_led_service import _setup
+from tests.unit.test_led_service import _setup
 
 # 01:00 UTC = 08:00 in Hà Nội, Saturday 05/12/2026.
 NOW = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)

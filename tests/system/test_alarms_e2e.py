@@ -6,8 +6,6 @@ controller process, simulated station hardware on a pty."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import os
 import signal
@@ -28,8 +26,9 @@ from aiosmtpd.controller import Controller
 from communecast.mosquitto import free_port
 from testkit.harness import Station, System
 from tests.support.audio import tone
+from tests.support.mail import Mailbox
 from tests.support.waiting import eventually
-from tests.test_metrics import Samples, scrape_response
+from tests.unit.test_metrics import Samples, scrape_response
 
 # Alarms must open within two telemetry periods: run alone (scripts/test.sh), not next to other tests.
 pytestmark = pytest.mark.solo
@@ -69,15 +68,6 @@ class WebhookReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
-        return "250 OK"
 
 
 @pytest.fixture

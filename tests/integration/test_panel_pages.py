@@ -3,7 +3,7 @@ visibility and refusal, CSRF on every new form, area scope, the schedule check b
 saving (plain-Vietnamese recurrence, conflicts, policy problems), emergency confirmation,
 LED dry run and previews, technician station creation with code and QR, alarms, reports,
 the audit log, and English for every new string. The browser flows are in
-tests/test_panel_browser_flows.py."""
+tests/system/test_panel_browser_flows.py."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ TONE_S = 1.5
 
 @pytest.fixture
 async def live_system(tmp_path: Path) -> AsyncIterator[System]:
-    """SQLite only: the stream path does not depend on the database (tests/test_live_db.py covers both)."""
+    """SQLite only: the stream path does not depend on the database (tests/unit/test_live_db.py covers both)."""
     sys_ = System(tmp_path / "system", f"sqlite:///{tmp_path / 'controller.db'}")
     try:
         await sys_.start()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from testkit.harness import System
 from tests.support.waiting import eventually
-from tests.test_enroll_flow import cli, fingerprint, is_online, new_code, new_station
+from tests.system.test_enroll_flow import cli, fingerprint, is_online, new_code, new_station
 
 
 def readable_by_others(root: Path) -> list[str]:

@@ -21,7 +21,7 @@ from communecast import tls
 from communecast.mosquitto import free_port
 from controller.core.config import Settings
 from controller.services.alarms.notify import AlarmNote, SmtpNotifier
-from tests.test_alarms_e2e import Mailbox
+from tests.support.mail import Mailbox
 
 
 @pytest.fixture

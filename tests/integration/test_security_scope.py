@@ -23,8 +23,8 @@ from controller.services import devices
 from controller.services.telemetry import METRICS
 from controller.web import accounts
 from testkit.pgtemp import fresh_database
+from tests.integration.test_api_scope import _media, _schedule, _token
 from tests.support.browser import PW, Panel, running_panel
-from tests.test_api_scope import _media, _schedule, _token
 
 START = "2030-01-01T06:00:00+07:00"
 

@@ -2,7 +2,7 @@
 process (stations online 0 -> 1, alarms open, messages counted). Without a token only
 loopback clients are served; with one, only bearers of it. The whole running system's
 metrics (dispatch latency after a broadcast, the alarm gauge during a fault) are checked in
-tests/test_alarms_e2e.py, which already runs one."""
+tests/system/test_alarms_e2e.py, which already runs one."""
 
 from __future__ import annotations
 

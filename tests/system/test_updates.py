@@ -39,7 +39,7 @@ from protocol.signing import KeyPair, Signer
 from testkit.harness import CONTROLLER_USER, System
 from tests.support.waiting import eventually
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_wheel(folder: Path, version: str, *, broken: bool = False) -> Path:

@@ -20,7 +20,7 @@ from testkit.harness import CONTROLLER_USER, System
 from tests.support.waiting import eventually
 
 CAP = {"Content-Type": "application/cap+xml"}
-DATA = Path(__file__).parent / "data" / "cap"
+DATA = Path(__file__).parents[1] / "data" / "cap"
 SENDER = "canhbao@kttv.gov.vn"
 # Long enough (about 15 s of speech) to be still on air when its Update/Cancel comes.
 INSTRUCTION = ("Người dân sống ven sông Phó Đáy khẩn trương di chuyển người và tài sản lên vùng cao, "

@@ -13,7 +13,7 @@ import pytest
 from device_agents.common.config import AgentConfig
 from firmware_sim.station import SimStationHardware
 from testkit.harness import System
-from tests.test_enroll_flow import cli, fingerprint, new_code, new_station
+from tests.system.test_enroll_flow import cli, fingerprint, new_code, new_station
 
 
 async def enrolled_dir(system: System, tmp_path: Path) -> tuple[dict, Path]:

@@ -159,6 +159,13 @@ class System:
         return self.controller.base_url
 
     @property
+    def token(self) -> str:
+        """The admin's bearer token, for clients of this system's API (`testkit.api.Api`, ApiClient)."""
+        if self._api is None:
+            raise RuntimeError("the system is not started: no token yet")
+        return self._api.token
+
+    @property
     def signing_key_path(self) -> Path:
         return self.root / "controller" / "keys" / "controller_ed25519.pem"
 

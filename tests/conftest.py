@@ -1,4 +1,5 @@
-"""Shared fixtures: databases (SQLite and PostgreSQL) and a whole running system."""
+"""Shared fixtures: databases (SQLite and PostgreSQL), a migrated `db`, a whole running system
+and its API driver."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from controller.db.session import Database
+from testkit.api import Api
 from testkit.harness import System
 from testkit.pgtemp import fresh_database
 
@@ -53,6 +56,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated, empty database of each kind (a module that needs rows overrides `db` with
+    a fixture of the same name that takes this one and seeds it)."""
+    database = Database(database_url)
+    database.migrate()
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
 async def system(tmp_path: Path, database_url: str) -> AsyncIterator[System]:
     sys_ = System(tmp_path / "system", database_url)
     try:
@@ -63,3 +78,9 @@ async def system(tmp_path: Path, database_url: str) -> AsyncIterator[System]:
         log = sys_.root / "controller.log"
         if log.exists():
             print("---- controller log (tail) ----\n" + sys_.controller.log_tail(3000))
+
+
+@pytest.fixture
+def api(system: System) -> Api:
+    """The admin's API driver for the `system` fixture (upload, send, wait for acks, play log)."""
+    return Api(system.base_url, system.token)

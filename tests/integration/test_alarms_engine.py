@@ -8,7 +8,6 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,23 +27,22 @@ from controller.db.session import Database
 from controller.services.alarms.engine import AlarmEngine, Pending
 from controller.services.alarms.notify import AlarmNote, NotificationHub, WebhookNotifier
 from protocol.messages import Event, EventKind, Telemetry
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 T0 = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
+def db(db: Database) -> Database:
+    """The shared migrated database (tests/conftest.py) with one commune and one station."""
+    database = db
     with database.session() as s:
         commune = Area(level="commune", name="Xã Kim Long")
         s.add(commune)
         s.flush()
         s.add(Device(uid="spk-a1", name="Cụm loa 1", kind="speaker", commune_id=commune.id, tags=[],
                      reported={}, online=True, last_seen=T0))  # fmt: skip
-    yield database
-    database.dispose()
+    return database
 
 
 def settings(**kw: Any) -> Settings:

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 from communecast.mosquitto import PrivateMosquitto, free_port
 from controller.mqtt.bus import MqttBus
 from protocol import topics
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 N = 3000
 

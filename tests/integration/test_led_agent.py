@@ -13,7 +13,7 @@ from device_agents.led.bx5k import Bx5kController
 from firmware_sim.led.server import SimLedBoard
 from protocol.messages import BrightnessStep, LedContent, LedMessage, Priority
 from protocol.signing import KeyPair
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 NOW = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from alphasign.protocol import DELAY, Color, DisplayMode, DisplayPosition, FileT
 from device_agents.led import alpha, bx5k
 from firmware_sim.led.board import AlphaSignSim, Bx5kSim
 from firmware_sim.serial_line import PtyLine, TcpSerialLine
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 
 def theirs(*commands: object) -> bytes:

@@ -22,7 +22,7 @@ from device_agents.common.link import OUTBOX_WINDOW, AgentLink, ArrivalQueue, ar
 from device_agents.common.mqtt_client import FastClient, reached_socket_at
 from device_agents.common.store import AgentStore
 from protocol.limits import MAX_PACKET_SIZE
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 USER, PASSWORD = "ctl", "pw"
 

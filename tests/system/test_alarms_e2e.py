@@ -25,9 +25,9 @@ from aiosmtpd.controller import Controller
 
 from communecast.mosquitto import free_port
 from testkit.harness import Station, System
+from testkit.waiting import eventually
 from tests.support.audio import tone
 from tests.support.mail import Mailbox
-from tests.support.waiting import eventually
 from tests.unit.test_metrics import Samples, scrape_response
 
 # Alarms must open within two telemetry periods: run alone (scripts/test.sh), not next to other tests.

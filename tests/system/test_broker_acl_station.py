@@ -12,7 +12,7 @@ import pytest
 
 from protocol import topics
 from testkit.harness import CONTROLLER_USER, Station, System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 REFUSED = 0x80  # SUBACK "failure" (MQTT 3.1.1) / "unspecified error" (MQTT 5)
 

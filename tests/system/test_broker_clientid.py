@@ -18,7 +18,7 @@ import pytest
 
 from controller.services.broker_auth import DynsecAdmin
 from testkit.harness import CONTROLLER_USER, Station, System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 ATTACK_S = 4.0  # "several seconds" of retries
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiomqtt
 
 from testkit.harness import CONTROLLER_USER, System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 CAP = {"Content-Type": "application/cap+xml"}
 DATA = Path(__file__).parents[1] / "data" / "cap"

@@ -39,8 +39,8 @@ from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, Event, EventKind, LedContent, LedMessage
 from protocol.signing import KeyPair, Signer
 from testkit.harness import CONTROLLER_USER, Station, System
+from testkit.waiting import eventually
 from tests.support.audio import tone as tone_file
-from tests.support.waiting import eventually
 
 
 async def diagnose(system: System, st: Station, action: str, **params: Any) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import pytest
 
 from firmware_sim.fingerprint import fingerprint_file
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import chirp, tone
 from tests.support.proxy import CuttableProxy
-from tests.support.waiting import eventually
 
 # Measures start instants: run alone (scripts/test.sh), not next to other tests.
 pytestmark = pytest.mark.solo

@@ -14,8 +14,8 @@ from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, MediaRef, PlayCommand, ScheduleItem
 from protocol.signing import KeyPair, Signer
 from testkit.harness import CONTROLLER_USER, System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 
 def play_envelope(uid: str, media: dict, item_id: str, start: datetime, *,

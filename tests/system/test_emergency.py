@@ -14,8 +14,8 @@ from pathlib import Path
 import aiomqtt
 
 from testkit.harness import CONTROLLER_USER, System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 REPEAT = "FREQ=HOURLY;INTERVAL=2;BYMINUTE=0;BYSECOND=0"
 

@@ -22,8 +22,8 @@ from communecast.stations import ApiClient, provision_led
 from device_agents.runner import start_station
 from firmware_sim.fleet import Fleet, provision_fleet
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 # Measures request→start latency and start skew: run alone (scripts/test.sh), not next to other tests.
 pytestmark = pytest.mark.solo

@@ -18,7 +18,7 @@ from device_agents.enroll import load
 from device_agents.runner import start_station
 from protocol.signing import KeyPair, key_fingerprint
 from testkit.harness import System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 
 async def cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:

@@ -13,8 +13,8 @@ import pytest
 
 from firmware_sim.fleet import Fleet, provision_fleet
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 # Measures start instants across the fleet: run alone (scripts/test.sh), not next to other tests.
 pytestmark = pytest.mark.solo

@@ -18,8 +18,8 @@ from protocol import topics
 from protocol.limits import EVENT_DETAIL_MAX_BYTES, EVENT_REASON_MAX_CHARS, MAX_PACKET_SIZE, TRUNCATED_MARK
 from protocol.messages import Event, EventKind
 from testkit.harness import Station, System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -15,7 +15,7 @@ from device_agents.led.bitmap import render
 from device_agents.runner import start_station
 from firmware_sim.led.glyphs import glyph_scores
 from testkit.harness import System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 TEXT = "Chuyển đổi số – Thông báo lịch tiêm chủng ngày 05/12"
 ASCII = "Chuyen doi so - Thong bao lich tiem chung ngay 05/12"

@@ -25,9 +25,9 @@ import websockets
 
 from firmware_sim.audio_sink import StreamRecording, dominant_hz
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, chromium_problem, shot, skip_or_fail
-from tests.support.waiting import eventually
 
 # Measures end-to-end live latency: run alone (scripts/test.sh), not next to other tests.
 pytestmark = pytest.mark.solo
@@ -39,7 +39,7 @@ TONE_S = 1.5
 
 @pytest.fixture
 async def live_system(tmp_path: Path) -> AsyncIterator[System]:
-    """SQLite only: the stream path does not depend on the database (tests/unit/test_live_db.py covers both)."""
+    """SQLite only: the stream path does not depend on the database (test_live_db.py covers both)."""
     sys_ = System(tmp_path / "system", f"sqlite:///{tmp_path / 'controller.db'}")
     try:
         await sys_.start()

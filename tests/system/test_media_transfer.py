@@ -12,8 +12,8 @@ import pytest
 from device_agents.common.media_cache import MediaCache, MediaError
 from protocol.messages import MediaRef
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 
 @pytest.fixture

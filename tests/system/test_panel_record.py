@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from controller.db.models import Media
+from testkit.waiting import eventually
 from tests.support.browser import chromium, chromium_problem, shot, skip_or_fail
 from tests.support.served_panel import served_panel
-from tests.support.waiting import eventually
 
 PHONE = {"width": 412, "height": 915}
 

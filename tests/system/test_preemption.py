@@ -14,8 +14,8 @@ from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, MediaRef, PlayCommand, Priority, ScheduleItem
 from protocol.signing import KeyPair, Signer
 from testkit.harness import CONTROLLER_USER, System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 # Measures start instants: run alone (scripts/test.sh), not next to other tests.
 pytestmark = pytest.mark.solo

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from testkit.harness import System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 from tests.system.test_enroll_flow import cli, fingerprint, is_online, new_code, new_station
 
 

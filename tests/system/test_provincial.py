@@ -30,8 +30,8 @@ from controller.services.provincial.connector import ProvincialConnector
 from protocol import topics
 from protocol.messages import Event, EventKind
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 USER = "xa-hop-hoa"
 

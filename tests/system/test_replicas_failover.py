@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, text
 
 from communecast.mosquitto import free_port
 from testkit.harness import ControllerProcess, System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 LEASE_S = "2"
 

@@ -43,17 +43,9 @@ from protocol.messages import (
 )
 from protocol.signing import KeyPair, Signer, Verifier, b64u_decode
 from testkit.harness import CONTROLLER_USER
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def db(database_url: str):  # type: ignore[no-untyped-def]
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def test_one_holder_at_a_time_and_a_stale_holder_is_fenced_off(db: Database) -> None:

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from openpyxl import load_workbook
 
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -27,8 +27,8 @@ from device_agents.speaker.stream import BYTES_PER_S, PcmQueue, StreamFeed
 from firmware_sim.audio_sink import StreamRecording, dominant_hz
 from protocol.messages import StreamRef
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
-from tests.support.waiting import eventually
 
 DEAD_AIR_S = 2.0
 
@@ -110,7 +110,7 @@ async def radio() -> AsyncIterator[RadioServer]:
 
 @pytest.fixture
 async def relay_system(tmp_path: Path, radio: RadioServer) -> AsyncIterator[System]:
-    """SQLite only: the relay path does not depend on the database (tests/unit/test_live_db.py covers both)."""
+    """SQLite only: the relay path does not depend on the database (test_live_db.py covers both)."""
     sys_ = System(tmp_path / "system", f"sqlite:///{tmp_path / 'controller.db'}",
                   controller_env={"COMMUNECAST_RELAY_SOURCES": f'["{radio.url}"]'})
     try:

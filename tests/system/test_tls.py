@@ -28,7 +28,7 @@ from device_agents.doctor import FAIL, OK, SKIP, WARN, Doctor
 from device_agents.enroll import enroll
 from device_agents.runner import start_station
 from testkit.harness import System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 from tests.system.test_enroll_flow import is_online, new_code, new_station
 
 

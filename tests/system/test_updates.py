@@ -37,7 +37,7 @@ from protocol.messages import CommandKind, Event, EventKind
 from protocol.ops import UpdateCommand, UpdateManifest, sign_manifest
 from protocol.signing import KeyPair, Signer
 from testkit.harness import CONTROLLER_USER, System
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,9 +31,9 @@ from device_agents.speaker.agent import SpeakerAgent
 from firmware_sim.audio_sink import SimAudioSink
 from protocol.messages import MediaRef
 from testkit.harness import System
+from testkit.waiting import eventually
 from tests.support.audio import tone
 from tests.support.proxy import CuttableProxy
-from tests.support.waiting import eventually
 
 # Measures start instants: run alone (scripts/test.sh), not next to other tests.
 pytestmark = pytest.mark.solo

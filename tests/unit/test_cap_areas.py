@@ -3,8 +3,6 @@ polygon and circle against station GPS, areaDesc names with or without diacritic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.orm import Session
 
@@ -18,9 +16,8 @@ MAP = {"SAME=006037": "26"}  # a foreign scheme mapped to our code for the provi
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[tuple[Database, dict[str, int]]]:
-    db = Database(database_url)
-    db.migrate()
+def db(db: Database) -> tuple[Database, dict[str, int]]:
+    """The shared migrated database (tests/conftest.py) with an area tree and four stations."""
     ids: dict[str, int] = {}
     with db.session() as s:
         def area(key: str, level: str, name: str, parent: str | None, code: str | None = None) -> None:
@@ -48,8 +45,7 @@ def db(database_url: str) -> Iterator[tuple[Database, dict[str, int]]]:
             s.flush()
             ids[key] = d.id
         s.commit()
-    yield db, ids
-    db.dispose()
+    return db, ids
 
 
 def match(s: Session, *areas: CapArea) -> AreaMatch:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from controller.db.models import Area, Device, PlayLog
 from controller.db.session import Database
 from controller.services import reports
@@ -90,16 +88,6 @@ def seed(db: Database) -> dict[str, int]:
                               finished_at=start + timedelta(seconds=dur + n) if start and dur else None,
                               updated_at=updated))  # fmt: skip
         return {"a": a.id, "b": b.id}
-
-
-@pytest.fixture
-def db(database_url: str) -> Any:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def test_monthly_group_by_matches_python_at_month_ends(db: Database) -> None:

@@ -4,7 +4,6 @@ HTTP query picks raw samples or rollups."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,17 +27,16 @@ T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # a bucket boundary
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
+def db(db: Database) -> Database:
+    """The shared migrated database (tests/conftest.py) with one commune and one station."""
+    database = db
     with database.session() as s:
         commune = Area(level="commune", name="Xã Hợp Hòa")
         s.add(commune)
         s.flush()
         s.add(Device(uid="spk-h1", name="Cụm loa 1", kind="speaker", commune_id=commune.id, tags=[],
                      reported={}))
-    yield database
-    database.dispose()
+    return database
 
 
 def _device_id(db: Database) -> int:

@@ -91,7 +91,7 @@ def _store_all(ingest: Ingest, events: list[_Parsed]) -> list[float]:
     took = []
     for k in range(0, len(events), MAX_BATCH):
         t0 = time.perf_counter()
-        ingest._store(events[k : k + MAX_BATCH])
+        ingest.store(events[k : k + MAX_BATCH])
         took.append(time.perf_counter() - t0)
     return took
 

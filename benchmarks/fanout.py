@@ -227,9 +227,8 @@ def _ack_figures(stored: list[float], t_req: float, n: int, t_ack: float | None)
 async def operator_client(system: System) -> AsyncIterator[httpx.AsyncClient]:
     """A logged-in client with its connection already open, as an operator's panel has: the
     measured request then starts when the operator sends, not when a client is being built."""
-    assert system._api is not None
     async with httpx.AsyncClient(base_url=system.base_url, timeout=60,
-                                 headers={"Authorization": f"Bearer {system._api.token}"}) as http:
+                                 headers={"Authorization": f"Bearer {system.token}"}) as http:
         (await http.get("/api/v1/broadcasts?limit=1")).raise_for_status()
         yield http
 
@@ -367,8 +366,7 @@ async def bench_fanout(
             fleet: Runner | None = None
             runs: list[dict[str, Any]] = []
             try:
-                assert system._api is not None
-                configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
+                configs = await provision_fleet(system.base_url, system.token, devices, root / "fleet")
                 fleet, fleet_start_s = await fleet_probe.start_fleet(configs, processes)
                 await fleet.call(fleet_probe.attach_probe)
                 with tone(root / "siren.wav", 3.0).open("rb") as fh:

@@ -61,8 +61,7 @@ async def bench_sync(devices: int, lead_s: float | None, database_url: str | Non
         await system.start()
         fleet: fleet_probe.Runner | None = None
         try:
-            assert system._api is not None
-            configs = await provision_fleet(system.base_url, system._api.token, devices, root / "fleet")
+            configs = await provision_fleet(system.base_url, system.token, devices, root / "fleet")
             if processes > 1:
                 fleet, start_s = await fleet_probe.start_fleet(configs, processes)
                 assert isinstance(fleet, fleet_probe.WorkerFleet)

@@ -40,9 +40,9 @@ class Api:
             raise AssertionError(f"{method} {path} -> {r.status_code}: {r.text}")
         return r.json()
 
-    async def upload_response(self, name: str, data: bytes, *, lang: str | None = None) -> httpx.Response:
+    async def upload_response(self, name: str, data: bytes, *, lang: str = "vi") -> httpx.Response:
         """POST /api/v1/media as it answered: for tests of refusals (status, Vietnamese detail)."""
-        headers = {"Accept-Language": lang} if lang else {}
+        headers = {"Accept-Language": lang}
         return await self.request("POST", "/api/v1/media", files={"file": (name, data)}, headers=headers)
 
     async def upload(self, path: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from testkit.api import Api
 from testkit.harness import System
 from tests.support.audio import chirp, tone
 
@@ -33,15 +34,10 @@ def ebur128(data: bytes, tmp: Path) -> float:
     return float(re.search(r"I:\s+(-?[\d.]+) LUFS", err[err.rfind("Summary:") :]).group(1))  # type: ignore[union-attr]
 
 
-async def upload(system: System, name: str, data: bytes, lang: str = "vi") -> httpx.Response:
-    return await system.api("POST", "/api/v1/media", files={"file": (name, data)},
-                            headers={"Accept-Language": lang})  # fmt: skip
-
-
-async def test_upload_tts_and_assets_http_contract(system: System, tmp_path: Path) -> None:
+async def test_upload_tts_and_assets_http_contract(system: System, api: Api, tmp_path: Path) -> None:
     # An upload: normalized, measured afterwards, no warnings for a clean file.
     quiet = chirp(tmp_path / "ban-tin.mp3", seconds=3)
-    r = await upload(system, "ban-tin.mp3", quiet.read_bytes())
+    r = await api.upload_response("ban-tin.mp3", quiet.read_bytes())
     assert r.status_code == 201, r.text
     media = r.json()
     assert set(media) >= MEDIA_KEYS
@@ -54,7 +50,7 @@ async def test_upload_tts_and_assets_http_contract(system: System, tmp_path: Pat
 
     # A silent upload is stored but the operator is warned, in Vietnamese by default.
     silent = tone(tmp_path / "im-lang.wav", freq=0, seconds=2)  # a 0 Hz sine is silence
-    r = await upload(system, "im-lang.wav", silent.read_bytes())
+    r = await api.upload_response("im-lang.wav", silent.read_bytes())
     assert r.status_code == 201
     (warning,) = r.json()["warnings"]
     assert warning["code"] == "audio.warn.silent" and "im lặng" in warning["message"]

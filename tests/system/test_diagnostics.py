@@ -38,6 +38,7 @@ from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, Event, EventKind, LedContent, LedMessage
 from protocol.signing import KeyPair, Signer
+from testkit.api import Api
 from testkit.harness import CONTROLLER_USER, Station, System
 from testkit.waiting import eventually
 from tests.support.audio import tone as tone_file
@@ -70,17 +71,10 @@ async def rejection(system: System, st: Station, ref: str) -> dict[str, Any]:
     return next(e for e in events if e.get("ref") == ref)
 
 
-async def upload(system: System, path: Path) -> dict[str, Any]:
-    with path.open("rb") as fh:
-        r = await system.api("POST", "/api/v1/media", files={"file": (path.name, fh)})
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
 # The whole system once (SQLite; the update round trip runs on PostgreSQL): the DB-touching part,
 # results folded into commands by ingest, runs on both below.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_diagnostics_round_trip_and_refusals(system: System, tmp_path: Path) -> None:
+async def test_diagnostics_round_trip_and_refusals(system: System, api: Api, tmp_path: Path) -> None:
     (st,) = await system.add_stations(1)
     await eventually(lambda: system.api_json("GET", "/api/v1/devices"),
                      lambda ds: all(d["online"] for d in ds), timeout=10, what="station online")
@@ -97,7 +91,7 @@ async def test_diagnostics_round_trip_and_refusals(system: System, tmp_path: Pat
     assert res["amp_current_a"] > res["amp_current_idle_a"] + 0.05, res  # the horn line draws current
 
     # A bulletin always wins: one that starts during a long tone cuts it and plays in full.
-    media = await upload(system, tone_file(tmp_path / "bulletin.wav", freq=440, seconds=2.5))
+    media = await api.upload(tone_file(tmp_path / "bulletin.wav", freq=440, seconds=2.5))
     r = await system.api("POST", f"/api/v1/devices/{st.device_id}/diagnostics",
                          json={"action": "test_tone", "params": {"seconds": 10}})
     assert r.status_code == 202, r.text
@@ -300,8 +294,8 @@ def test_results_and_rejections_fold_into_commands(database_url: str) -> None:
         Event(id="4" * 32, kind=EventKind.DIAGNOSTIC_RESULT, ts=now, ref="c" * 32,  # a late duplicate
               detail={"ok": False}),
     ]
-    parsed = [ingest._parse(topics.events("spk-d"), e.model_dump_json().encode()) for e in events]
-    ingest._store([p for p in parsed if p])
+    parsed = [ingest.parse(topics.events("spk-d"), e.model_dump_json().encode()) for e in events]
+    ingest.store([p for p in parsed if p])
     with db.session() as s:
         rows = {r.id: diagnostics.to_json(r) for r in s.scalars(select(DiagnosticCommandRow))}
     db.dispose()

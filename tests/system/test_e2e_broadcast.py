@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from firmware_sim.fingerprint import fingerprint_file
+from testkit.api import Api
 from testkit.harness import System
 from testkit.waiting import eventually
 from tests.support.audio import chirp, tone
@@ -20,29 +21,9 @@ from tests.support.proxy import CuttableProxy
 pytestmark = pytest.mark.solo
 
 
-async def upload(system: System, path: Path) -> dict:
-    with path.open("rb") as fh:
-        r = await system.api("POST", "/api/v1/media", files={"file": (path.name, fh)})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-async def play_log(system: System, broadcast_id: int) -> list[dict]:
-    return await system.api_json("GET", f"/api/v1/play-log?broadcast_id={broadcast_id}")
-
-
-async def schedule(system: System, media: dict, start_at: datetime, targets: dict) -> dict:
-    r = await system.api("POST", "/api/v1/broadcasts", json={
-        "title": "Thông báo lịch tiêm chủng", "media_sha256": media["sha256"],
-        "targets": targets, "start_at": start_at.isoformat(), "priority": "normal",
-    })  # fmt: skip
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-async def test_broadcast_starts_together_on_three_stations(system: System, tmp_path: Path) -> None:
+async def test_broadcast_starts_together_on_three_stations(system: System, api: Api, tmp_path: Path) -> None:
     stations = await system.add_stations(3)
-    media = await upload(system, chirp(tmp_path / "bulletin.mp3", seconds=2.5))
+    media = await api.upload(chirp(tmp_path / "bulletin.mp3", seconds=2.5))
     # The fingerprint a listener would hear: decode exactly what the controller serves.
     async with httpx.AsyncClient(base_url=system.base_url) as http:
         served = (await http.get(f"/media/{media['sha256']}")).content
@@ -53,11 +34,8 @@ async def test_broadcast_starts_together_on_three_stations(system: System, tmp_p
 
     start_at = datetime.now(UTC) + timedelta(seconds=3)
     posted = time.monotonic()
-    bc = await schedule(system, media, start_at, {"all": True})
-    acked = await eventually(
-        lambda: system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}"),
-        lambda b: b["acked"] == 3, timeout=10, interval=0.01, what="3 acks",
-    )
+    bc = await api.send(media, start_at, {"all": True})
+    acked = await api.wait_for_acks(bc["id"], 3, timeout=10, interval=0.01)
     ack_ms = (time.monotonic() - posted) * 1000
 
     playbacks = [await st.sink.wait_for(lambda p: True, timeout=15) for st in stations]
@@ -67,7 +45,7 @@ async def test_broadcast_starts_together_on_three_stations(system: System, tmp_p
         assert p.fingerprint == expected
         assert p.completed
     log = await eventually(
-        lambda: play_log(system, bc["id"]), lambda rows: len(rows) == 3 and
+        lambda: api.play_log(bc["id"]), lambda rows: len(rows) == 3 and
         all(r["status"] == "played" for r in rows), timeout=15, what="3 played",
     )
     assert {r["device_id"] for r in log} == {st.device_id for st in stations}
@@ -76,19 +54,16 @@ async def test_broadcast_starts_together_on_three_stations(system: System, tmp_p
           f"{max(errors_ms) - min(errors_ms):.1f} ms; POST->all acks {ack_ms:.0f} ms")
 
 
-async def test_station_cut_off_across_the_start_still_plays(system: System, tmp_path: Path) -> None:
+async def test_station_cut_off_across_the_start_still_plays(system: System, api: Api, tmp_path: Path) -> None:
     proxy = CuttableProxy("127.0.0.1", system.broker.port)
     await proxy.start()
     try:
         (cut,) = await system.add_stations(1, mqtt_port=proxy.port)
         (steady,) = await system.add_stations(1)
-        media = await upload(system, tone(tmp_path / "t.wav", seconds=1.5))
+        media = await api.upload(tone(tmp_path / "t.wav", seconds=1.5))
         start_at = datetime.now(UTC) + timedelta(seconds=3)
-        bc = await schedule(system, media, start_at, {"all": True})
-        await eventually(
-            lambda: system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}"),
-            lambda b: b["acked"] == 2, timeout=10, what="both acked",
-        )
+        bc = await api.send(media, start_at, {"all": True})
+        await api.wait_for_acks(bc["id"], 2, timeout=10, what="both acked")
         proxy.cut()
         played = await cut.sink.wait_for(lambda p: True, timeout=15)
         assert abs(played.started_at - start_at.timestamp()) < 0.1
@@ -96,7 +71,7 @@ async def test_station_cut_off_across_the_start_still_plays(system: System, tmp_
         await steady.sink.wait_for(lambda p: True, timeout=15)
         # The controller has the steady station's proof but not the cut one's yet.
         rows = await eventually(
-            lambda: play_log(system, bc["id"]),
+            lambda: api.play_log(bc["id"]),
             lambda rows: any(r["device_id"] == steady.device_id and r["status"] == "played"
                              for r in rows), timeout=10, what="steady station's proof",
         )  # fmt: skip
@@ -105,7 +80,7 @@ async def test_station_cut_off_across_the_start_still_plays(system: System, tmp_
 
         proxy.restore()
         rows = await eventually(
-            lambda: play_log(system, bc["id"]),
+            lambda: api.play_log(bc["id"]),
             lambda rows: sum(r["status"] == "played" for r in rows) == 2, timeout=20,
             what="the cut station's proof after reconnection",
         )
@@ -118,16 +93,15 @@ async def test_station_cut_off_across_the_start_still_plays(system: System, tmp_
         await proxy.close()
 
 
-async def test_controller_restart_between_scheduling_and_start(system: System, tmp_path: Path) -> None:
+async def test_controller_restart_between_scheduling_and_start(
+    system: System, api: Api, tmp_path: Path
+) -> None:
     stations = await system.add_stations(2)
-    media = await upload(system, tone(tmp_path / "t.ogg", seconds=1.5))
+    media = await api.upload(tone(tmp_path / "t.ogg", seconds=1.5))
     start_at = datetime.now(UTC) + timedelta(seconds=5)
-    bc = await schedule(system, media, start_at, {"communes": [system.communes[0]["id"],
-                                                               system.communes[1]["id"]]})
-    await eventually(
-        lambda: system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}"),
-        lambda b: b["acked"] == 2, timeout=10, what="acks",
-    )
+    bc = await api.send(media, start_at, {"communes": [system.communes[0]["id"],
+                                                     system.communes[1]["id"]]})
+    await api.wait_for_acks(bc["id"], 2, timeout=10, what="acks")
     system.controller.stop()
     for st in stations:  # they play while the controller is down
         p = await st.sink.wait_for(lambda p: True, timeout=15)
@@ -135,7 +109,7 @@ async def test_controller_restart_between_scheduling_and_start(system: System, t
     system.controller.start()
     await system.controller.wait_healthy()
     rows = await eventually(
-        lambda: play_log(system, bc["id"]),
+        lambda: api.play_log(bc["id"]),
         lambda rows: len(rows) == 2 and all(r["status"] == "played" for r in rows),
         timeout=20, what="proof of play after the controller came back",
     )

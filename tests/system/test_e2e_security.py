@@ -13,6 +13,7 @@ from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, MediaRef, PlayCommand, ScheduleItem
 from protocol.signing import KeyPair, Signer
+from testkit.api import Api
 from testkit.harness import CONTROLLER_USER, System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -83,9 +84,10 @@ async def test_bad_uploads_get_clear_errors_and_store_nothing(database_url: str,
                     controller_env={"COMMUNECAST_MEDIA_MAX_BYTES": str(64 * 1024)})
     await system.start()
     try:
+        api = Api(system.base_url, system.token)
+
         async def upload(name: str, data: bytes, lang: str = "vi") -> tuple[int, dict]:
-            r = await system.api("POST", "/api/v1/media", files={"file": (name, data)},
-                                 headers={"Accept-Language": lang})
+            r = await api.upload_response(name, data, lang=lang)
             return r.status_code, r.json()
 
         status, body = await upload("ban-tin.mp3", b"This is not audio at all, just text.\n" * 20)

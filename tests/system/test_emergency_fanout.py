@@ -21,6 +21,7 @@ from benchmarks.fleet_probe import ReceiptProbe, each_playback, plays
 from communecast.stations import ApiClient, provision_led
 from device_agents.runner import start_station
 from firmware_sim.fleet import Fleet, provision_fleet
+from testkit.api import Api
 from testkit.harness import System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -46,13 +47,6 @@ async def _count(system: System, path: str) -> int:
     return len(await system.api_json("GET", path))
 
 
-async def _upload(system: System, path: Path) -> dict[str, Any]:
-    with path.open("rb") as fh:
-        r = await system.api("POST", "/api/v1/media", files={"file": (path.name, fh)})
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
 @pytest.mark.timeout(180)
 async def test_emergency_preempts_200_stations_in_sync_and_mirrors_led(tmp_path: Path) -> None:
     system = System(tmp_path / "system", f"sqlite:///{tmp_path / 'controller.db'}")
@@ -60,11 +54,10 @@ async def test_emergency_preempts_200_stations_in_sync_and_mirrors_led(tmp_path:
     fleet: Fleet | None = None
     boards = []
     try:
-        assert system._api is not None
-        api = ApiClient(system.base_url, system._api.token)
+        api = ApiClient(system.base_url, system.token)
         led_cfgs = await provision_led(api, 2, tmp_path / "boards", protocols=("alpha", "bx5k"))
         boards = [await start_station(c, simulated=True) for c in led_cfgs]
-        configs = await provision_fleet(system.base_url, system._api.token, N, tmp_path / "fleet")
+        configs = await provision_fleet(system.base_url, system.token, N, tmp_path / "fleet")
         fleet = Fleet(configs)
         await fleet.start(connect_timeout=60)
         probe = ReceiptProbe()
@@ -83,8 +76,9 @@ async def test_emergency_preempts_200_stations_in_sync_and_mirrors_led(tmp_path:
         # station's cache (what this test measures is the emergency, not 200 downloads from one
         # process); the clip was drilled on every station, so the controller knows they hold it
         # and picks the short lead (docs/emergency.md, "audio on the stations").
-        warning = await _upload(system, tone(tmp_path / "warning.wav", freq=988, seconds=3.0))
-        bulletin = await _upload(system, tone(tmp_path / "bulletin.wav", freq=440, seconds=20.0))
+        driver = Api(system.base_url, system.token)
+        warning = await driver.upload(tone(tmp_path / "warning.wav", freq=988, seconds=3.0))
+        bulletin = await driver.upload(tone(tmp_path / "bulletin.wav", freq=440, seconds=20.0))
         for sha in (warning["sha256"], bulletin["sha256"]):
             stored = system.root / "controller" / "media" / sha[:2] / f"{sha}.opus"
             for st in fleet.stations:

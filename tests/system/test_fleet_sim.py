@@ -25,8 +25,7 @@ async def test_fleet_stations_play_a_bulletin_together_with_their_own_credential
     fleet: Fleet | None = None
     try:
         await system.start()
-        assert system._api is not None
-        configs = await provision_fleet(system.base_url, system._api.token, 6, tmp_path / "fleet")
+        configs = await provision_fleet(system.base_url, system.token, 6, tmp_path / "fleet")
         assert len({c.mqtt_username for _, c in configs}) == 6  # one broker account each
         assert len({c.mqtt_password for _, c in configs}) == 6
         fleet = Fleet(configs, wave=4)

@@ -27,7 +27,7 @@ def _state(cfg: Any) -> dict[str, Any]:
 
 
 async def test_vietnamese_text_reaches_bitmap_and_alpha_boards(system: System) -> None:
-    api = ApiClient(system.base_url, system._api.token)  # type: ignore[union-attr]
+    api = ApiClient(system.base_url, system.token)
     configs = await provision_led(api, 3, system.root / "boards", protocols=("bitmap", "alpha", "bx5k"))
     boards = [await start_station(c, simulated=True) for c in configs]
     try:

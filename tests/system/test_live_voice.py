@@ -68,7 +68,7 @@ async def test_live_tone_reaches_stations_in_order_with_low_latency(live_system:
         "title": "Thông báo khẩn qua micro", "targets": {"all": True}})  # fmt: skip
     assert session["stations"] == 2 and session["priority"] == "emergency"
     start_at = datetime.fromisoformat(session["start_at"]).timestamp()
-    token = system._api.token  # type: ignore[union-attr]
+    token = system.token
     url = system.base_url.replace("http://", "ws://") + session["ws_path"]
     statuses: list[dict] = []
 

@@ -11,6 +11,7 @@ import pytest
 
 from device_agents.common.media_cache import MediaCache, MediaError
 from protocol.messages import MediaRef
+from testkit.api import Api
 from testkit.harness import System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -27,8 +28,7 @@ async def controller(tmp_path: Path) -> AsyncIterator[System]:
 
 
 async def _upload(system: System, path: Path) -> MediaRef:
-    with path.open("rb") as fh:
-        body = (await system.api("POST", "/api/v1/media", files={"file": (path.name, fh)})).json()
+    body = await Api(system.base_url, system.token).upload(path)
     return MediaRef(sha256=body["sha256"], size=body["size"], duration_s=body["duration_s"])
 
 

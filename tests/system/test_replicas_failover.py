@@ -80,7 +80,7 @@ async def test_killing_the_lease_holder_loses_and_doubles_nothing(replicas, tmp_
 
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             r = await http.post(
-                "/api/v1/broadcasts", headers={"Authorization": f"Bearer {system._api.token}"},
+                "/api/v1/broadcasts", headers={"Authorization": f"Bearer {system.token}"},
                 json={"title": "Thông báo phòng chống bão", "media_sha256": media["sha256"],
                       "targets": {"all": True}, "start_at": start_at.isoformat()})
         assert r.status_code == 201, r.text

@@ -26,6 +26,7 @@ from device_agents.hardware.audio import AlsaAudioOutput
 from device_agents.speaker.stream import BYTES_PER_S, PcmQueue, StreamFeed
 from firmware_sim.audio_sink import StreamRecording, dominant_hz
 from protocol.messages import StreamRef
+from testkit.api import Api
 from testkit.harness import System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -131,13 +132,6 @@ def sounds_like(freq: float, seconds: float = 0.5) -> Callable[[StreamRecording]
     return check
 
 
-async def upload(system: System, path: Path) -> dict:
-    with path.open("rb") as fh:
-        r = await system.api("POST", "/api/v1/media", files={"file": (path.name, fh)})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 async def events(system: System, device_id: int, kind: str) -> list[dict]:
     return await system.api_json("GET", f"/api/v1/devices/{device_id}/events?kind={kind}")
 
@@ -146,9 +140,10 @@ async def test_relay_dead_air_fallback_recovery_and_preemption(
     relay_system: System, radio: RadioServer, tmp_path: Path
 ) -> None:
     system = relay_system
+    api = Api(system.base_url, system.token)
     (station,) = await system.add_stations(1)
-    filler = await upload(system, tone(tmp_path / "filler.wav", freq=440, seconds=3))
-    bulletin = await upload(system, tone(tmp_path / "bulletin.wav", freq=3000, seconds=1.5))
+    filler = await api.upload(tone(tmp_path / "filler.wav", freq=440, seconds=3))
+    bulletin = await api.upload(tone(tmp_path / "bulletin.wav", freq=3000, seconds=1.5))
 
     refused = await system.api("POST", "/api/v1/relays", json={
         "source_url": "http://evil.example/stream.mp3", "targets": {"all": True},

@@ -270,12 +270,12 @@ def test_rollout_selection_and_outcomes(database_url: str) -> None:
     for i, (kind, reason) in enumerate(outcomes):
         ev = Event(id=uuid.uuid4().hex, kind=kind, ts=now, ref=f"{i}" * 32, reason=reason,
                    detail={"version": "0.2.0", "message": f"outcome {i}"})
-        parsed.append(ingest._parse(topics.events(uids[order[i]]), ev.model_dump_json().encode()))
+        parsed.append(ingest.parse(topics.events(uids[order[i]]), ev.model_dump_json().encode()))
     # A crash-loop rollback comes from the next agent run, with no command id: matched by version.
     crash = Event(id=uuid.uuid4().hex, kind=EventKind.UPDATE_ROLLED_BACK, ts=now, reason="crash_loop",
                   detail={"version": "0.2.0"})
-    parsed.append(ingest._parse(topics.events(uids[order[4]]), crash.model_dump_json().encode()))
-    ingest._store([p for p in parsed if p])
+    parsed.append(ingest.parse(topics.events(uids[order[4]]), crash.model_dump_json().encode()))
+    ingest.store([p for p in parsed if p])
     with db.session() as s:
         states = {r.device_id: (r.state, r.reason) for r in updates.rollouts_of(s, bundle_id)}
     db.dispose()

@@ -71,7 +71,7 @@ async def test_a_week_of_schedules_plays_every_occurrence_once(system: System, t
             "commune_id": commune_a if i % 2 == 0 else commune_b,
             "tags": ["ven-song"] if i < 6 else [],
         })  # fmt: skip
-    api = ApiClient(system.base_url, system._api.token)  # type: ignore[union-attr]
+    api = ApiClient(system.base_url, system.token)
     configs = await provision(api, STATIONS, system.root / "stations")
     shas = []
     for n, freq in enumerate((440, 660, 880)):

@@ -50,12 +50,12 @@ def test_ingest_is_idempotent_and_final_status_wins(database_url: str) -> None:
     now = datetime.now(UTC).timestamp()
     started = _event(EventKind.PLAY_STARTED, "b1", started_at=now)
     finished = _event(EventKind.PLAY_FINISHED, "b1", started_at=now, finished_at=now + 2)
-    parsed = [ingest._parse(*m) for m in (started, finished, finished)]  # QoS 1 duplicate
-    ingest._store([p for p in parsed if p])
-    late = ingest._parse(*_event(EventKind.PLAY_STARTED, "b1", started_at=now))  # out of order
-    ingest._store([late])  # type: ignore[list-item]
-    assert ingest._parse("cc/v1/dev/spk-t/evt", b'{"kind": "nonsense"}') is None
-    assert ingest._parse("somewhere/else", b"{}") is None
+    parsed = [ingest.parse(*m) for m in (started, finished, finished)]  # QoS 1 duplicate
+    ingest.store([p for p in parsed if p])
+    late = ingest.parse(*_event(EventKind.PLAY_STARTED, "b1", started_at=now))  # out of order
+    ingest.store([late])  # type: ignore[list-item]
+    assert ingest.parse("cc/v1/dev/spk-t/evt", b'{"kind": "nonsense"}') is None
+    assert ingest.parse("somewhere/else", b"{}") is None
     with db.session() as s:
         rows = list(s.scalars(select(PlayLog)))
         assert [(r.item_id, r.status) for r in rows] == [("b1", "played")]

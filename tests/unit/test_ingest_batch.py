@@ -48,8 +48,8 @@ def test_batch_write_dedupes_across_replicas_and_coalesces_state(database_url: s
                detail={"started_at": now.timestamp(), "finished_at": now.timestamp() + 3})  # fmt: skip
     msg = (topics.events("spk-b"), ev.model_dump_json().encode())
     a, b = Ingest(db), Ingest(db)  # two replicas: neither has seen the other's batch
-    a._store([a._parse(*msg)])  # type: ignore[list-item]
-    b._store([b._parse(*msg)])  # type: ignore[list-item]
+    a.store([a.parse(*msg)])  # type: ignore[list-item]
+    b.store([b.parse(*msg)])  # type: ignore[list-item]
     assert a.stats.stored_events == 1 and a.stats.by_kind == {"play_finished": 1}
     # PostgreSQL: skipped by the insert itself (ON CONFLICT), so a race is not a failed batch.
     assert b.stats.stored_events == 0 and b.stats.duplicates == 1 and b.stats.by_kind == {}
@@ -60,7 +60,7 @@ def test_batch_write_dedupes_across_replicas_and_coalesces_state(database_url: s
         *[(topics.telemetry("spk-b"), t.model_dump_json().encode()) for t in tele],
         (topics.state("spk-b"), ReportedState(online=False, playing="b9").model_dump_json().encode()),
     ]
-    a._store([p for p in (a._parse(*m) for m in batch) if p])
+    a.store([p for p in (a.parse(*m) for m in batch) if p])
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(DeviceEvent)) == 1
         assert [(r.item_id, r.status) for r in s.scalars(select(PlayLog))] == [("b9", "played")]
@@ -110,7 +110,7 @@ def test_acks_mark_their_deliveries_once_with_the_first_ack_time(database_url: s
         ack(4, "spk-b", "em-2", t0 + timedelta(seconds=9)),  # acked before this batch
         ack(5, "spk-b", "em-3", t0 + timedelta(seconds=4), EventKind.REJECTED),
     ]
-    ingest._store([p for p in (ingest._parse(*m) for m in batch) if p])
+    ingest.store([p for p in (ingest.parse(*m) for m in batch) if p])
     with db.session() as s:
         got = {(d.device_id, d.item_id): (d.state, d.acked_at, d.detail) for d in s.scalars(select(Delivery))}
         other_id = s.scalar(select(Device.id).where(Device.uid == other_uid))
@@ -144,12 +144,12 @@ def test_proof_of_play_folds_a_batch_and_never_goes_back_from_a_final_status(dat
         ev(4, EventKind.MISSED, "i2"),  # the controller's or the station's "missed" ...
         ev(5, EventKind.PLAY_STARTED, "i3", started_at=t0 + 60),
     ]
-    ingest._store([p for p in (ingest._parse(*m) for m in first) if p])
+    ingest.store([p for p in (ingest.parse(*m) for m in first) if p])
     second = [
         ev(6, EventKind.PLAY_FINISHED, "i2", started_at=t0 + 5, finished_at=t0 + 35),  # ... corrected
         ev(7, EventKind.PLAY_FINISHED, "i3", finished_at=t0 + 90),  # started_at stays from batch one
     ]
-    ingest._store([p for p in (ingest._parse(*m) for m in second) if p])
+    ingest.store([p for p in (ingest.parse(*m) for m in second) if p])
     with db.session() as s:
         rows = {r.item_id: r for r in s.scalars(select(PlayLog).where(PlayLog.device_id == dev))}
 

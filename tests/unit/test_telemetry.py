@@ -46,8 +46,8 @@ def _device_id(db: Database) -> int:
 
 def _ingest(db: Database, samples: list[Telemetry]) -> None:
     ingest = Ingest(db)
-    parsed = [ingest._parse(topics.telemetry("spk-h1"), t.model_dump_json().encode()) for t in samples]
-    ingest._store([p for p in parsed if p])
+    parsed = [ingest.parse(topics.telemetry("spk-h1"), t.model_dump_json().encode()) for t in samples]
+    ingest.store([p for p in parsed if p])
 
 
 def test_ingest_rollup_prune_and_query(db: Database) -> None:

@@ -12,11 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from testkit.waiting import eventually
+
+
+class RunningController(Protocol):
+    """What `Api.of` needs from a running system (testkit.harness.System has both)."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def token(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,11 @@ class Api:
     base_url: str
     token: str | None = None
     timeout: float = 60.0
+
+    @classmethod
+    def of(cls, system: RunningController) -> Api:
+        """The admin's driver for a started system."""
+        return cls(system.base_url, system.token)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One authenticated request (the token, when there is one, as a bearer header)."""

@@ -1,18 +1,17 @@
-"""Shared fixtures: databases (SQLite and PostgreSQL), a migrated `db`, a whole running system
-and its API driver."""
+"""Fixtures every test folder uses: databases (SQLite and PostgreSQL) and a migrated `db`.
+
+The whole running system and its API driver are in tests/system/conftest.py."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from controller.db.session import Database
-from testkit.api import Api
-from testkit.harness import System
 from testkit.pgtemp import fresh_database
 
 PG_URL = os.environ.get(
@@ -65,22 +64,3 @@ def db(database_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
-
-
-@pytest.fixture
-async def system(tmp_path: Path, database_url: str) -> AsyncIterator[System]:
-    sys_ = System(tmp_path / "system", database_url)
-    try:
-        await sys_.start()
-        yield sys_
-    finally:
-        await sys_.stop()
-        log = sys_.root / "controller.log"
-        if log.exists():
-            print("---- controller log (tail) ----\n" + sys_.controller.log_tail(3000))
-
-
-@pytest.fixture
-def api(system: System) -> Api:
-    """The admin's API driver for the `system` fixture (upload, send, wait for acks, play log)."""
-    return Api(system.base_url, system.token)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -45,7 +46,9 @@ def benchmark(name: str) -> ModuleType:
         raise SystemExit(f"{NOT_INSTALLED} ({exc.name} is not importable here)") from exc
 
 
-def _runner(module: str, function: str = "run") -> object:
+def _runner(module: str, function: str = "run") -> Callable[[argparse.Namespace], int]:
+    """A handler that imports its benchmark only when it runs (so --help needs none of them)."""
+
     def handler(args: argparse.Namespace) -> int:
         return int(getattr(benchmark(module), function)(args) or 0)
 

@@ -24,6 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from communecast.mosquitto import free_port
+from testkit.api import Api
 from testkit.harness import Station, System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -156,8 +157,7 @@ async def test_faults_raise_and_clear_alarms_with_notifications(
     assert (await scrape(system))[online] == 0
     (st,) = await system.add_stations(1)
     faults = st.running.hardware.faults  # type: ignore[union-attr]
-    with tone(tmp_path / "t.wav", seconds=8).open("rb") as fh:
-        media = (await system.api("POST", "/api/v1/media", files={"file": ("t.wav", fh)})).json()
+    media = await Api.of(system).upload(tone(tmp_path / "t.wav", seconds=8))
     # Healthy first: telemetry flows and stores, and nothing is open.
     await eventually(lambda: system.api_json("GET", f"/api/v1/devices/{st.device_id}/telemetry?metric=mains_v"
                                                     "&step=raw"),

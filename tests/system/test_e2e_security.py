@@ -33,8 +33,7 @@ def play_envelope(uid: str, media: dict, item_id: str, start: datetime, *,
 
 async def test_forged_expired_and_replayed_commands_are_rejected(system: System, tmp_path: Path) -> None:
     (station,) = await system.add_stations(1)
-    with tone(tmp_path / "t.wav", seconds=1.0).open("rb") as fh:
-        media = (await system.api("POST", "/api/v1/media", files={"file": ("t.wav", fh)})).json()
+    media = await Api.of(system).upload(tone(tmp_path / "t.wav", seconds=1.0))
     real = Signer(KeyPair.load_or_create(system.signing_key_path))
     forger = Signer(KeyPair.generate())
     uid = station.uid
@@ -84,7 +83,7 @@ async def test_bad_uploads_get_clear_errors_and_store_nothing(database_url: str,
                     controller_env={"COMMUNECAST_MEDIA_MAX_BYTES": str(64 * 1024)})
     await system.start()
     try:
-        api = Api(system.base_url, system.token)
+        api = Api.of(system)
 
         async def upload(name: str, data: bytes, lang: str = "vi") -> tuple[int, dict]:
             r = await api.upload_response(name, data, lang=lang)

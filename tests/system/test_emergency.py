@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from testkit.api import Api
 from testkit.harness import CONTROLLER_USER, System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -67,8 +68,7 @@ async def test_emergency_repeat_cancel_and_one_publish_per_group(system: System,
     stations.remove(away)
     await eventually(lambda: system.api_json("GET", "/api/v1/devices"),
                      lambda ds: sum(d["online"] for d in ds) == 4, timeout=30, what="one station offline")
-    with tone(tmp_path / "siren.wav", freq=880, seconds=2.0).open("rb") as fh:
-        media = (await system.api("POST", "/api/v1/media", files={"file": ("siren.wav", fh)})).json()
+    media = await Api.of(system).upload(tone(tmp_path / "siren.wav", freq=880, seconds=2.0))
 
     # A normal bulletin may not carry a repeat rule: a clear 422, in Vietnamese.
     r = await system.api("POST", "/api/v1/broadcasts", json={

@@ -76,7 +76,7 @@ async def test_emergency_preempts_200_stations_in_sync_and_mirrors_led(tmp_path:
         # station's cache (what this test measures is the emergency, not 200 downloads from one
         # process); the clip was drilled on every station, so the controller knows they hold it
         # and picks the short lead (docs/emergency.md, "audio on the stations").
-        driver = Api(system.base_url, system.token)
+        driver = Api.of(system)
         warning = await driver.upload(tone(tmp_path / "warning.wav", freq=988, seconds=3.0))
         bulletin = await driver.upload(tone(tmp_path / "bulletin.wav", freq=440, seconds=20.0))
         for sha in (warning["sha256"], bulletin["sha256"]):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.fleet import Fleet, provision_fleet
+from testkit.api import Api
 from testkit.harness import System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -34,8 +35,7 @@ async def test_fleet_stations_play_a_bulletin_together_with_their_own_credential
         await eventually(lambda: system.api_json("GET", "/api/v1/devices"),
                          lambda ds: sum(d["online"] for d in ds) == 6, timeout=15, what="6 online")
 
-        with tone(tmp_path / "t.wav", seconds=1.0).open("rb") as fh:
-            media = await system.api_json("POST", "/api/v1/media", files={"file": ("t.wav", fh)})
+        media = await Api.of(system).upload(tone(tmp_path / "t.wav", seconds=1.0))
         start_at = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
         bc = await system.api_json("POST", "/api/v1/broadcasts", json={
             "title": "Thông báo lịch tiêm chủng", "media_sha256": media["sha256"],

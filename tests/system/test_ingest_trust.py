@@ -17,6 +17,7 @@ import pytest
 from protocol import topics
 from protocol.limits import EVENT_DETAIL_MAX_BYTES, EVENT_REASON_MAX_CHARS, MAX_PACKET_SIZE, TRUNCATED_MARK
 from protocol.messages import Event, EventKind
+from testkit.api import Api
 from testkit.harness import Station, System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -50,8 +51,7 @@ async def test_proof_of_play_is_taken_only_for_items_delivered_to_that_station(
     system: System, tmp_path: Path
 ) -> None:
     a, b = await system.add_stations(2)
-    with tone(tmp_path / "t.wav", seconds=1.0).open("rb") as fh:
-        sha = (await system.api("POST", "/api/v1/media", files={"file": ("t.wav", fh)})).json()["sha256"]
+    sha = (await Api.of(system).upload(tone(tmp_path / "t.wav", seconds=1.0)))["sha256"]
     start = (datetime.now(TZ) + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 
     async def daily_for(station: Station) -> tuple[int, str]:

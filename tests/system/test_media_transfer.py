@@ -28,7 +28,7 @@ async def controller(tmp_path: Path) -> AsyncIterator[System]:
 
 
 async def _upload(system: System, path: Path) -> MediaRef:
-    body = await Api(system.base_url, system.token).upload(path)
+    body = await Api.of(system).upload(path)
     return MediaRef(sha256=body["sha256"], size=body["size"], duration_s=body["duration_s"])
 
 

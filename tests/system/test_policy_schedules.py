@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from communecast.stations import ApiClient
 from controller.core.security import hash_password
 from controller.db.models import User
+from testkit.api import Api
 from testkit.harness import System
 from tests.support.audio import tone
 
@@ -38,8 +39,7 @@ async def test_policy_refuses_0315_and_audits_override(system: System, tmp_path:
     commune = system.communes[0]["id"]
     await system.api_json("POST", "/api/v1/devices", json={
         "name": "Cụm loa thôn Đông", "kind": "speaker", "commune_id": commune})  # fmt: skip
-    with tone(tmp_path / "b.wav", seconds=1.0).open("rb") as fh:
-        sha = (await system.api("POST", "/api/v1/media", files={"file": ("b.wav", fh)})).json()["sha256"]
+    sha = (await Api.of(system).upload(tone(tmp_path / "b.wav", seconds=1.0)))["sha256"]
     policy = await system.api_json("PUT", f"/api/v1/communes/{commune}/policy", json={
         "allowed_hours": [["05:00", "21:00"]], "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
         "max_minutes_per_session": 15, "max_minutes_per_day": 60})  # fmt: skip

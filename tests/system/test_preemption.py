@@ -13,6 +13,7 @@ from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, MediaRef, PlayCommand, Priority, ScheduleItem
 from protocol.signing import KeyPair, Signer
+from testkit.api import Api
 from testkit.harness import CONTROLLER_USER, System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -42,8 +43,7 @@ def _command(
 
 async def _send_pair(system: System, tmp_path: Path, emergency_after_s: float):  # type: ignore[no-untyped-def]
     (station,) = await system.add_stations(1)
-    with tone(tmp_path / "t.wav", seconds=3).open("rb") as fh:
-        media = (await system.api("POST", "/api/v1/media", files={"file": ("t.wav", fh)})).json()
+    media = await Api.of(system).upload(tone(tmp_path / "t.wav", seconds=3))
     ref = MediaRef(sha256=media["sha256"], size=media["size"], duration_s=media["duration_s"])
     signer = Signer(KeyPair.load_or_create(system.signing_key_path))
     start = datetime.now(UTC) + timedelta(seconds=3)

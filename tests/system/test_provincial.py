@@ -29,6 +29,7 @@ from controller.services.provincial.config import ProvincialSettings
 from controller.services.provincial.connector import ProvincialConnector
 from protocol import topics
 from protocol.messages import Event, EventKind
+from testkit.api import Api
 from testkit.harness import System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -271,8 +272,7 @@ async def test_a_real_bulletin_reaches_the_province(sim: ProvincialSim, tmp_path
     try:
         await system.start()
         (station,) = await system.add_stations(1)
-        with tone(tmp_path / "bulletin.wav", seconds=1.5).open("rb") as fh:
-            media = await system.api_json("POST", "/api/v1/media", files={"file": ("bulletin.wav", fh)})
+        media = await Api.of(system).upload(tone(tmp_path / "bulletin.wav", seconds=1.5))
         start_at = datetime.now(UTC) + timedelta(seconds=3)
         bc = await system.api_json("POST", "/api/v1/broadcasts", json={
             "title": "Lịch cắt điện tuần này", "media_sha256": media["sha256"], "targets": {"all": True},

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from communecast.mosquitto import free_port
+from testkit.api import Api
 from testkit.harness import ControllerProcess, System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -71,8 +72,7 @@ async def test_killing_the_lease_holder_loses_and_doubles_nothing(replicas, tmp_
     system, b = replicas
     a = system.controller
     stations = await system.add_stations(3)
-    with tone(tmp_path / "t.wav", seconds=1.0).open("rb") as fh:
-        media = await system.api_json("POST", "/api/v1/media", files={"file": ("t.wav", fh)})
+    media = await Api.of(system).upload(tone(tmp_path / "t.wav", seconds=1.0))
     assert "controller-a" in lease_holder(system.database_url)
 
     async def schedule(base_url: str, start_at: datetime) -> tuple[int, datetime]:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
+from testkit.api import Api
 from testkit.harness import System
 from testkit.waiting import eventually
 from tests.support.audio import tone
@@ -22,8 +23,7 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 async def test_schedule_plays_and_reports_export(system: System, tmp_path: Path) -> None:
     (station,) = await system.add_stations(1)
     commune = next(c for c in system.communes if c["id"] == station.config.groups.get("commune"))
-    with tone(tmp_path / "b.wav", seconds=1.0).open("rb") as fh:
-        sha = (await system.api("POST", "/api/v1/media", files={"file": ("b.wav", fh)})).json()["sha256"]
+    sha = (await Api.of(system).upload(tone(tmp_path / "b.wav", seconds=1.0)))["sha256"]
     start = (datetime.now(TZ) + timedelta(seconds=6)).replace(microsecond=0)
     once = await system.api_json("POST", "/api/v1/schedules", json={
         "title": "Thông báo tiêm chủng đợt 2", "media": [sha], "rrule": "FREQ=DAILY;COUNT=1",

@@ -24,6 +24,7 @@ from controller.services import desired_state, metrics, schedules
 from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets
 from protocol.signing import KeyPair, Signer
+from testkit.api import Api
 from testkit.harness import System
 from tests.support.audio import tone
 
@@ -43,8 +44,7 @@ async def test_api_refuses_dense_rules_in_vietnamese_and_keeps_legitimate_ones(
     commune = system.communes[0]["id"]
     await system.api_json("POST", "/api/v1/devices", json={
         "name": "Cụm loa thôn Đông", "kind": "speaker", "commune_id": commune})  # fmt: skip
-    with tone(tmp_path / "b.wav", seconds=1.0).open("rb") as fh:
-        sha = (await system.api("POST", "/api/v1/media", files={"file": ("b.wav", fh)})).json()["sha256"]
+    sha = (await Api.of(system).upload(tone(tmp_path / "b.wav", seconds=1.0)))["sha256"]
     start = (datetime.now(TZ) + timedelta(days=1)).replace(hour=7, minute=0, second=0, microsecond=0)
     body = {"title": "Bản tin", "media": [sha], "dtstart": start.replace(tzinfo=None).isoformat(),
             "targets": {"communes": [commune]}}  # fmt: skip

@@ -12,6 +12,7 @@ from dateutil.rrule import rrulestr
 
 from controller.core.errors import UserError
 from controller.services.schedules import Recurrence, item_id, parse_item_id
+from testkit.api import Api
 from testkit.harness import System
 from tests.support.audio import tone
 
@@ -88,8 +89,7 @@ def test_item_ids_are_stable_and_parse_back() -> None:
 
 async def test_occurrences_preview_over_http(system: System, tmp_path: Path) -> None:
     await system.add_stations(1)
-    with tone(tmp_path / "b.wav", seconds=1.0).open("rb") as fh:
-        media = (await system.api("POST", "/api/v1/media", files={"file": ("b.wav", fh)})).json()
+    media = await Api.of(system).upload(tone(tmp_path / "b.wav", seconds=1.0))
     for rule, exdates, until in RULES[:12]:
         body = {"title": "Bản tin sáng", "media": [media["sha256"]], "rrule": rule,
                 "dtstart": DTSTART.isoformat(), "exdates": [e.isoformat() for e in exdates],

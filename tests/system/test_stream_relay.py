@@ -140,7 +140,7 @@ async def test_relay_dead_air_fallback_recovery_and_preemption(
     relay_system: System, radio: RadioServer, tmp_path: Path
 ) -> None:
     system = relay_system
-    api = Api(system.base_url, system.token)
+    api = Api.of(system)
     (station,) = await system.add_stations(1)
     filler = await api.upload(tone(tmp_path / "filler.wav", freq=440, seconds=3))
     bulletin = await api.upload(tone(tmp_path / "bulletin.wav", freq=3000, seconds=1.5))

@@ -12,7 +12,7 @@ sockets (so the calling program's main module must be import-safe, `if __name__ 
 A benchmark measures inside the workers through `FleetProcesses.call(fn, *args)`: every
 worker runs the module-level coroutine function `fn(fleet, *args)` on its own loop and the
 parent gets one result per worker. `LocalFleet` offers the same `call` for a fleet in the
-caller's own loop, so a benchmark is written once for both (`communecast/fleet_probe.py`).
+caller's own loop, so a benchmark is written once for both (`benchmarks/fleet_probe.py`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 #   bash scripts/test.sh                  the whole suite: most test files on several workers
 #                                         (they mostly wait on real time), then the tests marked
 #                                         `solo` (start-skew and latency measurements) alone
-#   bash scripts/test.sh tests/x.py -x    extra arguments: one plain pytest run with them
+#   bash scripts/test.sh tests/unit/x.py -x   extra arguments: one plain pytest run with them
 # COMMUNECAST_TEST_WORKERS sets the number of workers (default 3; 0 = no parallel part).
 # Exit status: pytest's; if pytest passed but ruff found problems, 1.
 set -uo pipefail

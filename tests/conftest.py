@@ -1,16 +1,18 @@
-"""Shared fixtures: databases (SQLite and PostgreSQL) and a whole running system."""
+"""Fixtures every test folder uses: databases (SQLite and PostgreSQL) and a migrated `db`.
+
+The whole running system and its API driver are in tests/system/conftest.py."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from communecast.harness import System
-from communecast.pgtemp import fresh_database
+from controller.db.session import Database
+from testkit.pgtemp import fresh_database
 
 PG_URL = os.environ.get(
     "COMMUNECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -53,13 +55,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-async def system(tmp_path: Path, database_url: str) -> AsyncIterator[System]:
-    sys_ = System(tmp_path / "system", database_url)
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated, empty database of each kind (a module that needs rows overrides `db` with
+    a fixture of the same name that takes this one and seeds it)."""
+    database = Database(database_url)
+    database.migrate()
     try:
-        await sys_.start()
-        yield sys_
+        yield database
     finally:
-        await sys_.stop()
-        log = sys_.root / "controller.log"
-        if log.exists():
-            print("---- controller log (tail) ----\n" + sys_.controller.log_tail(3000))
+        database.dispose()

@@ -1,12 +1,58 @@
+"""`communecast bench ...`: the benchmark commands, declared here, run from benchmarks/.
+
+The benchmarks are not part of the installed product (a Pi's `pip install
+'communecast[agent]'` carries none of them): they live in the top-level `benchmarks/`
+package of the source checkout, which the wheel excludes. The arguments are declared here
+so `communecast bench X --help` always answers; running one imports `benchmarks` from the
+checkout this `communecast` package was loaded from (an editable install, scripts/setup.sh),
+and otherwise says where the benchmarks are.
+"""
+
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+NOT_INSTALLED = ("benchmarks ship with the source checkout: clone the repository and run "
+                 "`bash scripts/setup.sh`, then `.venv/bin/communecast bench ...` from it")
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from communecast.bench import run
+def checkout_root() -> Path:
+    """The directory holding the `communecast` package (the checkout root in an editable install)."""
+    import communecast
 
-    return run(args)
+    return Path(communecast.__file__).resolve().parents[1]
+
+
+def benchmark(name: str) -> ModuleType:
+    """`benchmarks.<name>`, importable only in a source checkout.
+
+    setuptools' editable finder maps just the packages the wheel includes, so the excluded
+    top-level `benchmarks` (and `testkit`, which it imports) are found by putting the checkout
+    root on sys.path, and only when a `benchmarks/` package really sits there.
+    """
+    root = checkout_root()
+    if (root / "benchmarks" / "__init__.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(f"benchmarks.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "testkit"):
+            raise
+        raise SystemExit(f"{NOT_INSTALLED} ({exc.name} is not importable here)") from exc
+
+
+def _runner(module: str, function: str = "run") -> Callable[[argparse.Namespace], int]:
+    """A handler that imports its benchmark only when it runs (so --help needs none of them)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return int(getattr(benchmark(module), function)(args) or 0)
+
+    return handler
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bb.add_argument("--database-url", help="default: a fresh SQLite file; with a PostgreSQL URL a fresh "
                     "database is created on that server")
     bb.add_argument("--json", help="also write the result here")
-    bb.set_defaults(func=_bench)
+    bb.set_defaults(func=_runner("broadcast"))
 
     bi = bench_sub.add_parser("ingest", help="events at rising rates into SQLite and PostgreSQL")
     bi.add_argument("--rates", default="1000,2500,5000,7500", help="offered msgs/s, comma-separated")
@@ -29,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bi.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="server to create a fresh benchmark database on")
     bi.add_argument("--json", help="also write the results here")
-    bi.set_defaults(func=_bench)
+    bi.set_defaults(func=_runner("broadcast"))
 
     bs = bench_sub.add_parser("sync", help="start skew across N stations for one scheduled bulletin")
     bs.add_argument("--devices", type=int, default=100)
@@ -40,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "after it here (single-process fleet only)")
     bs.add_argument("--processes", type=int, default=1, help="run the simulated stations in this many "
                     "worker processes, one event loop each (default: in the benchmark's own process)")
-    bs.set_defaults(func=_bench_scale)
+    bs.set_defaults(func=_runner("sync", "run_sync"))
 
     bh = bench_sub.add_parser("horizon", help="N stations x 4 daily schedules: build, sign and publish "
                               "everyone's desired-state horizon (target <= 10 s at 10,000)")
@@ -53,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="server to create a throw-away benchmark database on")
     bh.add_argument("--profile", help="write cProfile stats of the phase run to PATH.<db>.prof")
     bh.add_argument("--json", help="also write the results here")
-    bh.set_defaults(func=_bench_horizon)
+    bh.set_defaults(func=_runner("horizon"))
 
     ba = bench_sub.add_parser("acks", help="the controller's write path for one emergency's events: N acks "
                               "(deliveries marked), then N play_started and N play_finished, SQLite and "
@@ -63,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ba.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="server to create a throw-away benchmark database on")
     ba.add_argument("--json", help="also write the results here")
-    ba.set_defaults(func=_bench_acks)
+    ba.set_defaults(func=_runner("acks"))
 
     bf = bench_sub.add_parser("fanout", help="one emergency to N stations (group fan-out, synchronized "
                               "start, acks) against a bare MQTT publish to N subscribers")
@@ -78,41 +124,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "emergency here (read it with `python -m pstats`)")
     bf.add_argument("--processes", type=int, default=1, help="run the simulated stations in this many "
                     "worker processes, one event loop each (default: in the benchmark's own process)")
-    bf.set_defaults(func=_bench_fanout)
+    bf.set_defaults(func=_runner("fanout"))
 
     bc = bench_sub.add_parser("cap-lane", help="POST of a CAP Extreme alert -> on air at a station, idle and "
                               "with two long uploads in flight (the emergency audio lane)")
     bc.add_argument("--rounds", type=int, default=5)
     bc.add_argument("--upload-minutes", type=float, default=60.0, help="length of each of the two uploads")
     bc.add_argument("--json", help="also write the result here")
-    bc.set_defaults(func=_bench_cap_lane)
+    bc.set_defaults(func=_runner("cap_lane"))
 
-
-def _bench_scale(args: argparse.Namespace) -> int:
-    from communecast import bench_scale
-
-    return {"sync": bench_scale.run_sync}[args.bench](args)
-
-
-def _bench_horizon(args: argparse.Namespace) -> int:
-    from communecast import bench_horizon
-
-    return bench_horizon.run(args)
-
-
-def _bench_fanout(args: argparse.Namespace) -> int:
-    from communecast import bench_fanout
-
-    return bench_fanout.run(args)
-
-
-def _bench_acks(args: argparse.Namespace) -> int:
-    from communecast import bench_acks
-
-    return bench_acks.run(args)
-
-
-def _bench_cap_lane(args: argparse.Namespace) -> int:
-    from communecast import bench_cap_lane
-
-    return bench_cap_lane.run(args)
+    bp = bench_sub.add_parser("panel", help="the panel's dashboard, stations and reports, N stations "
+                              "(server time)")
+    bp.add_argument("--stations", type=int, default=10000)
+    bp.add_argument("--communes", type=int, default=250, help="communes the stations are spread over")
+    bp.add_argument("--plays", type=int, default=5, help="bulletins in the play log, each on every station")
+    bp.add_argument("--repeat", type=int, default=7, help="requests per page (median and max printed)")
+    bp.add_argument("--database-url", help="PostgreSQL server URL (a fresh database is made on it); "
+                                           "default: a fresh SQLite file")
+    bp.add_argument("--json", help="also write the result here")
+    bp.set_defaults(func=_runner("panel"))

@@ -67,7 +67,7 @@ async def _run_with_faults(args: argparse.Namespace, user: str, password: str) -
 def _fleet(args: argparse.Namespace) -> int:
     if args.processes > 1:
         return _fleet_processes(args)
-    from communecast.bench_scale import run_fleet
+    from communecast.sim_fleet import run_fleet
 
     return run_fleet(args)
 

@@ -111,7 +111,7 @@ class Ingest:
                 batch = await self._queue.get()
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch = batch + self._queue.get_nowait()
-                parsed = [p for p in (self._parse(t, b) for t, b in batch) if p is not None]
+                parsed = [p for p in (self.parse(t, b) for t, b in batch) if p is not None]
                 if parsed:
                     await parsed_q.put(parsed)
                 elif parsed_q.empty():
@@ -127,12 +127,12 @@ class Ingest:
             refused: set[str] = set()
             try:
                 async with self.write_lock:
-                    refused = await asyncio.to_thread(self._store, parsed)
+                    refused = await asyncio.to_thread(self.store, parsed)
             except Exception:
                 log.exception("ingest batch failed; storing one by one")
                 for p in parsed:
                     try:
-                        refused |= await asyncio.to_thread(self._store, [p])
+                        refused |= await asyncio.to_thread(self.store, [p])
                     except Exception:
                         self.stats.rejected += 1
                         log.exception("dropping unstorable message from %s", p.uid)
@@ -149,7 +149,9 @@ class Ingest:
             if parsed_q.empty() and self._queue.empty():
                 self.processed.set()
 
-    def _parse(self, topic: str, payload: bytes) -> _Parsed | None:
+    def parse(self, topic: str, payload: bytes) -> _Parsed | None:
+        """One message checked against its topic's model (None: rejected or a cleared retain);
+        public so tests feed exactly what the bus would, without a broker."""
         where = topics.parse_device_topic(topic)
         model_type = _MODELS.get(where.channel) if where else None
         if where is None or model_type is None:
@@ -169,7 +171,7 @@ class Ingest:
             model = _cap_free_text(where.uid, model)
         return _Parsed(where.uid, where.channel, model)
 
-    def _store(self, parsed: list[_Parsed]) -> set[str]:
+    def store(self, parsed: list[_Parsed]) -> set[str]:
         """One transaction per batch, with set-based reads and one bulk insert of events.
 
         Per-row ORM round trips capped ingest at a few hundred messages/s; this keeps

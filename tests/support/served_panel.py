@@ -21,7 +21,7 @@ import uvicorn
 from communecast.mosquitto import free_port
 from controller.app import create_app
 from controller.core.config import Settings
-from tests.support.waiting import eventually
+from testkit.waiting import eventually
 
 
 class _Server(uvicorn.Server):

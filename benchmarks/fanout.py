@@ -1,0 +1,475 @@
+"""`communecast bench fanout`: an emergency to N stations, against a bare MQTT baseline.
+
+One run: a private broker, a controller process, a fleet of N simulated stations in this
+process or in `--processes P` workers (firmware_sim/fleet.py, communecast/fleet_probe.py). It
+sends one emergency to all N (POST /api/v1/broadcasts, priority emergency) and measures, per
+station, request -> receipt of the signed PLAY (the instant the station's MQTT client takes it
+off its socket: device_agents.common.link.ArrivalQueue) and request -> sink start; the handling
+inside the agent (handler start -> item stored, signature and replay check included, ack
+queued), the time each message waited for the CPU the simulated stations share (a real
+station has its own) and the start error against the instant; the controller's own request ->
+publish; request -> every ack recorded at the controller. Then, on the same broker, N bare
+subscribers (the agents' MQTT client, no agent, receipt stamped the same way, in as many
+processes as the fleet) get one publish of a payload of the same size: the fan-out baseline
+the emergency is compared to; and one more emergency is answered by N bare responders that
+ack at once: what the controller and broker record without the simulated
+agents' CPU (`bare_acks`). docs/emergency.md, docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import json
+import logging
+import math
+import multiprocessing
+import secrets
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+from sqlalchemy import func, select
+
+from benchmarks import fleet_probe
+from benchmarks.broadcast import tone
+from benchmarks.fleet_probe import Runner
+from device_agents.common.link import ArrivalQueue, arrived_at
+from device_agents.common.mqtt_client import FastClient, reached_socket_at
+from firmware_sim.fleet import provision_fleet, raise_fd_limit
+from firmware_sim.fleet_workers import split
+from protocol import topics
+from protocol.messages import Event, EventKind
+from protocol.signing import b64u_decode
+from testkit.harness import CONTROLLER_USER, System, broker_dynsec_for
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def stats_ms(values_s: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values_s]
+    if not ms:
+        return {"p50": math.nan, "p99": math.nan, "max": math.nan, "n": 0}
+    return {"p50": round(pct(ms, 0.5), 2), "p99": round(pct(ms, 0.99), 2), "max": round(max(ms), 2),
+            "n": len(ms)}
+
+
+async def _bare_subscribers(
+    port: int, password: str, topic: str, ids: range, ready: Callable[[], None], *, timeout: float = 60,
+    ack_as: list[str] | None = None,
+) -> list[tuple[float, float | None]]:
+    """Subscribers `ids` on `topic` (the agents' FastClient); `ready()` once all are subscribed;
+    then when each got its one message (off the socket; and when it reached the socket, kernel
+    clock), waiting up to `timeout` for them.
+    With `ack_as` (one station uid per subscriber) each answers the signed PLAY it gets with that
+    station's ack at once, unverified: stations that cost nothing, for the controller's limit."""
+    received: list[tuple[float, float | None]] = []
+    subscribed = 0
+    all_subscribed, done = asyncio.Event(), asyncio.Event()
+
+    async def sub(i: int) -> None:
+        nonlocal subscribed
+        async with FastClient("127.0.0.1", port, username=CONTROLLER_USER, password=password,
+                              identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
+                              queue_type=ArrivalQueue, stamp_socket_arrival=True) as c:  # the agents' client
+            await c.subscribe(topic, qos=1)
+            subscribed += 1
+            if subscribed == len(ids):
+                all_subscribed.set()
+            async for message in c.messages:
+                received.append((arrived_at(message), reached_socket_at(message)))
+                if ack_as is not None:
+                    await c.publish(*_bare_ack(ack_as[i - ids.start], message.payload), qos=1)  # type: ignore[arg-type]
+                if len(received) == len(ids):
+                    done.set()
+                return
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for start in range(0, len(ids), 200):  # connect in waves, like the fleet
+            tasks += [asyncio.create_task(sub(i)) for i in ids[start:start + 200]]
+            await asyncio.sleep(0.05)
+        async with asyncio.timeout(300):
+            await all_subscribed.wait()
+        ready()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await done.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return received
+
+
+def _bare_ack(uid: str, play: bytes) -> tuple[str, bytes]:
+    env = json.loads(b64u_decode(json.loads(play)["payload"]))
+    item = env["body"]["item"]
+    event = Event(id=uuid.uuid4().hex, kind=EventKind.ACK, ts=datetime.now(UTC), ref=env["id"],
+                  item_id=item["item_id"], broadcast_id=item.get("broadcast_id"),
+                  detail={"items": [item["item_id"]]})
+    return topics.events(uid), event.model_dump_json().encode()
+
+
+def _bare_process(
+    port: int, password: str, topic: str, ids: range, ready: Any, out: Any, ack_as: list[str] | None
+) -> None:
+    """A spawned process holding one share of the bare subscribers."""
+    out.put(asyncio.run(_bare_subscribers(port, password, topic, ids, lambda: ready.put(ids.start),
+                                          ack_as=ack_as)))
+
+
+async def _bare_round(
+    port: int, password: str, topic: str, n: int, processes: int, send: Callable[[], Awaitable[float]],
+    ack_as: list[str] | None = None,
+) -> tuple[float, list[tuple[float, float | None]]]:
+    """N bare subscribers in `processes` processes; once all are subscribed, `send()` (returns when
+    it sent); then when each subscriber got it."""
+    shares = [range(c[0], c[-1] + 1) for c in split(list(range(n)), max(1, processes))]
+    acks = (lambda ids: ack_as[ids.start:ids.stop]) if ack_as is not None else (lambda ids: None)
+    if len(shares) == 1:
+        all_ready = asyncio.Event()
+        listening = asyncio.create_task(_bare_subscribers(port, password, topic, shares[0], all_ready.set,
+                                                          ack_as=acks(shares[0])))
+        ready_or_failed = asyncio.create_task(all_ready.wait())
+        await asyncio.wait({listening, ready_or_failed}, return_when=asyncio.FIRST_COMPLETED)
+        ready_or_failed.cancel()
+        t0 = await send()
+        return t0, await listening
+    ctx = multiprocessing.get_context("spawn")
+    ready_q, out_q = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_bare_process, args=(port, password, topic, ids, ready_q, out_q, acks(ids)),
+                         daemon=True) for ids in shares]  # fmt: skip
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            await asyncio.to_thread(ready_q.get, True, 400)
+        t0 = await send()
+        return t0, [t for _ in procs for t in await asyncio.to_thread(out_q.get, True, 120)]
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+
+
+async def bare_baseline(
+    port: int, password: str, n: int, payload_size: int, processes: int = 1
+) -> dict[str, Any]:
+    """N bare subscribers on one topic, in as many processes as the fleet had; one QoS 1 publish."""
+    topic = f"cc/v1/bench/fanout/{secrets.token_hex(3)}"
+
+    async def publish() -> float:
+        async with aiomqtt.Client("127.0.0.1", port, username=CONTROLLER_USER, password=password,
+                                  identifier=f"bench-bare-pub-{secrets.token_hex(2)}") as pub:
+            t0 = time.time()
+            await pub.publish(topic, b"x" * payload_size, qos=1)
+            return t0
+
+    t0, received = await _bare_round(port, password, topic, n, processes, publish)
+    return {"subscribers": n, "processes": max(1, processes), "received": len(received),
+            "latency_ms": stats_ms([r - t0 for r, _ in received]),
+            "reached_ms": stats_ms([k - t0 for _, k in received if k is not None])}
+
+
+async def bare_ack_round(system: System, uids: list[str], processes: int, sha: str) -> dict[str, Any]:
+    """The controller's and broker's own limit for acks: one more emergency, answered by N bare
+    responders (one per station, acking at once on the station's event topic) instead of the
+    simulated agents, whose CPU on this machine is what the agent rounds mostly measure."""
+    n = len(uids)
+    bc: dict[str, Any] = {}
+
+    async def send() -> float:
+        async with operator_client(system) as http:
+            t_req = time.time()
+            r = await http.post("/api/v1/broadcasts", json={
+                "title": "Cảnh báo khẩn cấp (bench, bare)", "media_sha256": sha, "targets": {"all": True},
+                "priority": "emergency"})  # fmt: skip
+        if r.status_code != 201:
+            raise RuntimeError(f"emergency refused: {r.status_code} {r.text}")
+        bc.update(r.json())
+        return t_req
+
+    t_req, received = await _bare_round(system.broker.port, system.mqtt_password, topics.group_cmd("all"), n,
+                                         processes, send, ack_as=uids)
+    t_ack, _ = await _all_acked(system, bc["id"], n, timeout=60)
+    stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
+    return {"responders": n, "received_ms": stats_ms([t - t_req for t, _ in received]),
+            **_ack_figures(stored, t_req, n, t_ack)}
+
+
+def _ack_figures(stored: list[float], t_req: float, n: int, t_ack: float | None) -> dict[str, Any]:
+    """Request -> each ack stored at the controller (`stored`: its clock), and -> all Delivery
+    rows seen acked (`t_ack`, polled)."""
+    return {
+        "acked": len(stored),
+        "ack_all_ms": round((max(stored) - t_req) * 1000, 1) if len(stored) >= n else None,
+        "ack_stored_ms": stats_ms([a - t_req for a in stored]),
+        "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None,
+    }
+
+
+@contextlib.asynccontextmanager
+async def operator_client(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    """A logged-in client with its connection already open, as an operator's panel has: the
+    measured request then starts when the operator sends, not when a client is being built."""
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=60,
+                                 headers={"Authorization": f"Bearer {system.token}"}) as http:
+        (await http.get("/api/v1/broadcasts?limit=1")).raise_for_status()
+        yield http
+
+
+def _acks_stored_at(url: str, item_id: str) -> list[float]:
+    """When the controller stored each ack of the item (its own clock: DeviceEvent.received_at)."""
+    from controller.db.models import DeviceEvent
+    from controller.db.session import Database
+
+    db = Database(url)
+    try:
+        with db.session() as s:
+            return [t.timestamp() for t in s.scalars(select(DeviceEvent.received_at).where(
+                DeviceEvent.kind == "ack", DeviceEvent.item_id == item_id))]
+    finally:
+        db.dispose()
+
+
+def _acked_count(db: Any, bc_id: int) -> int:
+    from controller.db.models import Delivery
+
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.broadcast_id == bc_id, Delivery.acked_at.is_not(None))) or 0)
+
+
+async def _all_acked(system: System, bc_id: int, n: int, timeout: float) -> tuple[float | None, int]:
+    """When the controller's Delivery rows show every ack, read from the database: polling
+    GET /broadcasts/{id} (10,000 station states each time) took the controller's CPU away from
+    storing the very acks being waited for."""
+    from controller.db.session import Database
+
+    db = Database(system.database_url)
+    deadline = time.monotonic() + timeout
+    acked = 0
+    try:
+        while time.monotonic() < deadline:
+            acked = await asyncio.to_thread(_acked_count, db, bc_id)
+            if acked >= n:
+                return time.time(), acked
+            await asyncio.sleep(0.2)
+        return None, acked
+    finally:
+        db.dispose()
+
+
+async def preposition(system: System, fleet: Runner, devices: int, sha: str, *, timeout: float = 300) -> None:
+    """Put the clip in every station's cache (as the emergency kit would) and drill it once, so the
+    controller knows the stations hold it (docs/emergency.md, "audio on the stations")."""
+    stored = system.root / "controller" / "media" / sha[:2] / f"{sha}.opus"
+    await fleet.call(fleet_probe.hold_media, str(stored), sha)
+    lead = 3 + devices / 500
+    drill = await system.api_json("POST", "/api/v1/broadcasts", json={
+        "title": "Diễn tập", "media_sha256": sha, "targets": {"all": True},
+        "start_at": (datetime.now(UTC) + timedelta(seconds=lead)).isoformat()})  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = await system.api_json("GET", f"/api/v1/play-log?broadcast_id={drill['id']}&status=played"
+                                     f"&limit=10000")
+        if len(rows) >= devices:
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError("the drill did not play everywhere")
+
+
+async def _one_emergency(
+    system: System, fleet: Runner, devices: int, sha: str, profile: Path | None = None
+) -> dict[str, Any]:
+    """Send one emergency to all and measure it (the sinks record each playback when it ends)."""
+    await fleet.call(fleet_probe.reset_probe)
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    async with operator_client(system) as http:
+        cpu0 = sum(await fleet.call(fleet_probe.cpu_seconds))
+        t_req = time.time()
+        r = await http.post("/api/v1/broadcasts", json={
+            "title": "Cảnh báo khẩn cấp (bench)", "media_sha256": sha, "targets": {"all": True},
+            "priority": "emergency"})  # fmt: skip
+        t_resp = time.time()
+    if r.status_code != 201:
+        raise RuntimeError(f"emergency refused: {r.status_code} {r.text}")
+    bc = r.json()
+    parts, (t_ack, acked) = await asyncio.gather(  # acks are polled while it plays
+        fleet.call(fleet_probe.emergency_results, sha, t_req, 120.0),
+        _all_acked(system, bc["id"], devices, timeout=60))
+    seen = fleet_probe.merged(parts)
+    # The fleet's processes (and the probe's own bookkeeping in them), request to everyone played.
+    fleet_cpu_s = sum(await fleet.call(fleet_probe.cpu_seconds)) - cpu0
+    if profiler and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    ack_stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
+    detail = await system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}")
+    start_at = datetime_ts(bc["start_at"])
+    started = seen["started"]
+    median = statistics.median(started) if started else math.nan
+    rec = stats_ms([t - t_req for t in seen["received"]])
+    reached = stats_ms([t - t_req for t in seen.get("reached", [])])
+    handling = stats_ms(seen["handling"])
+    return {
+        "p50_ms": rec["p50"], "p99_ms": rec["p99"], "max_ms": rec["max"], "received": rec["n"],
+        "reached_socket_ms": reached,
+        "sink_start_ms": stats_ms([t - t_req for t in started]), "started": len(started),
+        "start_error_ms": stats_ms([t - start_at for t in started]),
+        "skew_ms": stats_ms([abs(t - median) for t in started]),
+        "handling_p99_ms": handling["p99"], "handling_ms": handling,
+        "cpu_wait_ms": stats_ms(seen["waited"]),
+        "media_fetched_ms": stats_ms([t - t_req for t in seen["fetched"]]),
+        "audio_prepared_ms": stats_ms([t - t_req for t in seen["prepared"]]),
+        **_ack_figures(ack_stored, t_req, devices, t_ack), "acked_rows": acked,
+        "post_ms": round((t_resp - t_req) * 1000, 1),
+        "fleet_cpu_ms_per_station": round(fleet_cpu_s * 1000 / max(devices, 1), 3),
+        "publish_ms": detail["emergency"]["publish_ms"],
+        "broker_ack_ms": detail["emergency"]["broker_ack_ms"], "lead_ms": detail["emergency"]["lead_ms"],
+        "lead_basis": detail["emergency"]["lead_basis"], "topics": detail["emergency"]["topics"],
+        "controller_skew": detail["skew"],
+    }  # fmt: skip
+
+
+async def bench_fanout(
+    devices: int, database_url: str | None, *, held: bool = True, rounds: int = 2,
+    profile: Path | None = None, processes: int = 1,
+) -> dict[str, Any]:
+    """`rounds` emergencies one after the other: the first with the default lead, the next with
+    the lead the controller learnt from the one before. The last round is the headline.
+    `processes` > 1 runs the stations in that many worker processes (one event loop each)."""
+    raise_fd_limit(8 * devices + 512)
+    with tempfile.TemporaryDirectory(prefix="cc-bench-fanout-") as tmp:
+        root = Path(tmp)
+        system = System(root / "system", database_url or f"sqlite:///{root / 'bench.db'}",
+                        broker_dynsec=broker_dynsec_for(devices))
+        await system.start()
+        try:  # a failure anywhere still stops the controller and the broker
+            fleet: Runner | None = None
+            runs: list[dict[str, Any]] = []
+            try:
+                configs = await provision_fleet(system.base_url, system.token, devices, root / "fleet")
+                fleet, fleet_start_s = await fleet_probe.start_fleet(configs, processes)
+                await fleet.call(fleet_probe.attach_probe)
+                with tone(root / "siren.wav", 3.0).open("rb") as fh:
+                    files = {"file": ("siren.wav", fh)}
+                    media = (await system.api("POST", "/api/v1/media", files=files)).json()
+                if held:
+                    await preposition(system, fleet, devices, media["sha256"])
+                await asyncio.sleep(1.0)  # let births and first state settle
+                for i in range(rounds):
+                    runs.append(await _one_emergency(system, fleet, devices, media["sha256"],
+                                                     profile if i == rounds - 1 else None))
+                    await asyncio.sleep(1.0)
+                rss_mb = round(sum(await fleet.call(fleet_probe.rss)) / 2**20, 1)
+            finally:
+                if fleet is not None:
+                    await fleet.stop()
+            baseline = await bare_baseline(system.broker.port, system.mqtt_password, devices, 1500, processes)
+            bare_acks = await bare_ack_round(system, [c.uid for _, c in configs], processes, media["sha256"])
+        finally:
+            await system.stop()
+    base_p99 = baseline["latency_ms"]["p99"]
+    last = runs[-1]
+    return {
+        "devices": devices, "processes": max(1, processes),
+        "database": "postgresql" if database_url and "postgres" in database_url else "sqlite",
+        "broker_accounts": "dynamic-security" if system.broker.dynsec else "password/ACL files",
+        "audio": "held" if held else "fresh",
+        **last,
+        "baseline_p99_ms": base_p99, "baseline": baseline, "bare_acks": bare_acks,
+        "ratio_p99": _ratio(last["p99_ms"], base_p99),
+        "reached_ratio_p99": _ratio(last["reached_socket_ms"]["p99"], baseline["reached_ms"]["p99"]),
+        "fleet_start_s": round(fleet_start_s, 1), "fleet_rss_mb": rss_mb,
+        "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms")}
+                   | {"sink_start_p99_ms": r["sink_start_ms"]["p99"], "skew_p99_ms": r["skew_ms"]["p99"],
+                      "start_error_p99_ms": r["start_error_ms"]["p99"]} for r in runs],
+    }  # fmt: skip
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b and b > 0 and not math.isnan(a) else None
+
+
+def datetime_ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def print_fanout(r: dict[str, Any]) -> None:
+    s, e, k = r["sink_start_ms"], r["start_error_ms"], r["skew_ms"]
+    print(f"bench fanout: one emergency to {r['devices']} stations in {r['processes']} fleet process(es) "
+          f"({r['database']}, audio {r['audio']}, "
+          f"broker accounts in {r['broker_accounts']}), {len(r['topics'])} topic(s) {r['topics'][:3]}")
+    print(f"  request -> PLAY received:  p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
+          f"({r['received']} stations)")
+    print(f"  bare MQTT baseline:        p99 {r['baseline_p99_ms']} ms ({r['baseline']['received']} "
+          f"subscribers in {r['baseline']['processes']} process(es)) -> ratio {r['ratio_p99']}")
+    at, bare_at = r["reached_socket_ms"], r["baseline"]["reached_ms"]
+    print(f"  request -> PLAY reached the station's socket (kernel clock; before the shared CPU read it): "
+          f"p50 {at['p50']} ms, p99 {at['p99']} ms; bare subscribers p99 {bare_at['p99']} ms -> ratio "
+          f"{r['reached_ratio_p99']}")
+    print(f"  controller request->publish {r['publish_ms']} ms (-> broker's PUBACK, after it queued the PLAY "
+          f"for every subscriber: {r['broker_ack_ms']} ms); POST answered in {r['post_ms']} ms; "
+          f"lead {r['lead_ms']} ms ({r['lead_basis']})")
+    w = r["cpu_wait_ms"]
+    print("  station handling (handler start -> stored, signature checked, ack queued): "
+          f"p99 {r['handling_p99_ms']} ms")
+    print(f"  waiting for the fleet's shared CPU (off the socket -> handler start): p50 {w['p50']} ms, "
+          f"p99 {w['p99']} ms (a real station has its own CPU)")
+    print(f"  request -> media fetched: p99 {r['media_fetched_ms']['p99']} ms; -> audio prepared: "
+          f"p99 {r['audio_prepared_ms']['p99']} ms")
+    print(f"  request -> sink start:     p50 {s['p50']} ms, p99 {s['p99']} ms, max {s['max']} ms "
+          f"({r['started']} started)")
+    print(f"  start error vs instant:    p50 {e['p50']} ms, p99 {e['p99']} ms; skew p99 {k['p99']} ms, "
+          f"max {k['max']} ms")
+    print(f"  acks stored: {r['acked']}/{r['devices']}, all in {r['ack_all_ms']} ms (p50 "
+          f"{r['ack_stored_ms']['p50']} ms; all Delivery rows acked when polled: {r['ack_all_seen_ms']} ms)")
+    b = r["bare_acks"]
+    print(f"  the same emergency answered by {b['responders']} bare responders (the controller's and "
+          f"broker's own limit): all acks stored in {b['ack_all_ms']} ms (p50 {b['ack_stored_ms']['p50']} "
+          f"ms), PLAY received p99 {b['received_ms']['p99']} ms")
+    print(f"  fleet RSS {r['fleet_rss_mb']} MB; fleet CPU for the whole emergency (receipt to played): "
+          f"{r['fleet_cpu_ms_per_station']} ms per station")
+    for i, rd in enumerate(r["rounds"], 1):
+        print(f"  round {i}: lead {rd['lead_ms']} ms ({rd['lead_basis']}); sink start p99 "
+              f"{rd['sink_start_p99_ms']} ms, start error p99 {rd['start_error_p99_ms']} ms, skew p99 "
+              f"{rd['skew_p99_ms']} ms, receipt p99 {rd['p99_ms']} ms, publish {rd['publish_ms']} ms")
+
+
+def run(args: Any) -> int:
+    from testkit.pgtemp import fresh_database
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per media download otherwise
+
+    url, drop = args.database_url, None
+    if url and url.startswith("postgresql"):
+        url, drop = fresh_database(url)
+    try:
+        result = asyncio.run(bench_fanout(args.devices, url, held=args.audio == "held", rounds=args.rounds,
+                                          profile=Path(args.profile) if args.profile else None,
+                                          processes=args.processes))
+    finally:
+        if drop:
+            drop()
+    print_fanout(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0

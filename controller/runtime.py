@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
+from controller import horizon_sources
 from controller.core.config import Settings
 from controller.core.security import mosquitto_password_hash
 from controller.db.models import Device
@@ -79,6 +80,7 @@ class Runtime:
         )
         publisher = DesiredStatePublisher(
             db, bus, signer, timedelta(days=settings.horizon_days),
+            sources=horizon_sources.standard(),
             holder=default_holder(settings.mqtt_client_id),
             lease_ttl=timedelta(seconds=settings.dispatch_lease_s),
             max_bytes=settings.desired_state_max_bytes,

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from communecast import bench_horizon
 from communecast.harness import CONTROLLER_USER
 from communecast.mosquitto import PrivateMosquitto, free_port
+from controller import horizon_sources
 from controller.db.models import Device
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
@@ -157,7 +158,8 @@ async def running(
 
         tasks = [asyncio.create_task(bus.run()), asyncio.create_task(listen())]
         publisher = DesiredStatePublisher(db, bus, Signer(KeyPair.generate()), timedelta(days=2),
-                                          holder="replica-a", lease_ttl=LEASE)
+                                          sources=horizon_sources.standard(), holder="replica-a",
+                                          lease_ttl=LEASE)
         tasks.append(asyncio.create_task(publisher.run()))
         try:
             yield publisher, heard

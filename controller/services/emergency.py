@@ -30,7 +30,7 @@ from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent,
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.models_led import LedMessageRow
 from controller.db.models_schedules import Schedule
-from controller.services import approval, audit, led, policy, schedules
+from controller.services import approval, audit, dispatch, led, policy, schedules
 from controller.services.broadcasts import BroadcastCreate, check_emergency_fields, item_id_for
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets
@@ -408,9 +408,9 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
                  stations=fan.count, topics=fan.topics, start_at=start_at.isoformat(),
                  lead_ms=em.lead_ms, lead_basis=lead.basis, policy=outcome, led_boards=len(boards))
     if boards:
-        rt.publisher.mark_dirty(boards, session=session)
+        dispatch.stations_changed(session, boards)
     if em.schedule_id is not None:  # the repeats live in every station's desired-state horizon
-        rt.publisher.mark_dirty([st.id for st in fan.stations(session)], session=session)
+        dispatch.stations_changed(session, [st.id for st in fan.stations(session)])
     item = ScheduleItem(
         item_id=item_id, broadcast_id=bc.id, title=req.title, start_at=start_at, priority=req.priority,
         volume=volume,
@@ -431,7 +431,7 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
         # as soon as the broker is back (late stations report 'missed', never a silent gap).
         stations = fan.stations(session)
         _record_deliveries(session, bc.id, item_id, stations, now)
-        rt.publisher.mark_dirty([st.id for st in stations], session=session)
+        dispatch.stations_changed(session, [st.id for st in stations])
         session.commit()
         raise
     em.broker_ack_ms = round((time.monotonic() - t0) * 1000, 2)
@@ -510,7 +510,7 @@ async def stop(rt: Runtime, session: Session, broadcast_id: int, user: User | No
             boards = led.cancel(session, em.led_message_id, uid)
     audit.record(session, uid, "broadcast.cancel", "broadcast", bc.id, emergency=True, topics=em.topics)
     if boards or speakers:
-        rt.publisher.mark_dirty(boards + speakers, session=session)
+        dispatch.stations_changed(session, boards + speakers)
     session.commit()
     await _publish_all(rt, _cancels(rt, em, Priority(bc.priority), item_ids))
 

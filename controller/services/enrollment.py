@@ -34,7 +34,7 @@ from controller.core.permissions import Action, device_for_action
 from controller.core.security import mosquitto_password_hash, new_secret
 from controller.db.models import Area, Device, User
 from controller.db.models_enrollment import EnrollmentCode, EnrollmentFailure
-from controller.services import audit, devices
+from controller.services import audit, devices, dispatch
 from controller.services.broker_auth import DynsecError
 from controller.services.targets import groups_of
 from protocol import topics
@@ -182,6 +182,7 @@ def redeem(session: Session, code: str, source: str, *, pepper: bytes, tz: str,
     password = new_secret()
     device.mqtt_password_hash = mosquitto_password_hash(password)
     audit.record(session, None, "device.enroll", "device", device.id, source=source[:64])
+    dispatch.stations_changed(session, [device.id])  # its desired state, retained, waits on connect
     return device, password
 
 

@@ -331,7 +331,7 @@ async def send(request: Request) -> Response:
             )
             # With `user`, the service applies the area's broadcast policy and content approval:
             # what the sender may not approve is saved as a draft for an approver.
-            bc, device_ids = broadcasts.create(s, req, ctx.user.id, user=ctx.user)
+            bc, _device_ids = broadcasts.create(s, req, ctx.user.id, user=ctx.user)
             s.commit()
             bc_id, airs = bc.id, bc.status == "scheduled"
     except (ValidationError, ValueError) as exc:
@@ -349,7 +349,6 @@ async def send(request: Request) -> Response:
                                error=(t(exc.key, ctx.lang, **exc.params), {}))
     if not airs:
         return redirect(f"/playlog?broadcast_id={bc_id}&ok=draft")
-    rt.publisher.mark_dirty(device_ids)
     return redirect(f"/playlog?broadcast_id={bc_id}&ok=sent")
 
 
@@ -372,7 +371,7 @@ async def approve(request: Request, broadcast_id: int) -> Response:
         with rt.db.session() as s:
             user = s.get(User, ctx.user.id)
             assert user is not None
-            device_ids = approval.approve_broadcast(s, broadcast_id, user)  # checks the area too
+            approval.approve_broadcast(s, broadcast_id, user)  # checks the area too; queues the dispatch
     except UserError as exc:
         if exc.status == 403:
             raise Forbidden() from exc
@@ -380,7 +379,6 @@ async def approve(request: Request, broadcast_id: int) -> Response:
             drafts = queries.drafts(s, ctx.scope)
         return render(request, "approvals.html", status=exc.status, ctx=ctx, drafts=drafts,
                       error=t(exc.key, ctx.lang, **exc.params))
-    rt.publisher.mark_dirty(device_ids)
     return redirect(f"/playlog?broadcast_id={broadcast_id}&ok=approved")
 
 

@@ -208,15 +208,14 @@ async def send(request: Request) -> Response:
             )
         try:
             require_targets_in_scope(s, ctx.user, req.targets, "led")
-            row, device_ids, info = led.create(s, req, ctx.user.id, lang=ctx.lang)
+            row, _device_ids, info = led.create(s, req, ctx.user.id, lang=ctx.lang)
         except UserError as exc:
             if exc.status == 403 and exc.key == "auth.forbidden":
                 raise Forbidden() from exc
             return _page(request, ctx, status=exc.status, form=values, error=user_error(exc, ctx.lang))
         if dry or row is None:
             return _page(request, ctx, form=values, check={**info, "repeat": repeat_text})
-        s.commit()
-    rt.publisher.mark_dirty(device_ids)
+        s.commit()  # the boards' dispatch is queued in this same transaction
     return redirect("/led?ok=led_sent")
 
 
@@ -231,7 +230,6 @@ async def cancel(request: Request, message_id: int) -> Response:
             require_targets_in_scope(s, ctx.user, row.targets, "led")
         except UserError as exc:
             raise Forbidden() from exc
-        device_ids = led.cancel(s, message_id, ctx.user.id)
+        led.cancel(s, message_id, ctx.user.id)
         s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return redirect("/led?ok=led_cancelled")

@@ -63,7 +63,6 @@ async def live_start(request: Request) -> Response:
                                   override_reason=reason)  # fmt: skip
             user = s.merge(ctx.user)
             ls, device_ids = live.create_live(s, req, user, max_minutes=rt.settings.live_max_minutes)
-            rt.publisher.mark_dirty(device_ids, session=s)
             s.commit()
             body = live.live_json(ls, live.hub_of(request.app.state).open(ls)) | {"stations": len(device_ids)}
     except UserError as exc:

@@ -449,7 +449,6 @@ async def schedule_save(request: Request) -> Response:
             s.rollback()  # a check changes nothing
             check["week"] = week_grid(monday, mine + _slots(s, ctx.scope, monday, zone, skip=schedule_id))
             return _editor(request, ctx, values, check=check)
-    rt.publisher.mark_dirty(saved.device_ids)
     ok = "schedule_saved" if approved else "schedule_draft"
     return redirect(f"/schedules?ok={ok}#schedule-{new_id}")
 
@@ -467,11 +466,10 @@ async def schedule_approve(request: Request, schedule_id: int) -> Response:
     try:
         with rt.db.session() as s:
             limits = Limits.of(rt.settings)
-            device_ids = schedules.approve(s, schedule_id, ctx.user, limits=limits)  # checks the area too
+            schedules.approve(s, schedule_id, ctx.user, limits=limits)  # checks the area too
             s.commit()
     except UserError as exc:
         return _refused(request, ctx, exc)
-    rt.publisher.mark_dirty(device_ids)
     return redirect("/schedules?ok=schedule_approved")
 
 
@@ -483,9 +481,8 @@ async def schedule_delete(request: Request, schedule_id: int) -> Response:
             sc = s.get(Schedule, schedule_id)
             if sc is not None:
                 require_targets_in_scope(s, ctx.user, sc.targets, "speaker")
-            device_ids = schedules.delete(s, schedule_id, ctx.user)
+            schedules.delete(s, schedule_id, ctx.user)
             s.commit()
     except UserError as exc:
         return _refused(request, ctx, exc)
-    rt.publisher.mark_dirty(device_ids)
     return redirect("/schedules?ok=schedule_deleted")

@@ -94,9 +94,7 @@ def _create_normal(
         bc, device_ids = broadcasts.create(s, req, user.id, user=user)
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
-    if bc.status == "scheduled":
-        rt.publisher.mark_dirty(device_ids, session=s)  # dispatch queued in the same transaction
-    s.commit()
+    s.commit()  # the stations' dispatch is queued in this same transaction
     return broadcast_json(bc) | {"stations": len(device_ids), "approved": bc.status == "scheduled",
                                  "policy": getattr(bc, "policy_outcome", None)}
 
@@ -108,9 +106,8 @@ def approve_broadcast(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = approval.approve_broadcast(s, broadcast_id, user)
-    rt.publisher.mark_dirty(device_ids, session=s)  # dispatch queued in the same transaction
-    s.commit()
+    approval.approve_broadcast(s, broadcast_id, user)
+    s.commit()  # the stations' dispatch is queued in this same transaction
     return {"id": broadcast_id, "status": "scheduled", "approved": True}
 
 
@@ -164,9 +161,8 @@ async def cancel_broadcast(
 
 
 def _cancel_normal(broadcast_id: int, user: User, s: Session, rt: Runtime) -> dict[str, Any]:
-    device_ids = broadcasts.cancel(s, broadcast_id, user.id)
+    broadcasts.cancel(s, broadcast_id, user.id)
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return {"id": broadcast_id, "status": "cancelled"}
 
 

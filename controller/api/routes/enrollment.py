@@ -123,7 +123,6 @@ def enroll(
     config = enrollment.agent_config_for(rt, s, device, password)
     body = {"device": devices.to_json(device), "agent_config": config}
     enrollment.commit_account(rt, s, device, password)
-    rt.publisher.mark_dirty([device.id])  # its desired state, retained, is waiting on connect
     return body
 
 

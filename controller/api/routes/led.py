@@ -44,7 +44,6 @@ def create_led_message(
         response.status_code = 200
         return {"id": None, "dry_run": True, **info}
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return message_json(row) | {"boards": len(device_ids), **info}
 
 
@@ -66,9 +65,8 @@ def cancel_led_message(
     found = s.get(LedMessageRow, message_id)
     if found is not None:
         require_targets_in_scope(s, user, found.targets, "led")
-    device_ids = led.cancel(s, message_id, user.id)
+    led.cancel(s, message_id, user.id)
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return {"id": message_id, "status": "cancelled"}
 
 

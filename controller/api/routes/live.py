@@ -54,7 +54,6 @@ def start_live(
         ls, device_ids = live.create_live(s, req, user, max_minutes=rt.settings.live_max_minutes)
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
-    rt.publisher.mark_dirty(device_ids, session=s)
     s.commit()
     channel = live.hub_of(request.app.state).open(ls)
     return live.live_json(ls, channel) | {"stations": len(device_ids)}

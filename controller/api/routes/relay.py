@@ -31,7 +31,6 @@ def create_relay(
         ls, device_ids = relay.create(s, req, user, allowed=rt.settings.relay_sources)
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
-    rt.publisher.mark_dirty(device_ids, session=s)
     s.commit()
     return ls.as_dict() | {"item_id": item_id_for(ls.broadcast_id), "stations": len(device_ids)}
 
@@ -56,7 +55,6 @@ def cancel_relay(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = relay.cancel(s, relay_id, user)
+    relay.cancel(s, relay_id, user)
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return {"id": relay_id, "status": "cancelled"}

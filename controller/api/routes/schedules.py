@@ -47,7 +47,6 @@ def create_schedule(
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))
     s.commit()
-    rt.publisher.mark_dirty(saved.device_ids)
     return _saved_json(saved)
 
 
@@ -64,7 +63,6 @@ def update_schedule(
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))
     s.commit()
-    rt.publisher.mark_dirty(saved.device_ids)
     return _saved_json(saved)
 
 
@@ -74,9 +72,8 @@ def delete_schedule(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     _require_existing_in_scope(s, user, schedule_id)
-    device_ids = schedules.delete(s, schedule_id, user)
+    schedules.delete(s, schedule_id, user)
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return {"id": schedule_id, "status": "deleted"}
 
 
@@ -85,9 +82,8 @@ def approve_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = schedules.approve(s, schedule_id, user, limits=Limits.of(rt.settings))
+    schedules.approve(s, schedule_id, user, limits=Limits.of(rt.settings))
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     sc = s.get(Schedule, schedule_id)
     assert sc is not None
     return schedules.schedule_json(sc)

@@ -20,7 +20,7 @@ from controller.core.permissions import area_names, communes_of_broadcasts, cove
 from controller.db.models import Broadcast, Device, Media, User
 from controller.db.models_cap import CapAlertRecord
 from controller.db.models_emergency import EmergencyBroadcast
-from controller.services import approval, audit, broadcasts, emergency
+from controller.services import approval, audit, broadcasts, dispatch, emergency
 from controller.services.cap.areas import AreaMatch, map_areas
 from controller.services.cap.parse import CapAlert, CapInfo, parse_alert
 from controller.services.media import record_speech
@@ -145,7 +145,7 @@ async def _stop(rt: Runtime, session: Session, bcs: list[Broadcast], user: User 
             await emergency.stop(rt, session, bc.id, user)
         else:
             device_ids = broadcasts.cancel(session, bc.id, user.id if user else None)
-            rt.publisher.mark_dirty(device_ids, session=session)
+            dispatch.stations_changed(session, device_ids)
             session.commit()
         stopped.append(bc.id)
     return stopped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -55,15 +56,28 @@ def check_emergency_fields(req: BroadcastCreate) -> None:
         raise UserError(422, "emergency.fields_need_priority", fields=names, priority=req.priority.value)
 
 
+@dataclass(frozen=True)
+class Created:
+    """What `create` did: the broadcast, the stations it reaches, and the policy check's outcome
+    (for the answer: checked, override, exempt or unchecked)."""
+
+    broadcast: Broadcast
+    device_ids: list[int]
+    policy: dict[str, object]
+
+
 def item_id_for(broadcast_id: int) -> str:
     return f"b{broadcast_id}"
 
 
 def create(
     session: Session, req: BroadcastCreate, user_id: int | None, *, now: datetime | None = None,
-    user: User | None = None,
-) -> tuple[Broadcast, list[int]]:
-    """Record the broadcast; with `user`, apply broadcast policy and approval (draft or airs)."""
+    user: User | None = None, draft: bool = False,
+) -> Created:
+    """Record the broadcast; with `user`, apply broadcast policy and approval (draft or airs).
+
+    `draft`: kept for an approver whatever the rights (CAP's normal alerts); its stations are
+    told nothing until it is approved."""
     now = now or datetime.now(UTC)
     check_emergency_fields(req)
     playlist = req.playlist()
@@ -112,10 +126,11 @@ def create(
     if user is not None and status == "scheduled":
         audit.record(session, user_id, "broadcast.approve", "broadcast", bc.id, automatic=True)
         audit.record(session, user_id, "broadcast.send", "broadcast", bc.id, stations=len(devices))
-    if status == "scheduled":  # a draft tells no station anything until it is approved
+    if draft:
+        bc.status = "draft"
+    elif status == "scheduled":  # a draft tells no station anything until it is approved
         dispatch.stations_changed(session, [d.id for d in devices])
-    bc.policy_outcome = outcome  # type: ignore[attr-defined]  # for the response only
-    return bc, [d.id for d in devices]
+    return Created(bc, [d.id for d in devices], outcome)
 
 
 def cancel(session: Session, broadcast_id: int, user_id: int | None) -> list[int]:

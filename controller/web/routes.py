@@ -331,7 +331,7 @@ async def send(request: Request) -> Response:
             )
             # With `user`, the service applies the area's broadcast policy and content approval:
             # what the sender may not approve is saved as a draft for an approver.
-            bc, _device_ids = broadcasts.create(s, req, ctx.user.id, user=ctx.user)
+            bc = broadcasts.create(s, req, ctx.user.id, user=ctx.user).broadcast
             s.commit()
             bc_id, airs = bc.id, bc.status == "scheduled"
     except (ValidationError, ValueError) as exc:

@@ -187,7 +187,7 @@ async def start(request: Request) -> Response:
     with rt.db.session() as s:
         try:
             req = _request(s, ctx, form, values)
-            bc = await emergency.start(rt, s, req, ctx.user)
+            bc = await emergency.start(rt.emergency_deps, s, req, ctx.user)
             bc_id = bc.id
         except (ValidationError, ValueError):
             return _no_targets_page(request, ctx, values)
@@ -279,7 +279,7 @@ async def cancel(request: Request, broadcast_id: int) -> Response:
         raise Forbidden()
     with rt.db.session() as s:
         try:
-            await emergency.stop(rt, s, broadcast_id, ctx.user)
+            await emergency.stop(rt.emergency_deps, s, broadcast_id, ctx.user)
         except UserError as exc:
             if exc.status != 503:  # stored as cancelled; the broker hears it when back
                 return render(

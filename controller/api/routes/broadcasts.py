@@ -70,7 +70,7 @@ async def create_broadcast(
     require_targets_in_scope(s, user, req.targets, "speaker")  # a commune operator: own commune only
     if _is_emergency(req):
         try:
-            bc = await emergency.start(rt, s, req, user)
+            bc = await emergency.start(rt.emergency_deps, s, req, user)
         except PolicyViolation as exc:
             return policy_refusal(exc, lang(request))  # type: ignore[return-value]
         em = s.get(EmergencyBroadcast, bc.id)
@@ -91,12 +91,13 @@ def _create_normal(
     req: broadcasts.BroadcastCreate, request: Request, user: User, s: Session, rt: Runtime
 ) -> dict[str, Any]:
     try:
-        bc, device_ids = broadcasts.create(s, req, user.id, user=user)
+        created = broadcasts.create(s, req, user.id, user=user)
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
     s.commit()  # the stations' dispatch is queued in this same transaction
-    return broadcast_json(bc) | {"stations": len(device_ids), "approved": bc.status == "scheduled",
-                                 "policy": getattr(bc, "policy_outcome", None)}
+    bc = created.broadcast
+    return broadcast_json(bc) | {"stations": len(created.device_ids), "approved": bc.status == "scheduled",
+                                 "policy": created.policy}
 
 
 @router.post("/broadcasts/{broadcast_id}/approve")
@@ -155,7 +156,7 @@ async def cancel_broadcast(
     if bc is not None:
         require_targets_in_scope(s, user, bc.targets or {}, "speaker")  # only what they could send
     if s.get(EmergencyBroadcast, broadcast_id) is not None:
-        await emergency.stop(rt, s, broadcast_id, user)
+        await emergency.stop(rt.emergency_deps, s, broadcast_id, user)
         return {"id": broadcast_id, "status": "cancelled"}
     return await run_in_threadpool(_cancel_normal, broadcast_id, user, s, rt)
 

@@ -120,9 +120,9 @@ def enroll(
         return JSONResponse(
             {"detail": t(exc.key, language, **exc.params), "code": exc.key}, status_code=exc.status
         )
-    config = enrollment.agent_config_for(rt, s, device, password)
+    config = enrollment.agent_config_for(rt.settings, rt.keys.public_text, s, device, password)
     body = {"device": devices.to_json(device), "agent_config": config}
-    enrollment.commit_account(rt, s, device, password)
+    enrollment.commit_account(rt.broker_accounts, s, device, password)
     return body
 
 
@@ -134,8 +134,9 @@ def retire_device(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Revoke at once: the broker disconnects the station and refuses it from now on."""
-    device = enrollment.retire(rt, s, device_id, user.id, actor=user)  # 403 outside their area
-    enrollment.clear_retained(rt, device.uid)
+    # 403 outside their area
+    device = enrollment.retire(rt.broker_accounts, s, device_id, user.id, actor=user)
+    enrollment.clear_retained(rt.bus, device.uid)
     retired_at = device.retired_at.isoformat() if device.retired_at else None
     return devices.to_json(device) | {"retired_at": retired_at}
 

@@ -92,6 +92,13 @@ def test_a_rolled_back_write_queues_nothing(seeded: tuple[Database, User, str, l
         broadcasts.create(s, _req(sha), admin.id, user=admin)
         s.rollback()
         s.add(Area(level="commune", name="Xã Kim Long"))
+    # A session closed without a commit (a request that ended early), then used again.
+    reused = db.sessions()
+    broadcasts.create(reused, _req(sha), admin.id, user=admin)
+    reused.close()
+    reused.add(Area(level="commune", name="Xã Vân Hội"))
+    reused.commit()
+    reused.close()
     # A commit that fails (a duplicate key flushed by the commit itself) takes its rows with it.
     with pytest.raises(IntegrityError), db.session() as s:
         broadcasts.create(s, _req(sha), admin.id, user=admin)

@@ -108,15 +108,16 @@ def install(sessions: sessionmaker[Session]) -> QueuedSignal:
         if session.info.pop(_QUEUED, False):
             queued.fire()
 
-    def _forget(session: Session, previous: SessionTransaction) -> None:
-        # A rolled-back write tells no station anything; the session may be reused.
-        if not previous.nested:
+    def _forget(session: Session, transaction: SessionTransaction) -> None:
+        # The outermost transaction ended (after a commit's hooks, or rolled back, or closed):
+        # a rolled-back write tells no station anything, and the session may be reused.
+        if transaction.parent is None:
             session.info.pop(_CHANGED, None)
             session.info.pop(_QUEUED, None)
 
     event.listen(sessions, "before_commit", _queue)
     event.listen(sessions, "after_commit", _wake)
-    event.listen(sessions, "after_soft_rollback", _forget)
+    event.listen(sessions, "after_transaction_end", _forget)
     return queued
 
 

@@ -18,10 +18,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from controller.core.errors import UserError
-from controller.core.permissions import Action, require_targets_in_scope
+from controller.core.permissions import Action
 from controller.db.models import Area, Device
 from controller.db.models_led import LedMessageRow
 from controller.services import led, rrule_text
+from controller.usecases import led as boards
 from controller.web.pagekit import (
     authorized_form,
     communes,
@@ -207,8 +208,7 @@ async def send(request: Request) -> Response:
                 error=("Hãy nhập nội dung, chọn nơi hiển thị và thời gian hợp lệ.", {}),
             )
         try:
-            require_targets_in_scope(s, ctx.user, req.targets, "led")
-            row, _device_ids, info = led.create(s, req, ctx.user.id, lang=ctx.lang)
+            row, _device_ids, info = boards.compose(s, ctx.user, req, lang=ctx.lang)  # as the API
         except UserError as exc:
             if exc.status == 403 and exc.key == "auth.forbidden":
                 raise Forbidden() from exc
@@ -227,9 +227,8 @@ async def cancel(request: Request, message_id: int) -> Response:
         if row is None:
             return redirect("/led")
         try:
-            require_targets_in_scope(s, ctx.user, row.targets, "led")
+            boards.cancel(s, ctx.user, message_id)  # as the API: only a text they could have sent
         except UserError as exc:
             raise Forbidden() from exc
-        led.cancel(s, message_id, ctx.user.id)
         s.commit()
     return redirect("/led?ok=led_cancelled")

@@ -19,6 +19,7 @@ from controller.core.i18n import t
 from controller.db.models import User
 from controller.runtime import Runtime
 from controller.services import devices, enrollment
+from controller.usecases import enrollment as enrolling
 from protocol.signing import key_fingerprint
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
@@ -58,7 +59,7 @@ def create_enrollment_code(
 ) -> dict[str, Any]:
     """A one-time code for the technician; shown once, stored only as an HMAC."""
     ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
-    issued = enrollment.issue_code(s, device_id, user.id, pepper=_pepper(rt), ttl=ttl, actor=user)
+    issued = enrolling.issue_code(s, user, device_id, pepper=_pepper(rt), ttl=ttl)  # checks the area
     s.commit()
     return _issued_json(rt, issued)
 

@@ -27,6 +27,7 @@ import aiomqtt
 from sqlalchemy import insert, select
 
 from communecast.mosquitto import PrivateMosquitto, free_port
+from controller import horizon_sources
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.session import Database
@@ -123,7 +124,8 @@ async def _phases(db: Database, bus: MqttBus, signer: TimingSigner, ids: list[in
                 prof.enable()  # profiles this worker thread
             try:
                 with db.session() as s:
-                    return desired_state.build(s, chunk, signer, now=datetime.now(UTC), horizon=horizon)
+                    return desired_state.build(s, chunk, signer, now=datetime.now(UTC), horizon=horizon,
+                                               sources=horizon_sources.standard())
             finally:
                 if prof is not None:
                     prof.disable()
@@ -194,6 +196,7 @@ async def bench_backend(kind: str, url: str, broker: PrivateMosquitto, stations:
             prof.dump_stats(f"{profile}.{kind}.prof")
         # The real thing: the durable queue drained by the lease holder.
         publisher = desired_state.DesiredStatePublisher(db, bus, signer, horizon,
+                                                        sources=horizon_sources.standard(),
                                                         holder=f"bench-{secrets.token_hex(3)}")
         t1, cpu1 = time.perf_counter(), time.process_time()
         publisher.mark_dirty(ids)

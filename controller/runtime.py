@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
+from controller import horizon_sources
 from controller.core.config import Settings
 from controller.core.security import mosquitto_password_hash
 from controller.db.models import Device
@@ -24,11 +25,15 @@ from controller.services.alarms.notify import NotificationHub, notifiers_from_se
 from controller.services.audio_lanes import AudioLanes
 from controller.services.desired_state import DesiredStatePublisher
 from controller.services.dispatch import default_holder
+from controller.services.emergency import EmergencyDeps
+from controller.services.enrollment import BrokerAccounts
 from controller.services.ingest import Ingest
 from controller.services.media import MediaStore
 from controller.services.provincial import outbox as provincial_outbox
 from controller.services.provincial.config import ProvincialSettings
 from controller.services.provincial.connector import ProvincialConnector
+from controller.services.station_commands import StationCommands
+from controller.services.tts import TtsService
 from protocol.signing import KeyPair, Signer
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,8 @@ class Runtime:
     bus: MqttBus
     ingest: Ingest
     publisher: DesiredStatePublisher
+    # One per running controller (the TTS route, CAP alerts, emergencies), built from its settings.
+    tts: TtsService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Station accounts live in Mosquitto's dynamic-security plugin (None: files or nothing).
     broker_admin: broker_auth.DynsecAdmin | None = None
@@ -65,7 +72,11 @@ class Runtime:
                 seed.ensure_admin(s, settings.admin_password, reset=False)
         keys = KeyPair.load_or_create(settings.signing_key_path)
         signer = Signer(keys)
-        ingest = Ingest(db)
+        notifications = NotificationHub(notifiers_from_settings(settings))
+        alarms = AlarmEngine(db, settings, notifications)
+        provincial = ProvincialSettings()
+        ingest = Ingest(db, after_store=alarms.submit,
+                        play_log_hook=provincial_outbox.enqueue_play_logs if provincial.enabled else None)
         tls = broker_tls_context(settings)  # None: plain MQTT
         bus = MqttBus(
             settings.mqtt_host,
@@ -79,6 +90,7 @@ class Runtime:
         )
         publisher = DesiredStatePublisher(
             db, bus, signer, timedelta(days=settings.horizon_days),
+            sources=horizon_sources.standard(),
             holder=default_holder(settings.mqtt_client_id),
             lease_ttl=timedelta(seconds=settings.dispatch_lease_s),
             max_bytes=settings.desired_state_max_bytes,
@@ -87,14 +99,11 @@ class Runtime:
             settings.media_dir, max_bytes=settings.media_max_bytes, bitrate=settings.media_bitrate,
             lanes=AudioLanes.from_settings(settings),
         )
-        rt = cls(settings, db, keys, signer, media, bus, ingest, publisher)
-        provincial = ProvincialSettings()
+        tts = TtsService.from_settings(settings)
+        rt = cls(settings, db, keys, signer, media, bus, ingest, publisher, tts,
+                 notifications=notifications, alarms=alarms)
         if provincial.enabled:
             rt.provincial = ProvincialConnector(db, provincial, is_leader=lambda: publisher.is_leader)
-            ingest.play_log_hook = provincial_outbox.enqueue_play_logs
-        rt.notifications = NotificationHub(notifiers_from_settings(settings))
-        rt.alarms = AlarmEngine(db, settings, rt.notifications)
-        ingest.after_store = rt.alarms.submit
         metrics.attach_database(db)
         if settings.broker_dynsec:
             rt.broker_admin = broker_auth.DynsecAdmin(
@@ -102,6 +111,22 @@ class Runtime:
                 tls_context=tls,
             )
         return rt
+
+    @property
+    def station_commands(self) -> StationCommands:
+        """Signed commands straight to stations (diagnostics, updates)."""
+        return StationCommands(self.signer, self.bus)
+
+    @property
+    def emergency_deps(self) -> EmergencyDeps:
+        """What emergencies (and CAP alerts, which start them) use."""
+        return EmergencyDeps(settings=self.settings, signer=self.signer, bus=self.bus, media=self.media,
+                             tts=self.tts, db=self.db, write_lock=self.ingest.write_lock)
+
+    @property
+    def broker_accounts(self) -> BrokerAccounts:
+        """Where station accounts are written (enrollment, retirement)."""
+        return BrokerAccounts(self.broker_admin, self.sync_broker_credentials)
 
     @property
     def enrollment_key_path(self) -> Path:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 import controller.db.registry  # noqa: F401  (every feature's tables, before any mapper use)
+from controller.services import dispatch
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -52,6 +53,9 @@ class Database:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Every session queues, in its own commit, the stations it changed
+        # (dispatch.stations_changed); `dispatch_queued` fires after such a commit.
+        self.dispatch_queued = dispatch.install(self.sessions)
 
     def migrate(self) -> None:
         migrate(self.engine)

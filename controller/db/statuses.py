@@ -6,7 +6,7 @@ strings written before (no migration), while code names a status it can not miss
 reader finds every value of a column in one place. The columns stay `String(n)` (no CHECK
 constraint, no native enum type): adding a value is an edit here, not a migration.
 
-A member of each enum is what the code may write; tests/test_vocabulary.py checks the
+A member of each enum is what the code may write; tests/unit/test_vocabulary.py checks the
 models' defaults and that every value a flow leaves in the database is a member.
 """
 

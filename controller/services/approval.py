@@ -18,7 +18,7 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Broadcast, Device, User
 from controller.db.models_live import LiveStream
-from controller.services import audit
+from controller.services import audit, dispatch
 
 
 def can_approve(session: Session, user: User, commune_ids: Iterable[int]) -> bool:
@@ -42,6 +42,7 @@ def approve_broadcast(
     communes = {d.commune_id for d in _devices(session, device_ids)}
     require(session, user, communes)
     if bc.status == "scheduled":
+        dispatch.stations_changed(session, device_ids)
         return device_ids
     if bc.status != "draft":
         raise UserError(409, "approval.not_draft", status=bc.status)
@@ -54,6 +55,7 @@ def approve_broadcast(
         bc.status = "scheduled"
     audit.record(session, user.id, "broadcast.approve", "broadcast", bc.id, title=bc.title)
     audit.record(session, user.id, "broadcast.send", "broadcast", bc.id, stations=len(device_ids))
+    dispatch.stations_changed(session, device_ids)
     return device_ids
 
 

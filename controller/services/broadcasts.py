@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -9,15 +10,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.db.models import Broadcast, Delivery, Media, User
-from controller.services import approval, audit, policy, schedules
+from controller.db.models import Broadcast, Delivery, Device, Media, User
+from controller.services import approval, audit, dispatch, policy, schedules
 from controller.services.targets import Targets, resolve
-from protocol.messages import Priority
+from protocol.messages import MediaRef, Priority, ScheduleItem
 
 # "Now" means a shared instant a little ahead, so every station has fetched the audio
 # and starts together (horns more than ~40 ms apart are heard as echo).
 NOW_LEAD = timedelta(seconds=3)
 PAST_TOLERANCE = timedelta(seconds=5)
+# Items that ended longer ago than this are dropped from the horizon.
+KEEP_PAST = timedelta(minutes=10)
 
 
 class BroadcastCreate(BaseModel):
@@ -53,15 +56,28 @@ def check_emergency_fields(req: BroadcastCreate) -> None:
         raise UserError(422, "emergency.fields_need_priority", fields=names, priority=req.priority.value)
 
 
+@dataclass(frozen=True)
+class Created:
+    """What `create` did: the broadcast, the stations it reaches, and the policy check's outcome
+    (for the answer: checked, override, exempt or unchecked)."""
+
+    broadcast: Broadcast
+    device_ids: list[int]
+    policy: dict[str, object]
+
+
 def item_id_for(broadcast_id: int) -> str:
     return f"b{broadcast_id}"
 
 
 def create(
     session: Session, req: BroadcastCreate, user_id: int | None, *, now: datetime | None = None,
-    user: User | None = None,
-) -> tuple[Broadcast, list[int]]:
-    """Record the broadcast; with `user`, apply broadcast policy and approval (draft or airs)."""
+    user: User | None = None, draft: bool = False,
+) -> Created:
+    """Record the broadcast; with `user`, apply broadcast policy and approval (draft or airs).
+
+    `draft`: kept for an approver whatever the rights (CAP's normal alerts); its stations are
+    told nothing until it is approved."""
     now = now or datetime.now(UTC)
     check_emergency_fields(req)
     playlist = req.playlist()
@@ -110,8 +126,11 @@ def create(
     if user is not None and status == "scheduled":
         audit.record(session, user_id, "broadcast.approve", "broadcast", bc.id, automatic=True)
         audit.record(session, user_id, "broadcast.send", "broadcast", bc.id, stations=len(devices))
-    bc.policy_outcome = outcome  # type: ignore[attr-defined]  # for the response only
-    return bc, [d.id for d in devices]
+    if draft:
+        bc.status = "draft"
+    elif status == "scheduled":  # a draft tells no station anything until it is approved
+        dispatch.stations_changed(session, [d.id for d in devices])
+    return Created(bc, [d.id for d in devices], outcome)
 
 
 def cancel(session: Session, broadcast_id: int, user_id: int | None) -> list[int]:
@@ -120,4 +139,46 @@ def cancel(session: Session, broadcast_id: int, user_id: int | None) -> list[int
         raise NotFound("broadcast.not_found", id=broadcast_id)
     bc.status = "cancelled"
     audit.record(session, user_id, "broadcast.cancel", "broadcast", bc.id)
-    return [d.device_id for d in bc.deliveries]
+    ids = [d.device_id for d in bc.deliveries]
+    dispatch.stations_changed(session, ids)
+    return ids
+
+
+def horizon_items(
+    session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
+) -> dict[int, list[ScheduleItem]]:
+    """The one-off broadcasts of these stations in the horizon, sorted by start (a horizon
+    source, controller/horizon_sources.py); marks each delivery sent the first time."""
+    rows = session.execute(
+        select(Delivery, Broadcast)
+        .join(Broadcast, Delivery.broadcast_id == Broadcast.id)
+        .where(
+            Delivery.device_id.in_([d.id for d in devices]),
+            Broadcast.status == "scheduled",
+            Broadcast.start_at >= now - timedelta(days=1),
+            Broadcast.start_at <= now + horizon,
+        )
+        .order_by(Broadcast.start_at)
+    ).all()
+    shas = {sha for _, b in rows for sha in b.media}
+    media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(shas)))}
+    items: dict[int, list[ScheduleItem]] = {}
+    for delivery, bc in rows:
+        if bc.start_at + timedelta(seconds=bc.duration_s) < now - KEEP_PAST:
+            continue
+        items.setdefault(delivery.device_id, []).append(
+            ScheduleItem(
+                item_id=delivery.item_id,
+                broadcast_id=bc.id,
+                title=bc.title,
+                start_at=bc.start_at,
+                priority=Priority(bc.priority),
+                media=[
+                    MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s)
+                    for s in bc.media
+                ],
+            )
+        )
+        if delivery.sent_at is None:
+            delivery.sent_at = now
+    return items

@@ -17,25 +17,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from controller.db.models import Broadcast, Delivery, Device, Media
+from controller.db.models import Device
 from controller.db.models_dispatch import DispatchQueue
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
-from controller.services import dispatch, emergency, led, live, metrics, schedules
+from controller.services import dispatch, metrics
+from controller.services.horizon import HorizonSources
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
-from protocol.messages import CommandKind, DesiredState, MediaRef, Priority, ScheduleItem
+from protocol.messages import CommandKind, DesiredState, ScheduleItem
 from protocol.signing import Signer, b64u_encode
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# Items that ended longer ago than this are dropped from the horizon.
-KEEP_PAST = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,11 @@ class Outgoing:
 
 def build(
     session: Session, device_ids: list[int], signer: Signer, *, now: datetime, horizon: timedelta,
-    max_bytes: int | None = None,
+    sources: HorizonSources, max_bytes: int | None = None,
 ) -> list[Outgoing]:  # fmt: skip
     """Each station's signed desired state, with its version bumped in `session` (uncommitted).
+
+    `sources`: what a horizon is made of (controller/horizon_sources.py `standard()`).
 
     `max_bytes` (the desired_state_max_bytes setting): a bigger state loses its farthest
     items (`_trimmed`); saves and approvals refuse what would need it (schedule_limits.py).
@@ -63,8 +64,8 @@ def build(
         devices = list(session.scalars(
             select(Device).where(Device.id.in_(device_ids)).options(defer(Device.reported))
         ))  # fmt: skip
-        items = _items(session, devices, now=now, horizon=horizon)
-        led_content = led.content_for(session, [d.id for d in devices], now)  # LED boards only
+        items = sources.gather(session, devices, now=now, horizon=horizon)
+        led_content = sources.led_content(session, [d.id for d in devices], now)  # LED boards only
     out: list[Outgoing] = []
     bumps: list[dict[str, int]] = []
     for device in devices:
@@ -90,50 +91,6 @@ def build(
     return out
 
 
-def _items(
-    session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
-) -> dict[int, list[ScheduleItem]]:
-    """Each station's schedule: one-off broadcasts, recurring schedules, streams (sorted)."""
-    rows = session.execute(
-        select(Delivery, Broadcast)
-        .join(Broadcast, Delivery.broadcast_id == Broadcast.id)
-        .where(
-            Delivery.device_id.in_([d.id for d in devices]),
-            Broadcast.status == "scheduled",
-            Broadcast.start_at >= now - timedelta(days=1),
-            Broadcast.start_at <= now + horizon,
-        )
-        .order_by(Broadcast.start_at)
-    ).all()
-    shas = {sha for _, b in rows for sha in b.media}
-    media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(shas)))}
-    items: dict[int, list[ScheduleItem]] = {d.id: [] for d in devices}
-    for delivery, bc in rows:
-        if bc.start_at + timedelta(seconds=bc.duration_s) < now - KEEP_PAST:
-            continue
-        items[delivery.device_id].append(
-            ScheduleItem(
-                item_id=delivery.item_id,
-                broadcast_id=bc.id,
-                title=bc.title,
-                start_at=bc.start_at,
-                priority=Priority(bc.priority),
-                media=[
-                    MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s)
-                    for s in bc.media
-                ],
-            )
-        )
-        if delivery.sent_at is None:
-            delivery.sent_at = now
-    for device_id, occurrences in schedules.horizon_items(session, devices, now=now, horizon=horizon).items():
-        items[device_id] = sorted(items[device_id] + occurrences, key=lambda i: i.start_at)
-    for device_id, streamed in live.horizon_items(session, devices, now=now, horizon=horizon).items():
-        items[device_id] = sorted(items[device_id] + streamed, key=lambda i: i.start_at)  # docs/live.md
-    emergency.apply_volumes(session, items)  # emergencies and their repeats play at emergency volume
-    return items
-
-
 _EMPTY_SCHEDULE = '"schedule":[]'
 # Item JSON by item object (kept alive here, so an id is never reused while cached). The
 # items of recurring schedules are shared by every station they target and across builds
@@ -147,7 +104,7 @@ def _sealed(
     now: datetime, ttl: timedelta,
 ) -> bytes:  # fmt: skip
     """What `SignedMessage.seal(Envelope.new(DESIRED_STATE, target, state.model_dump(mode="json")))`
-    gives for `head` with `schedule`, byte for byte (tests/test_replicas_lease.py), but with
+    gives for `head` with `schedule`, byte for byte (tests/system/test_replicas_lease.py), but with
     each item's JSON made once and spliced in: serializing every item per station was most
     of the build (`communecast bench horizon`). Items are frozen models, so their JSON is too."""
     if len(_ITEM_JSON) > _ITEM_JSON_MAX:
@@ -189,20 +146,22 @@ def _trimmed(
 class DesiredStatePublisher:
     """Drains the durable dispatch queue while this replica holds the dispatch lease.
 
-    `mark_dirty(ids)` is the public API (routes, the horizon roll, start-up): it writes
-    queue rows — in the caller's transaction when given `session=`, else in its own —
-    so a dispatch survives a crash of this process and is done by whichever replica
-    holds the lease (controller/services/dispatch.py). It may be called from worker
-    threads (sync routes) as well as from the event loop.
+    Writes queue their stations with `dispatch.stations_changed(session, ids)`, in their
+    own transaction, so a dispatch survives a crash of this process and is done by
+    whichever replica holds the lease (controller/services/dispatch.py); every commit that
+    queued rows wakes this publisher through `Database.dispatch_queued`, from worker
+    threads (sync routes) as well as from the event loop. `mark_dirty(ids)` queues in a
+    transaction of its own (start-up, the horizon roll).
     """
 
     POLL_S = 0.25  # how soon marks made by another replica are noticed
 
     def __init__(
-        self, db: Database, bus: MqttBus, signer: Signer, horizon: timedelta, *,
+        self, db: Database, bus: MqttBus, signer: Signer, horizon: timedelta, *, sources: HorizonSources,
         holder: str | None = None, lease_ttl: timedelta = timedelta(seconds=5), max_bytes: int | None = None,
     ) -> None:  # fmt: skip
         self._db = db
+        self._sources = sources
         self._bus = bus
         self._signer = signer
         self._horizon = horizon
@@ -212,22 +171,23 @@ class DesiredStatePublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lease_valid_until = 0.0  # monotonic; we publish only before this
         self.published = 0
+        db.dispatch_queued.connect(self._wake)
 
     @property
     def is_leader(self) -> bool:
         return self.lease.epoch is not None and time.monotonic() < self._lease_valid_until
 
-    def mark_dirty(self, device_ids: Iterable[int], *, session: Session | None = None) -> None:
+    def mark_dirty(self, device_ids: Iterable[int]) -> None:
+        """Queue these stations in a transaction of their own (start-up, the horizon roll).
+
+        A write queues its stations itself (`dispatch.stations_changed` in its own
+        transaction); the commit hook wakes this publisher (`Database.dispatch_queued`).
+        """
         ids = list(device_ids)
         if not ids:
             return
-        if session is not None:
-            dispatch.enqueue(session, ids)
-            event.listen(session, "after_commit", lambda _s: self._wake(), once=True)
-            return
         with self._db.session() as s:
-            dispatch.enqueue(s, ids)
-        self._wake()
+            dispatch.stations_changed(s, ids)
 
     def _wake(self) -> None:
         loop = self._loop
@@ -345,7 +305,7 @@ class DesiredStatePublisher:
                 return None
             queued = metrics.queued_since(s, todo.device_ids)  # dispatch latency (docs/health.md)
             out = build(s, todo.device_ids, self._signer, now=datetime.now(UTC), horizon=self._horizon,
-                        max_bytes=self._max_bytes)  # fmt: skip
+                        sources=self._sources, max_bytes=self._max_bytes)  # fmt: skip
             fenced_at = time.monotonic()
             self.lease.fence(s, epoch=epoch)  # the version bumps commit only while the lease is ours
         # Committed: the lease row now expires a whole TTL after fenced_at, so a slow build

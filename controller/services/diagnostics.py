@@ -27,7 +27,7 @@ from protocol.messages import CommandKind, Event, EventKind, Priority
 from protocol.ops import PARAMS, DiagnosticAction, is_known_action
 
 if TYPE_CHECKING:
-    from controller.runtime import Runtime
+    from controller.services.station_commands import StationCommands
 
 COMMAND_TTL = timedelta(minutes=2)  # a station offline longer than this never runs it late
 SPEAKER_ONLY = {DiagnosticAction.TEST_TONE, DiagnosticAction.RELAY_CLICK, DiagnosticAction.SET_VOLUME}
@@ -73,11 +73,11 @@ def check(device: Device, req: DiagnosticRequest) -> tuple[DiagnosticAction, dic
 
 
 async def send(
-    rt: Runtime, s: Session, user: User, device_id: int, req: DiagnosticRequest
+    link: StationCommands, s: Session, user: User, device_id: int, req: DiagnosticRequest
 ) -> DiagnosticCommandRow:
     device = _device_for(s, user, device_id, Action.DEVICE_TEST)
     action, params = check(device, req)
-    if not rt.bus.connected.is_set():
+    if not link.bus.connected.is_set():
         raise UserError(503, "ops.broker_down")
     body = {"action": action.value, "params": params}
     env = Envelope.new(CommandKind.DIAGNOSTIC, f"dev/{device.uid}", body, ttl=COMMAND_TTL,
@@ -89,7 +89,7 @@ async def send(
                  command_id=env.id, params=params)
     s.commit()
     try:
-        await rt.bus.publish(topics.cmd(device.uid), SignedMessage.seal(env, rt.signer).to_bytes(), qos=1)
+        await link.bus.publish(topics.cmd(device.uid), SignedMessage.seal(env, link.signer).to_bytes(), qos=1)
     except ConnectionError as exc:
         row.state, row.result, row.finished_at = "error", {"error": "not_sent"}, datetime.now(UTC)
         s.commit()

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Collection, Iterable
+import threading
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from controller.db.models_dispatch import DispatchLease, DispatchQueue
 
@@ -47,6 +48,77 @@ def enqueue(session: Session, device_ids: Iterable[int]) -> int:
     if rows:
         session.execute(insert(DispatchQueue), rows)
     return len(rows)
+
+
+# Keys in `Session.info`: the stations a transaction changed, and whether its commit queued any.
+_CHANGED = "communecast.stations_changed"
+_QUEUED = "communecast.dispatch_queued"
+
+
+def stations_changed(session: Session, device_ids: Iterable[int]) -> None:
+    """Say that this transaction changes what these stations should do.
+
+    Services call this instead of talking to the publisher: the `before_commit` hook that
+    `install` puts on the Database's sessionmaker writes the dispatch rows in the same
+    transaction, so a write and the order to tell its stations commit (or vanish) together,
+    whichever path (API, panel, CAP, roll, ...) made it.
+    """
+    ids = session.info.setdefault(_CHANGED, set())
+    ids.update(int(d) for d in device_ids)
+
+
+class QueuedSignal:
+    """Who to wake after a commit queued dispatch rows (the DesiredStatePublisher).
+
+    A callback, not an import: services and the session layer never know the publisher.
+    Callbacks may run in worker threads (sync routes), so they must be thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def connect(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def disconnect(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+    def fire(self) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+
+def install(sessions: sessionmaker[Session]) -> QueuedSignal:
+    """Make every session of `sessions` queue the stations it changed in its own commit."""
+    queued = QueuedSignal()
+
+    def _queue(session: Session) -> None:
+        ids = session.info.pop(_CHANGED, None)
+        if ids:
+            enqueue(session, ids)
+            session.info[_QUEUED] = True
+
+    def _wake(session: Session) -> None:
+        if session.info.pop(_QUEUED, False):
+            queued.fire()
+
+    def _forget(session: Session, transaction: SessionTransaction) -> None:
+        # The outermost transaction ended (after a commit's hooks, or rolled back, or closed):
+        # a rolled-back write tells no station anything, and the session may be reused.
+        if transaction.parent is None:
+            session.info.pop(_CHANGED, None)
+            session.info.pop(_QUEUED, None)
+
+    event.listen(sessions, "before_commit", _queue)
+    event.listen(sessions, "after_commit", _wake)
+    event.listen(sessions, "after_transaction_end", _forget)
+    return queued
 
 
 @dataclass(frozen=True)

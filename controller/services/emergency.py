@@ -30,7 +30,7 @@ from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent,
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.models_led import LedMessageRow
 from controller.db.models_schedules import Schedule
-from controller.services import approval, audit, led, policy, schedules
+from controller.services import approval, audit, dispatch, led, policy, schedules
 from controller.services.broadcasts import BroadcastCreate, check_emergency_fields, item_id_for
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets
@@ -47,9 +47,31 @@ from protocol.messages import (
 )
 
 if TYPE_CHECKING:
-    from controller.runtime import Runtime
+    from controller.core.config import Settings
+    from controller.db.session import Database
+    from controller.services.media import MediaStore
+    from controller.services.station_commands import CommandBus
+    from controller.services.tts import TtsService
+    from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmergencyDeps:
+    """What starting and stopping an emergency uses, and nothing else (built by the Runtime).
+
+    `db`: the late ack re-check runs in its own session. `write_lock`: the ingest's, so this
+    process's bulk writers take turns on SQLite (see Ingest.write_lock).
+    """
+
+    settings: Settings
+    signer: Signer
+    bus: CommandBus
+    media: MediaStore
+    tts: TtsService
+    db: Database
+    write_lock: asyncio.Lock
 
 # How many earlier emergencies the lead is learnt from.
 LEAD_HISTORY = 5
@@ -169,7 +191,7 @@ def _default_delivery(cfg: Any, stations: int) -> float:
     return float(cfg.emergency_default_delivery_s + stations * cfg.emergency_default_per_station_ms / 1000)
 
 
-def choose_lead(session: Session, rt: Runtime, media: list[Media], stations: int) -> Lead:
+def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stations: int) -> Lead:
     """start_at = now + lead: long enough that (almost) every station has the PLAY, the audio
     and its amplifier on, short enough that the emergency is on air at once.
 
@@ -180,7 +202,7 @@ def choose_lead(session: Session, rt: Runtime, media: list[Media], stations: int
          + a margin for preempting what plays and starting the output,
     clamped to [min, max]. A fixed `emergency_lead_s` overrides it.
     """
-    cfg = rt.settings
+    cfg = deps.settings
     if cfg.emergency_lead_s is not None:
         return Lead(cfg.emergency_lead_s, "fixed (emergency_lead_s)")
     delivery, basis = _default_delivery(cfg, stations), "default delivery"
@@ -258,27 +280,28 @@ def _check_rights(session: Session, user: User | None, req: BroadcastCreate, fan
             raise UserError(403, "emergency.forbidden_area", area=name)
 
 
-async def _tts_media(rt: Runtime, session: Session, text: str, voice: str, user: User | None) -> Media:
+async def _tts_media(
+    deps: EmergencyDeps, session: Session, text: str, voice: str, user: User | None
+) -> Media:
     """No recording given: the LED text is read out (Vietnamese TTS), stored like an upload."""
     from controller.services.media import record_speech
-    from controller.services.tts import shared_service
 
-    service = shared_service(rt)
+    service = deps.tts
     service.validate(text, voice, 1.0)
     name = f"Khẩn cấp (TTS {voice}): {' '.join(text.split())[:80]}"
-    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None,
+    return await record_speech(session, deps.media, service, text, voice, name, user.id if user else None,
                                emergency=True)  # fmt: skip
 
 
-def _sign(rt: Runtime, kind: CommandKind, topic: str, body: dict[str, Any], *, now: datetime,
+def _sign(deps: EmergencyDeps, kind: CommandKind, topic: str, body: dict[str, Any], *, now: datetime,
           ttl: timedelta, priority: Priority) -> bytes:
-    return _sign_with_id(rt, kind, topic, body, now=now, ttl=ttl, priority=priority)[1]
+    return _sign_with_id(deps, kind, topic, body, now=now, ttl=ttl, priority=priority)[1]
 
 
-def _sign_with_id(rt: Runtime, kind: CommandKind, topic: str, body: dict[str, Any], *, now: datetime,
+def _sign_with_id(deps: EmergencyDeps, kind: CommandKind, topic: str, body: dict[str, Any], *, now: datetime,
                   ttl: timedelta, priority: Priority) -> tuple[str, bytes]:
     env = Envelope.new(kind, topics.target_of(topic), body, ttl=ttl, priority=priority, now=now)
-    return env.id, SignedMessage.seal(env, rt.signer).to_bytes()
+    return env.id, SignedMessage.seal(env, deps.signer).to_bytes()
 
 
 def _record_deliveries(session: Session, bc_id: int, item_id: str, stations: list[Station],
@@ -311,17 +334,17 @@ def _apply_early_acks(session: Session, bc_id: int, item_id: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _recheck_acks(rt: Runtime, bc_id: int, item_id: str) -> None:
+def _recheck_acks(deps: EmergencyDeps, bc_id: int, item_id: str) -> None:
     try:
-        with rt.db.session() as s:
+        with deps.db.session() as s:
             if _apply_early_acks(s, bc_id, item_id):
                 s.commit()
     except Exception:
         log.exception("re-checking the acks of emergency %s failed", bc_id)
 
 
-async def _publish_all(rt: Runtime, messages: list[tuple[str, bytes]]) -> None:
-    results = await asyncio.gather(*(rt.bus.publish(t, p, qos=1) for t, p in messages),
+async def _publish_all(deps: EmergencyDeps, messages: list[tuple[str, bytes]]) -> None:
+    results = await asyncio.gather(*(deps.bus.publish(t, p, qos=1) for t, p in messages),
                                    return_exceptions=True)
     failed = [t for (t, _), r in zip(messages, results, strict=True) if isinstance(r, BaseException)]
     if failed:
@@ -329,7 +352,7 @@ async def _publish_all(rt: Runtime, messages: list[tuple[str, bytes]]) -> None:
         raise UserError(503, "emergency.broker_down")
 
 
-async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User | None) -> Broadcast:
+async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, user: User | None) -> Broadcast:
     """Validate; record the broadcast, LED mirror, repeat schedule and audit; commit; publish one
     signed PLAY per group topic; then write the per-station Delivery rows (after the publish, so
     10,000 rows never delay the first word on air) and return the broadcast."""
@@ -352,7 +375,7 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
     if not playlist:
         if not req.text:
             raise UserError(422, "emergency.no_audio")
-        playlist = [(await _tts_media(rt, session, req.text, req.voice, user)).sha256]
+        playlist = [(await _tts_media(deps, session, req.text, req.voice, user)).sha256]
     media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(playlist)))}
     for sha in playlist:
         if sha not in media:
@@ -360,10 +383,10 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
     rec = None
     if req.repeat:  # validate before anything is stored or sent
         check_rule_text(req.repeat)
-        rec = schedules.Recurrence.of(req.repeat, now, None, [], rt.settings.timezone)
-        check_rule(rec.rule, req.repeat, Limits.of(rt.settings))  # the parsed rule (docs/security.md)
+        rec = schedules.Recurrence.of(req.repeat, now, None, [], deps.settings.timezone)
+        check_rule(rec.rule, req.repeat, Limits.of(deps.settings))  # the parsed rule (docs/security.md)
     phases.mark("media")
-    lead = choose_lead(session, rt, [media[s] for s in playlist], fan.count)
+    lead = choose_lead(session, deps, [media[s] for s in playlist], fan.count)
     phases.mark("lead")
     now = datetime.now(UTC)  # again: text-to-speech may have taken seconds; the lead counts from here
     start_at = now + timedelta(seconds=lead.seconds)
@@ -381,7 +404,7 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
     session.add(bc)
     session.flush()
     item_id = item_id_for(bc.id)
-    volume = rt.settings.emergency_volume
+    volume = deps.settings.emergency_volume
     em = EmergencyBroadcast(broadcast_id=bc.id, text=req.text, voice=req.voice if req.text else None,
                             repeat=req.repeat, volume=volume, topics=fan.topics,
                             lead_ms=round(lead.seconds * 1000, 1), lead_basis=lead.basis[:200],
@@ -408,16 +431,16 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
                  stations=fan.count, topics=fan.topics, start_at=start_at.isoformat(),
                  lead_ms=em.lead_ms, lead_basis=lead.basis, policy=outcome, led_boards=len(boards))
     if boards:
-        rt.publisher.mark_dirty(boards, session=session)
+        dispatch.stations_changed(session, boards)
     if em.schedule_id is not None:  # the repeats live in every station's desired-state horizon
-        rt.publisher.mark_dirty([st.id for st in fan.stations(session)], session=session)
+        dispatch.stations_changed(session, [st.id for st in fan.stations(session)])
     item = ScheduleItem(
         item_id=item_id, broadcast_id=bc.id, title=req.title, start_at=start_at, priority=req.priority,
         volume=volume,
         media=[MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in playlist])
     body = PlayCommand(item=item).model_dump(mode="json")
     ttl = (start_at - now) + timedelta(seconds=duration_s) + PLAY_TTL_AFTER_START
-    signed = [(t, *_sign_with_id(rt, CommandKind.PLAY, t, body, now=now, ttl=ttl, priority=req.priority))
+    signed = [(t, *_sign_with_id(deps, CommandKind.PLAY, t, body, now=now, ttl=ttl, priority=req.priority))
               for t in fan.topics]
     em.play_ids = [env_id for _, env_id, _ in signed]
     phases.mark("record+sign")
@@ -425,13 +448,13 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
     phases.mark("commit")
     publish_ms = round((time.monotonic() - t0) * 1000, 2)  # the PLAYs leave in this loop turn
     try:
-        await _publish_all(rt, [(t, payload) for t, _, payload in signed])
+        await _publish_all(deps, [(t, payload) for t, _, payload in signed])
     except UserError:
         # The broadcast is stored as 'scheduled': the desired state carries it to every station
         # as soon as the broker is back (late stations report 'missed', never a silent gap).
         stations = fan.stations(session)
         _record_deliveries(session, bc.id, item_id, stations, now)
-        rt.publisher.mark_dirty([st.id for st in stations], session=session)
+        dispatch.stations_changed(session, [st.id for st in stations])
         session.commit()
         raise
     em.broker_ack_ms = round((time.monotonic() - t0) * 1000, 2)
@@ -440,13 +463,13 @@ async def start(rt: Runtime, session: Session, req: BroadcastCreate, user: User 
     em.publish_ms = publish_ms
     # In a worker thread: 10,000 rows written on the event loop kept the controller from reading
     # the very acks the stations were sending meanwhile (they waited in the socket for seconds).
-    async with rt.ingest.write_lock:
+    async with deps.write_lock:
         await asyncio.to_thread(_after_publish, session, bc.id, item_id, fan, now)
     phases.mark("deliveries")
     # An ack stored between the publish and the commit above found no Delivery row to mark (and
     # on PostgreSQL one may race the commit): look again once they have all come in.
     loop = asyncio.get_running_loop()
-    loop.call_later(ACK_RECHECK_S, lambda: loop.run_in_executor(None, _recheck_acks, rt, bc.id, item_id))
+    loop.call_later(ACK_RECHECK_S, lambda: loop.run_in_executor(None, _recheck_acks, deps, bc.id, item_id))
     log.info("emergency %s: %d stations on %d topics, start in %.0f ms (%s), published in %.1f ms, "
              "broker ack in %.1f ms (%s)",
              bc.id, fan.count, len(fan.topics), lead.seconds * 1000, lead.basis, em.publish_ms,
@@ -469,7 +492,7 @@ def _repeat_schedule(req: BroadcastCreate, rec: schedules.Recurrence, playlist: 
 
 
 # -- stop -------------------------------------------------------------------------------------------------
-async def stop(rt: Runtime, session: Session, broadcast_id: int, user: User | None) -> None:
+async def stop(deps: EmergencyDeps, session: Session, broadcast_id: int, user: User | None) -> None:
     """Cancel everywhere (idempotent): one CANCEL per group topic, the repeat schedule ends,
     the LED mirror is withdrawn so boards revert to what they showed before."""
     bc = session.get(Broadcast, broadcast_id)
@@ -482,7 +505,7 @@ async def stop(rt: Runtime, session: Session, broadcast_id: int, user: User | No
         # Already cancelled: say it again on the air (harmless to stations that heard it), so a
         # retry after the broker was down at the first cancel does reach them.
         try:
-            await _publish_all(rt, _cancels(rt, em, Priority(bc.priority), [item_id_for(bc.id)]))
+            await _publish_all(deps, _cancels(deps, em, Priority(bc.priority), [item_id_for(bc.id)]))
         except UserError:
             log.warning("emergency %s: repeated cancel not sent (broker down)", bc.id)
         return
@@ -510,16 +533,16 @@ async def stop(rt: Runtime, session: Session, broadcast_id: int, user: User | No
             boards = led.cancel(session, em.led_message_id, uid)
     audit.record(session, uid, "broadcast.cancel", "broadcast", bc.id, emergency=True, topics=em.topics)
     if boards or speakers:
-        rt.publisher.mark_dirty(boards + speakers, session=session)
+        dispatch.stations_changed(session, boards + speakers)
     session.commit()
-    await _publish_all(rt, _cancels(rt, em, Priority(bc.priority), item_ids))
+    await _publish_all(deps, _cancels(deps, em, Priority(bc.priority), item_ids))
 
 
 def _cancels(
-    rt: Runtime, em: EmergencyBroadcast, priority: Priority, item_ids: list[str]
+    deps: EmergencyDeps, em: EmergencyBroadcast, priority: Priority, item_ids: list[str]
 ) -> list[tuple[str, bytes]]:
     now = datetime.now(UTC)
-    return [(t, _sign(rt, CommandKind.CANCEL, t, CancelCommand(item_id=i).model_dump(mode="json"),
+    return [(t, _sign(deps, CommandKind.CANCEL, t, CancelCommand(item_id=i).model_dump(mode="json"),
                       now=now, ttl=timedelta(minutes=10), priority=priority))
             for t in em.topics for i in item_ids]
 

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,16 +35,25 @@ from controller.core.security import mosquitto_password_hash, new_secret
 from controller.db.models import Area, Device, User
 from controller.db.models_enrollment import EnrollmentCode, EnrollmentFailure
 from controller.i18n import formats
-from controller.services import audit, devices
-from controller.services.broker_auth import DynsecError
+from controller.services import audit, devices, dispatch
+from controller.services.broker_auth import DynsecAdmin, DynsecError
 from controller.services.targets import groups_of
 from protocol import topics
 
 if TYPE_CHECKING:
     from controller.core.config import Settings
-    from controller.runtime import Runtime
+    from controller.services.station_commands import CommandBus
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerAccounts:
+    """Where station accounts live: Mosquitto's dynamic-security plugin (`admin`), or the
+    password/ACL files this controller rewrites (`sync_files`; a no-op when it manages none)."""
+
+    admin: DynsecAdmin | None
+    sync_files: Callable[[], None]
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
@@ -182,15 +192,17 @@ def redeem(session: Session, code: str, source: str, *, pepper: bytes, tz: str,
     password = new_secret()
     device.mqtt_password_hash = mosquitto_password_hash(password)
     audit.record(session, None, "device.enroll", "device", device.id, source=source[:64])
+    dispatch.stations_changed(session, [device.id])  # its desired state, retained, waits on connect
     return device, password
 
 
-def agent_config_for(rt: Runtime, session: Session, device: Device, password: str) -> dict[str, Any]:
-    s = rt.settings
+def agent_config_for(
+    s: Settings, public_key: str, session: Session, device: Device, password: str
+) -> dict[str, Any]:
     config = devices.agent_config(
         session, device, password,
         mqtt_host=s.agent_mqtt_host or s.mqtt_host, mqtt_port=s.agent_mqtt_port or s.mqtt_port,
-        controller_url=s.base_url, public_key=rt.keys.public_text,
+        controller_url=s.base_url, public_key=public_key,
     )  # fmt: skip
     if s.agent_mqtt_tls:
         config.update(agent_tls_config(s))
@@ -230,23 +242,23 @@ def _call_broker(fn: Any, *args: Any) -> None:
         raise UserError(503, "enroll.broker_unavailable") from exc
 
 
-def commit_account(rt: Runtime, session: Session, device: Device, password: str) -> None:
+def commit_account(broker: BrokerAccounts, session: Session, device: Device, password: str) -> None:
     """Give the station's new password to the broker and commit, in the safe order."""
-    commit_accounts(rt, session, [(device, password)])
+    commit_accounts(broker, session, [(device, password)])
 
 
-def commit_accounts(rt: Runtime, session: Session, accounts: list[tuple[Device, str]]) -> None:
+def commit_accounts(broker: BrokerAccounts, session: Session, accounts: list[tuple[Device, str]]) -> None:
     """The same for many stations: one dynamic-security request, or one rewrite of the files."""
-    if rt.broker_admin is not None:
+    if broker.admin is not None:
         stations = [(d.uid, password, groups_of(session, d), d.name) for d, password in accounts]
-        _call_broker(rt.broker_admin.put_stations, stations)
+        _call_broker(broker.admin.put_stations, stations)
         session.commit()
     else:
         session.commit()
-        rt.sync_broker_credentials()
+        broker.sync_files()
 
 
-def retire(rt: Runtime, session: Session, device_id: int, user_id: int | None,
+def retire(broker: BrokerAccounts, session: Session, device_id: int, user_id: int | None,
            now: datetime | None = None, *, actor: User | None = None) -> Device:
     """Revoke the station now: the broker drops its session and refuses it from then on.
     With `actor`, only a station in their area (403 otherwise, nothing changes)."""
@@ -268,16 +280,16 @@ def retire(rt: Runtime, session: Session, device_id: int, user_id: int | None,
         )  # fmt: skip
         audit.record(session, user_id, "device.retire", "device", device_id, uid=device.uid)
     session.flush()
-    if rt.broker_admin is not None:
-        _call_broker(rt.broker_admin.remove_station, device.uid)
+    if broker.admin is not None:
+        _call_broker(broker.admin.remove_station, device.uid)
         session.commit()
     else:
         session.commit()
-        rt.sync_broker_credentials()
+        broker.sync_files()
     return device
 
 
-def clear_retained(rt: Runtime, uid: str) -> None:
+def clear_retained(bus: CommandBus, uid: str) -> None:
     """Drop the retired station's retained desired state (its schedule) from the broker.
 
     Best effort: nobody may read it any more; this just frees the broker. The retained
@@ -289,7 +301,7 @@ def clear_retained(rt: Runtime, uid: str) -> None:
 
     topic = topics.desired(uid)
     try:
-        anyio.from_thread.run(functools.partial(rt.bus.publish, topic, b"", qos=1, retain=True))
+        anyio.from_thread.run(functools.partial(bus.publish, topic, b"", qos=1, retain=True))
     except Exception as exc:  # the broker being away must not fail a retire that succeeded
         log.info("could not clear retained %s: %s", topic, exc)
 

@@ -72,8 +72,17 @@ _MODELS: dict[str, type[ReportedState | Event | Telemetry]] = {
 }  # fmt: skip
 
 
+AfterStore = Callable[[list[tuple[str, Telemetry]], list[tuple[str, Event]]], None]
+PlayLogHook = Callable[[Session, list[PlayLog]], object]
+
+
 class Ingest:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, after_store: AfterStore | None = None, play_log_hook: PlayLogHook | None = None
+    ) -> None:
+        """`after_store`: given each stored batch (the alarm engine, docs/health.md).
+        `play_log_hook`: queues reported play logs in the ingest's transaction (the provincial
+        connector's outbox, docs/provincial.md). Both are fixed at construction."""
         self._db = db
         self._queue: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue()
         self.stats = IngestStats()
@@ -86,10 +95,8 @@ class Ingest:
         # handler (sleeps up to 100 ms between tries) lost to back-to-back ingest batches for
         # seconds; this lock serves them in turn.
         self.write_lock = asyncio.Lock()
-        # Station health (docs/health.md): the alarm engine, given each stored batch.
-        self.after_store: Callable[[list[tuple[str, Telemetry]], list[tuple[str, Event]]], None] | None = None
-        # Provincial connector (docs/provincial.md): queues reported play logs in this transaction.
-        self.play_log_hook: Callable[[Session, list[PlayLog]], object] | None = None
+        self.after_store = after_store
+        self.play_log_hook = play_log_hook
 
     async def handle(self, topic: str, payload: bytes) -> None:
         self.handle_batch([(topic, payload)])

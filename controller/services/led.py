@@ -21,7 +21,7 @@ from controller.core.permissions import communes_in_scope, covers, reaching_scop
 from controller.db.models import Device, User
 from controller.db.models_led import LedDelivery, LedMessageRow
 from controller.db.statuses import DeviceKind, LedMessageStatus, LedSource
-from controller.services import audit
+from controller.services import audit, dispatch
 from controller.services.schedules import DEFAULT_TZ, Recurrence
 from controller.services.targets import Targets, resolve
 from device_agents.led.text import to_board_ascii
@@ -159,6 +159,7 @@ def create(
                  mode=req.mode, speed=req.speed, color=req.color, duration_s=req.duration_s,
                  priority=req.priority, start_at=start_at, end_at=end_at, source=LedSource.OPERATOR,
                  user_id=user_id, recurring=req)
+    dispatch.stations_changed(session, [d.id for d in devices])
     return row, [d.id for d in devices], info
 
 
@@ -168,7 +169,9 @@ def cancel(session: Session, message_id: int, user_id: int | None) -> list[int]:
         raise NotFound("led.not_found", id=message_id)
     row.status = LedMessageStatus.CANCELLED
     audit.record(session, user_id, "led.cancel", "led_message", row.id)
-    return list(session.scalars(select(LedDelivery.device_id).where(LedDelivery.led_message_id == row.id)))
+    ids = list(session.scalars(select(LedDelivery.device_id).where(LedDelivery.led_message_id == row.id)))
+    dispatch.stations_changed(session, ids)
+    return ids
 
 
 def mirror_emergency_text(
@@ -177,8 +180,9 @@ def mirror_emergency_text(
 ) -> list[int]:
     """The hook for emergency broadcasts: put `text` on every LED board of the area until `until`.
 
-    Returns the board ids whose desired state must be re-published (the caller marks them dirty
-    after commit). No board in the area is not an error: the emergency still goes out on air.
+    Returns the board ids whose desired state must be re-published (the caller queues them
+    with dispatch.stations_changed). No board in the area is not an error: the emergency
+    still goes out on air.
     """
     targets = area_targets if isinstance(area_targets, Targets) else Targets.model_validate(area_targets)
     devices = resolve(session, targets, kind=DeviceKind.LED)

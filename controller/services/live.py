@@ -34,7 +34,7 @@ from controller.core.permissions import (
 from controller.db.models import Broadcast, Delivery, Device, Media, User
 from controller.db.models_live import LiveStream
 from controller.db.statuses import BroadcastStatus, DeviceKind, LiveStatus, StreamFallback, StreamKind
-from controller.services import approval, audit, policy
+from controller.services import approval, audit, dispatch, policy
 from controller.services.broadcasts import item_id_for
 from controller.services.schedules import Occurrence
 from controller.services.targets import Targets, resolve
@@ -74,7 +74,7 @@ def create_stream(
     filler: list[str] | None = None, dead_air_s: float = LIVE_DEAD_AIR_S,
     override_reason: str | None = None,
 ) -> tuple[LiveStream, list[int]]:  # fmt: skip
-    """Write the broadcast, its deliveries and the stream row; the caller marks stations dirty.
+    """Write the broadcast, its deliveries and the stream row, and queue its stations' dispatch.
 
     With a `user`, the bulletin rules apply (services.broadcasts.create): commune policy, then
     approval. A relay the user may not approve is a draft (both rows "draft") until an approver
@@ -111,6 +111,7 @@ def create_stream(
     if outcome.get("status") == "override":
         audit.record(session, user_id, "policy.override", "broadcast", bc.id, reason=override_reason,
                      rule=outcome.get("rule"))  # fmt: skip
+    dispatch.stations_changed(session, [d.id for d in devices])
     return ls, [d.id for d in devices]
 
 

@@ -23,7 +23,7 @@ from controller.core.config import DEFAULT_TIMEZONE
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Area, Broadcast, Delivery, Device, Media, User, utcnow
 from controller.db.models_schedules import Schedule
-from controller.services import approval, audit, policy
+from controller.services import approval, audit, dispatch, policy
 from controller.services.schedule_limits import Limits, check_desired_size, check_rule, check_rule_text
 from controller.services.targets import Targets, resolve
 from protocol.messages import MediaRef, Priority, ScheduleItem
@@ -397,6 +397,7 @@ def save(
         sc.status, sc.approved_by, sc.approved_at = "draft", None, None
     found_conflicts = conflicts(session, sc, devices, now=now)
     ids = sorted({d.id for d in devices} | set(old_devices))
+    dispatch.stations_changed(session, ids)
     return Saved(sc, ids, found_conflicts, outcome, approved)
 
 
@@ -407,7 +408,9 @@ def delete(session: Session, schedule_id: int, user: User) -> list[int]:
     sc.status = "deleted"
     sc.updated_at = utcnow()
     audit.record(session, user.id, "schedule.delete", "schedule", sc.id, title=sc.title)
-    return [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind="speaker")]
+    ids = [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind="speaker")]
+    dispatch.stations_changed(session, ids)
+    return ids
 
 
 def approve(
@@ -426,6 +429,7 @@ def approve(
         sc.status, sc.approved_by, sc.approved_at = "active", user.id, now
         check_desired_size(session, devices, limits, now=now)
         audit.record(session, user.id, "schedule.approve", "schedule", sc.id, title=sc.title)
+    dispatch.stations_changed(session, [d.id for d in devices])
     return [d.id for d in devices]
 
 

@@ -38,7 +38,7 @@ from protocol.ops import ManifestSignature, UpdateCommand, UpdateManifest, sign_
 from protocol.signing import Signer
 
 if TYPE_CHECKING:
-    from controller.runtime import Runtime
+    from controller.services.station_commands import StationCommands
 
 MAX_WHEEL_BYTES = 100 * 1024 * 1024
 COMMAND_TTL = timedelta(hours=24)  # the broker queues it for a station that is briefly away
@@ -57,12 +57,12 @@ class RolloutRequest(BaseModel):
     targets: Targets | None = None  # default: every station in the caller's area
 
 
-def updates_dir(rt: Runtime) -> Path:
-    return rt.settings.data_dir / "updates"
+def updates_dir(data_dir: Path) -> Path:
+    return data_dir / "updates"
 
 
-def wheel_path(rt: Runtime, sha256: str) -> Path:
-    return updates_dir(rt) / f"{sha256}.whl"
+def wheel_path(data_dir: Path, sha256: str) -> Path:
+    return updates_dir(data_dir) / f"{sha256}.whl"
 
 
 def make_manifest(wheel: Path, wheel_name: str, version: str, min_agent_version: str, signer: Signer,
@@ -88,8 +88,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def create(rt: Runtime, s: Session, user: User, source: BinaryIO, name: str, version: str | None,
-           min_agent_version: str) -> UpdateBundle:
+def create(signer: Signer, data_dir: Path, s: Session, user: User, source: BinaryIO, name: str,
+           version: str | None, min_agent_version: str) -> UpdateBundle:
     """Store an uploaded wheel under its hash and record its signed manifest."""
     match = WHEEL_RE.match(name or "")
     if match is None:
@@ -97,7 +97,7 @@ def create(rt: Runtime, s: Session, user: User, source: BinaryIO, name: str, ver
     version = version or match["version"]
     if s.scalar(select(UpdateBundle.id).where(UpdateBundle.version == version)) is not None:
         raise UserError(409, "update.exists", version=version)
-    folder = updates_dir(rt)
+    folder = updates_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=folder, suffix=".part")
     tmp = Path(tmp_name)
@@ -111,8 +111,8 @@ def create(rt: Runtime, s: Session, user: User, source: BinaryIO, name: str, ver
                 h.update(chunk)
                 out.write(chunk)
         sha = h.hexdigest()
-        manifest, text, signature = make_manifest(tmp, name, version, min_agent_version, rt.signer, sha)
-        os.replace(tmp, wheel_path(rt, sha))
+        manifest, text, signature = make_manifest(tmp, name, version, min_agent_version, signer, sha)
+        os.replace(tmp, wheel_path(data_dir, sha))
     finally:
         tmp.unlink(missing_ok=True)
     row = UpdateBundle(version=version, wheel_name=name, wheel_sha256=sha, size=manifest.size,
@@ -146,12 +146,14 @@ def choose(s: Session, user: User, bundle: UpdateBundle, req: RolloutRequest) ->
     return ordered[: math.ceil(len(ordered) * req.percent / 100)]
 
 
-async def rollout(rt: Runtime, s: Session, user: User, bundle_id: int, req: RolloutRequest) -> dict[str, Any]:
+async def rollout(
+    link: StationCommands, s: Session, user: User, bundle_id: int, req: RolloutRequest
+) -> dict[str, Any]:
     bundle = get(s, bundle_id)
     chosen = choose(s, user, bundle, req)
     if not chosen:
         raise UserError(422, "update.no_targets")
-    if not rt.bus.connected.is_set():
+    if not link.bus.connected.is_set():
         raise UserError(503, "ops.broker_down")
     existing = {r.device_id: r for r in s.scalars(
         select(UpdateRollout).where(UpdateRollout.bundle_id == bundle.id,
@@ -180,7 +182,8 @@ async def rollout(rt: Runtime, s: Session, user: User, bundle_id: int, req: Roll
     failed = 0
     for device, env in outgoing:
         try:
-            await rt.bus.publish(topics.cmd(device.uid), SignedMessage.seal(env, rt.signer).to_bytes(), qos=1)
+            payload = SignedMessage.seal(env, link.signer).to_bytes()
+            await link.bus.publish(topics.cmd(device.uid), payload, qos=1)
         except ConnectionError:
             failed += 1
             row = existing.get(device.id) or s.scalar(select(UpdateRollout).where(

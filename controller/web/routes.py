@@ -20,10 +20,11 @@ from controller.core.errors import NotFound, UserError
 from controller.core.i18n import t
 from controller.core.permissions import ROLES, Action, all_in_scope, visible_device
 from controller.db.models import Area, Broadcast, Delivery, Device, Media, PlayLog, User
-from controller.services import approval, audit, auth, broadcasts
+from controller.services import audit, auth, broadcasts
 from controller.services.auth import login_now
 from controller.services.media import record_media
 from controller.services.targets import Targets
+from controller.usecases import broadcasts as sending
 from controller.web import accounts, dashboard_alarms, queries
 from controller.web.i18n import LANG_COOKIE, LANGS
 from controller.web.pagekit import authorized_form, to_int
@@ -329,9 +330,9 @@ async def send(request: Request) -> Response:
                 title=values["title"].strip(), media_sha256=values["media_sha256"], targets=targets,
                 start_at=start_at, priority=priority,
             )
-            # With `user`, the service applies the area's broadcast policy and content approval:
-            # what the sender may not approve is saved as a draft for an approver.
-            bc, device_ids = broadcasts.create(s, req, ctx.user.id, user=ctx.user)
+            # The same use case as the API: the area's broadcast policy and content approval
+            # apply; what the sender may not approve is saved as a draft for an approver.
+            bc = sending.send(s, ctx.user, req).broadcast
             s.commit()
             bc_id, airs = bc.id, bc.status == "scheduled"
     except (ValidationError, ValueError) as exc:
@@ -349,7 +350,6 @@ async def send(request: Request) -> Response:
                                error=(t(exc.key, ctx.lang, **exc.params), {}))
     if not airs:
         return redirect(f"/playlog?broadcast_id={bc_id}&ok=draft")
-    rt.publisher.mark_dirty(device_ids)
     return redirect(f"/playlog?broadcast_id={bc_id}&ok=sent")
 
 
@@ -372,7 +372,7 @@ async def approve(request: Request, broadcast_id: int) -> Response:
         with rt.db.session() as s:
             user = s.get(User, ctx.user.id)
             assert user is not None
-            device_ids = approval.approve_broadcast(s, broadcast_id, user)  # checks the area too
+            sending.approve(s, user, broadcast_id)  # checks the area too; queues the dispatch
     except UserError as exc:
         if exc.status == 403:
             raise Forbidden() from exc
@@ -380,7 +380,6 @@ async def approve(request: Request, broadcast_id: int) -> Response:
             drafts = queries.drafts(s, ctx.scope)
         return render(request, "approvals.html", status=exc.status, ctx=ctx, drafts=drafts,
                       error=t(exc.key, ctx.lang, **exc.params))
-    rt.publisher.mark_dirty(device_ids)
     return redirect(f"/playlog?broadcast_id={broadcast_id}&ok=approved")
 
 

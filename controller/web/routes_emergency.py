@@ -24,6 +24,7 @@ from controller.services import emergency, rrule_text
 from controller.services.broadcasts import BroadcastCreate
 from controller.services.targets import Targets
 from controller.services.tts import VOICES
+from controller.usecases import broadcasts as sending
 from controller.web.pagekit import authorized_form, communes, page_ctx, targets_from_form, to_int, user_error
 from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
 
@@ -187,7 +188,7 @@ async def start(request: Request) -> Response:
     with rt.db.session() as s:
         try:
             req = _request(s, ctx, form, values)
-            bc = await emergency.start(rt, s, req, ctx.user)
+            bc = await sending.send_emergency(rt.emergency_deps, s, ctx.user, req)
             bc_id = bc.id
         except (ValidationError, ValueError):
             return _no_targets_page(request, ctx, values)
@@ -279,7 +280,7 @@ async def cancel(request: Request, broadcast_id: int) -> Response:
         raise Forbidden()
     with rt.db.session() as s:
         try:
-            await emergency.stop(rt, s, broadcast_id, ctx.user)
+            await sending.cancel_emergency(rt.emergency_deps, s, ctx.user, broadcast_id)
         except UserError as exc:
             if exc.status != 503:  # stored as cancelled; the broker hears it when back
                 return render(

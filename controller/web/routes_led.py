@@ -18,10 +18,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from controller.core.errors import UserError
-from controller.core.permissions import Action, require_targets_in_scope
+from controller.core.permissions import Action
 from controller.db.models import Area, Device
 from controller.db.models_led import LedMessageRow
 from controller.services import led, rrule_text
+from controller.usecases import led as boards
 from controller.web.pagekit import (
     authorized_form,
     communes,
@@ -207,16 +208,14 @@ async def send(request: Request) -> Response:
                 error=("Hãy nhập nội dung, chọn nơi hiển thị và thời gian hợp lệ.", {}),
             )
         try:
-            require_targets_in_scope(s, ctx.user, req.targets, "led")
-            row, device_ids, info = led.create(s, req, ctx.user.id, lang=ctx.lang)
+            row, _device_ids, info = boards.compose(s, ctx.user, req, lang=ctx.lang)  # as the API
         except UserError as exc:
             if exc.status == 403 and exc.key == "auth.forbidden":
                 raise Forbidden() from exc
             return _page(request, ctx, status=exc.status, form=values, error=user_error(exc, ctx.lang))
         if dry or row is None:
             return _page(request, ctx, form=values, check={**info, "repeat": repeat_text})
-        s.commit()
-    rt.publisher.mark_dirty(device_ids)
+        s.commit()  # the boards' dispatch is queued in this same transaction
     return redirect("/led?ok=led_sent")
 
 
@@ -228,10 +227,8 @@ async def cancel(request: Request, message_id: int) -> Response:
         if row is None:
             return redirect("/led")
         try:
-            require_targets_in_scope(s, ctx.user, row.targets, "led")
+            boards.cancel(s, ctx.user, message_id)  # as the API: only a text they could have sent
         except UserError as exc:
             raise Forbidden() from exc
-        device_ids = led.cancel(s, message_id, ctx.user.id)
         s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return redirect("/led?ok=led_cancelled")

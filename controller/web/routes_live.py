@@ -17,6 +17,7 @@ from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.core.permissions import Action
 from controller.services import live
+from controller.usecases import streams
 from controller.web import queries
 from controller.web.panel import Ctx, Forbidden, check_csrf, current, render, runtime, with_headers
 from controller.web.routes import _targets
@@ -62,8 +63,7 @@ async def live_start(request: Request) -> Response:
                                   targets=_targets(s, ctx, form), priority=Priority(priority),
                                   override_reason=reason)  # fmt: skip
             user = s.merge(ctx.user)
-            ls, device_ids = live.create_live(s, req, user, max_minutes=rt.settings.live_max_minutes)
-            rt.publisher.mark_dirty(device_ids, session=s)
+            ls, device_ids = streams.start_live(s, user, req, max_minutes=rt.settings.live_max_minutes)
             s.commit()
             body = live.live_json(ls, live.hub_of(request.app.state).open(ls)) | {"stations": len(device_ids)}
     except UserError as exc:
@@ -80,7 +80,7 @@ async def live_end(request: Request, stream_id: int) -> Response:
     await check_csrf(ctx, form)
     try:
         with ctx.rt.db.session() as s:
-            ls = live.end_live(s, stream_id, s.merge(ctx.user))  # checks the area too
+            ls = streams.end_live(s, s.merge(ctx.user), stream_id)  # checks the area too
             s.commit()
             hub = live.hub_of(request.app.state)
             hub.end(ls.id)

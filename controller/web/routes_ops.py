@@ -22,6 +22,7 @@ from controller.core.i18n import t
 from controller.core.permissions import Action, can, can_act_on_area
 from controller.db.models import Area, Device
 from controller.services import devices, enrollment
+from controller.usecases import enrollment as enrolling
 from controller.web.pagekit import authorized_form, communes, line_chart, page_ctx, to_int, user_error
 from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
 
@@ -135,14 +136,9 @@ async def create_station(request: Request) -> Response:
 
 def _issue(rt: Any, s: Any, device_id: int, ctx: Ctx) -> enrollment.IssuedCode:
     ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
-    return enrollment.issue_code(
-        s,
-        device_id,
-        ctx.user.id,
-        pepper=enrollment.load_pepper(rt.enrollment_key_path),
-        ttl=ttl,
-        actor=ctx.user,
-    )
+    # The same use case as the API: the right to manage stations and the station's area.
+    return enrolling.issue_code(s, ctx.user, device_id, pepper=enrollment.load_pepper(rt.enrollment_key_path),
+                                ttl=ttl)
 
 
 def _qr_svg(rt: Any, code: str) -> str:

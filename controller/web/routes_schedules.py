@@ -21,13 +21,14 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
-from controller.core.permissions import Action, require_targets_in_scope, targets_reach
+from controller.core.permissions import Action, targets_reach
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.services import rrule_text, schedules
 from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets, resolve
+from controller.usecases import schedules as planning
 from controller.web.pagekit import (
     Slot,
     authorized_form,
@@ -403,9 +404,8 @@ async def schedule_save(request: Request) -> Response:
                 old = s.get(Schedule, schedule_id)
                 if old is None or not visible(s, old, ctx.scope) or old.priority == "emergency":
                     raise Forbidden()
-                require_targets_in_scope(s, ctx.user, old.targets, "speaker")
-            require_targets_in_scope(s, ctx.user, req.targets, "speaker")
-            saved = schedules.save(s, req, ctx.user, schedule_id=schedule_id, limits=Limits.of(rt.settings))
+            # The same use case as the API: the right, the new and the old targets' area.
+            saved = planning.save(s, ctx.user, req, schedule_id=schedule_id, limits=Limits.of(rt.settings))
         except FormError as exc:
             return _editor(request, ctx, values, status=422, error=(str(exc), {}))
         except PolicyViolation as exc:
@@ -449,7 +449,6 @@ async def schedule_save(request: Request) -> Response:
             s.rollback()  # a check changes nothing
             check["week"] = week_grid(monday, mine + _slots(s, ctx.scope, monday, zone, skip=schedule_id))
             return _editor(request, ctx, values, check=check)
-    rt.publisher.mark_dirty(saved.device_ids)
     ok = "schedule_saved" if approved else "schedule_draft"
     return redirect(f"/schedules?ok={ok}#schedule-{new_id}")
 
@@ -467,11 +466,10 @@ async def schedule_approve(request: Request, schedule_id: int) -> Response:
     try:
         with rt.db.session() as s:
             limits = Limits.of(rt.settings)
-            device_ids = schedules.approve(s, schedule_id, ctx.user, limits=limits)  # checks the area too
+            planning.approve(s, ctx.user, schedule_id, limits=limits)  # checks the area too
             s.commit()
     except UserError as exc:
         return _refused(request, ctx, exc)
-    rt.publisher.mark_dirty(device_ids)
     return redirect("/schedules?ok=schedule_approved")
 
 
@@ -480,12 +478,8 @@ async def schedule_delete(request: Request, schedule_id: int) -> Response:
     rt, _form, ctx = await authorized_form(request, Action.SCHEDULE_EDIT)
     try:
         with rt.db.session() as s:
-            sc = s.get(Schedule, schedule_id)
-            if sc is not None:
-                require_targets_in_scope(s, ctx.user, sc.targets, "speaker")
-            device_ids = schedules.delete(s, schedule_id, ctx.user)
+            planning.delete(s, ctx.user, schedule_id)  # another area's schedule: refused
             s.commit()
     except UserError as exc:
         return _refused(request, ctx, exc)
-    rt.publisher.mark_dirty(device_ids)
     return redirect("/schedules?ok=schedule_deleted")

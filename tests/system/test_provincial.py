@@ -74,8 +74,7 @@ class Commune:
             now = datetime.now(UTC)
             s.add(Broadcast(id=7, title="Thông báo lịch tiêm chủng", media=[], priority="normal",
                             start_at=now, duration_s=42.0, targets={"all": True}))
-        self.ingest = Ingest(self.db)
-        self.ingest.play_log_hook = outbox.enqueue_play_logs
+        self.ingest = Ingest(self.db, play_log_hook=outbox.enqueue_play_logs)
         self._task = asyncio.create_task(self.ingest.run())
 
     async def played(self, item: str, *, broadcast_id: int | None = 7) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from benchmarks import horizon as bench_horizon
 from communecast.mosquitto import PrivateMosquitto, free_port
+from controller import horizon_sources
 from controller.db.models import Device
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
@@ -149,7 +150,8 @@ async def running(
 
         tasks = [asyncio.create_task(bus.run()), asyncio.create_task(listen())]
         publisher = DesiredStatePublisher(db, bus, Signer(KeyPair.generate()), timedelta(days=2),
-                                          holder="replica-a", lease_ttl=LEASE)
+                                          sources=horizon_sources.standard(), holder="replica-a",
+                                          lease_ttl=LEASE)
         tasks.append(asyncio.create_task(publisher.run()))
         try:
             yield publisher, heard

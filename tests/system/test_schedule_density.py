@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from controller import horizon_sources
 from controller.core.errors import UserError
 from controller.db.models import Area, Device, Media, User
 from controller.db.models_schedules import Schedule
@@ -139,7 +140,8 @@ def test_publish_trims_a_state_over_the_limit_from_its_far_end(
     before = metrics.DESIRED_STATE_TRIMMED._value.get()
     with db.session() as s:
         (out,) = desired_state.build(s, [dev], Signer(KeyPair.generate()), now=datetime.now(UTC),
-                                     horizon=timedelta(days=8), max_bytes=64 * 1024)  # fmt: skip
+                                     horizon=timedelta(days=8), sources=horizon_sources.standard(),
+                                     max_bytes=64 * 1024)  # fmt: skip
     assert len(out.payload) <= 64 * 1024
     env = json.loads(base64.urlsafe_b64decode(json.loads(out.payload)["payload"] + "=="))
     starts = [i["start_at"] for i in env["body"]["schedule"]]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from controller.db.models import Area, Device
 from controller.db.session import Database
+from controller.horizon_sources import standard
 from controller.services import led
 from controller.services.desired_state import build
 from device_agents.led.content import choose
@@ -63,7 +64,7 @@ def test_emergency_text_is_mirrored_onto_the_boards_of_the_area(database_url: st
             assert after is not None and after.text == "Lịch tiêm chủng ngày 05/12"
             # The signed desired state carries it for boards only.
             out = {o.device_id: o for o in build(s, [board, horn], Signer(KeyPair.generate()), now=NOW,
-                                                 horizon=timedelta(days=1))}
+                                                 horizon=timedelta(days=1), sources=standard())}
             s.rollback()
         def body(o: object) -> DesiredState:
             import base64

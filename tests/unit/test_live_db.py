@@ -13,6 +13,7 @@ import pytest
 from controller.core.errors import UserError
 from controller.db.models import Area, Broadcast, Device, User
 from controller.db.session import Database
+from controller.horizon_sources import standard
 from controller.services import live, relay
 from controller.services.desired_state import build
 from controller.services.targets import Targets
@@ -26,7 +27,7 @@ SOURCE = "http://radio.example/vov1.mp3"
 
 def _schedule(db: Database, signer: Signer, device_id: int, now: datetime) -> DesiredState:
     with db.session() as s:
-        (out,) = build(s, [device_id], signer, now=now, horizon=timedelta(days=8))
+        (out,) = build(s, [device_id], signer, now=now, horizon=timedelta(days=8), sources=standard())
     raw = json.loads(out.payload)
     return DesiredState.model_validate(Envelope.model_validate_json(
         base64.urlsafe_b64decode(raw["payload"] + "==")).body)  # fmt: skip

@@ -11,17 +11,15 @@ from sqlalchemy.orm import Session
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit, QueryId
 from controller.core.permissions import (
-    broadcast_filter,
     communes_in_scope,
     in_scope,
-    require_targets_in_scope,
-    visible_broadcast,
 )
 from controller.db.models import Broadcast, Delivery, Device, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.runtime import Runtime
-from controller.services import approval, broadcasts, emergency
+from controller.services import broadcasts, emergency
 from controller.services.policy import PolicyViolation, policy_refusal
+from controller.usecases import broadcasts as usecase
 from protocol.messages import Priority
 
 router = APIRouter(prefix="/api/v1", tags=["broadcasts"])
@@ -67,10 +65,9 @@ async def create_broadcast(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    require_targets_in_scope(s, user, req.targets, "speaker")  # a commune operator: own commune only
     if _is_emergency(req):
         try:
-            bc = await emergency.start(rt, s, req, user)
+            bc = await usecase.send_emergency(rt.emergency_deps, s, user, req)  # checks the area
         except PolicyViolation as exc:
             return policy_refusal(exc, lang(request))  # type: ignore[return-value]
         em = s.get(EmergencyBroadcast, bc.id)
@@ -84,21 +81,20 @@ async def create_broadcast(
                                          "broker_ack_ms": em.broker_ack_ms, "volume": em.volume,
                                          "schedule_id": em.schedule_id,
                                          "led_message_id": em.led_message_id}}
-    return await run_in_threadpool(_create_normal, req, request, user, s, rt)
+    return await run_in_threadpool(_create_normal, req, request, user, s)
 
 
 def _create_normal(
-    req: broadcasts.BroadcastCreate, request: Request, user: User, s: Session, rt: Runtime
+    req: broadcasts.BroadcastCreate, request: Request, user: User, s: Session
 ) -> dict[str, Any]:
     try:
-        bc, device_ids = broadcasts.create(s, req, user.id, user=user)
+        created = usecase.send(s, user, req)  # checks the right and the area
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
-    if bc.status == "scheduled":
-        rt.publisher.mark_dirty(device_ids, session=s)  # dispatch queued in the same transaction
-    s.commit()
-    return broadcast_json(bc) | {"stations": len(device_ids), "approved": bc.status == "scheduled",
-                                 "policy": getattr(bc, "policy_outcome", None)}
+    s.commit()  # the stations' dispatch is queued in this same transaction
+    bc = created.broadcast
+    return broadcast_json(bc) | {"stations": len(created.device_ids), "approved": bc.status == "scheduled",
+                                 "policy": created.policy}
 
 
 @router.post("/broadcasts/{broadcast_id}/approve")
@@ -108,9 +104,8 @@ def approve_broadcast(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = approval.approve_broadcast(s, broadcast_id, user)
-    rt.publisher.mark_dirty(device_ids, session=s)  # dispatch queued in the same transaction
-    s.commit()
+    usecase.approve(s, user, broadcast_id)
+    s.commit()  # the stations' dispatch is queued in this same transaction
     return {"id": broadcast_id, "status": "scheduled", "approved": True}
 
 
@@ -119,9 +114,7 @@ def list_broadcasts(
     limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """Newest first: those reaching a station in the caller's area, and the caller's own."""
-    q = (select(Broadcast).where(*broadcast_filter(s, user)).order_by(Broadcast.start_at.desc())
-         .limit(min(limit, 1000)))
-    return [broadcast_json(b) for b in s.scalars(q)]
+    return [broadcast_json(b) for b in usecase.visible(s, user, limit)]
 
 
 @router.get("/broadcasts/{broadcast_id}")
@@ -131,7 +124,7 @@ def get_broadcast(
     """The broadcast, every station's state (with the reason when it is not on air) and the
     measured start skew; for an emergency also who sent it, its topics, lead and timings.
     Another area's broadcast is not found."""
-    bc = visible_broadcast(s, user, broadcast_id)
+    bc = usecase.get(s, user, broadcast_id)
     deliveries = list(
         s.scalars(select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))
     )
@@ -154,19 +147,15 @@ async def cancel_broadcast(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    bc = s.get(Broadcast, broadcast_id)
-    if bc is not None:
-        require_targets_in_scope(s, user, bc.targets or {}, "speaker")  # only what they could send
     if s.get(EmergencyBroadcast, broadcast_id) is not None:
-        await emergency.stop(rt, s, broadcast_id, user)
+        await usecase.cancel_emergency(rt.emergency_deps, s, user, broadcast_id)  # only what they could send
         return {"id": broadcast_id, "status": "cancelled"}
-    return await run_in_threadpool(_cancel_normal, broadcast_id, user, s, rt)
+    return await run_in_threadpool(_cancel_normal, broadcast_id, user, s)
 
 
-def _cancel_normal(broadcast_id: int, user: User, s: Session, rt: Runtime) -> dict[str, Any]:
-    device_ids = broadcasts.cancel(s, broadcast_id, user.id)
+def _cancel_normal(broadcast_id: int, user: User, s: Session) -> dict[str, Any]:
+    usecase.cancel(s, user, broadcast_id)  # only what they could send
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return {"id": broadcast_id, "status": "cancelled"}
 
 

@@ -51,7 +51,7 @@ async def receive_cap(
     raw = await _body(request, rt.settings.cap_max_bytes)
     if not raw.strip():
         raise UserError(400, "cap.empty")
-    got = await service.receive(rt, s, raw, user)
+    got = await service.receive(rt.emergency_deps, s, raw, user)
     body = service.record_json(got.record) | {"duplicate": got.duplicate}
     return JSONResponse(body, status_code=201 if got.created else 200)
 

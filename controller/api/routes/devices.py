@@ -62,7 +62,8 @@ def issue_credentials(
         mqtt_port=rt.settings.agent_mqtt_port or rt.settings.mqtt_port,  # a stations' listener (issue 16)
         controller_url=rt.settings.base_url, public_key=rt.keys.public_text,
     )  # fmt: skip
-    enrollment.commit_account(rt, s, device, password)  # broker account first (dynsec), then commit
+    # broker account first (dynsec), then commit
+    enrollment.commit_account(rt.broker_accounts, s, device, password)
     return {"device": devices.to_json(device), "agent_config": config}
 
 
@@ -88,7 +89,7 @@ def issue_credentials_batch(
         mqtt_port=rt.settings.agent_mqtt_port or rt.settings.mqtt_port,  # a stations' listener (issue 16)
         controller_url=rt.settings.base_url, public_key=rt.keys.public_text,
     ) for device, password in issued]  # fmt: skip
-    enrollment.commit_accounts(rt, s, issued)
+    enrollment.commit_accounts(rt.broker_accounts, s, issued)
     return {"issued": [{"device": devices.to_json(d), "agent_config": c}
                        for (d, _), c in zip(issued, configs, strict=True)]}
 

@@ -26,7 +26,7 @@ async def send_diagnostic(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Signed and published at once; poll GET .../diagnostics/{id} for the station's result."""
-    row = await diagnostics.send(rt, s, user, device_id, req)
+    row = await diagnostics.send(rt.station_commands, s, user, device_id, req)
     return diagnostics.to_json(row)
 
 

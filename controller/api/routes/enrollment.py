@@ -19,6 +19,7 @@ from controller.core.i18n import t
 from controller.db.models import User
 from controller.runtime import Runtime
 from controller.services import devices, enrollment
+from controller.usecases import enrollment as enrolling
 from protocol.signing import key_fingerprint
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
@@ -58,7 +59,7 @@ def create_enrollment_code(
 ) -> dict[str, Any]:
     """A one-time code for the technician; shown once, stored only as an HMAC."""
     ttl = timedelta(hours=rt.settings.enrollment_code_ttl_hours)
-    issued = enrollment.issue_code(s, device_id, user.id, pepper=_pepper(rt), ttl=ttl, actor=user)
+    issued = enrolling.issue_code(s, user, device_id, pepper=_pepper(rt), ttl=ttl)  # checks the area
     s.commit()
     return _issued_json(rt, issued)
 
@@ -120,10 +121,9 @@ def enroll(
         return JSONResponse(
             {"detail": t(exc.key, language, **exc.params), "code": exc.key}, status_code=exc.status
         )
-    config = enrollment.agent_config_for(rt, s, device, password)
+    config = enrollment.agent_config_for(rt.settings, rt.keys.public_text, s, device, password)
     body = {"device": devices.to_json(device), "agent_config": config}
-    enrollment.commit_account(rt, s, device, password)
-    rt.publisher.mark_dirty([device.id])  # its desired state, retained, is waiting on connect
+    enrollment.commit_account(rt.broker_accounts, s, device, password)
     return body
 
 
@@ -135,8 +135,9 @@ def retire_device(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Revoke at once: the broker disconnects the station and refuses it from now on."""
-    device = enrollment.retire(rt, s, device_id, user.id, actor=user)  # 403 outside their area
-    enrollment.clear_retained(rt, device.uid)
+    # 403 outside their area
+    device = enrollment.retire(rt.broker_accounts, s, device_id, user.id, actor=user)
+    enrollment.clear_retained(rt.bus, device.uid)
     retired_at = device.retired_at.isoformat() if device.retired_at else None
     return devices.to_json(device) | {"retired_at": retired_at}
 

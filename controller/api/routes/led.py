@@ -7,11 +7,11 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit
-from controller.core.permissions import require_targets_in_scope
 from controller.db.models import User
 from controller.db.models_led import LedMessageRow
 from controller.runtime import Runtime
 from controller.services import led
+from controller.usecases import led as usecase
 
 router = APIRouter(prefix="/api/v1", tags=["led"])
 
@@ -38,13 +38,11 @@ def create_led_message(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    require_targets_in_scope(s, user, req.targets, "led")  # a commune operator: own commune only
-    row, device_ids, info = led.create(s, req, user.id, lang=lang(request))
+    row, device_ids, info = usecase.compose(s, user, req, lang=lang(request))  # checks the right and the area
     if row is None:
         response.status_code = 200
         return {"id": None, "dry_run": True, **info}
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return message_json(row) | {"boards": len(device_ids), **info}
 
 
@@ -53,7 +51,7 @@ def list_led_messages(
     limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """Newest first: the texts that reach a board in the caller's area."""
-    return [message_json(m) for m in led.visible_messages(s, user, min(limit, 1000))]
+    return [message_json(m) for m in usecase.visible(s, user, limit)]
 
 
 @router.post("/led-messages/{message_id}/cancel")
@@ -63,12 +61,8 @@ def cancel_led_message(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    found = s.get(LedMessageRow, message_id)
-    if found is not None:
-        require_targets_in_scope(s, user, found.targets, "led")
-    device_ids = led.cancel(s, message_id, user.id)
+    usecase.cancel(s, user, message_id)  # only a text they could have sent
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return {"id": message_id, "status": "cancelled"}
 
 

@@ -31,6 +31,7 @@ from controller.runtime import Runtime
 from controller.services import live
 from controller.services.auth import user_for_token
 from controller.services.policy import PolicyViolation, policy_refusal
+from controller.usecases import streams
 from controller.web.sessions import SESSION_COOKIE, csrf_ok, load_session
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
@@ -51,10 +52,9 @@ def start_live(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     try:
-        ls, device_ids = live.create_live(s, req, user, max_minutes=rt.settings.live_max_minutes)
+        ls, device_ids = streams.start_live(s, user, req, max_minutes=rt.settings.live_max_minutes)
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
-    rt.publisher.mark_dirty(device_ids, session=s)
     s.commit()
     channel = live.hub_of(request.app.state).open(ls)
     return live.live_json(ls, channel) | {"stations": len(device_ids)}
@@ -65,7 +65,7 @@ def get_live(
     stream_id: Id, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:  # fmt: skip
-    ls = live.managed_stream(s, stream_id, "live", user)
+    ls = streams.get_live(s, user, stream_id)
     return live.live_json(ls, live.hub_of(request.app.state).get(ls.id))
 
 
@@ -74,7 +74,7 @@ def end_live(
     stream_id: Id, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:  # fmt: skip
-    ls = live.end_live(s, stream_id, user)
+    ls = streams.end_live(s, user, stream_id)
     s.commit()
     hub = live.hub_of(request.app.state)
     hub.end(ls.id)

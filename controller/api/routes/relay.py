@@ -15,6 +15,7 @@ from controller.runtime import Runtime
 from controller.services import relay
 from controller.services.broadcasts import item_id_for
 from controller.services.policy import PolicyViolation, policy_refusal
+from controller.usecases import streams
 
 router = APIRouter(prefix="/api/v1", tags=["relay"])
 
@@ -28,10 +29,9 @@ def create_relay(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     try:
-        ls, device_ids = relay.create(s, req, user, allowed=rt.settings.relay_sources)
+        ls, device_ids = streams.start_relay(s, user, req, allowed=rt.settings.relay_sources)
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
-    rt.publisher.mark_dirty(device_ids, session=s)
     s.commit()
     return ls.as_dict() | {"item_id": item_id_for(ls.broadcast_id), "stations": len(device_ids)}
 
@@ -40,7 +40,7 @@ def create_relay(
 def list_relays(
     limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
-    return [ls.as_dict() for ls in relay.list_relays(s, user, min(limit, 1000))]
+    return [ls.as_dict() for ls in streams.relays(s, user, limit)]
 
 
 @router.get("/relay-sources")
@@ -56,7 +56,6 @@ def cancel_relay(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    device_ids = relay.cancel(s, relay_id, user)
+    streams.cancel_relay(s, user, relay_id)
     s.commit()
-    rt.publisher.mark_dirty(device_ids)
     return {"id": relay_id, "status": "cancelled"}

@@ -17,7 +17,7 @@ from controller.db.models import Media, User
 from controller.runtime import Runtime
 from controller.services import audit
 from controller.services.media import StoredMedia, record_media
-from controller.services.tts import Speech, TtsService, shared_service
+from controller.services.tts import Speech, TtsService
 
 router = APIRouter(tags=["media"])
 
@@ -31,7 +31,7 @@ class TtsRequest(BaseModel):
 
 def tts_service(rt: Runtime) -> TtsService:
     """One service per running controller, built from its settings on first use."""
-    return shared_service(rt)
+    return rt.tts
 
 
 def _make(rt: Runtime, service: TtsService, req: TtsRequest, name: str) -> tuple[StoredMedia, Speech]:

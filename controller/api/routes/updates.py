@@ -35,8 +35,8 @@ async def upload_update(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """A communecast wheel in; a release with a manifest signed by the controller key out."""
-    row = await run_in_threadpool(updates.create, rt, s, user, file.file, file.filename or "",
-                                  version, min_agent_version)
+    row = await run_in_threadpool(updates.create, rt.signer, rt.settings.data_dir, s, user, file.file,
+                                  file.filename or "", version, min_agent_version)
     return updates.to_json(row, [])
 
 
@@ -65,7 +65,7 @@ async def rollout_update(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    return await updates.rollout(rt, s, user, bundle_id, req)
+    return await updates.rollout(rt.station_commands, s, user, bundle_id, req)
 
 
 @router.get("/updates/files/{sha256}")
@@ -73,7 +73,7 @@ def serve_wheel(sha256: str, rt: Runtime = Depends(runtime)) -> FileResponse:
     """Content-addressed and immutable; agents check the hash the signed manifest names."""
     if not SHA_RE.match(sha256):
         raise NotFound("update.not_found", id=sha256[:64])
-    path = updates.wheel_path(rt, sha256)
+    path = updates.wheel_path(rt.settings.data_dir, sha256)
     if not path.exists():
         raise NotFound("update.not_found", id=sha256)
     headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": f'"{sha256}"'}

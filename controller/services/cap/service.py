@@ -20,17 +20,16 @@ from controller.core.permissions import area_names, communes_of_broadcasts, cove
 from controller.db.models import Broadcast, Device, Media, User
 from controller.db.models_cap import CapAlertRecord
 from controller.db.models_emergency import EmergencyBroadcast
-from controller.services import approval, audit, broadcasts, emergency
+from controller.services import approval, audit, broadcasts, dispatch, emergency
 from controller.services.cap.areas import AreaMatch, map_areas
 from controller.services.cap.parse import CapAlert, CapInfo, parse_alert
 from controller.services.media import record_speech
 from controller.services.policy import PolicyViolation
 from controller.services.targets import Targets, resolve
-from controller.services.tts import shared_service
 from protocol.messages import Priority
 
 if TYPE_CHECKING:
-    from controller.runtime import Runtime
+    from controller.services.emergency import EmergencyDeps
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +137,14 @@ def _require_thread_in_scope(session: Session, user: User | None, bcs: list[Broa
         raise UserError(403, "cap.thread_outside_area", names=area_names(session, outside))
 
 
-async def _stop(rt: Runtime, session: Session, bcs: list[Broadcast], user: User | None) -> list[int]:
+async def _stop(deps: EmergencyDeps, session: Session, bcs: list[Broadcast], user: User | None) -> list[int]:
     stopped = []
     for bc in bcs:
         if session.get(EmergencyBroadcast, bc.id) is not None:
-            await emergency.stop(rt, session, bc.id, user)
+            await emergency.stop(deps, session, bc.id, user)
         else:
             device_ids = broadcasts.cancel(session, bc.id, user.id if user else None)
-            rt.publisher.mark_dirty(device_ids, session=session)
+            dispatch.stations_changed(session, device_ids)
             session.commit()
         stopped.append(bc.id)
     return stopped
@@ -175,16 +174,16 @@ def _in_scope(session: Session, user: User | None, match: AreaMatch) -> tuple[Ta
     return targets, notes
 
 
-async def _speak(rt: Runtime, session: Session, text: str, voice: str, user: User | None) -> Media:
-    service = shared_service(rt)
+async def _speak(deps: EmergencyDeps, session: Session, text: str, voice: str, user: User | None) -> Media:
+    service = deps.tts
     text = text[: service.max_chars]
     name = f"CAP (TTS {voice}): {' '.join(text.split())[:80]}"
-    return await record_speech(session, rt.media, service, text, voice, name, user.id if user else None,
+    return await record_speech(session, deps.media, service, text, voice, name, user.id if user else None,
                                emergency=True)  # fmt: skip
 
 
 # -- the entry point ------------------------------------------------------------------------------------
-async def receive(rt: Runtime, session: Session, raw: bytes, user: User | None) -> Received:
+async def receive(deps: EmergencyDeps, session: Session, raw: bytes, user: User | None) -> Received:
     """Parse and act on one alert. Any invalid input is a UserError (4xx) and nothing is stored."""
     alert = parse_alert(raw)
     found = _existing(session, alert)
@@ -192,7 +191,7 @@ async def receive(rt: Runtime, session: Session, raw: bytes, user: User | None) 
         return _duplicate(found, alert)
     if alert.msg_type in ("Update", "Cancel") and not alert.references:
         raise UserError(422, "cap.needs_references", msg_type=alert.msg_type)
-    info, voice = pick_info(alert, rt.settings.cap_voice_vi)
+    info, voice = pick_info(alert, deps.settings.cap_voice_vi)
     refs = _referenced(session, alert)
     prio = priority_for(info.urgency, info.severity, info.certainty) if info else None
     rec = CapAlertRecord(
@@ -224,7 +223,7 @@ async def receive(rt: Runtime, session: Session, raw: bytes, user: User | None) 
         return _duplicate(twin, alert)
     rec_id = rec.id
     try:
-        return await _act(rt, session, rec, alert, info, voice, prio, refs, user)
+        return await _act(deps, session, rec, alert, info, voice, prio, refs, user)
     except Exception as exc:
         # Nothing aired: forget the claim so the sender's retry is handled afresh (a record that
         # did air, e.g. broker down after the commit, stays and makes a retry a duplicate).
@@ -253,7 +252,7 @@ def _finish(session: Session, rec: CapAlertRecord, outcome: str, **detail: Any) 
 
 
 async def _act(
-    rt: Runtime, session: Session, rec: CapAlertRecord, alert: CapAlert, info: CapInfo | None,
+    deps: EmergencyDeps, session: Session, rec: CapAlertRecord, alert: CapAlert, info: CapInfo | None,
     voice: str | None, prio: Priority | None, refs: list[CapAlertRecord], user: User | None,
 ) -> Received:
     if alert.status in NOT_ON_AIR:
@@ -266,7 +265,7 @@ async def _act(
     if alert.msg_type in ("Update", "Cancel"):
         running = _thread_broadcasts(session, refs)
         _require_thread_in_scope(session, user, running)
-        stopped = await _stop(rt, session, running, user)
+        stopped = await _stop(deps, session, running, user)
         if not refs:
             rec.detail = {"references_unknown": rec.references}
     if alert.msg_type == "Cancel":
@@ -276,8 +275,8 @@ async def _act(
     now = datetime.now(UTC)
     if info.expires is not None and info.expires <= now:
         return _finish(session, rec, "expired", stopped=stopped, expires=info.expires.isoformat())
-    match = map_areas(session, info.areas, geocode_names=rt.settings.cap_geocode_names,
-                      geocode_map=rt.settings.cap_geocode_map)
+    match = map_areas(session, info.areas, geocode_names=deps.settings.cap_geocode_names,
+                      geocode_map=deps.settings.cap_geocode_map)
     targets, notes = _in_scope(session, user, match)
     area_detail = {"areas": match.notes + notes, "communes": sorted(match.communes),
                    "devices": sorted(match.devices)}
@@ -285,7 +284,7 @@ async def _act(
         return _finish(session, rec, "not_for_us", stopped=stopped, **area_detail)
     if voice is None:
         return _finish(session, rec, "unsupported_language", stopped=stopped, **area_detail)
-    media = await _speak(rt, session, spoken_text(info), voice, user)
+    media = await _speak(deps, session, spoken_text(info), voice, user)
     title = f"CAP: {led_text(info)}"[:300]
     communes = {d.commune_id for d in resolve(session, targets, kind="speaker")}
     direct = prio is Priority.EMERGENCY or (
@@ -294,7 +293,7 @@ async def _act(
         req = broadcasts.BroadcastCreate(title=title, media_sha256=media.sha256, targets=targets,
                                          priority=prio, text=led_text(info))
         try:
-            bc = await emergency.start(rt, session, req, user)
+            bc = await emergency.start(deps, session, req, user)
         except PolicyViolation as exc:  # priority in quiet hours etc.: an approver decides
             area_detail["policy"] = exc.key
         except UserError as exc:
@@ -311,11 +310,10 @@ async def _act(
             rec.broadcast_id = bc.id
             return _finish(session, rec, "aired", stopped=stopped, voice=voice, **area_detail)
     # Normal (or priority the account may not approve): a draft an approver can send.
-    start_at = now + timedelta(minutes=rt.settings.cap_draft_lead_minutes)
+    start_at = now + timedelta(minutes=deps.settings.cap_draft_lead_minutes)
     req = broadcasts.BroadcastCreate(title=title, media_sha256=media.sha256, targets=targets,
                                      priority=prio, start_at=start_at)
-    bc, _devices = broadcasts.create(session, req, user.id if user else None)
-    bc.status = "draft"
+    bc = broadcasts.create(session, req, user.id if user else None, draft=True).broadcast
     rec.broadcast_id = bc.id
     audit.record(session, user.id if user else None, "cap.draft", "broadcast", bc.id, cap_alert=rec.id,
                  priority=prio.value)

@@ -3,9 +3,8 @@ the text normalizer, and the service the API calls (docs/audio.md)."""
 
 from controller.services.tts.base import VOICES, TtsEngine, TtsError, TtsTimeout
 from controller.services.tts.normalize_vi import normalize, read_int
-from controller.services.tts.service import Speech, TtsService, shared_service
+from controller.services.tts.service import Speech, TtsService
 
 __all__ = [
     "VOICES", "Speech", "TtsEngine", "TtsError", "TtsService", "TtsTimeout", "normalize", "read_int",
-    "shared_service",
 ]

@@ -118,13 +118,3 @@ class TtsService:
             log.warning("TTS conditioning failed: %s", proc.stderr.decode(errors="replace")[-500:])
             raise UserError(500, "tts.failed")
         return Speech(out, spoken, engine.name, voice, rate)
-
-
-def shared_service(rt: object) -> TtsService:
-    """One service per running controller (the TTS route, CAP alerts, emergencies), built from its
-    settings on first use."""
-    service: TtsService | None = getattr(rt, "_tts_service", None)
-    if service is None:
-        service = TtsService.from_settings(rt.settings)  # type: ignore[attr-defined]
-        rt._tts_service = service  # type: ignore[attr-defined]
-    return service

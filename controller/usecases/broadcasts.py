@@ -1,0 +1,75 @@
+"""Broadcasts: send (normal or emergency), approve, cancel, list and read one.
+
+Every function takes the caller: the role's right (`access.require`) and the area scope
+(`require_targets_in_scope`, `broadcast_filter`, `visible_broadcast`) are checked here, for
+the API and the panel alike. Writes queue their stations' dispatch in the caller's
+transaction (services/dispatch.py); the caller commits.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.core.permissions import Action, broadcast_filter, require_targets_in_scope, visible_broadcast
+from controller.db.models import Broadcast, User
+from controller.db.models_emergency import EmergencyBroadcast
+from controller.services import approval, broadcasts, emergency
+from controller.services.broadcasts import BroadcastCreate, Created
+from controller.usecases.access import require
+
+
+def send(session: Session, user: User, req: BroadcastCreate) -> Created:
+    """A normal or priority bulletin: airs, or waits as a draft for an approver (policy, rights)."""
+    require(user, Action.BROADCAST_SEND)
+    require_targets_in_scope(session, user, req.targets, "speaker")  # a commune operator: own commune only
+    return broadcasts.create(session, req, user.id, user=user)
+
+
+async def send_emergency(
+    deps: emergency.EmergencyDeps, session: Session, user: User, req: BroadcastCreate
+) -> Broadcast:
+    """The group fan-out (docs/emergency.md); emergency.start checks the emergency right."""
+    require_targets_in_scope(session, user, req.targets, "speaker")
+    return await emergency.start(deps, session, req, user)
+
+
+def approve(session: Session, user: User, broadcast_id: int) -> list[int]:
+    """Draft -> on air; approval.approve_broadcast checks the right for every target commune."""
+    return approval.approve_broadcast(session, broadcast_id, user)
+
+
+def require_may_cancel(session: Session, user: User, broadcast_id: int) -> bool:
+    """Only what the caller could have sent may be cancelled; True when it is an emergency."""
+    bc = session.get(Broadcast, broadcast_id)
+    if bc is not None:
+        require_targets_in_scope(session, user, bc.targets or {}, "speaker")
+    return session.get(EmergencyBroadcast, broadcast_id) is not None
+
+
+def cancel(session: Session, user: User, broadcast_id: int) -> list[int]:
+    """A normal broadcast (an emergency: `cancel_emergency`)."""
+    require(user, Action.BROADCAST_SEND)
+    require_may_cancel(session, user, broadcast_id)
+    return broadcasts.cancel(session, broadcast_id, user.id)
+
+
+async def cancel_emergency(
+    deps: emergency.EmergencyDeps, session: Session, user: User, broadcast_id: int
+) -> None:
+    """Withdraws the PLAY on every group topic (emergency.stop); the same scope rule as `cancel`."""
+    require_may_cancel(session, user, broadcast_id)
+    await emergency.stop(deps, session, broadcast_id, user)
+
+
+def visible(session: Session, user: User, limit: int) -> list[Broadcast]:
+    """Newest first: those reaching a station in the caller's area, and the caller's own."""
+    q = (select(Broadcast).where(*broadcast_filter(session, user)).order_by(Broadcast.start_at.desc())
+         .limit(min(limit, 1000)))  # fmt: skip
+    return list(session.scalars(q))
+
+
+def get(session: Session, user: User, broadcast_id: int) -> Broadcast:
+    """The broadcast if it reaches the caller's area (or they sent it); otherwise 404."""
+    bc: Broadcast = visible_broadcast(session, user, broadcast_id)
+    return bc

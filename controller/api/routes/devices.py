@@ -13,12 +13,14 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import communes_in_scope, in_scope, visible_device
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND
+from controller.schemas.devices import AreaOut, Credentials, CredentialsBatch, DeviceEventOut, DeviceOut
 from controller.services import audit, devices, enrollment
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
 
-@router.get("/devices")
+@router.get("/devices", response_model=list[DeviceOut])
 def list_devices(
     kind: str | None = None,
     commune_id: QueryId | None = None,
@@ -36,7 +38,7 @@ def list_devices(
     return [devices.to_json(d) for d in s.scalars(q)]
 
 
-@router.post("/devices", status_code=201)
+@router.post("/devices", status_code=201, response_model=DeviceOut)
 def create_device(
     req: devices.DeviceCreate,
     user: User = Depends(require_role("admin", "technician")),
@@ -47,7 +49,8 @@ def create_device(
     return devices.to_json(device)
 
 
-@router.post("/devices/{device_id}/credentials", status_code=201)
+@router.post("/devices/{device_id}/credentials", status_code=201, response_model=Credentials,
+             responses=NOT_FOUND)
 def issue_credentials(
     device_id: Id,
     user: User = Depends(require_role("admin")),
@@ -71,7 +74,7 @@ class CredentialBatch(BaseModel):
     device_ids: list[BodyId] = Field(min_length=1, max_length=enrollment.CSV_MAX_ROWS)
 
 
-@router.post("/device-credentials", status_code=201)
+@router.post("/device-credentials", status_code=201, response_model=CredentialsBatch)
 def issue_credentials_batch(
     req: CredentialBatch,
     user: User = Depends(require_role("admin")),
@@ -93,7 +96,8 @@ def issue_credentials_batch(
                        for (d, _), c in zip(issued, configs, strict=True)]}
 
 
-@router.get("/devices/{device_id}/events")
+@router.get("/devices/{device_id}/events", response_model=list[DeviceEventOut],
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def device_events(
     device_id: Id,
     kind: str | None = None,
@@ -124,7 +128,7 @@ class AreaCreate(BaseModel):
     parent_id: BodyId | None = None
 
 
-@router.post("/areas", status_code=201)
+@router.post("/areas", status_code=201, response_model=AreaOut)
 def create_area(
     req: AreaCreate,
     user: User = Depends(require_role("admin")),
@@ -143,7 +147,7 @@ def create_area(
             "parent_id": area.parent_id}
 
 
-@router.get("/areas")
+@router.get("/areas", response_model=list[AreaOut])
 def list_areas(
     _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:

@@ -11,25 +11,15 @@ from controller.core.permissions import require_targets_in_scope
 from controller.db.models import User
 from controller.db.models_led import LedMessageRow
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND, StatusOut, binary
+from controller.schemas.led import LedHealth, LedMessageCreated, LedMessageOut
 from controller.services import led
 
 router = APIRouter(prefix="/api/v1", tags=["led"])
 
 
-def message_json(m: LedMessageRow) -> dict[str, Any]:
-    return {
-        "id": m.id, "text": m.text, "mode": m.mode, "speed": m.speed, "color": m.color,
-        "duration_s": m.duration_s, "priority": m.priority,
-        "start_at": m.start_at.isoformat() if m.start_at else None,
-        "end_at": m.end_at.isoformat() if m.end_at else None,
-        "targets": m.targets, "source": m.source, "status": m.status,
-        "rrule": m.rrule, "dtstart": m.dtstart, "until": m.until, "exdates": m.exdates or [],
-        "show_minutes": m.show_s // 60 if m.show_s else None,
-        "created_at": m.created_at.isoformat(),
-    }  # fmt: skip
-
-
-@router.post("/led-messages", status_code=201)
+@router.post("/led-messages", status_code=201, response_model=LedMessageCreated,
+             response_model_exclude_unset=True)
 def create_led_message(
     req: led.LedMessageCreate,
     response: Response,
@@ -45,18 +35,18 @@ def create_led_message(
         return {"id": None, "dry_run": True, **info}
     s.commit()
     rt.publisher.mark_dirty(device_ids)
-    return message_json(row) | {"boards": len(device_ids), **info}
+    return LedMessageOut.body(row) | {"boards": len(device_ids), **info}
 
 
-@router.get("/led-messages")
+@router.get("/led-messages", response_model=list[LedMessageOut])
 def list_led_messages(
     limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """Newest first: the texts that reach a board in the caller's area."""
-    return [message_json(m) for m in led.visible_messages(s, user, min(limit, 1000))]
+    return [LedMessageOut.body(m) for m in led.visible_messages(s, user, min(limit, 1000))]
 
 
-@router.post("/led-messages/{message_id}/cancel")
+@router.post("/led-messages/{message_id}/cancel", response_model=StatusOut, responses=NOT_FOUND)
 def cancel_led_message(
     message_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
@@ -72,7 +62,8 @@ def cancel_led_message(
     return {"id": message_id, "status": "cancelled"}
 
 
-@router.get("/devices/{device_id}/preview.png")
+@router.get("/devices/{device_id}/preview.png", response_class=Response,
+            responses=binary("what the board shows now", "image/png"))
 def board_preview(
     device_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> Response:
@@ -80,7 +71,7 @@ def board_preview(
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/devices/{device_id}/led-health")
+@router.get("/devices/{device_id}/led-health", response_model=LedHealth, responses=NOT_FOUND)
 def board_health(
     device_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:

@@ -13,12 +13,15 @@ from controller.core.errors import NotFound
 from controller.core.permissions import covers
 from controller.db.models import User
 from controller.db.models_schedules import CommunePolicy
+from controller.schemas.common import NOT_FOUND
+from controller.schemas.schedules import PolicyOut
 from controller.services import policy
 
 router = APIRouter(prefix="/api/v1", tags=["policy"])
 
 
-@router.put("/communes/{commune_id}/policy")
+@router.put("/communes/{commune_id}/policy", response_model=PolicyOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def put_policy(
     commune_id: Id, req: policy.PolicyIn, user: User = Depends(current_user),
     s: Session = Depends(db_session),
@@ -28,7 +31,8 @@ def put_policy(
     return policy.policy_json(p, commune_id)
 
 
-@router.get("/communes/{commune_id}/policy")
+@router.get("/communes/{commune_id}/policy", response_model=PolicyOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_policy(
     commune_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:

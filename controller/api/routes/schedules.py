@@ -22,6 +22,8 @@ from controller.core.permissions import (
 from controller.db.models import User
 from controller.db.models_schedules import Schedule
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
+from controller.schemas.schedules import ScheduleOut, ScheduleSaved
 from controller.services import schedules
 from controller.services.policy import PolicyViolation, policy_refusal
 from controller.services.schedule_limits import Limits
@@ -30,13 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["schedules"])
 EDITORS = roles_with(Action.SCHEDULE_EDIT)
 
 
-def _saved_json(saved: schedules.Saved) -> dict[str, Any]:
-    return schedules.schedule_json(saved.schedule) | {
-        "stations": len(saved.device_ids), "conflicts": saved.conflicts, "policy": saved.policy,
-    }
-
-
-@router.post("/schedules", status_code=201)
+@router.post("/schedules", status_code=201, response_model=ScheduleSaved, responses=POLICY_REFUSAL)
 def create_schedule(
     req: schedules.ScheduleIn, request: Request, user: User = Depends(require_role(*EDITORS)),
     s: Session = Depends(db_session), rt: Runtime = Depends(runtime),
@@ -48,10 +44,10 @@ def create_schedule(
         return policy_refusal(exc, lang(request))
     s.commit()
     rt.publisher.mark_dirty(saved.device_ids)
-    return _saved_json(saved)
+    return ScheduleSaved.body(saved)
 
 
-@router.put("/schedules/{schedule_id}")
+@router.put("/schedules/{schedule_id}", response_model=ScheduleSaved, responses=POLICY_REFUSAL | NOT_FOUND)
 def update_schedule(
     schedule_id: Id, req: schedules.ScheduleIn, request: Request,
     user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
@@ -65,10 +61,10 @@ def update_schedule(
         return policy_refusal(exc, lang(request))
     s.commit()
     rt.publisher.mark_dirty(saved.device_ids)
-    return _saved_json(saved)
+    return ScheduleSaved.body(saved)
 
 
-@router.delete("/schedules/{schedule_id}")
+@router.delete("/schedules/{schedule_id}", response_model=StatusOut, responses=NOT_FOUND)
 def delete_schedule(
     schedule_id: Id, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -80,7 +76,7 @@ def delete_schedule(
     return {"id": schedule_id, "status": "deleted"}
 
 
-@router.post("/schedules/{schedule_id}/approve")
+@router.post("/schedules/{schedule_id}/approve", response_model=ScheduleOut, responses=NOT_FOUND)
 def approve_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -93,7 +89,7 @@ def approve_schedule(
     return schedules.schedule_json(sc)
 
 
-@router.get("/schedules")
+@router.get("/schedules", response_model=list[ScheduleOut])
 def list_schedules(
     include_deleted: bool = False, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
@@ -105,14 +101,14 @@ def list_schedules(
     return [schedules.schedule_json(sc) for sc in found]
 
 
-@router.get("/schedules/{schedule_id}")
+@router.get("/schedules/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
 def get_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     return schedules.schedule_json(visible_schedule(s, user, schedule_id))  # another area's: 404
 
 
-@router.get("/schedules/{schedule_id}/occurrences")
+@router.get("/schedules/{schedule_id}/occurrences", response_model=list[str], responses=NOT_FOUND)
 def schedule_occurrences(
     schedule_id: Id, request: Request, user: User = Depends(current_user), s: Session = Depends(db_session),
 ) -> list[str]:

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, db_session, lang, require_role, runtime
-from controller.api.routes.media import media_json
 from controller.db.models import Media, User
 from controller.runtime import Runtime
+from controller.schemas.media import TtsMediaOut
 from controller.services import audit
 from controller.services.media import StoredMedia, record_media
 from controller.services.tts import Speech, TtsService, shared_service
@@ -40,7 +40,7 @@ def _make(rt: Runtime, service: TtsService, req: TtsRequest, name: str) -> tuple
         return rt.media.ingest_path(speech.wav, name), speech
 
 
-@router.post("/api/v1/media/tts", status_code=201)
+@router.post("/api/v1/media/tts", status_code=201, response_model=TtsMediaOut)
 async def text_to_speech(
     req: TtsRequest,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
@@ -60,7 +60,7 @@ async def text_to_speech(
                      engine=speech.engine, chars=len(req.text))  # fmt: skip
         s.commit()
     return {
-        **media_json(row, language),
+        **TtsMediaOut.body(row, language),
         "tts": {"voice": speech.voice, "rate": speech.rate, "engine": speech.engine,
                 "spoken_text": speech.spoken_text},
     }  # fmt: skip

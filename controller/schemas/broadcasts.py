@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
 from controller.db.models import Broadcast, Delivery
 from controller.schemas.common import Number, Out, PolicyOutcome
+from controller.services.targets import Targets
+from protocol.messages import Priority
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -168,3 +172,27 @@ class PlayLogEntry(Out):
     finished_at: str | None = None
     start_error_ms: Number | None = None
     reason: str | None = None
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class BroadcastCreate(BaseModel):
+    """POST /api/v1/broadcasts (also what the panel, CAP and emergencies build)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    media_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    media: list[str] = Field(default_factory=list, max_length=50)
+    targets: Targets
+    start_at: AwareDatetime | None = None
+    priority: Priority = Priority.NORMAL
+    # Needed (with the right to give it) when the broadcast breaks a commune's policy.
+    override_reason: str | None = Field(default=None, max_length=1000)
+    # Emergency / priority only (docs/emergency.md): LED mirror text (also read out by TTS
+    # when no media is given, in `voice`) and a repeat rule (RFC 5545 RRULE, local time).
+    text: str | None = Field(default=None, min_length=1, max_length=1000)
+    voice: str = Field(default="vi-north", max_length=32)
+    repeat: str | None = Field(default=None, min_length=6, max_length=1000)
+
+    def playlist(self) -> list[str]:
+        return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)

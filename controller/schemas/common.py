@@ -13,10 +13,11 @@ Number = float | int
 class Out(BaseModel):
     """Base of the response models.
 
-    Routes build plain dicts (services fill them) and FastAPI validates them into these models;
-    routes whose keys may be absent declare `response_model_exclude_unset=True` so an absent key
-    stays absent. `extra="allow"` keeps a key a model does not (yet) name on the wire: the
-    contract documents, it never silently drops data.
+    Routes build plain dicts (services fill them) and FastAPI validates them into these models.
+    Every route declares `response_model_exclude_unset=True`: a key the dict leaves out stays out
+    of the reply (a default would otherwise add it, with null), here and in nested models.
+    `extra="allow"` keeps a key a model does not (yet) name on the wire: the contract documents,
+    it never silently drops data.
     """
 
     model_config = ConfigDict(extra="allow", from_attributes=True)

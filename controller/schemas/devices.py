@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.api.params import BodyId
 from controller.schemas.common import Number, Out
 
 
@@ -70,3 +73,26 @@ class AreaOut(Out):
     parent_id: int | None = None
 
 
+# -- requests ------------------------------------------------------------------------------------------
+class DeviceCreate(BaseModel):
+    """POST /api/v1/devices (and each row of a CSV import)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(pattern=r"^(speaker|led)$")
+    commune_id: BodyId
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+
+class AreaCreate(BaseModel):
+    """POST /api/v1/areas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: str = Field(pattern=r"^(province|district|commune|village)$")
+    name: str = Field(min_length=1, max_length=200)
+    code: str | None = Field(default=None, max_length=32)
+    parent_id: BodyId | None = None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
 from controller.db.models_led import LedMessageRow
 from controller.schemas.common import Number, Out
+from controller.services.targets import Targets
+from protocol.messages import Priority
 
 
 class LedMessageOut(Out):
@@ -92,3 +96,28 @@ class LedHealth(Out):
     original: Any = None
     item_ids: list[Any]
     brightness: Any = None
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class LedMessageCreate(BaseModel):
+    """POST /api/v1/led-messages; `dry_run` only says what each board will show."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=1000)
+    targets: Targets
+    mode: str = Field(default="hold", pattern=r"^(hold|scroll|flash|rotate)$")
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    priority: Priority = Priority.NORMAL
+    speed: int = Field(default=3, ge=1, le=5)
+    color: str = Field(default="amber", pattern=r"^(red|green|amber|yellow|white|orange)$")
+    duration_s: int = Field(default=10, ge=1, le=3600)
+    # Recurring text, with the same RFC 5545 rules as audio schedules (docs/led.md): from
+    # each occurrence of `rrule` (local wall time from `dtstart`) the text stays up `show_minutes`.
+    rrule: str | None = Field(default=None, max_length=500)
+    dtstart: str | None = Field(default=None, max_length=32)
+    until: str | None = Field(default=None, max_length=32)
+    exdates: list[str] = Field(default_factory=list, max_length=366)
+    show_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    dry_run: bool = False  # only say what each board will show; store and send nothing

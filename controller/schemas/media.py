@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from controller.core.i18n import t
 from controller.db.models import Media
 from controller.schemas.common import Number, Out
@@ -79,3 +81,13 @@ class TtsMediaOut(MediaOut):
     """POST /media/tts: the bulletin, and how it was spoken."""
 
     tts: Speech
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class TtsRequest(BaseModel):
+    """POST /api/v1/media/tts: text read out as a bulletin."""
+
+    text: str = Field(max_length=200_000)  # the real, friendlier limit is tts_max_chars
+    voice: str = "vi-north"
+    rate: float = 1.0
+    title: str | None = Field(default=None, max_length=200)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from controller.schemas.common import Out
+from controller.services.targets import Targets
 
 
 class RolloutState(Out):
@@ -44,3 +47,13 @@ class RolloutResult(Out):
     not_sent: int
     already: int
     devices: list[int]
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class RolloutRequest(BaseModel):
+    """POST /api/v1/updates/{id}/rollout: a share of the stations, by a stable hash order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    percent: int = Field(default=100, ge=1, le=100)
+    targets: Targets | None = None  # default: every station in the caller's area

@@ -33,7 +33,7 @@ def _in_scope(s: Session, user: User, alarm_id: int) -> None:
         raise UserError(403, "auth.forbidden")
 
 
-@router.get("/alarms", response_model=list[AlarmOut])
+@router.get("/alarms", response_model=list[AlarmOut], response_model_exclude_unset=True)
 def list_alarms(
     state: str | None = None,
     device_id: QueryId | None = None,
@@ -47,7 +47,8 @@ def list_alarms(
                               communes=communes_in_scope(s, user))  # fmt: skip
 
 
-@router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut, responses=NOT_FOUND)
+@router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def acknowledge(
     alarm_id: Id,
     body: AlarmAction | None = None,
@@ -63,7 +64,8 @@ def acknowledge(
     return engine.to_json(alarm)
 
 
-@router.post("/alarms/{alarm_id}/resolve", response_model=AlarmOut, responses=NOT_FOUND)
+@router.post("/alarms/{alarm_id}/resolve", response_model=AlarmOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def resolve(
     alarm_id: Id,
     body: AlarmAction | None = None,

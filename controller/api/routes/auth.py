@@ -18,7 +18,7 @@ from controller.services.auth import login_now
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-@router.post("/token", response_model=TokenOut)
+@router.post("/token", response_model=TokenOut, response_model_exclude_unset=True)
 def issue_token(
     request: Request,
     form: OAuth2PasswordRequestForm = Depends(),
@@ -59,6 +59,6 @@ def logout(
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=Me)
+@router.get("/me", response_model=Me, response_model_exclude_unset=True)
 def me(user: User = Depends(current_user)) -> dict[str, object]:
     return {"id": user.id, "username": user.username, "role": user.role, "area_id": user.area_id}

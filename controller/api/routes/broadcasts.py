@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit, QueryId
+from controller.api.refusals import policy_refusal
 from controller.core.permissions import (
     broadcast_filter,
     communes_in_scope,
@@ -28,8 +29,8 @@ from controller.schemas.broadcasts import (
     iso,
 )
 from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
-from controller.services import approval, broadcasts, emergency
-from controller.services.policy import PolicyViolation, policy_refusal
+from controller.services import approval, broadcast_status, broadcasts, emergency
+from controller.services.policy import PolicyViolation
 from protocol.messages import Priority
 
 router = APIRouter(prefix="/api/v1", tags=["broadcasts"])
@@ -84,7 +85,8 @@ def _create_normal(
                                  "policy": getattr(bc, "policy_outcome", None)}
 
 
-@router.post("/broadcasts/{broadcast_id}/approve", response_model=Approved, responses=NOT_FOUND)
+@router.post("/broadcasts/{broadcast_id}/approve", response_model=Approved, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def approve_broadcast(
     broadcast_id: Id,
     user: User = Depends(current_user),
@@ -120,18 +122,19 @@ def get_broadcast(
         s.scalars(select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))
     )
     body = BroadcastOut.body(bc, deliveries)
-    extra = emergency.summary(s, bc)
+    extra = broadcast_status.summary(s, bc)
     if extra is None:
-        states = emergency.station_states(s, bc)
+        states = broadcast_status.station_states(s, bc)
         counts: dict[str, int] = {}
         for st in states:
             counts[st["state"]] = counts.get(st["state"], 0) + 1
         extra = {"emergency": None, "station_states": states, "counts": counts,
-                 "skew": emergency.skew(states)}
+                 "skew": broadcast_status.skew(states)}
     return body | extra
 
 
-@router.post("/broadcasts/{broadcast_id}/cancel", response_model=StatusOut, responses=NOT_FOUND)
+@router.post("/broadcasts/{broadcast_id}/cancel", response_model=StatusOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 async def cancel_broadcast(
     broadcast_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
@@ -154,7 +157,7 @@ def _cancel_normal(broadcast_id: int, user: User, s: Session, rt: Runtime) -> di
     return {"id": broadcast_id, "status": "cancelled"}
 
 
-@router.get("/play-log", response_model=list[PlayLogEntry])
+@router.get("/play-log", response_model=list[PlayLogEntry], response_model_exclude_unset=True)
 def play_log(
     broadcast_id: QueryId | None = None,
     device_id: QueryId | None = None,

@@ -14,13 +14,20 @@ from controller.core.permissions import communes_in_scope, in_scope, visible_dev
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
 from controller.schemas.common import NOT_FOUND
-from controller.schemas.devices import AreaOut, Credentials, CredentialsBatch, DeviceEventOut, DeviceOut
+from controller.schemas.devices import (
+    AreaCreate,
+    AreaOut,
+    Credentials,
+    CredentialsBatch,
+    DeviceEventOut,
+    DeviceOut,
+)
 from controller.services import audit, devices, enrollment
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
 
-@router.get("/devices", response_model=list[DeviceOut])
+@router.get("/devices", response_model=list[DeviceOut], response_model_exclude_unset=True)
 def list_devices(
     kind: str | None = None,
     commune_id: QueryId | None = None,
@@ -38,7 +45,7 @@ def list_devices(
     return [devices.to_json(d) for d in s.scalars(q)]
 
 
-@router.post("/devices", status_code=201, response_model=DeviceOut)
+@router.post("/devices", status_code=201, response_model=DeviceOut, response_model_exclude_unset=True)
 def create_device(
     req: devices.DeviceCreate,
     user: User = Depends(require_role("admin", "technician")),
@@ -50,7 +57,7 @@ def create_device(
 
 
 @router.post("/devices/{device_id}/credentials", status_code=201, response_model=Credentials,
-             responses=NOT_FOUND)
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 def issue_credentials(
     device_id: Id,
     user: User = Depends(require_role("admin")),
@@ -74,7 +81,8 @@ class CredentialBatch(BaseModel):
     device_ids: list[BodyId] = Field(min_length=1, max_length=enrollment.CSV_MAX_ROWS)
 
 
-@router.post("/device-credentials", status_code=201, response_model=CredentialsBatch)
+@router.post("/device-credentials", status_code=201, response_model=CredentialsBatch,
+             response_model_exclude_unset=True)
 def issue_credentials_batch(
     req: CredentialBatch,
     user: User = Depends(require_role("admin")),
@@ -119,16 +127,7 @@ def device_events(
     return [e.body | {"received_at": e.received_at.isoformat()} for e in s.scalars(q)]
 
 
-class AreaCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    level: str = Field(pattern=r"^(province|district|commune|village)$")
-    name: str = Field(min_length=1, max_length=200)
-    code: str | None = Field(default=None, max_length=32)
-    parent_id: BodyId | None = None
-
-
-@router.post("/areas", status_code=201, response_model=AreaOut)
+@router.post("/areas", status_code=201, response_model=AreaOut, response_model_exclude_unset=True)
 def create_area(
     req: AreaCreate,
     user: User = Depends(require_role("admin")),
@@ -147,7 +146,7 @@ def create_area(
             "parent_id": area.parent_id}
 
 
-@router.get("/areas", response_model=list[AreaOut])
+@router.get("/areas", response_model=list[AreaOut], response_model_exclude_unset=True)
 def list_areas(
     _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:

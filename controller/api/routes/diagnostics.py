@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1", tags=["diagnostics"])
 
 
 @router.post("/devices/{device_id}/diagnostics", status_code=202, response_model=DiagnosticOut,
-             responses=NOT_FOUND)
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 async def send_diagnostic(
     device_id: Id,
     req: diagnostics.DiagnosticRequest,
@@ -33,7 +33,8 @@ async def send_diagnostic(
     return diagnostics.to_json(row)
 
 
-@router.get("/devices/{device_id}/diagnostics", response_model=list[DiagnosticOut], responses=NOT_FOUND)
+@router.get("/devices/{device_id}/diagnostics", response_model=list[DiagnosticOut],
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def list_diagnostics(
     device_id: Id,
     limit: Limit = 50,
@@ -44,7 +45,7 @@ def list_diagnostics(
 
 
 @router.get("/devices/{device_id}/diagnostics/{command_id}", response_model=DiagnosticOut,
-            responses=NOT_FOUND)
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def get_diagnostic(
     device_id: Id,
     command_id: str,

@@ -44,7 +44,8 @@ def _issued_json(rt: Runtime, issued: enrollment.IssuedCode) -> dict[str, Any]:
         command=qr_payload(rt, issued.code), key_fingerprint=key_fingerprint(rt.keys.public))
 
 
-@router.post("/devices/{device_id}/enrollment", status_code=201, response_model=EnrollmentCode)
+@router.post("/devices/{device_id}/enrollment", status_code=201, response_model=EnrollmentCode,
+             response_model_exclude_unset=True)
 def create_enrollment_code(
     device_id: Id,
     user: User = Depends(require_role(*TECHNICIANS)),
@@ -117,7 +118,7 @@ def enroll(
     return body
 
 
-@router.post("/devices/{device_id}/retire", response_model=RetiredDevice)
+@router.post("/devices/{device_id}/retire", response_model=RetiredDevice, response_model_exclude_unset=True)
 def retire_device(
     device_id: Id,
     user: User = Depends(require_role(*TECHNICIANS)),

@@ -38,7 +38,7 @@ def create_led_message(
     return LedMessageOut.body(row) | {"boards": len(device_ids), **info}
 
 
-@router.get("/led-messages", response_model=list[LedMessageOut])
+@router.get("/led-messages", response_model=list[LedMessageOut], response_model_exclude_unset=True)
 def list_led_messages(
     limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
@@ -46,7 +46,8 @@ def list_led_messages(
     return [LedMessageOut.body(m) for m in led.visible_messages(s, user, min(limit, 1000))]
 
 
-@router.post("/led-messages/{message_id}/cancel", response_model=StatusOut, responses=NOT_FOUND)
+@router.post("/led-messages/{message_id}/cancel", response_model=StatusOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def cancel_led_message(
     message_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
@@ -71,7 +72,8 @@ def board_preview(
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/devices/{device_id}/led-health", response_model=LedHealth, responses=NOT_FOUND)
+@router.get("/devices/{device_id}/led-health", response_model=LedHealth, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def board_health(
     device_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:

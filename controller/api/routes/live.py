@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, db_session, lang, require_role, runtime
 from controller.api.params import Id
+from controller.api.refusals import policy_refusal
 from controller.core.errors import UserError
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
@@ -32,7 +33,7 @@ from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, binary
 from controller.schemas.live import LiveOut
 from controller.services import live
 from controller.services.auth import user_for_token
-from controller.services.policy import PolicyViolation, policy_refusal
+from controller.services.policy import PolicyViolation
 from controller.web.sessions import SESSION_COOKIE, csrf_ok, load_session
 
 router = APIRouter(prefix="/api/v1", tags=["live"])

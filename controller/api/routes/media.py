@@ -29,7 +29,7 @@ router = APIRouter(tags=["media"])
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-@router.post("/api/v1/media", status_code=201, response_model=MediaOut)
+@router.post("/api/v1/media", status_code=201, response_model=MediaOut, response_model_exclude_unset=True)
 async def upload_media(
     request: Request,
     file: UploadFile = File(...),
@@ -59,7 +59,7 @@ async def upload_media(
     return MediaOut.body(row, language)
 
 
-@router.get("/api/v1/media", response_model=list[MediaOut])
+@router.get("/api/v1/media", response_model=list[MediaOut], response_model_exclude_unset=True)
 def list_media(
     limit: Limit = 200,
     _: User = Depends(current_user),
@@ -70,7 +70,7 @@ def list_media(
     return [MediaOut.body(m, language) for m in s.scalars(q)]
 
 
-@router.get("/api/v1/media/assets", response_model=list[AssetOut])
+@router.get("/api/v1/media/assets", response_model=list[AssetOut], response_model_exclude_unset=True)
 async def list_assets(
     _: User = Depends(current_user),
     s: Session = Depends(db_session),
@@ -85,7 +85,8 @@ async def list_assets(
     ]
 
 
-@router.get("/api/v1/media/{sha256}", response_model=MediaOut, responses=NOT_FOUND)
+@router.get("/api/v1/media/{sha256}", response_model=MediaOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def media_info(
     sha256: str,
     _: User = Depends(current_user),

@@ -31,7 +31,7 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-@router.get("/status", response_model=ProvincialStatus)
+@router.get("/status", response_model=ProvincialStatus, response_model_exclude_unset=True)
 def status(
     request: Request, rt: Runtime = Depends(runtime),
     _: User = Depends(require_role(*roles_with(Action.REPORT_VIEW))), s: Session = Depends(db_session),

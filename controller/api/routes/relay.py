@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit
+from controller.api.refusals import policy_refusal
 from controller.api.routes.live import SENDERS
 from controller.db.models import User
 from controller.runtime import Runtime
@@ -16,7 +17,7 @@ from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
 from controller.schemas.live import RelayOut
 from controller.services import relay
 from controller.services.broadcasts import item_id_for
-from controller.services.policy import PolicyViolation, policy_refusal
+from controller.services.policy import PolicyViolation
 
 router = APIRouter(prefix="/api/v1", tags=["relay"])
 
@@ -46,13 +47,14 @@ def list_relays(
     return [ls.as_dict() for ls in relay.list_relays(s, user, min(limit, 1000))]
 
 
-@router.get("/relay-sources", response_model=list[str])
+@router.get("/relay-sources", response_model=list[str], response_model_exclude_unset=True)
 def relay_sources(_: User = Depends(current_user), rt: Runtime = Depends(runtime)) -> list[str]:
     """What an operator may relay (set by the administrator)."""
     return list(rt.settings.relay_sources)
 
 
-@router.post("/relays/{relay_id}/cancel", response_model=StatusOut, responses=NOT_FOUND)
+@router.post("/relays/{relay_id}/cancel", response_model=StatusOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def cancel_relay(
     relay_id: Id,
     user: User = Depends(require_role(*SENDERS)),

@@ -71,14 +71,14 @@ def play_log_export(
     raise UserError(404, "report.bad_format")
 
 
-@router.get("/monthly", response_model=list[MonthlyRow])
+@router.get("/monthly", response_model=list[MonthlyRow], response_model_exclude_unset=True)
 def monthly(
     request: Request, user: User = Depends(require_role(*VIEWERS)), s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     return reports.monthly(s, _filters(request, s, user))
 
 
-@router.get("/audit", response_model=list[AuditEntryOut])
+@router.get("/audit", response_model=list[AuditEntryOut], response_model_exclude_unset=True)
 def audit_trail(
     object_type: str | None = None, object_id: str | None = None, action: str | None = None,
     limit: Limit = 500, _: User = Depends(require_role(*roles_with(Action.AUDIT_VIEW))),

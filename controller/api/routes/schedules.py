@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id
+from controller.api.refusals import policy_refusal
 from controller.core.errors import UserError
 from controller.core.permissions import (
     Action,
@@ -25,14 +26,15 @@ from controller.runtime import Runtime
 from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
 from controller.schemas.schedules import ScheduleOut, ScheduleSaved
 from controller.services import schedules
-from controller.services.policy import PolicyViolation, policy_refusal
+from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
 
 router = APIRouter(prefix="/api/v1", tags=["schedules"])
 EDITORS = roles_with(Action.SCHEDULE_EDIT)
 
 
-@router.post("/schedules", status_code=201, response_model=ScheduleSaved, responses=POLICY_REFUSAL)
+@router.post("/schedules", status_code=201, response_model=ScheduleSaved, response_model_exclude_unset=True,
+             responses=POLICY_REFUSAL)
 def create_schedule(
     req: schedules.ScheduleIn, request: Request, user: User = Depends(require_role(*EDITORS)),
     s: Session = Depends(db_session), rt: Runtime = Depends(runtime),
@@ -47,7 +49,8 @@ def create_schedule(
     return ScheduleSaved.body(saved)
 
 
-@router.put("/schedules/{schedule_id}", response_model=ScheduleSaved, responses=POLICY_REFUSAL | NOT_FOUND)
+@router.put("/schedules/{schedule_id}", response_model=ScheduleSaved, response_model_exclude_unset=True,
+            responses=POLICY_REFUSAL | NOT_FOUND)
 def update_schedule(
     schedule_id: Id, req: schedules.ScheduleIn, request: Request,
     user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
@@ -64,7 +67,8 @@ def update_schedule(
     return ScheduleSaved.body(saved)
 
 
-@router.delete("/schedules/{schedule_id}", response_model=StatusOut, responses=NOT_FOUND)
+@router.delete("/schedules/{schedule_id}", response_model=StatusOut, response_model_exclude_unset=True,
+               responses=NOT_FOUND)
 def delete_schedule(
     schedule_id: Id, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -76,7 +80,8 @@ def delete_schedule(
     return {"id": schedule_id, "status": "deleted"}
 
 
-@router.post("/schedules/{schedule_id}/approve", response_model=ScheduleOut, responses=NOT_FOUND)
+@router.post("/schedules/{schedule_id}/approve", response_model=ScheduleOut,
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 def approve_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -89,7 +94,7 @@ def approve_schedule(
     return schedules.schedule_json(sc)
 
 
-@router.get("/schedules", response_model=list[ScheduleOut])
+@router.get("/schedules", response_model=list[ScheduleOut], response_model_exclude_unset=True)
 def list_schedules(
     include_deleted: bool = False, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
@@ -101,14 +106,16 @@ def list_schedules(
     return [schedules.schedule_json(sc) for sc in found]
 
 
-@router.get("/schedules/{schedule_id}", response_model=ScheduleOut, responses=NOT_FOUND)
+@router.get("/schedules/{schedule_id}", response_model=ScheduleOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     return schedules.schedule_json(visible_schedule(s, user, schedule_id))  # another area's: 404
 
 
-@router.get("/schedules/{schedule_id}/occurrences", response_model=list[str], responses=NOT_FOUND)
+@router.get("/schedules/{schedule_id}/occurrences", response_model=list[str],
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def schedule_occurrences(
     schedule_id: Id, request: Request, user: User = Depends(current_user), s: Session = Depends(db_session),
 ) -> list[str]:

@@ -33,7 +33,8 @@ def _instant(value: str | None, default: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-@router.get("/devices/{device_id}/telemetry", response_model=Series, responses=NOT_FOUND)
+@router.get("/devices/{device_id}/telemetry", response_model=Series, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def device_telemetry(
     device_id: Id,
     metric: str,

@@ -27,7 +27,7 @@ SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 MANAGE = roles_with(Action.DEVICE_MANAGE)
 
 
-@router.post("/api/v1/updates", status_code=201, response_model=UpdateOut)
+@router.post("/api/v1/updates", status_code=201, response_model=UpdateOut, response_model_exclude_unset=True)
 async def upload_update(
     file: UploadFile = File(...),
     version: str | None = Form(default=None),
@@ -42,7 +42,7 @@ async def upload_update(
     return updates.to_json(row, [])
 
 
-@router.get("/api/v1/updates", response_model=list[UpdateOut])
+@router.get("/api/v1/updates", response_model=list[UpdateOut], response_model_exclude_unset=True)
 def list_updates(
     user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
@@ -51,7 +51,8 @@ def list_updates(
     return [updates.to_json(r, updates.rollouts_of(s, r.id, user)) for r in rows]
 
 
-@router.get("/api/v1/updates/{bundle_id}", response_model=UpdateOut, responses=NOT_FOUND)
+@router.get("/api/v1/updates/{bundle_id}", response_model=UpdateOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_update(
     bundle_id: Id, user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def get_update(
 
 
 @router.post("/api/v1/updates/{bundle_id}/rollout", status_code=202, response_model=RolloutResult,
-             responses=NOT_FOUND)
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 async def rollout_update(
     bundle_id: Id,
     req: updates.RolloutRequest,

@@ -197,4 +197,4 @@ async def test_main_flows_answer_what_the_contract_says(system: System, tmp_path
     await _call(system, contract, "GET", f"/api/v1/devices/{stations[0].device_id}/events",
                 "/api/v1/devices/{device_id}/events", 200)  # fmt: skip
     await _call(system, contract, "GET", "/api/v1/reports/audit", "/api/v1/reports/audit", 200)
-    assert len(contract.checked) >= 20
+    assert len(set(contract.checked)) >= 15  # distinct operations checked

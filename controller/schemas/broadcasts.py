@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from controller.db.models import Broadcast, Delivery
 from controller.schemas.common import Number, Out, PolicyOutcome
-from controller.services.targets import Targets
+from controller.schemas.targets import Targets
 from protocol.messages import Priority
 
 

@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from controller.db.models_led import LedMessageRow
 from controller.schemas.common import Number, Out
-from controller.services.targets import Targets
+from controller.schemas.targets import Targets
 from protocol.messages import Priority
 
 

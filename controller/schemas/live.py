@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from controller.schemas.common import Number, Out
-from controller.services.targets import Targets
+from controller.schemas.targets import Targets
 from protocol.messages import Priority
 
 

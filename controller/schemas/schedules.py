@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.schemas.common import Number, Out, PolicyOutcome
-from controller.services.targets import Targets
+from controller.schemas.targets import Targets
 from protocol.messages import Priority
 
 if TYPE_CHECKING:

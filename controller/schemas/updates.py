@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.schemas.common import Out
-from controller.services.targets import Targets
+from controller.schemas.targets import Targets
 
 
 class RolloutState(Out):

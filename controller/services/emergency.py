@@ -30,8 +30,9 @@ from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent,
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.models_led import LedMessageRow
 from controller.db.models_schedules import Schedule
+from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, led, policy, schedules
-from controller.services.broadcasts import BroadcastCreate, check_emergency_fields, item_id_for
+from controller.services.broadcasts import check_emergency_fields, item_id_for
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets
 from protocol import topics

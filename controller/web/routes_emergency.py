@@ -20,8 +20,8 @@ from controller.core.errors import UserError
 from controller.core.permissions import Action, require_targets_in_scope
 from controller.db.models import Area, Broadcast, Delivery, Device, Media
 from controller.db.models_emergency import EmergencyBroadcast
+from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import broadcast_status, emergency, rrule_text
-from controller.services.broadcasts import BroadcastCreate
 from controller.services.targets import Targets
 from controller.services.tts import VOICES
 from controller.web.pagekit import authorized_form, communes, page_ctx, targets_from_form, to_int, user_error

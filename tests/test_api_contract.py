@@ -197,4 +197,7 @@ async def test_main_flows_answer_what_the_contract_says(system: System, tmp_path
     await _call(system, contract, "GET", f"/api/v1/devices/{stations[0].device_id}/events",
                 "/api/v1/devices/{device_id}/events", 200)  # fmt: skip
     await _call(system, contract, "GET", "/api/v1/reports/audit", "/api/v1/reports/audit", 200)
-    assert len(set(contract.checked)) >= 15  # distinct operations checked
+    for path in ("/api/v1/reports/monthly", "/api/v1/provincial/status", "/api/v1/alarms", "/api/v1/cap",
+                 "/api/v1/led-messages", "/api/v1/relays", "/api/v1/relay-sources", "/api/v1/updates"):
+        await _call(system, contract, "GET", path, path, 200)
+    assert len(set(contract.checked)) >= 25  # distinct operations checked

@@ -12,6 +12,15 @@ class ProvincialError(Out):
     at_local: str | None = None
 
 
+class QueueDepth(Out):
+    """What waits in the durable outbox, per kind, and since when."""
+
+    status: int
+    play_log: int
+    total: int
+    oldest_at: str | None = None
+
+
 class Delivered(Out):
     status: int
     play_log: int
@@ -23,7 +32,7 @@ class ProvincialStatus(Out):
     interval_s: Number
     this_replica_sends: bool
     retry_in_s: Number | None = None
-    queue: int
+    queue: QueueDepth
     healthy: bool
     last_success_at: str | None = None
     last_success_local: str | None = None

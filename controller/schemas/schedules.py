@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controller.db.models_schedules import CommunePolicy
 from controller.schemas.common import Number, Out, PolicyOutcome
 from controller.schemas.targets import Targets
 from protocol.messages import Priority
@@ -80,6 +81,18 @@ class PolicyOut(Out):
     max_minutes_per_day: int | None = None
     timezone: str
     updated_at: str | None = None
+
+    @classmethod
+    def body(cls, p: CommunePolicy | None, commune_id: int) -> dict[str, Any]:
+        """The JSON body (also what the audit entry of a change records); no policy yet: no limits."""
+        if p is None:
+            return {"commune_id": commune_id, "allowed_hours": [], "days": [],
+                    "max_minutes_per_session": None, "max_minutes_per_day": None,
+                    "timezone": "Asia/Ho_Chi_Minh"}
+        return {"commune_id": commune_id, "allowed_hours": p.allowed_hours, "days": p.days,
+                "max_minutes_per_session": p.max_minutes_per_session,
+                "max_minutes_per_day": p.max_minutes_per_day, "timezone": "Asia/Ho_Chi_Minh",
+                "updated_at": p.updated_at.isoformat() if p.updated_at else None}
 
 
 # -- requests ------------------------------------------------------------------------------------------

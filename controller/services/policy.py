@@ -20,7 +20,7 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Area, Broadcast, Delivery, Device, User
 from controller.db.models_schedules import CommunePolicy
-from controller.schemas.schedules import PolicyIn
+from controller.schemas.schedules import PolicyIn, PolicyOut
 from controller.services import audit
 from protocol.messages import Priority
 
@@ -47,16 +47,6 @@ class PolicyViolation(UserError):
         return {"rule": self.rule}
 
 
-def policy_json(p: CommunePolicy | None, commune_id: int) -> dict[str, Any]:
-    if p is None:
-        return {"commune_id": commune_id, "allowed_hours": [], "days": [], "max_minutes_per_session": None,
-                "max_minutes_per_day": None, "timezone": "Asia/Ho_Chi_Minh"}
-    return {"commune_id": commune_id, "allowed_hours": p.allowed_hours, "days": p.days,
-            "max_minutes_per_session": p.max_minutes_per_session,
-            "max_minutes_per_day": p.max_minutes_per_day, "timezone": "Asia/Ho_Chi_Minh",
-            "updated_at": p.updated_at.isoformat() if p.updated_at else None}
-
-
 def put(session: Session, commune_id: int, req: PolicyIn, user: User) -> CommunePolicy:
     area = session.get(Area, commune_id)
     if area is None or area.level != "commune":
@@ -71,7 +61,7 @@ def put(session: Session, commune_id: int, req: PolicyIn, user: User) -> Commune
     p.updated_by = user.id
     p.updated_at = datetime.now(UTC)
     session.add(p)
-    audit.record(session, user.id, "policy.update", "commune", commune_id, **policy_json(p, commune_id))
+    audit.record(session, user.id, "policy.update", "commune", commune_id, **PolicyOut.body(p, commune_id))
     return p
 
 

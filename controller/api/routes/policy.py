@@ -28,7 +28,7 @@ def put_policy(
 ) -> dict[str, Any]:
     p = policy.put(s, commune_id, req, user)
     s.commit()
-    return policy.policy_json(p, commune_id)
+    return PolicyOut.body(p, commune_id)
 
 
 @router.get("/communes/{commune_id}/policy", response_model=PolicyOut, response_model_exclude_unset=True,
@@ -39,4 +39,4 @@ def get_policy(
     """Another area's policy is not found (a commune operator reads their own commune's)."""
     if not covers(s, user, commune_id):
         raise NotFound("policy.no_commune", id=commune_id)
-    return policy.policy_json(s.get(CommunePolicy, commune_id), commune_id)
+    return PolicyOut.body(s.get(CommunePolicy, commune_id), commune_id)

@@ -13,6 +13,11 @@ class UserError(Exception):
         self.key = key
         self.params = params
 
+    def details(self) -> dict[str, object]:
+        """Machine-readable data the refusal carries besides its message (a policy's broken
+        rule...): the API layer puts it in the reply body next to `detail` and `code`."""
+        return {}
+
 
 class RetryLater(UserError):
     """429 and a `Retry-After` header (seconds): the handler copies `headers` to the reply."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Broadcast, Delivery, Device, Media, User
+from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, policy, schedules
-from controller.services.targets import Targets, resolve
+from controller.services.targets import resolve
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
 # "Now" means a shared instant a little ahead, so every station has fetched the audio
@@ -21,27 +21,6 @@ NOW_LEAD = timedelta(seconds=3)
 PAST_TOLERANCE = timedelta(seconds=5)
 # Items that ended longer ago than this are dropped from the horizon.
 KEEP_PAST = timedelta(minutes=10)
-
-
-class BroadcastCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(min_length=1, max_length=300)
-    media_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    media: list[str] = Field(default_factory=list, max_length=50)
-    targets: Targets
-    start_at: AwareDatetime | None = None
-    priority: Priority = Priority.NORMAL
-    # Needed (with the right to give it) when the broadcast breaks a commune's policy.
-    override_reason: str | None = Field(default=None, max_length=1000)
-    # Emergency / priority only (docs/emergency.md): LED mirror text (also read out by TTS
-    # when no media is given, in `voice`) and a repeat rule (RFC 5545 RRULE, local time).
-    text: str | None = Field(default=None, min_length=1, max_length=1000)
-    voice: str = Field(default="vi-north", max_length=32)
-    repeat: str | None = Field(default=None, min_length=6, max_length=1000)
-
-    def playlist(self) -> list[str]:
-        return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)
 
 
 # Priorities that may carry an LED mirror text and a repeat rule (docs/emergency.md).

@@ -5,28 +5,16 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from controller.api.params import BodyId
 from controller.core.errors import NotFound
 from controller.core.permissions import Action, device_for_action, require_area_action
 from controller.core.security import mosquitto_password_hash, new_secret
 from controller.db.models import Area, Device, User
 from controller.db.statuses import AreaLevel
+from controller.schemas.devices import DeviceCreate
 from controller.services import audit
 from controller.services.targets import groups_of
-
-
-class DeviceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    kind: str = Field(pattern=r"^(speaker|led)$")
-    commune_id: BodyId
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    tags: list[str] = Field(default_factory=list, max_length=20)
 
 
 def new_uid(kind: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, can_act_on_device, covers
 from controller.db.models import Device, User
 from controller.db.models_ops import DiagnosticCommandRow
+from controller.schemas.diagnostics import DiagnosticRequest
 from controller.services import audit
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
@@ -34,13 +35,6 @@ SPEAKER_ONLY = {DiagnosticAction.TEST_TONE, DiagnosticAction.RELAY_CLICK, Diagno
 LED_ONLY = {DiagnosticAction.LED_TEST_PATTERN}
 OPS_EVENTS = (EventKind.DIAGNOSTIC_RESULT, EventKind.REJECTED, EventKind.UPDATE_APPLIED,
               EventKind.UPDATE_ROLLED_BACK, EventKind.UPDATE_REFUSED)
-
-
-class DiagnosticRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: str = Field(min_length=1, max_length=64)
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 def _device_for(s: Session, user: User, device_id: int, action: Action) -> Device:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,7 @@ from controller.core.permissions import communes_in_scope, covers, reaching_scop
 from controller.db.models import Device, User
 from controller.db.models_led import LedDelivery, LedMessageRow
 from controller.db.statuses import DeviceKind, LedMessageStatus, LedSource
+from controller.schemas.led import LedMessageCreate
 from controller.services import audit, dispatch
 from controller.services.schedules import DEFAULT_TZ, Recurrence
 from controller.services.targets import Targets, resolve
@@ -33,28 +33,6 @@ KEEP_ENDED = timedelta(minutes=1)
 # Recurring LED text is expanded this far ahead into each board's desired state (the controller
 # re-publishes every horizon_refresh_hours, like audio schedules).
 LED_HORIZON = timedelta(days=8)
-
-
-class LedMessageCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(min_length=1, max_length=1000)
-    targets: Targets
-    mode: str = Field(default="hold", pattern=r"^(hold|scroll|flash|rotate)$")
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
-    priority: Priority = Priority.NORMAL
-    speed: int = Field(default=3, ge=1, le=5)
-    color: str = Field(default="amber", pattern=r"^(red|green|amber|yellow|white|orange)$")
-    duration_s: int = Field(default=10, ge=1, le=3600)
-    # Recurring text, with the same RFC 5545 rules as audio schedules (docs/led.md): from
-    # each occurrence of `rrule` (local wall time from `dtstart`) the text stays up `show_minutes`.
-    rrule: str | None = Field(default=None, max_length=500)
-    dtstart: str | None = Field(default=None, max_length=32)
-    until: str | None = Field(default=None, max_length=32)
-    exdates: list[str] = Field(default_factory=list, max_length=366)
-    show_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
-    dry_run: bool = False  # only say what each board will show; store and send nothing
 
 
 def item_id_for(message_id: int) -> str:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,6 +33,7 @@ from controller.core.permissions import (
 from controller.db.models import Broadcast, Delivery, Device, Media, User
 from controller.db.models_live import LiveStream
 from controller.db.statuses import BroadcastStatus, DeviceKind, LiveStatus, StreamFallback, StreamKind
+from controller.schemas.live import LiveCreate
 from controller.services import approval, audit, dispatch, policy
 from controller.services.broadcasts import item_id_for
 from controller.services.schedules import Occurrence
@@ -53,17 +53,6 @@ KEEP_PAST = timedelta(minutes=10)
 # A station that falls further behind than this loses its oldest audio (latency stays bounded).
 LISTENER_MAX_BACKLOG_S = 2.0
 MAX_FRAME_BYTES = 64 * 1024
-
-
-class LiveCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(default="Phát trực tiếp", min_length=1, max_length=300)
-    targets: Targets
-    priority: Priority = Priority.EMERGENCY
-    max_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
-    # Needed (with the right to give it) when a non-emergency session breaks a commune's policy.
-    override_reason: str | None = Field(default=None, max_length=1000)
 
 
 # -- records shared by live voice and relays --------------------------------------------------------

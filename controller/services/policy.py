@@ -7,35 +7,29 @@ those communes) and gives a reason; the override is audited. Emergency is exempt
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.config import DEFAULT_TIMEZONE
 from controller.core.errors import NotFound, UserError
-from controller.core.i18n import t
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Area, Broadcast, Delivery, Device, User
 from controller.db.models_schedules import CommunePolicy
 from controller.db.statuses import PLANNED_BROADCAST, PLANNED_SCHEDULE, AreaLevel
 from controller.i18n import formats
+from controller.schemas.schedules import PolicyIn, PolicyOut
 from controller.services import audit
 from protocol.messages import Priority
 
 # The zone of local days and hours when the caller passes none (the default of
 # Settings.timezone); callers holding settings pass `tz=ZoneInfo(settings.timezone)`.
 TZ = ZoneInfo(DEFAULT_TIMEZONE)
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
-DAY_NAMES = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7,
-             "mo": 1, "tu": 2, "we": 3, "th": 4, "fr": 5, "sa": 6, "su": 7}
 DAY_LABELS = {1: "T2", 2: "T3", 3: "T4", 4: "T5", 5: "T6", 6: "T7", 7: "CN"}
 
 
@@ -46,50 +40,16 @@ class _Occ(Protocol):
     def duration_s(self) -> float: ...
 
 
-class PolicyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    allowed_hours: list[tuple[str, str]] = Field(default_factory=list, max_length=24)
-    days: list[int | str] = Field(default_factory=list, max_length=7)
-    max_minutes_per_session: int | None = Field(default=None, ge=1, le=24 * 60)
-    max_minutes_per_day: int | None = Field(default=None, ge=1, le=24 * 60)
-
-    @field_validator("allowed_hours")
-    @classmethod
-    def _hours(cls, v: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        for a, b in v:
-            if not (_HHMM.match(a) and _HHMM.match(b)) or a >= b:
-                raise ValueError(f"window {a}-{b}: HH:MM, start before end")
-        return v
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, v: list[int | str]) -> list[int]:
-        out: set[int] = set()
-        for d in v:
-            n = DAY_NAMES.get(d.strip().lower()) if isinstance(d, str) else d
-            if n is None or not 1 <= n <= 7:
-                raise ValueError(f"day {d!r}: 1..7 (Mon..Sun) or mon..sun")
-            out.add(n)
-        return sorted(out)  # type: ignore[return-value]
-
-
 class PolicyViolation(UserError):
-    """422 with the rule broken, machine-readable in `rule` (routes put it in the body)."""
+    """422 with the rule broken, machine-readable in `rule`. Data only: the API layer turns it
+    into a reply (controller/api/refusals.py), the panel into a page."""
 
     def __init__(self, key: str, rule: dict[str, Any], **params: object) -> None:
         super().__init__(422, key, **params)
         self.rule = rule
 
-
-def policy_json(p: CommunePolicy | None, commune_id: int, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
-    if p is None:
-        return {"commune_id": commune_id, "allowed_hours": [], "days": [], "max_minutes_per_session": None,
-                "max_minutes_per_day": None, "timezone": tz}
-    return {"commune_id": commune_id, "allowed_hours": p.allowed_hours, "days": p.days,
-            "max_minutes_per_session": p.max_minutes_per_session,
-            "max_minutes_per_day": p.max_minutes_per_day, "timezone": tz,
-            "updated_at": p.updated_at.isoformat() if p.updated_at else None}
+    def details(self) -> dict[str, object]:
+        return {"rule": self.rule}
 
 
 def put(session: Session, commune_id: int, req: PolicyIn, user: User) -> CommunePolicy:
@@ -106,7 +66,7 @@ def put(session: Session, commune_id: int, req: PolicyIn, user: User) -> Commune
     p.updated_by = user.id
     p.updated_at = datetime.now(UTC)
     session.add(p)
-    audit.record(session, user.id, "policy.update", "commune", commune_id, **policy_json(p, commune_id))
+    audit.record(session, user.id, "policy.update", "commune", commune_id, **PolicyOut.body(p, commune_id))
     return p
 
 
@@ -223,9 +183,3 @@ def enforce(
     if not all(can_act_on_area(session, user, Action.POLICY_EDIT, c) for c in ids):
         raise UserError(403, "policy.override_forbidden")
     return {"status": "override", "reason": reason, "rule": bad.rule, "code": bad.key}
-
-
-def policy_refusal(exc: PolicyViolation, lang: str) -> JSONResponse:
-    """The 422 body: the message, its code, and the broken rule as data."""
-    return JSONResponse({"detail": t(exc.key, lang, **exc.params), "code": exc.key, "rule": exc.rule},
-                        status_code=422)

@@ -7,9 +7,7 @@ Stations fetch the source themselves, so only allow-listed sources are accepted
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,29 +16,12 @@ from controller.core.permissions import communes_in_scope, communes_of_broadcast
 from controller.db.models import Media, User
 from controller.db.models_live import LiveStream
 from controller.db.statuses import LiveStatus, StreamFallback, StreamKind
+from controller.schemas.live import RelayCreate
 from controller.services import audit, broadcasts, live
-from controller.services.targets import Targets
 from protocol.messages import Priority
 
 NOW_LEAD = timedelta(seconds=3)  # as bulletins: every station switches over together
 MAX_WINDOW = timedelta(hours=24)
-
-
-class RelayCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(default="Tiếp sóng", min_length=1, max_length=300)
-    source_url: str = Field(min_length=8, max_length=2000)
-    format: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,16}$")  # ffmpeg -f hint, e.g. mp3
-    targets: Targets
-    start_at: AwareDatetime | None = None  # None: now
-    end_at: AwareDatetime
-    priority: Priority = Priority.RELAY
-    fallback: Literal["silence", "filler"] = "silence"
-    filler: list[str] = Field(default_factory=list, max_length=20)  # media sha256, played in dead air
-    dead_air_s: float = Field(default=10.0, ge=1, le=600)
-    # Needed (with the right to give it) when the relay breaks a commune's policy.
-    override_reason: str | None = Field(default=None, max_length=1000)
 
 
 def source_allowed(url: str, allowed: list[str]) -> bool:

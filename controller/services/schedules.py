@@ -15,7 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import DAILY, HOURLY, WEEKLY, rrule, rrulestr
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,6 +22,7 @@ from controller.core.config import DEFAULT_TIMEZONE
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Area, Broadcast, Delivery, Device, Media, User, utcnow
 from controller.db.models_schedules import Schedule
+from controller.schemas.schedules import ScheduleIn
 from controller.services import approval, audit, dispatch, policy
 from controller.services.schedule_limits import Limits, check_desired_size, check_rule, check_rule_text
 from controller.services.targets import Targets, resolve
@@ -40,31 +40,6 @@ MAX_CONFLICTS = 50
 ALLOWED_FREQ = {"YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY"}
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
 _FORBIDDEN = re.compile(r"(^|[\n;:])\s*(DTSTART|RDATE|EXRULE|TZID)", re.IGNORECASE)
-
-
-class ScheduleIn(BaseModel):
-    """The contract of POST /api/v1/schedules (PUT takes the same body)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(min_length=1, max_length=300)
-    media: list[str] = Field(min_length=1, max_length=50)
-    rrule: str = Field(min_length=6, max_length=1000)
-    dtstart: datetime  # local wall time; an offset, if given, is converted to the zone
-    until: datetime | None = None
-    exdates: list[datetime] = Field(default_factory=list, max_length=1000)
-    targets: Targets
-    priority: Priority = Priority.NORMAL
-    timezone: str = DEFAULT_TZ
-    override_reason: str | None = Field(default=None, max_length=1000)
-
-    @field_validator("media")
-    @classmethod
-    def _shas(cls, v: list[str]) -> list[str]:
-        for sha in v:
-            if not re.fullmatch(r"[0-9a-f]{64}", sha):
-                raise ValueError(f"not a sha256: {sha[:70]}")
-        return v
 
 
 @dataclass(frozen=True)

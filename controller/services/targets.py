@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.api.params import BodyId
 from controller.db.models import Area, Device
-
-
-class Targets(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    all: bool = False
-    devices: list[BodyId] = Field(default_factory=list)
-    communes: list[BodyId] = Field(default_factory=list)
-    districts: list[BodyId] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _something(self) -> Targets:
-        if not (self.all or self.devices or self.communes or self.districts or self.tags):
-            raise ValueError('targets is empty: use {"all": true}, {"devices": [...]} '
-                             'or {"communes": [...]}')
-        return self
+from controller.schemas.targets import Targets
 
 
 def resolve(session: Session, targets: Targets, kind: str = "speaker") -> list[Device]:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -29,6 +28,7 @@ from controller.core.i18n import human_size
 from controller.core.permissions import communes_in_scope, in_scope
 from controller.db.models import Device, User
 from controller.db.models_ops import UpdateBundle, UpdateRollout
+from controller.schemas.updates import RolloutRequest
 from controller.services import audit
 from controller.services.targets import Targets, resolve
 from protocol import topics
@@ -48,13 +48,6 @@ WHEEL_RE = re.compile(
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,3}([a-z0-9.+-]*)$")
 STATE_BY_EVENT = {EventKind.UPDATE_APPLIED: "applied", EventKind.UPDATE_ROLLED_BACK: "rolled_back",
                   EventKind.UPDATE_REFUSED: "refused"}
-
-
-class RolloutRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    percent: int = Field(default=100, ge=1, le=100)
-    targets: Targets | None = None  # default: every station in the caller's area
 
 
 def updates_dir(data_dir: Path) -> Path:

@@ -14,10 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from controller.api.routes.tts import TtsRequest, _make, tts_service
+from controller.api.routes.tts import _make, tts_service
 from controller.core.errors import UserError
 from controller.core.permissions import Action
 from controller.db.models import Media
+from controller.schemas.media import TtsRequest
 from controller.services import audit
 from controller.services.media import record_media
 from controller.services.tts import VOICES, TtsError

@@ -20,8 +20,8 @@ from controller.core.errors import UserError
 from controller.core.permissions import Action, require_targets_in_scope
 from controller.db.models import Area, Broadcast, Delivery, Device, Media
 from controller.db.models_emergency import EmergencyBroadcast
-from controller.services import emergency, rrule_text
-from controller.services.broadcasts import BroadcastCreate
+from controller.schemas.broadcasts import BroadcastCreate
+from controller.services import broadcast_status, emergency, rrule_text
 from controller.services.targets import Targets
 from controller.services.tts import VOICES
 from controller.usecases import broadcasts as sending
@@ -204,7 +204,7 @@ def _progress(request: Request, ctx: Ctx, broadcast_id: int) -> dict[str, Any] |
         bc = s.get(Broadcast, broadcast_id)
         if bc is None or not _in_scope(request, ctx, broadcast_id):
             return None
-        info = emergency.summary(s, bc)
+        info = broadcast_status.summary(s, bc)
         if info is None:
             return None
         states = info["station_states"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
@@ -16,6 +15,8 @@ from controller.core.permissions import Action, communes_in_scope, covers, roles
 from controller.db.models import Device, User
 from controller.db.models_health import Alarm
 from controller.runtime import Runtime
+from controller.schemas.alarms import AlarmAction, AlarmOut
+from controller.schemas.common import NOT_FOUND
 from controller.services.alarms import engine
 
 router = APIRouter(prefix="/api/v1", tags=["alarms"])
@@ -32,12 +33,7 @@ def _in_scope(s: Session, user: User, alarm_id: int) -> None:
         raise UserError(403, "auth.forbidden")
 
 
-class AlarmAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    note: str | None = Field(default=None, max_length=1000)
-
-
-@router.get("/alarms")
+@router.get("/alarms", response_model=list[AlarmOut], response_model_exclude_unset=True)
 def list_alarms(
     state: str | None = None,
     device_id: QueryId | None = None,
@@ -51,7 +47,8 @@ def list_alarms(
                               communes=communes_in_scope(s, user))  # fmt: skip
 
 
-@router.post("/alarms/{alarm_id}/ack")
+@router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def acknowledge(
     alarm_id: Id,
     body: AlarmAction | None = None,
@@ -67,7 +64,8 @@ def acknowledge(
     return engine.to_json(alarm)
 
 
-@router.post("/alarms/{alarm_id}/resolve")
+@router.post("/alarms/{alarm_id}/resolve", response_model=AlarmOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def resolve(
     alarm_id: Id,
     body: AlarmAction | None = None,

@@ -11,13 +11,14 @@ from controller.api.deps import current_user, db_session, oauth2, runtime
 from controller.core.security import new_token, token_digest
 from controller.db.models import ApiToken, User
 from controller.runtime import Runtime
+from controller.schemas.auth import Me, TokenOut
 from controller.services import auth
 from controller.services.auth import login_now
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-@router.post("/token")
+@router.post("/token", response_model=TokenOut, response_model_exclude_unset=True)
 def issue_token(
     request: Request,
     form: OAuth2PasswordRequestForm = Depends(),
@@ -45,7 +46,7 @@ def issue_token(
     }
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, response_class=Response)
 def logout(
     user: User = Depends(current_user),
     token: str | None = Depends(oauth2),
@@ -58,6 +59,6 @@ def logout(
     return Response(status_code=204)
 
 
-@router.get("/me")
+@router.get("/me", response_model=Me, response_model_exclude_unset=True)
 def me(user: User = Depends(current_user)) -> dict[str, object]:
     return {"id": user.id, "username": user.username, "role": user.role, "area_id": user.area_id}

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,45 +9,29 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit, QueryId
+from controller.api.refusals import policy_refusal
 from controller.core.permissions import (
     communes_in_scope,
     in_scope,
 )
-from controller.db.models import Broadcast, Delivery, Device, PlayLog, User
+from controller.db.models import Delivery, Device, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.runtime import Runtime
-from controller.services import broadcasts, emergency
-from controller.services.policy import PolicyViolation, policy_refusal
+from controller.schemas.broadcasts import (
+    Approved,
+    BroadcastCreated,
+    BroadcastDetail,
+    BroadcastOut,
+    PlayLogEntry,
+    iso,
+)
+from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
+from controller.services import broadcast_status, broadcasts
+from controller.services.policy import PolicyViolation
 from controller.usecases import broadcasts as usecase
 from protocol.messages import Priority
 
 router = APIRouter(prefix="/api/v1", tags=["broadcasts"])
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt else None
-
-
-def broadcast_json(bc: Broadcast, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": bc.id,
-        "title": bc.title,
-        "media": bc.media,
-        "priority": bc.priority,
-        "start_at": _iso(bc.start_at),
-        "duration_s": bc.duration_s,
-        "targets": bc.targets,
-        "status": bc.status,
-        "created_at": _iso(bc.created_at),
-    }
-    if deliveries is not None:
-        body["stations"] = [
-            {"device_id": d.device_id, "state": d.state, "sent_at": _iso(d.sent_at),
-             "acked_at": _iso(d.acked_at), "detail": d.detail}
-            for d in deliveries
-        ]  # fmt: skip
-        body["acked"] = sum(d.state == "acked" for d in deliveries)
-    return body
 
 
 def _is_emergency(req: broadcasts.BroadcastCreate) -> bool:
@@ -57,7 +40,8 @@ def _is_emergency(req: broadcasts.BroadcastCreate) -> bool:
         req.priority is Priority.PRIORITY and (req.text is not None or req.repeat is not None))
 
 
-@router.post("/broadcasts", status_code=201)
+@router.post("/broadcasts", status_code=201, response_model=BroadcastCreated,
+             response_model_exclude_unset=True, responses=POLICY_REFUSAL)
 async def create_broadcast(
     req: broadcasts.BroadcastCreate,
     request: Request,
@@ -73,7 +57,7 @@ async def create_broadcast(
         em = s.get(EmergencyBroadcast, bc.id)
         stations = int(s.scalar(select(func.count()).select_from(Delivery)
                                 .where(Delivery.broadcast_id == bc.id)) or 0)
-        return broadcast_json(bc) | {"stations": stations, "approved": True,
+        return BroadcastOut.body(bc) | {"stations": stations, "approved": True,
                                      "policy": {"status": "exempt", "reason": "emergency"},
                                      "emergency": None if em is None else {
                                          "topics": em.topics, "lead_ms": em.lead_ms,
@@ -93,11 +77,12 @@ def _create_normal(
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
     s.commit()  # the stations' dispatch is queued in this same transaction
     bc = created.broadcast
-    return broadcast_json(bc) | {"stations": len(created.device_ids), "approved": bc.status == "scheduled",
-                                 "policy": created.policy}
+    return BroadcastOut.body(bc) | {"stations": len(created.device_ids), "approved": bc.status == "scheduled",
+                                    "policy": created.policy}
 
 
-@router.post("/broadcasts/{broadcast_id}/approve")
+@router.post("/broadcasts/{broadcast_id}/approve", response_model=Approved, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def approve_broadcast(
     broadcast_id: Id,
     user: User = Depends(current_user),
@@ -109,15 +94,16 @@ def approve_broadcast(
     return {"id": broadcast_id, "status": "scheduled", "approved": True}
 
 
-@router.get("/broadcasts")
+@router.get("/broadcasts", response_model=list[BroadcastOut], response_model_exclude_unset=True)
 def list_broadcasts(
     limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """Newest first: those reaching a station in the caller's area, and the caller's own."""
-    return [broadcast_json(b) for b in usecase.visible(s, user, limit)]
+    return [BroadcastOut.body(b) for b in usecase.visible(s, user, limit)]
 
 
-@router.get("/broadcasts/{broadcast_id}")
+@router.get("/broadcasts/{broadcast_id}", response_model=BroadcastDetail, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_broadcast(
     broadcast_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
@@ -128,19 +114,20 @@ def get_broadcast(
     deliveries = list(
         s.scalars(select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))
     )
-    body = broadcast_json(bc, deliveries)
-    extra = emergency.summary(s, bc)
+    body = BroadcastOut.body(bc, deliveries)
+    extra = broadcast_status.summary(s, bc)
     if extra is None:
-        states = emergency.station_states(s, bc)
+        states = broadcast_status.station_states(s, bc)
         counts: dict[str, int] = {}
         for st in states:
             counts[st["state"]] = counts.get(st["state"], 0) + 1
         extra = {"emergency": None, "station_states": states, "counts": counts,
-                 "skew": emergency.skew(states)}
+                 "skew": broadcast_status.skew(states)}
     return body | extra
 
 
-@router.post("/broadcasts/{broadcast_id}/cancel")
+@router.post("/broadcasts/{broadcast_id}/cancel", response_model=StatusOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 async def cancel_broadcast(
     broadcast_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
@@ -159,7 +146,7 @@ def _cancel_normal(broadcast_id: int, user: User, s: Session) -> dict[str, Any]:
     return {"id": broadcast_id, "status": "cancelled"}
 
 
-@router.get("/play-log")
+@router.get("/play-log", response_model=list[PlayLogEntry], response_model_exclude_unset=True)
 def play_log(
     broadcast_id: QueryId | None = None,
     device_id: QueryId | None = None,
@@ -185,8 +172,8 @@ def play_log(
             "broadcast_id": r.broadcast_id,
             "item_id": r.item_id,
             "status": r.status,
-            "started_at": _iso(r.started_at),
-            "finished_at": _iso(r.finished_at),
+            "started_at": iso(r.started_at),
+            "finished_at": iso(r.finished_at),
             "start_error_ms": r.start_error_ms,
             "reason": r.reason,
         }

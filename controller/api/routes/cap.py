@@ -16,6 +16,8 @@ from controller.core.permissions import Action, roles_with
 from controller.db.models import User
 from controller.db.models_cap import CapAlertRecord
 from controller.runtime import Runtime
+from controller.schemas.cap import CapReceived, CapRecordFull, CapRecordOut
+from controller.schemas.common import NOT_FOUND
 from controller.services.cap import service
 
 router = APIRouter(prefix="/api/v1", tags=["cap"])
@@ -38,7 +40,8 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/cap", status_code=201)
+@router.post("/cap", status_code=201, response_model=CapReceived, response_model_exclude_unset=True,
+             responses={200: {"model": CapReceived, "description": "an alert already received"}})
 async def receive_cap(
     request: Request,
     user: User = Depends(require_role(*roles_with(Action.BROADCAST_EMERGENCY))),
@@ -56,7 +59,7 @@ async def receive_cap(
     return JSONResponse(body, status_code=201 if got.created else 200)
 
 
-@router.get("/cap")
+@router.get("/cap", response_model=list[CapRecordOut], response_model_exclude_unset=True)
 def list_cap(
     limit: Limit = 100, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
@@ -64,7 +67,8 @@ def list_cap(
     return [service.record_json(r) for r in s.scalars(q)]
 
 
-@router.get("/cap/{alert_id}")
+@router.get("/cap/{alert_id}", response_model=CapRecordFull, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_cap(
     alert_id: Id, _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:

@@ -10,10 +10,12 @@ import time
 
 from fastapi import APIRouter
 
+from controller.schemas.enrollment import ControllerTime
+
 router = APIRouter(prefix="/api/v1", tags=["clock"])
 
 
-@router.get("/time")
+@router.get("/time", response_model=ControllerTime, response_model_exclude_unset=True)
 def controller_time() -> dict[str, float]:
     """Unix seconds at the moment the request was handled."""
     return {"unix": time.time()}

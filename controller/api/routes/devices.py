@@ -13,12 +13,21 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import communes_in_scope, in_scope, visible_device
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND
+from controller.schemas.devices import (
+    AreaCreate,
+    AreaOut,
+    Credentials,
+    CredentialsBatch,
+    DeviceEventOut,
+    DeviceOut,
+)
 from controller.services import audit, devices, enrollment
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
 
-@router.get("/devices")
+@router.get("/devices", response_model=list[DeviceOut], response_model_exclude_unset=True)
 def list_devices(
     kind: str | None = None,
     commune_id: QueryId | None = None,
@@ -36,7 +45,7 @@ def list_devices(
     return [devices.to_json(d) for d in s.scalars(q)]
 
 
-@router.post("/devices", status_code=201)
+@router.post("/devices", status_code=201, response_model=DeviceOut, response_model_exclude_unset=True)
 def create_device(
     req: devices.DeviceCreate,
     user: User = Depends(require_role("admin", "technician")),
@@ -47,7 +56,8 @@ def create_device(
     return devices.to_json(device)
 
 
-@router.post("/devices/{device_id}/credentials", status_code=201)
+@router.post("/devices/{device_id}/credentials", status_code=201, response_model=Credentials,
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 def issue_credentials(
     device_id: Id,
     user: User = Depends(require_role("admin")),
@@ -72,7 +82,8 @@ class CredentialBatch(BaseModel):
     device_ids: list[BodyId] = Field(min_length=1, max_length=enrollment.CSV_MAX_ROWS)
 
 
-@router.post("/device-credentials", status_code=201)
+@router.post("/device-credentials", status_code=201, response_model=CredentialsBatch,
+             response_model_exclude_unset=True)
 def issue_credentials_batch(
     req: CredentialBatch,
     user: User = Depends(require_role("admin")),
@@ -94,7 +105,8 @@ def issue_credentials_batch(
                        for (d, _), c in zip(issued, configs, strict=True)]}
 
 
-@router.get("/devices/{device_id}/events")
+@router.get("/devices/{device_id}/events", response_model=list[DeviceEventOut],
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def device_events(
     device_id: Id,
     kind: str | None = None,
@@ -116,16 +128,7 @@ def device_events(
     return [e.body | {"received_at": e.received_at.isoformat()} for e in s.scalars(q)]
 
 
-class AreaCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    level: str = Field(pattern=r"^(province|district|commune|village)$")
-    name: str = Field(min_length=1, max_length=200)
-    code: str | None = Field(default=None, max_length=32)
-    parent_id: BodyId | None = None
-
-
-@router.post("/areas", status_code=201)
+@router.post("/areas", status_code=201, response_model=AreaOut, response_model_exclude_unset=True)
 def create_area(
     req: AreaCreate,
     user: User = Depends(require_role("admin")),
@@ -144,7 +147,7 @@ def create_area(
             "parent_id": area.parent_id}
 
 
-@router.get("/areas")
+@router.get("/areas", response_model=list[AreaOut], response_model_exclude_unset=True)
 def list_areas(
     _: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:

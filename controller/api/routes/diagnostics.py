@@ -12,12 +12,15 @@ from controller.api.params import Id, Limit
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND
+from controller.schemas.diagnostics import DiagnosticOut
 from controller.services import diagnostics
 
 router = APIRouter(prefix="/api/v1", tags=["diagnostics"])
 
 
-@router.post("/devices/{device_id}/diagnostics", status_code=202)
+@router.post("/devices/{device_id}/diagnostics", status_code=202, response_model=DiagnosticOut,
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 async def send_diagnostic(
     device_id: Id,
     req: diagnostics.DiagnosticRequest,
@@ -30,7 +33,8 @@ async def send_diagnostic(
     return diagnostics.to_json(row)
 
 
-@router.get("/devices/{device_id}/diagnostics")
+@router.get("/devices/{device_id}/diagnostics", response_model=list[DiagnosticOut],
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def list_diagnostics(
     device_id: Id,
     limit: Limit = 50,
@@ -40,7 +44,8 @@ def list_diagnostics(
     return [diagnostics.to_json(r) for r in diagnostics.recent(s, user, device_id, limit)]
 
 
-@router.get("/devices/{device_id}/diagnostics/{command_id}")
+@router.get("/devices/{device_id}/diagnostics/{command_id}", response_model=DiagnosticOut,
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def get_diagnostic(
     device_id: Id,
     command_id: str,

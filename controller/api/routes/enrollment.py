@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from controller.api.deps import db_session, lang, require_role, runtime
@@ -18,6 +16,9 @@ from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.db.models import User
 from controller.runtime import Runtime
+from controller.schemas.common import ErrorBody, binary
+from controller.schemas.devices import RetiredDevice
+from controller.schemas.enrollment import ControllerTime, Enrolled, EnrollmentCode, EnrollRequest, Imported
 from controller.services import devices, enrollment
 from controller.usecases import enrollment as enrolling
 from protocol.signing import key_fingerprint
@@ -39,18 +40,13 @@ def qr_payload(rt: Runtime, code: str) -> str:
 
 
 def _issued_json(rt: Runtime, issued: enrollment.IssuedCode) -> dict[str, Any]:
-    return {
-        "device_id": issued.device_id,
-        "code": issued.code,
-        "expires_at": issued.expires_at.isoformat(),
-        "expires_at_local": enrollment.people_time(issued.expires_at, rt.settings.timezone),
-        "qr_url": f"/api/v1/enrollment/qr.png?code={quote(issued.code)}",
-        "command": qr_payload(rt, issued.code),
-        "key_fingerprint": key_fingerprint(rt.keys.public),
-    }
+    return EnrollmentCode.body(
+        issued, expires_at_local=enrollment.people_time(issued.expires_at, rt.settings.timezone),
+        command=qr_payload(rt, issued.code), key_fingerprint=key_fingerprint(rt.keys.public))
 
 
-@router.post("/devices/{device_id}/enrollment", status_code=201)
+@router.post("/devices/{device_id}/enrollment", status_code=201, response_model=EnrollmentCode,
+             response_model_exclude_unset=True)
 def create_enrollment_code(
     device_id: Id,
     user: User = Depends(require_role(*TECHNICIANS)),
@@ -64,7 +60,8 @@ def create_enrollment_code(
     return _issued_json(rt, issued)
 
 
-@router.get("/enrollment/qr.png")
+@router.get("/enrollment/qr.png", response_class=Response,
+            responses=binary("the enroll command line as a QR code", "image/png"))
 def enrollment_qr(
     code: str = Query(min_length=1, max_length=32),
     _: User = Depends(require_role(*TECHNICIANS)),
@@ -83,7 +80,7 @@ def enrollment_qr(
     return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/time")
+@router.get("/time", response_model=ControllerTime, response_model_exclude_unset=True)
 def controller_time() -> dict[str, Any]:
     """The controller's clock to the microsecond (no login): `agent doctor` measures the
     station's offset against it, NTP-style, instead of the 1 s HTTP Date header."""
@@ -93,13 +90,7 @@ def controller_time() -> dict[str, Any]:
     return {"utc": now.isoformat(), "unix": now.timestamp()}
 
 
-class EnrollRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    code: str = Field(min_length=1, max_length=64)
-
-
-@router.post("/enroll")
+@router.post("/enroll", response_model=Enrolled, response_model_exclude_unset=True)
 def enroll(
     req: EnrollRequest,
     request: Request,
@@ -127,7 +118,7 @@ def enroll(
     return body
 
 
-@router.post("/devices/{device_id}/retire")
+@router.post("/devices/{device_id}/retire", response_model=RetiredDevice, response_model_exclude_unset=True)
 def retire_device(
     device_id: Id,
     user: User = Depends(require_role(*TECHNICIANS)),
@@ -142,7 +133,8 @@ def retire_device(
     return devices.to_json(device) | {"retired_at": retired_at}
 
 
-@router.post("/devices/import", status_code=201)
+@router.post("/devices/import", status_code=201, response_model=Imported, response_model_exclude_unset=True,
+             responses={422: {"model": ErrorBody, "description": "the CSV's problems, line by line"}})
 async def import_devices(
     file: UploadFile = File(...),
     codes: bool = True,

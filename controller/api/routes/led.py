@@ -8,28 +8,17 @@ from sqlalchemy.orm import Session
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit
 from controller.db.models import User
-from controller.db.models_led import LedMessageRow
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND, StatusOut, binary
+from controller.schemas.led import LedHealth, LedMessageCreated, LedMessageOut
 from controller.services import led
 from controller.usecases import led as usecase
 
 router = APIRouter(prefix="/api/v1", tags=["led"])
 
 
-def message_json(m: LedMessageRow) -> dict[str, Any]:
-    return {
-        "id": m.id, "text": m.text, "mode": m.mode, "speed": m.speed, "color": m.color,
-        "duration_s": m.duration_s, "priority": m.priority,
-        "start_at": m.start_at.isoformat() if m.start_at else None,
-        "end_at": m.end_at.isoformat() if m.end_at else None,
-        "targets": m.targets, "source": m.source, "status": m.status,
-        "rrule": m.rrule, "dtstart": m.dtstart, "until": m.until, "exdates": m.exdates or [],
-        "show_minutes": m.show_s // 60 if m.show_s else None,
-        "created_at": m.created_at.isoformat(),
-    }  # fmt: skip
-
-
-@router.post("/led-messages", status_code=201)
+@router.post("/led-messages", status_code=201, response_model=LedMessageCreated,
+             response_model_exclude_unset=True)
 def create_led_message(
     req: led.LedMessageCreate,
     response: Response,
@@ -43,18 +32,19 @@ def create_led_message(
         response.status_code = 200
         return {"id": None, "dry_run": True, **info}
     s.commit()
-    return message_json(row) | {"boards": len(device_ids), **info}
+    return LedMessageOut.body(row) | {"boards": len(device_ids), **info}
 
 
-@router.get("/led-messages")
+@router.get("/led-messages", response_model=list[LedMessageOut], response_model_exclude_unset=True)
 def list_led_messages(
     limit: Limit = 100, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """Newest first: the texts that reach a board in the caller's area."""
-    return [message_json(m) for m in usecase.visible(s, user, limit)]
+    return [LedMessageOut.body(m) for m in usecase.visible(s, user, limit)]
 
 
-@router.post("/led-messages/{message_id}/cancel")
+@router.post("/led-messages/{message_id}/cancel", response_model=StatusOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def cancel_led_message(
     message_id: Id,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
@@ -66,7 +56,8 @@ def cancel_led_message(
     return {"id": message_id, "status": "cancelled"}
 
 
-@router.get("/devices/{device_id}/preview.png")
+@router.get("/devices/{device_id}/preview.png", response_class=Response,
+            responses=binary("what the board shows now", "image/png"))
 def board_preview(
     device_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> Response:
@@ -74,7 +65,8 @@ def board_preview(
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/devices/{device_id}/led-health")
+@router.get("/devices/{device_id}/led-health", response_model=LedHealth, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def board_health(
     device_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:

@@ -24,13 +24,16 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, db_session, lang, require_role, runtime
 from controller.api.params import Id
+from controller.api.refusals import policy_refusal
 from controller.core.errors import UserError
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, binary
+from controller.schemas.live import LiveOut
 from controller.services import live
 from controller.services.auth import user_for_token
-from controller.services.policy import PolicyViolation, policy_refusal
+from controller.services.policy import PolicyViolation
 from controller.usecases import streams
 from controller.web.sessions import SESSION_COOKIE, csrf_ok, load_session
 
@@ -43,7 +46,8 @@ STREAM_TOKEN_HEADER = "x-stream-token"  # noqa: S105 - a header name, not a secr
 ORPHAN_END_S = 30.0
 
 
-@router.post("/live", status_code=201)
+@router.post("/live", status_code=201, response_model=LiveOut, response_model_exclude_unset=True,
+             responses=POLICY_REFUSAL)
 def start_live(
     req: live.LiveCreate,
     request: Request,
@@ -60,7 +64,8 @@ def start_live(
     return live.live_json(ls, channel) | {"stations": len(device_ids)}
 
 
-@router.get("/live/{stream_id}")
+@router.get("/live/{stream_id}", response_model=LiveOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_live(
     stream_id: Id, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
@@ -69,7 +74,8 @@ def get_live(
     return live.live_json(ls, live.hub_of(request.app.state).get(ls.id))
 
 
-@router.post("/live/{stream_id}/end")
+@router.post("/live/{stream_id}/end", response_model=LiveOut, response_model_exclude_unset=True,
+             responses=NOT_FOUND)
 def end_live(
     stream_id: Id, request: Request, user: User = Depends(require_role(*SENDERS)),
     s: Session = Depends(db_session),
@@ -101,7 +107,8 @@ def _load_stream(rt: Runtime, stream_id: int) -> live.LiveStream | None:
         return ls
 
 
-@router.get("/live/{stream_id}/stream")
+@router.get("/live/{stream_id}/stream", response_class=StreamingResponse, responses={
+    **binary("raw S16LE mono 16 kHz PCM, chunked, as the operator speaks", "audio/L16"), **NOT_FOUND})
 async def live_stream(stream_id: Id, request: Request) -> StreamingResponse:
     """What a station plays: raw PCM, chunked, each chunk written as soon as the operator sent it.
 

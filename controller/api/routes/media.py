@@ -20,6 +20,8 @@ from controller.core.i18n import human_size, t
 from controller.core.permissions import Action, can
 from controller.db.models import Media, User
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND
+from controller.schemas.media import AssetOut, MediaOut
 from controller.services import audit
 from controller.services.media import STORED_CONTENT_TYPE, ensure_assets, record_media
 
@@ -27,33 +29,7 @@ router = APIRouter(tags=["media"])
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def media_json(m: Media, language: str = "vi") -> dict[str, Any]:
-    """One media object; warnings come as codes plus a message in the caller's language."""
-    warnings = []
-    for w in m.warnings or []:
-        params = w.get("params") or {}
-        if language == "en":
-            params = {k: str(v).replace(",", ".") for k, v in params.items()}
-        warnings.append({"code": w["code"], "message": t(w["code"], language, **params)})
-    return {
-        "sha256": m.sha256,
-        "duration_s": m.duration_s,
-        "size": m.size,
-        "content_type": m.content_type,
-        "codec": m.codec,
-        "original_name": m.original_name,
-        "url": f"/media/{m.sha256}",
-        "created_at": m.created_at.isoformat(),
-        "loudness_lufs": m.loudness_lufs,
-        "true_peak_dbtp": m.true_peak_dbtp,
-        "source_loudness_lufs": m.source_loudness_lufs,
-        "normalization": m.normalization,
-        "origin": m.origin,
-        "warnings": warnings,
-    }
-
-
-@router.post("/api/v1/media", status_code=201)
+@router.post("/api/v1/media", status_code=201, response_model=MediaOut, response_model_exclude_unset=True)
 async def upload_media(
     request: Request,
     file: UploadFile = File(...),
@@ -80,10 +56,10 @@ async def upload_media(
         audit.record(s, user.id, "media.upload", "media", stored.sha256, name=name,
                      loudness_lufs=stored.loudness_lufs)  # fmt: skip
         s.commit()
-    return media_json(row, language)
+    return MediaOut.body(row, language)
 
 
-@router.get("/api/v1/media")
+@router.get("/api/v1/media", response_model=list[MediaOut], response_model_exclude_unset=True)
 def list_media(
     limit: Limit = 200,
     _: User = Depends(current_user),
@@ -91,10 +67,10 @@ def list_media(
     language: str = Depends(lang),
 ) -> list[dict[str, Any]]:
     q = select(Media).order_by(Media.created_at.desc()).limit(min(limit, 5000))
-    return [media_json(m, language) for m in s.scalars(q)]
+    return [MediaOut.body(m, language) for m in s.scalars(q)]
 
 
-@router.get("/api/v1/media/assets")
+@router.get("/api/v1/media/assets", response_model=list[AssetOut], response_model_exclude_unset=True)
 async def list_assets(
     _: User = Depends(current_user),
     s: Session = Depends(db_session),
@@ -104,12 +80,13 @@ async def list_assets(
     """The generated chimes and test signals, made on first use, ready for a playlist."""
     assets = await run_in_threadpool(ensure_assets, rt.media, s)
     return [
-        {**media_json(row, language), "name": name, "title": t(f"asset.{name}", language)}
+        {**MediaOut.body(row, language), "name": name, "title": t(f"asset.{name}", language)}
         for name, row in assets
     ]
 
 
-@router.get("/api/v1/media/{sha256}")
+@router.get("/api/v1/media/{sha256}", response_model=MediaOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def media_info(
     sha256: str,
     _: User = Depends(current_user),
@@ -119,7 +96,7 @@ def media_info(
     row = s.get(Media, sha256)
     if row is None:
         raise NotFound("media.not_found", sha256=sha256)
-    return media_json(row, language)
+    return MediaOut.body(row, language)
 
 
 @router.get("/media/{sha256}")

@@ -15,6 +15,7 @@ from controller.core.permissions import Action, roles_with
 from controller.db.models import User
 from controller.i18n import formats
 from controller.runtime import Runtime
+from controller.schemas.provincial import ProvincialStatus
 from controller.services.provincial import outbox
 from controller.services.provincial.config import ProvincialSettings
 
@@ -29,7 +30,7 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-@router.get("/status")
+@router.get("/status", response_model=ProvincialStatus, response_model_exclude_unset=True)
 def status(
     request: Request, rt: Runtime = Depends(runtime),
     _: User = Depends(require_role(*roles_with(Action.REPORT_VIEW))), s: Session = Depends(db_session),

@@ -15,6 +15,8 @@ from controller.api.params import MAX_ID, Limit
 from controller.core.errors import UserError
 from controller.core.permissions import Action, communes_in_scope, roles_with
 from controller.db.models import AuditEntry, User
+from controller.schemas.common import NOT_FOUND, binary
+from controller.schemas.reports import AuditEntryOut, MonthlyRow
 from controller.services import reports
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
@@ -51,7 +53,10 @@ def _filters(request: Request, s: Session, user: User) -> reports.Filters:
                            zone)
 
 
-@router.get("/play-log.{fmt}")
+@router.get("/play-log.{fmt}", response_class=Response, responses={
+    **binary("the play log as CSV (play-log.csv) or a workbook (play-log.xlsx)", "text/csv",
+                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    **NOT_FOUND})
 def play_log_export(
     fmt: str, request: Request, user: User = Depends(require_role(*VIEWERS)),
     s: Session = Depends(db_session),
@@ -67,14 +72,14 @@ def play_log_export(
     raise UserError(404, "report.bad_format")
 
 
-@router.get("/monthly")
+@router.get("/monthly", response_model=list[MonthlyRow], response_model_exclude_unset=True)
 def monthly(
     request: Request, user: User = Depends(require_role(*VIEWERS)), s: Session = Depends(db_session),
 ) -> list[dict[str, Any]]:
     return reports.monthly(s, _filters(request, s, user))
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=list[AuditEntryOut], response_model_exclude_unset=True)
 def audit_trail(
     object_type: str | None = None, object_id: str | None = None, action: str | None = None,
     limit: Limit = 500, _: User = Depends(require_role(*roles_with(Action.AUDIT_VIEW))),

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id
+from controller.api.refusals import policy_refusal
 from controller.core.errors import UserError
 from controller.core.permissions import (
     Action,
@@ -18,8 +19,10 @@ from controller.core.permissions import (
 from controller.db.models import User
 from controller.db.models_schedules import Schedule
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
+from controller.schemas.schedules import ScheduleOut, ScheduleSaved
 from controller.services import schedules
-from controller.services.policy import PolicyViolation, policy_refusal
+from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
 from controller.usecases import schedules as usecase
 
@@ -27,13 +30,8 @@ router = APIRouter(prefix="/api/v1", tags=["schedules"])
 EDITORS = roles_with(Action.SCHEDULE_EDIT)
 
 
-def _saved_json(saved: schedules.Saved) -> dict[str, Any]:
-    return schedules.schedule_json(saved.schedule) | {
-        "stations": len(saved.device_ids), "conflicts": saved.conflicts, "policy": saved.policy,
-    }
-
-
-@router.post("/schedules", status_code=201)
+@router.post("/schedules", status_code=201, response_model=ScheduleSaved, response_model_exclude_unset=True,
+             responses=POLICY_REFUSAL)
 def create_schedule(
     req: schedules.ScheduleIn, request: Request, user: User = Depends(require_role(*EDITORS)),
     s: Session = Depends(db_session), rt: Runtime = Depends(runtime),
@@ -43,10 +41,11 @@ def create_schedule(
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))
     s.commit()
-    return _saved_json(saved)
+    return ScheduleSaved.body(saved)
 
 
-@router.put("/schedules/{schedule_id}")
+@router.put("/schedules/{schedule_id}", response_model=ScheduleSaved, response_model_exclude_unset=True,
+            responses=POLICY_REFUSAL | NOT_FOUND)
 def update_schedule(
     schedule_id: Id, req: schedules.ScheduleIn, request: Request,
     user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
@@ -57,10 +56,11 @@ def update_schedule(
     except PolicyViolation as exc:
         return policy_refusal(exc, lang(request))
     s.commit()
-    return _saved_json(saved)
+    return ScheduleSaved.body(saved)
 
 
-@router.delete("/schedules/{schedule_id}")
+@router.delete("/schedules/{schedule_id}", response_model=StatusOut, response_model_exclude_unset=True,
+               responses=NOT_FOUND)
 def delete_schedule(
     schedule_id: Id, user: User = Depends(require_role(*EDITORS)), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -70,7 +70,8 @@ def delete_schedule(
     return {"id": schedule_id, "status": "deleted"}
 
 
-@router.post("/schedules/{schedule_id}/approve")
+@router.post("/schedules/{schedule_id}/approve", response_model=ScheduleOut,
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 def approve_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
@@ -82,7 +83,7 @@ def approve_schedule(
     return schedules.schedule_json(sc)
 
 
-@router.get("/schedules")
+@router.get("/schedules", response_model=list[ScheduleOut], response_model_exclude_unset=True)
 def list_schedules(
     include_deleted: bool = False, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
@@ -90,14 +91,16 @@ def list_schedules(
     return [schedules.schedule_json(sc) for sc in usecase.visible(s, user, include_deleted=include_deleted)]
 
 
-@router.get("/schedules/{schedule_id}")
+@router.get("/schedules/{schedule_id}", response_model=ScheduleOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
     return schedules.schedule_json(usecase.get(s, user, schedule_id))  # another area's: 404
 
 
-@router.get("/schedules/{schedule_id}/occurrences")
+@router.get("/schedules/{schedule_id}/occurrences", response_model=list[str],
+            response_model_exclude_unset=True, responses=NOT_FOUND)
 def schedule_occurrences(
     schedule_id: Id, request: Request, user: User = Depends(current_user), s: Session = Depends(db_session),
 ) -> list[str]:

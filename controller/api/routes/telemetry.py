@@ -14,6 +14,8 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import covers
 from controller.db.models import Device, User
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND
+from controller.schemas.telemetry import Series
 from controller.services import telemetry
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
@@ -31,7 +33,8 @@ def _instant(value: str | None, default: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-@router.get("/devices/{device_id}/telemetry")
+@router.get("/devices/{device_id}/telemetry", response_model=Series, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def device_telemetry(
     device_id: Id,
     metric: str,

@@ -8,25 +8,17 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, db_session, lang, require_role, runtime
-from controller.api.routes.media import media_json
 from controller.db.models import Media, User
 from controller.runtime import Runtime
+from controller.schemas.media import TtsMediaOut, TtsRequest
 from controller.services import audit
 from controller.services.media import StoredMedia, record_media
 from controller.services.tts import Speech, TtsService
 
 router = APIRouter(tags=["media"])
-
-
-class TtsRequest(BaseModel):
-    text: str = Field(max_length=200_000)  # the real, friendlier limit is tts_max_chars
-    voice: str = "vi-north"
-    rate: float = 1.0
-    title: str | None = Field(default=None, max_length=200)
 
 
 def tts_service(rt: Runtime) -> TtsService:
@@ -40,7 +32,8 @@ def _make(rt: Runtime, service: TtsService, req: TtsRequest, name: str) -> tuple
         return rt.media.ingest_path(speech.wav, name), speech
 
 
-@router.post("/api/v1/media/tts", status_code=201)
+@router.post("/api/v1/media/tts", status_code=201, response_model=TtsMediaOut,
+             response_model_exclude_unset=True)
 async def text_to_speech(
     req: TtsRequest,
     user: User = Depends(require_role(*OPERATOR_ROLES)),
@@ -60,7 +53,7 @@ async def text_to_speech(
                      engine=speech.engine, chars=len(req.text))  # fmt: skip
         s.commit()
     return {
-        **media_json(row, language),
+        **TtsMediaOut.body(row, language),
         "tts": {"voice": speech.voice, "rate": speech.rate, "engine": speech.engine,
                 "spoken_text": speech.spoken_text},
     }  # fmt: skip

@@ -18,6 +18,8 @@ from controller.core.permissions import Action, roles_with
 from controller.db.models import User
 from controller.db.models_ops import UpdateBundle
 from controller.runtime import Runtime
+from controller.schemas.common import NOT_FOUND
+from controller.schemas.updates import RolloutResult, UpdateOut
 from controller.services import updates
 
 router = APIRouter(tags=["updates"])
@@ -25,7 +27,7 @@ SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 MANAGE = roles_with(Action.DEVICE_MANAGE)
 
 
-@router.post("/api/v1/updates", status_code=201)
+@router.post("/api/v1/updates", status_code=201, response_model=UpdateOut, response_model_exclude_unset=True)
 async def upload_update(
     file: UploadFile = File(...),
     version: str | None = Form(default=None),
@@ -40,7 +42,7 @@ async def upload_update(
     return updates.to_json(row, [])
 
 
-@router.get("/api/v1/updates")
+@router.get("/api/v1/updates", response_model=list[UpdateOut], response_model_exclude_unset=True)
 def list_updates(
     user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
@@ -49,7 +51,8 @@ def list_updates(
     return [updates.to_json(r, updates.rollouts_of(s, r.id, user)) for r in rows]
 
 
-@router.get("/api/v1/updates/{bundle_id}")
+@router.get("/api/v1/updates/{bundle_id}", response_model=UpdateOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
 def get_update(
     bundle_id: Id, user: User = Depends(require_role(*MANAGE)), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
@@ -57,7 +60,8 @@ def get_update(
     return updates.to_json(updates.get(s, bundle_id), updates.rollouts_of(s, bundle_id, user))
 
 
-@router.post("/api/v1/updates/{bundle_id}/rollout", status_code=202)
+@router.post("/api/v1/updates/{bundle_id}/rollout", status_code=202, response_model=RolloutResult,
+             response_model_exclude_unset=True, responses=NOT_FOUND)
 async def rollout_update(
     bundle_id: Id,
     req: updates.RolloutRequest,

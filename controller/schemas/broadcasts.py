@@ -1,0 +1,198 @@
+"""Broadcasts: what POST/GET /api/v1/broadcasts... and /api/v1/play-log return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from controller.db.models import Broadcast, Delivery
+from controller.schemas.common import Number, Out, PolicyOutcome
+from controller.schemas.targets import Targets
+from protocol.messages import Priority
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+class DeliveryOut(Out):
+    """One station's delivery of a broadcast (the raw transport state)."""
+
+    device_id: int
+    state: str
+    sent_at: str | None = None
+    acked_at: str | None = None
+    detail: str | None = None
+
+
+class BroadcastOut(Out):
+    """A broadcast as listed; GET one adds its deliveries (`stations`, `acked`)."""
+
+    id: int
+    title: str
+    media: list[str] | None = None
+    priority: str
+    start_at: str | None = None
+    duration_s: Number | None = None
+    targets: dict[str, Any] | None = None
+    status: str
+    created_at: str | None = None
+
+    @classmethod
+    def body(cls, bc: Broadcast, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
+        """The JSON body, as a dict: the routes add their own keys before FastAPI checks it
+        against the route's declared model (BroadcastCreated, BroadcastDetail...)."""
+        body: dict[str, Any] = {
+            "id": bc.id,
+            "title": bc.title,
+            "media": bc.media,
+            "priority": bc.priority,
+            "start_at": iso(bc.start_at),
+            "duration_s": bc.duration_s,
+            "targets": bc.targets,
+            "status": bc.status,
+            "created_at": iso(bc.created_at),
+        }
+        if deliveries is not None:
+            body["stations"] = [
+                {"device_id": d.device_id, "state": d.state, "sent_at": iso(d.sent_at),
+                 "acked_at": iso(d.acked_at), "detail": d.detail}
+                for d in deliveries
+            ]  # fmt: skip
+            body["acked"] = sum(d.state == "acked" for d in deliveries)
+        return body
+
+
+class EmergencySent(Out):
+    """How an emergency went out: the group topics, the lead and the measured timings."""
+
+    topics: list[str] | None = None
+    lead_ms: Number | None = None
+    lead_basis: str | None = None
+    publish_ms: Number | None = None
+    broker_ack_ms: Number | None = None
+    volume: Number | None = None
+    schedule_id: int | None = None
+    led_message_id: int | None = None
+
+
+class BroadcastCreated(BroadcastOut):
+    """POST /broadcasts: the broadcast, how many stations it reaches, whether it is approved
+    (else a draft waiting for approval) and the policy outcome."""
+
+    stations: int
+    approved: bool
+    policy: PolicyOutcome | None = None
+    emergency: EmergencySent | None = None
+
+
+class Approved(Out):
+    id: int
+    status: str
+    approved: bool
+
+
+class EmergencyDetail(EmergencySent):
+    """The emergency part of GET /broadcasts/{id}."""
+
+    text: str | None = None
+    repeat: str | None = None
+    status: str | None = None
+    sent_by: str | None = None
+    requested_at: str | None = None
+    published_at: str | None = None
+    cancelled_at: str | None = None
+
+
+class StationState(Out):
+    """One station's state for a broadcast, with the reason when it is not on air."""
+
+    device_id: int
+    uid: str | None = None
+    name: str | None = None
+    state: str
+    reason: str | None = None
+    sent_at: str | None = None
+    acked_at: str | None = None
+    started_at: str | None = None
+    start_error_ms: Number | None = None
+    clock_offset_ms: Number | None = None
+
+
+class Percentiles(Out):
+    p50: Number
+    p99: Number
+    max: Number
+
+
+class OffsetCorrected(Out):
+    skew_p99_ms: Number
+    spread_ms: Number
+
+
+class ClockOffsets(Out):
+    p99: Number
+    max: Number
+    reported: int
+
+
+class Skew(Out):
+    """Start error and skew over the stations that reported a start; `stations` 0 and nothing
+    else when none did."""
+
+    stations: int
+    start_error_ms: Percentiles | None = None
+    skew_ms: Percentiles | None = None
+    spread_ms: Number | None = None
+    offset_corrected: OffsetCorrected | None = None
+    clock_offset_abs_ms: ClockOffsets | None = None
+
+
+class BroadcastDetail(BroadcastOut):
+    """GET /broadcasts/{id}: deliveries, per-station state, counts per state and start skew."""
+
+    stations: list[DeliveryOut]
+    acked: int
+    emergency: EmergencyDetail | None = None
+    station_states: list[StationState]
+    counts: dict[str, int]
+    skew: Skew
+
+
+class PlayLogEntry(Out):
+    """Proof of play: one station, one item."""
+
+    device_id: int
+    broadcast_id: int | None = None
+    item_id: str
+    status: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    start_error_ms: Number | None = None
+    reason: str | None = None
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class BroadcastCreate(BaseModel):
+    """POST /api/v1/broadcasts (also what the panel, CAP and emergencies build)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    media_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    media: list[str] = Field(default_factory=list, max_length=50)
+    targets: Targets
+    start_at: AwareDatetime | None = None
+    priority: Priority = Priority.NORMAL
+    # Needed (with the right to give it) when the broadcast breaks a commune's policy.
+    override_reason: str | None = Field(default=None, max_length=1000)
+    # Emergency / priority only (docs/emergency.md): LED mirror text (also read out by TTS
+    # when no media is given, in `voice`) and a repeat rule (RFC 5545 RRULE, local time).
+    text: str | None = Field(default=None, min_length=1, max_length=1000)
+    voice: str = Field(default="vi-north", max_length=32)
+    repeat: str | None = Field(default=None, min_length=6, max_length=1000)
+
+    def playlist(self) -> list[str]:
+        return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)

@@ -1,0 +1,98 @@
+"""Stations, their broker credentials and events, and the areas they sit in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.api.params import BodyId
+from controller.schemas.common import Number, Out
+
+
+class DeviceOut(Out):
+    id: int
+    uid: str
+    name: str
+    kind: str
+    commune_id: int
+    tags: list[str]
+    lat: Number | None = None
+    lon: Number | None = None
+    online: bool
+    last_seen: str | None = None
+    retired: bool
+
+
+class RetiredDevice(DeviceOut):
+    retired_at: str | None = None
+
+
+class AgentConfig(Out):
+    """What a station's agent needs to connect (shown once: it holds the broker password)."""
+
+    uid: str
+    kind: str
+    mqtt_host: str
+    mqtt_port: int
+    mqtt_username: str
+    mqtt_password: str
+    controller_url: str
+    controller_public_keys: list[str]
+    groups: dict[str, int]
+
+
+class Credentials(Out):
+    device: DeviceOut
+    agent_config: AgentConfig
+
+
+class CredentialsBatch(Out):
+    issued: list[Credentials]
+
+
+class DeviceEventOut(Out):
+    """What the station sent (its event, protocol.messages.Event, as stored) and when it arrived."""
+
+    id: str | None = None
+    kind: str | None = None
+    ts: str | None = None
+    ref: str | None = None
+    item_id: str | None = None
+    broadcast_id: int | None = None
+    reason: str | None = None
+    detail: dict[str, Any] | None = None
+    received_at: str
+
+
+class AreaOut(Out):
+    id: int
+    level: str
+    name: str
+    code: str | None = None
+    parent_id: int | None = None
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class DeviceCreate(BaseModel):
+    """POST /api/v1/devices (and each row of a CSV import)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(pattern=r"^(speaker|led)$")
+    commune_id: BodyId
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+
+class AreaCreate(BaseModel):
+    """POST /api/v1/areas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: str = Field(pattern=r"^(province|district|commune|village)$")
+    name: str = Field(min_length=1, max_length=200)
+    code: str | None = Field(default=None, max_length=32)
+    parent_id: BodyId | None = None

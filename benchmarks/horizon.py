@@ -32,7 +32,7 @@ from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
-from controller.services import desired_state, dispatch, schedules
+from controller.services import desired_state, dispatch, schedule_horizon
 from protocol import topics
 from protocol.envelope import SignedMessage
 from protocol.signing import KeyPair, Signer, b64u_decode
@@ -111,8 +111,8 @@ async def _phases(db: Database, bus: MqttBus, signer: TimingSigner, ids: list[in
     controller start does. The phases run one after the other, to time each; the publisher
     (the end-to-end figure) overlaps publishing a batch with building the next.
     """
-    schedules._EXPANDED.clear()
-    desired_state._ITEM_JSON.clear()
+    schedule_horizon.clear_cache()
+    desired_state.clear_item_cache()
     build_s = publish_s = 0.0
     size = items = 0
     t_all, cpu0 = time.perf_counter(), time.process_time()

@@ -8,13 +8,13 @@ boards get their texts from services/led.py.
 
 from __future__ import annotations
 
-from controller.services import broadcasts, emergency, led, live, schedules
+from controller.services import broadcasts, emergency, led, live, schedule_horizon
 from controller.services.horizon import HorizonSources
 
 
 def standard() -> HorizonSources:
     return HorizonSources(
-        items=(broadcasts.horizon_items, schedules.horizon_items, live.horizon_items),
+        items=(broadcasts.horizon_items, schedule_horizon.horizon_items, live.horizon_items),
         adjusters=(emergency.apply_volumes,),
         led=led.content_for,
     )

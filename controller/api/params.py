@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import Field
 
-MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; SQLite's is wider
+from controller.schemas.common import MAX_ID
+
 MAX_LIMIT = 10_000
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -25,9 +25,6 @@ Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]
 """A row id as a query parameter (?device_id=)."""
-
-BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
-"""A row id inside a JSON body (pydantic models)."""
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 """How many rows a list returns; each route may still cap it lower."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; SQLite's is wider (controller/api/params.py says why)
+
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""A row id inside a JSON body (the request models)."""
 
 # A JSON number that may be an integer or not: plain `float` would turn a 5 into 5.0 on the wire.
 Number = float | int

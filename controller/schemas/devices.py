@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.api.params import BodyId
-from controller.schemas.common import Number, Out
+from controller.schemas.common import BodyId, Number, Out
 
 
 class DeviceOut(Out):

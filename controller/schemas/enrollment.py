@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,8 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.schemas.common import Number, Out
 from controller.schemas.devices import AgentConfig, DeviceOut
 
-if TYPE_CHECKING:
-    from controller.services.enrollment import IssuedCode
+
+class IssuedCode(Protocol):
+    """A code just issued (services/enrollment.py IssuedCode), as far as its reply needs it."""
+
+    device_id: int
+    code: str
+    expires_at: datetime
 
 
 class EnrollmentCode(Out):

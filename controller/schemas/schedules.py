@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.core.config import DEFAULT_TIMEZONE
-from controller.db.models_schedules import CommunePolicy
+from controller.db.models_schedules import CommunePolicy, Schedule
+from controller.db.statuses import ScheduleStatus
 from controller.schemas.common import Number, Out, PolicyOutcome
 from controller.schemas.targets import Targets
 from protocol.messages import Priority
 
-if TYPE_CHECKING:
-    from controller.services.schedules import Saved
+
+class SavedSchedule(Protocol):
+    """What a save returns (services/schedules.py Saved), as far as its reply needs it."""
+
+    schedule: Schedule
+    device_ids: list[int]
+    conflicts: list[dict[str, Any]]
+    policy: dict[str, Any]
 
 
 class ScheduleOut(Out):
@@ -37,6 +44,18 @@ class ScheduleOut(Out):
     created_at: str | None = None
     approved_by: int | None = None
     approved_at: str | None = None
+
+    @classmethod
+    def body(cls, sc: Schedule) -> dict[str, Any]:
+        return {
+            "id": sc.id, "title": sc.title, "media": sc.media, "duration_s": sc.duration_s,
+            "rrule": sc.rrule, "dtstart": sc.dtstart, "until": sc.until, "exdates": sc.exdates,
+            "timezone": sc.timezone, "targets": sc.targets, "priority": sc.priority, "status": sc.status,
+            "approved": sc.status == ScheduleStatus.ACTIVE, "override_reason": sc.override_reason,
+            "created_by": sc.created_by, "created_at": sc.created_at.isoformat() if sc.created_at else None,
+            "approved_by": sc.approved_by,
+            "approved_at": sc.approved_at.isoformat() if sc.approved_at else None,
+        }  # fmt: skip
 
 
 class ConflictWith(Out):
@@ -64,10 +83,8 @@ class ScheduleSaved(ScheduleOut):
     policy: PolicyOutcome | None = None
 
     @classmethod
-    def body(cls, saved: Saved) -> dict[str, Any]:
-        from controller.services.schedules import schedule_json  # services import these schemas
-
-        return schedule_json(saved.schedule) | {
+    def body(cls, saved: SavedSchedule) -> dict[str, Any]:  # type: ignore[override]
+        return ScheduleOut.body(saved.schedule) | {
             "stations": len(saved.device_ids), "conflicts": saved.conflicts, "policy": saved.policy,
         }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from controller.api.params import BodyId
+from controller.schemas.common import BodyId
 
 
 class Targets(BaseModel):

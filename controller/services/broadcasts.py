@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Broadcast, Delivery, Device, Media, User
 from controller.schemas.broadcasts import BroadcastCreate
-from controller.services import approval, audit, dispatch, policy, schedules
+from controller.services import approval, audit, dispatch, policy, recurrence
 from controller.services.targets import resolve
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
@@ -77,7 +77,7 @@ def create(
     outcome: dict[str, object] = {"status": "unchecked"}
     status = "scheduled"
     if user is not None:
-        occurrence = schedules.Occurrence(start_at, duration_s)
+        occurrence = recurrence.Occurrence(start_at, duration_s)
         outcome = policy.enforce(session, user, communes, [occurrence], req.priority, req.override_reason)
         status = "scheduled" if approval.can_approve(session, user, communes) else "draft"
     bc = Broadcast(

@@ -94,9 +94,14 @@ def build(
 _EMPTY_SCHEDULE = '"schedule":[]'
 # Item JSON by item object (kept alive here, so an id is never reused while cached). The
 # items of recurring schedules are shared by every station they target and across builds
-# (schedules._EXPANDED), so each is serialized once per roll, not once per station.
+# (schedule_horizon._EXPANDED), so each is serialized once per roll, not once per station.
 _ITEM_JSON: dict[int, tuple[ScheduleItem, str]] = {}
 _ITEM_JSON_MAX = 50_000
+
+
+def clear_item_cache() -> None:
+    """Forget every serialized item, as a controller start does (benchmarks time a cold roll)."""
+    _ITEM_JSON.clear()
 
 
 def _sealed(

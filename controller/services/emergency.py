@@ -31,7 +31,7 @@ from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.models_led import LedMessageRow
 from controller.db.models_schedules import Schedule
 from controller.schemas.broadcasts import BroadcastCreate
-from controller.services import approval, audit, dispatch, led, policy, schedules
+from controller.services import approval, audit, dispatch, led, policy, recurrence
 from controller.services.broadcasts import check_emergency_fields, item_id_for
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets
@@ -377,7 +377,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     rec = None
     if req.repeat:  # validate before anything is stored or sent
         check_rule_text(req.repeat)
-        rec = schedules.Recurrence.of(req.repeat, now, None, [], deps.settings.timezone)
+        rec = recurrence.Recurrence.of(req.repeat, now, None, [], deps.settings.timezone)
         check_rule(rec.rule, req.repeat, Limits.of(deps.settings))  # the parsed rule (docs/security.md)
     phases.mark("media")
     lead = choose_lead(session, deps, [media[s] for s in playlist], fan.count)
@@ -389,7 +389,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     duration_s = sum(media[s].duration_s for s in playlist)
     outcome: dict[str, Any] = {"status": "exempt", "reason": "emergency"}
     if req.priority is Priority.PRIORITY and user is not None:  # priority keeps the commune's policy
-        outcome = policy.enforce(session, user, communes, [schedules.Occurrence(start_at, duration_s)],
+        outcome = policy.enforce(session, user, communes, [recurrence.Occurrence(start_at, duration_s)],
                                  req.priority, req.override_reason)
     uid = user.id if user else None
     bc = Broadcast(title=req.title, status="scheduled", media=playlist, priority=req.priority.value,
@@ -471,7 +471,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     return bc
 
 
-def _repeat_schedule(req: BroadcastCreate, rec: schedules.Recurrence, playlist: list[str],
+def _repeat_schedule(req: BroadcastCreate, rec: recurrence.Recurrence, playlist: list[str],
                      duration_s: float, start_at: datetime, user_id: int | None) -> Schedule:
     """The repeat rule as an active schedule anchored at the emergency's own start (local time)."""
     tz = rec.tz
@@ -513,8 +513,8 @@ async def stop(deps: EmergencyDeps, session: Session, broadcast_id: int, user: U
         if sc is not None and sc.status != "deleted":
             # An occurrence on air now is stopped by the CANCEL below; later ones leave the horizon.
             since = now - timedelta(seconds=sc.duration_s + 5)
-            for occ in schedules.occurrences(sc, since, now + timedelta(seconds=5)):
-                item_ids.append(schedules.item_id(sc.id, occ.start))
+            for occ in recurrence.occurrences(sc, since, now + timedelta(seconds=5)):
+                item_ids.append(recurrence.item_id(sc.id, occ.start))
             sc.status = "deleted"
             sc.updated_at = now
             audit.record(session, uid, "schedule.delete", "schedule", sc.id, title=sc.title,
@@ -558,7 +558,7 @@ def apply_volumes(session: Session, items: dict[int, list[ScheduleItem]]) -> Non
         for it in its:
             vol = by_bc.get(it.broadcast_id) if it.broadcast_id is not None else None
             if vol is None and it.item_id.startswith("s"):
-                parsed = schedules.parse_item_id(it.item_id)
+                parsed = recurrence.parse_item_id(it.item_id)
                 vol = by_sc.get(parsed[0]) if parsed else None
             if vol is not None and it.volume != vol:
                 it = it.model_copy(update={"volume": vol})

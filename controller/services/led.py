@@ -22,7 +22,7 @@ from controller.db.models_led import LedDelivery, LedMessageRow
 from controller.db.statuses import DeviceKind, LedMessageStatus, LedSource
 from controller.schemas.led import LedMessageCreate
 from controller.services import audit, dispatch
-from controller.services.schedules import DEFAULT_TZ, Recurrence
+from controller.services.recurrence import DEFAULT_TZ, Recurrence
 from controller.services.targets import Targets, resolve
 from device_agents.led.text import to_board_ascii
 from protocol.messages import BrightnessStep, LedContent, LedMessage, Priority

@@ -36,7 +36,7 @@ from controller.db.statuses import BroadcastStatus, DeviceKind, LiveStatus, Stre
 from controller.schemas.live import LiveCreate
 from controller.services import approval, audit, dispatch, policy
 from controller.services.broadcasts import item_id_for
-from controller.services.schedules import Occurrence
+from controller.services.recurrence import Occurrence
 from controller.services.targets import Targets, resolve
 from protocol.messages import MediaRef, Priority, ScheduleItem, StreamRef
 

@@ -20,11 +20,13 @@ from controller.core.config import DEFAULT_TIMEZONE
 from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Area, Broadcast, Delivery, Device, User
-from controller.db.models_schedules import CommunePolicy
+from controller.db.models_schedules import CommunePolicy, Schedule
 from controller.db.statuses import PLANNED_BROADCAST, PLANNED_SCHEDULE, AreaLevel
 from controller.i18n import formats
 from controller.schemas.schedules import PolicyIn, PolicyOut
 from controller.services import audit
+from controller.services.recurrence import MAX_CHECKED, occurrences
+from controller.services.targets import Targets, resolve
 from protocol.messages import Priority
 
 # The zone of local days and hours when the caller passes none (the default of
@@ -106,10 +108,6 @@ def _existing_minutes(
     tz: ZoneInfo,
 ) -> dict[str, float]:
     """Minutes already planned per local day (YYYY-MM-DD) on one commune's stations."""
-    from controller.db.models_schedules import Schedule
-    from controller.services import schedules as sched
-    from controller.services.targets import Targets, resolve
-
     per_day: dict[str, float] = defaultdict(float)
     # (ids first: PostgreSQL cannot DISTINCT rows that hold JSON columns)
     on_commune = (select(Delivery.broadcast_id).join(Device, Device.id == Delivery.device_id)
@@ -124,7 +122,7 @@ def _existing_minutes(
             continue
         if not any(d.commune_id == commune_id for d in resolve(session, Targets.model_validate(sc.targets))):
             continue
-        for occ in sched.occurrences(sc, start, end, sched.MAX_CHECKED):
+        for occ in occurrences(sc, start, end, MAX_CHECKED):
             per_day[occ.start.astimezone(tz).date().isoformat()] += occ.duration_s / 60
     return per_day
 

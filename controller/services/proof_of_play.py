@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import Area, Broadcast, Delivery, Device
 from controller.db.models_schedules import Schedule
-from controller.services import schedules
+from controller.services import recurrence, schedule_horizon
 
 _BROADCAST_ITEM = re.compile(r"b(\d+)")
 
@@ -54,7 +54,7 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
     sched: dict[Key, tuple[int, datetime]] = {}
     bcast: dict[Key, int] = {}
     for key in keys:
-        parsed = schedules.parse_item_id(key[1])
+        parsed = recurrence.parse_item_id(key[1])
         if parsed is not None:
             sched[key] = parsed
         elif (m := _BROADCAST_ITEM.fullmatch(key[1])) is not None:
@@ -75,9 +75,11 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
     )
     for key, (schedule_id, instant) in sched.items():
         sc, device = by_id.get(schedule_id), devices.get(key[0])
-        if sc is None or device is None or not schedules.targets_match(sc.targets or {}, device, district_of):
+        if sc is None or device is None:
             continue
-        if schedules.Recurrence.of_schedule(sc).between(instant, instant, limit=1):
+        if not schedule_horizon.targets_match(sc.targets or {}, device, district_of):
+            continue
+        if recurrence.Recurrence.of_schedule(sc).between(instant, instant, limit=1):
             ok.add(key)
     if bcast:
         ids = set(bcast.values())
@@ -90,7 +92,7 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
             if (
                 bc is not None
                 and device is not None
-                and schedules.targets_match(bc.targets or {}, device, district_of)
+                and schedule_horizon.targets_match(bc.targets or {}, device, district_of)
             ):
                 ok.add(key)
     return ok

@@ -25,7 +25,7 @@ from controller.db.models_schedules import Schedule
 from controller.db.statuses import AIRED_PLAY, PlayStatus
 from controller.db.types import UTCDateTime
 from controller.i18n import formats
-from controller.services.schedules import parse_item_id
+from controller.services.recurrence import parse_item_id
 
 # The zone a Filters made without one reads local days and months in (the default of
 # Settings.timezone); the routes pass the configured one.

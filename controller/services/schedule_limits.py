@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from controller.core.config import Settings
 from controller.core.errors import UserError
 from controller.db.models import Device
+from controller.services import schedule_horizon
 from protocol.messages import ScheduleItem
 
 MIN_SPACING = timedelta(hours=1)
@@ -90,11 +91,9 @@ def estimated_bytes(items: list[ScheduleItem], sizes: dict[str, int]) -> int:
 
 def check_desired_size(session: Session, devices: list[Device], limits: Limits, *, now: datetime) -> None:
     """Every station's desired state with the active schedules (the one saved included) fits."""
-    from controller.services import schedules  # schedules imports this module
-
     if not devices:
         return
-    items = schedules.horizon_items(session, devices, now=now, horizon=limits.horizon)
+    items = schedule_horizon.horizon_items(session, devices, now=now, horizon=limits.horizon)
     sizes: dict[str, int] = {}
     for device in devices:
         size = estimated_bytes(items.get(device.id, []), sizes)

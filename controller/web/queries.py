@@ -220,7 +220,7 @@ def play_log(s: Session, *, device_id: int | None = None, broadcast_id: int | No
 def _schedule_titles(s: Session, rows: list[dict[str, Any]]) -> None:
     """A schedule occurrence (item id s{id}@...) has no broadcast: show its schedule's title."""
     from controller.db.models_schedules import Schedule
-    from controller.services.schedules import parse_item_id
+    from controller.services.recurrence import parse_item_id
 
     wanted = {r["log"].id: p[0] for r in rows if not r["title"] and (p := parse_item_id(r["log"].item_id))}
     if wanted:

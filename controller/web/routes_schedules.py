@@ -24,7 +24,7 @@ from controller.core.errors import UserError
 from controller.core.permissions import Action, targets_reach
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
-from controller.services import rrule_text, schedules
+from controller.services import recurrence, rrule_text, schedules
 from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets, resolve
@@ -108,7 +108,7 @@ def _slots(
     ):
         if sc.id == skip or not visible(s, sc, scope):
             continue
-        for occ in schedules.occurrences(sc, start, end, limit=400):
+        for occ in recurrence.occurrences(sc, start, end, limit=400):
             out.append(
                 Slot(
                     occ.start.astimezone(zone),
@@ -140,7 +140,7 @@ def schedule_list(request: Request, week: str = "") -> Response:
         ):
             if not visible(s, sc, ctx.scope):
                 continue
-            nxt = schedules.occurrences(sc, now, now + timedelta(days=400), limit=1)
+            nxt = recurrence.occurrences(sc, now, now + timedelta(days=400), limit=1)
             count = station_count(s, Targets.model_validate(sc.targets))
             rows.append(Row(sc, describe(sc, ctx.lang), nxt[0].start if nxt else None, count))
             s.expunge(sc)
@@ -337,7 +337,7 @@ def _request_of(s: Session, ctx: Ctx, form: Any, values: dict[str, Any], zone: A
     dtstart = datetime.combine(start_day, time(0))
     exdates: list[datetime] = []
     if skipped:
-        rec = schedules.Recurrence.of(rule, dtstart, None, [], str(zone))
+        rec = recurrence.Recurrence.of(rule, dtstart, None, [], str(zone))
         for day in skipped:
             lo = datetime.combine(day, time(0), zone)
             exdates += [
@@ -423,7 +423,7 @@ async def schedule_save(request: Request) -> Response:
             return _editor(request, ctx, values, status=exc.status, error=user_error(exc, ctx.lang))
         sc = saved.schedule
         text = describe(sc, ctx.lang)
-        upcoming = schedules.occurrences(
+        upcoming = recurrence.occurrences(
             sc, datetime.now(UTC), datetime.now(UTC) + timedelta(days=400), limit=6
         )
         if wants_save:
@@ -435,7 +435,7 @@ async def schedule_save(request: Request) -> Response:
             start = datetime.combine(monday, time(0), zone).astimezone(UTC)
             mine = [
                 Slot(o.start.astimezone(zone), sc.title, "mine")
-                for o in schedules.occurrences(sc, start, start + timedelta(days=7), limit=400)
+                for o in recurrence.occurrences(sc, start, start + timedelta(days=7), limit=400)
             ]
             check = {
                 "text": text,

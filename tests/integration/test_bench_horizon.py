@@ -14,7 +14,7 @@ from benchmarks import horizon as bench_horizon
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.session import Database
-from controller.services import schedules
+from controller.services import recurrence, schedule_horizon
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
 
@@ -26,13 +26,13 @@ def _reference(db: Database, now: datetime, horizon: timedelta) -> dict[int, lis
         district_of = dict(s.execute(select(Area.id, Area.parent_id)).all())
         media = {m.sha256: m for m in s.scalars(select(Media))}
         for sc in s.scalars(select(Schedule).where(Schedule.status == "active")):
-            members = [d for d in speakers if schedules.targets_match(sc.targets, d, district_of)]
+            members = [d for d in speakers if schedule_horizon.targets_match(sc.targets, d, district_of)]
             if not members or any(x not in media for x in sc.media):
                 continue
             refs = [MediaRef(sha256=x, size=media[x].size, duration_s=media[x].duration_s) for x in sc.media]
-            since = now - timedelta(seconds=sc.duration_s) - schedules.KEEP_PAST
-            for occ in schedules.occurrences(sc, since, now + horizon, limit=schedules.MAX_CHECKED):
-                item = ScheduleItem(item_id=schedules.item_id(sc.id, occ.start), title=sc.title,
+            since = now - timedelta(seconds=sc.duration_s) - schedule_horizon.KEEP_PAST
+            for occ in recurrence.occurrences(sc, since, now + horizon, limit=recurrence.MAX_CHECKED):
+                item = ScheduleItem(item_id=recurrence.item_id(sc.id, occ.start), title=sc.title,
                                     start_at=occ.start, priority=Priority(sc.priority), media=refs)
                 for d in members:
                     out[d.id].append(item)
@@ -66,13 +66,13 @@ def test_set_based_horizon_equals_the_per_station_loop(tmp_path: Path) -> None:
         ])  # fmt: skip
     now, horizon = datetime.now(UTC), timedelta(days=8)
     want = _reference(db, now, horizon)
-    schedules._EXPANDED.clear()
+    schedule_horizon.clear_cache()
     for _ in range(2):  # cold, then from the cache
         with db.session() as s:
             devs = list(s.scalars(select(Device).order_by(Device.id)))
             got = {}
             for i in range(0, len(devs), 50):  # in batches, as the publisher builds
-                got.update(schedules.horizon_items(s, devs[i : i + 50], now=now, horizon=horizon))
+                got.update(schedule_horizon.horizon_items(s, devs[i : i + 50], now=now, horizon=horizon))
         assert got == want
     assert len(want[devices[0].id]) > len(want[devices[2].id])  # the tag matched
     db.dispose()

@@ -11,7 +11,7 @@ import pytest
 from dateutil.rrule import rrulestr
 
 from controller.core.errors import UserError
-from controller.services.schedules import Recurrence, item_id, parse_item_id
+from controller.services.recurrence import Recurrence, item_id, parse_item_id
 from testkit.api import Api
 from testkit.harness import System
 from tests.support.audio import tone

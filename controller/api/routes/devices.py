@@ -8,12 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
-from controller.api.params import BodyId, Id, Limit, QueryId
+from controller.api.params import Id, Limit, QueryId
 from controller.core.errors import NotFound, UserError
 from controller.core.permissions import communes_in_scope, in_scope, visible_device
 from controller.db.models import Area, Device, DeviceEvent, User
 from controller.runtime import Runtime
-from controller.schemas.common import NOT_FOUND
+from controller.schemas.common import NOT_FOUND, BodyId
 from controller.schemas.devices import (
     AreaCreate,
     AreaOut,

@@ -21,7 +21,7 @@ from controller.db.models_schedules import Schedule
 from controller.runtime import Runtime
 from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
 from controller.schemas.schedules import ScheduleOut, ScheduleSaved
-from controller.services import schedules
+from controller.services import recurrence, schedules
 from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
 from controller.usecases import schedules as usecase
@@ -80,7 +80,7 @@ def approve_schedule(
     s.commit()
     sc = s.get(Schedule, schedule_id)
     assert sc is not None
-    return schedules.schedule_json(sc)
+    return ScheduleOut.body(sc)
 
 
 @router.get("/schedules", response_model=list[ScheduleOut], response_model_exclude_unset=True)
@@ -88,7 +88,7 @@ def list_schedules(
     include_deleted: bool = False, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
     """The schedules that reach a station in the caller's area."""
-    return [schedules.schedule_json(sc) for sc in usecase.visible(s, user, include_deleted=include_deleted)]
+    return [ScheduleOut.body(sc) for sc in usecase.visible(s, user, include_deleted=include_deleted)]
 
 
 @router.get("/schedules/{schedule_id}", response_model=ScheduleOut, response_model_exclude_unset=True,
@@ -96,7 +96,7 @@ def list_schedules(
 def get_schedule(
     schedule_id: Id, user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> dict[str, Any]:
-    return schedules.schedule_json(usecase.get(s, user, schedule_id))  # another area's: 404
+    return ScheduleOut.body(usecase.get(s, user, schedule_id))  # another area's: 404
 
 
 @router.get("/schedules/{schedule_id}/occurrences", response_model=list[str],
@@ -106,7 +106,7 @@ def schedule_occurrences(
 ) -> list[str]:
     """ISO-8601 instants with the schedule's local offset, in [from, to]."""
     sc = usecase.get(s, user, schedule_id)
-    rec = schedules.Recurrence.of_schedule(sc)
+    rec = recurrence.Recurrence.of_schedule(sc)
     try:
         start = _aware(request.query_params["from"], rec)
         end = _aware(request.query_params["to"], rec)
@@ -117,7 +117,7 @@ def schedule_occurrences(
     return [t.astimezone(rec.tz).isoformat() for t in rec.between(start, end, 5000)]
 
 
-def _aware(text: str, rec: schedules.Recurrence) -> datetime:
+def _aware(text: str, rec: recurrence.Recurrence) -> datetime:
     if "T" in text and " " in text:  # an unencoded '+' of the offset arrives as a space
         text = text.replace(" ", "+")
     dt = datetime.fromisoformat(text)

@@ -22,7 +22,7 @@ from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_provincial import ProvincialOutbox, ProvincialState
 from controller.db.models_schedules import Schedule
 from controller.db.statuses import FINAL_PLAY, OutboxKind
-from controller.services import schedules
+from controller.services import recurrence
 from controller.services.provincial.config import ProvincialSettings
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def enqueue_play_logs(session: Session, rows: list[PlayLog]) -> int:
                 select(Device).where(Device.id.in_({r.device_id for r in rows})))}
             bc_ids = {r.broadcast_id for r in rows if r.broadcast_id is not None}
             bcs = {b.id: b for b in session.scalars(select(Broadcast).where(Broadcast.id.in_(bc_ids)))}
-            sc_of = {r.item_id: p[0] for r in rows if (p := schedules.parse_item_id(r.item_id))}
+            sc_of = {r.item_id: p[0] for r in rows if (p := recurrence.parse_item_id(r.item_id))}
             sc_q = select(Schedule).where(Schedule.id.in_(set(sc_of.values())))
             scs = {s.id: s for s in session.scalars(sc_q)} if sc_of else {}
             now = datetime.now(UTC)

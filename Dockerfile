@@ -24,6 +24,7 @@ COPY pyproject.toml README.md ./
 COPY protocol ./protocol
 COPY controller ./controller
 COPY device_agents ./device_agents
+COPY mqtt_adapter ./mqtt_adapter
 COPY firmware_sim ./firmware_sim
 COPY communecast ./communecast
 COPY audio_assets ./audio_assets

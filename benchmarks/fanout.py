@@ -4,7 +4,7 @@ One run: a private broker, a controller process, a fleet of N simulated stations
 process or in `--processes P` workers (firmware_sim/fleet.py, communecast/fleet_probe.py). It
 sends one emergency to all N (POST /api/v1/broadcasts, priority emergency) and measures, per
 station, request -> receipt of the signed PLAY (the instant the station's MQTT client takes it
-off its socket: device_agents.common.link.ArrivalQueue) and request -> sink start; the handling
+off its socket: mqtt_adapter.Message.arrived_at) and request -> sink start; the handling
 inside the agent (handler start -> item stored, signature and replay check included, ack
 queued), the time each message waited for the CPU the simulated stations share (a real
 station has its own) and the start error against the instant; the controller's own request ->
@@ -42,10 +42,9 @@ from sqlalchemy import func, select
 from benchmarks import fleet_probe
 from benchmarks.broadcast import tone
 from benchmarks.fleet_probe import Runner
-from device_agents.common.link import ArrivalQueue, arrived_at
-from device_agents.common.mqtt_client import FastClient, reached_socket_at
 from firmware_sim.fleet import provision_fleet, raise_fd_limit
 from firmware_sim.fleet_workers import split
+from mqtt_adapter import StationClient
 from protocol import topics
 from protocol.messages import Event, EventKind
 from protocol.signing import b64u_decode
@@ -71,7 +70,7 @@ async def _bare_subscribers(
     port: int, password: str, topic: str, ids: range, ready: Callable[[], None], *, timeout: float = 60,
     ack_as: list[str] | None = None,
 ) -> list[tuple[float, float | None]]:
-    """Subscribers `ids` on `topic` (the agents' FastClient); `ready()` once all are subscribed;
+    """Subscribers `ids` on `topic` (the agents' StationClient); `ready()` once all are subscribed;
     then when each got its one message (off the socket; and when it reached the socket, kernel
     clock), waiting up to `timeout` for them.
     With `ack_as` (one station uid per subscriber) each answers the signed PLAY it gets with that
@@ -82,17 +81,17 @@ async def _bare_subscribers(
 
     async def sub(i: int) -> None:
         nonlocal subscribed
-        async with FastClient("127.0.0.1", port, username=CONTROLLER_USER, password=password,
-                              identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
-                              queue_type=ArrivalQueue, stamp_socket_arrival=True) as c:  # the agents' client
+        async with StationClient("127.0.0.1", port, username=CONTROLLER_USER, password=password,
+                                 identifier=f"bench-bare-{i}-{secrets.token_hex(2)}", timeout=60,
+                                 stamp_socket_arrival=True) as c:  # the agents' client
             await c.subscribe(topic, qos=1)
             subscribed += 1
             if subscribed == len(ids):
                 all_subscribed.set()
             async for message in c.messages:
-                received.append((arrived_at(message), reached_socket_at(message)))
+                received.append((message.arrived_at, message.reached_socket_at))
                 if ack_as is not None:
-                    await c.publish(*_bare_ack(ack_as[i - ids.start], message.payload), qos=1)  # type: ignore[arg-type]
+                    await c.publish(*_bare_ack(ack_as[i - ids.start], message.payload), qos=1)
                 if len(received) == len(ids):
                     done.set()
                 return

@@ -7,7 +7,7 @@ its own SQLite store and media cache; only the hardware is simulated in-process
 
 Per-station costs (measured by `communecast sim fleet`, docs/scaling.md): one TCP socket,
 an in-memory SQLite store (no file descriptor), a few asyncio tasks (link, telemetry, clock
-probe) and one paho client.
+probe) and one MQTT client (`mqtt_adapter.StationClient`, through the agent's link).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from controller.db.models import Delivery, Device, DeviceEvent, PlayLog
 from controller.db.session import Database
 from controller.services import diagnostics as ops
 from controller.services import metrics, proof_of_play, telemetry
+from mqtt_adapter import Message
 from protocol import topics
 from protocol.limits import EVENT_DETAIL_MAX_BYTES, EVENT_REASON_MAX_CHARS, TRUNCATED_MARK
 from protocol.messages import Event, EventKind, ReportedState, Telemetry
@@ -84,7 +85,7 @@ class Ingest:
         `play_log_hook`: queues reported play logs in the ingest's transaction (the provincial
         connector's outbox, docs/provincial.md). Both are fixed at construction."""
         self._db = db
-        self._queue: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[Message]] = asyncio.Queue()
         self.stats = IngestStats()
         self._device_ids: dict[str, int] = {}
         # When this process last wrote each station's last_seen (it is coarse on purpose).
@@ -99,9 +100,9 @@ class Ingest:
         self.play_log_hook = play_log_hook
 
     async def handle(self, topic: str, payload: bytes) -> None:
-        self.handle_batch([(topic, payload)])
+        self.handle_batch([Message(topic, payload)])
 
-    def handle_batch(self, messages: list[tuple[str, bytes]]) -> None:
+    def handle_batch(self, messages: list[Message]) -> None:
         """The MQTT bus's fast path: everything one socket read brought, in one queue item."""
         self.stats.received += len(messages)
         self._queue.put_nowait(messages)
@@ -118,7 +119,7 @@ class Ingest:
                 batch = await self._queue.get()
                 while len(batch) < MAX_BATCH and not self._queue.empty():
                     batch = batch + self._queue.get_nowait()
-                parsed = [p for p in (self.parse(t, b) for t, b in batch) if p is not None]
+                parsed = [p for p in (self.parse(m.topic, m.payload) for m in batch) if p is not None]
                 if parsed:
                     await parsed_q.put(parsed)
                 elif parsed_q.empty():

@@ -5,7 +5,8 @@ in the store's outbox first, and an entry is deleted only after the broker's PUB
 so an outage delays proof of play but never loses it. An event is handed to the socket
 in the same event-loop step that stored it (`wake_outbox`), not a few loop rounds later by
 a woken task: a simulator running thousands of stations in one loop measured each such
-round as seconds (docs/scaling.md).
+round as seconds (docs/scaling.md). The connection is `mqtt_adapter.StationClient`; each
+message it delivers carries when it came off the socket (`Message.arrived_at`).
 
 With a TLS context (device_agents.common.tls: TLS 1.2+, chain and host name verified) the
 password and every message are encrypted on the 4G link; without one it warns loudly when
@@ -19,35 +20,18 @@ import contextlib
 import ipaddress
 import logging
 import ssl
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from device_agents.common.mqtt_client import FastClient, Pending, PublishError, reached_socket_at
 from device_agents.common.store import AgentStore
+from mqtt_adapter import Pending, PublishError, StationClient
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
 OUTBOX_WINDOW = 20  # events on the wire awaiting their PUBACK (paho's own in-flight limit)
-
-
-class ArrivalQueue(asyncio.Queue[aiomqtt.Message]):
-    """aiomqtt's incoming queue, noting on each message when its client took it off the socket.
-
-    The handler runs later, when the event loop gets to it; the difference is time spent
-    waiting for this CPU (one Pi: its other tasks; the fleet simulator: other stations).
-    """
-
-    def put_nowait(self, item: aiomqtt.Message) -> None:
-        item.arrived_at = time.time()  # type: ignore[attr-defined]
-        super().put_nowait(item)
-
-
-def arrived_at(message: aiomqtt.Message) -> float:
-    return float(getattr(message, "arrived_at", time.time()))
 
 
 class AgentLink:
@@ -80,7 +64,7 @@ class AgentLink:
         self._on_message = on_message
         self._tls = tls
         self.last_error: str | None = None  # why the last connection attempt failed (doctor, tests)
-        self._client: FastClient | None = None
+        self._client: StationClient | None = None
         self._outbox_wakeup = asyncio.Event()
         self._in_flight: deque[tuple[int, Pending]] = deque()  # (outbox seq, its publish)
         self._sent_upto = 0  # highest outbox seq handed to the current connection
@@ -129,7 +113,7 @@ class AgentLink:
         while not self._stopping:
             try:
                 will = aiomqtt.Will(self._state_topic, self._last_will, qos=1, retain=True)
-                async with FastClient(
+                async with StationClient(
                     self._host,
                     self._port,
                     identifier=self._client_id,
@@ -140,7 +124,6 @@ class AgentLink:
                     will=will,
                     timeout=10,
                     tls_context=self._tls,
-                    queue_type=ArrivalQueue,
                     stamp_socket_arrival=self.stamp_socket_arrival,
                 ) as client:
                     await client.subscribe([(t, 1) for t in self._subscriptions])
@@ -155,13 +138,10 @@ class AgentLink:
                     flusher = asyncio.create_task(self._flush_outbox(client))
                     try:
                         async for message in client.messages:
-                            payload = message.payload
-                            if not isinstance(payload, bytes | bytearray):
-                                payload = str(payload).encode()
-                            self.last_arrival = arrived_at(message)
-                            self.last_socket_arrival = reached_socket_at(message)
+                            self.last_arrival = message.arrived_at
+                            self.last_socket_arrival = message.reached_socket_at
                             try:
-                                await self._on_message(message.topic.value, bytes(payload))
+                                await self._on_message(message.topic, message.payload)
                             except Exception:
                                 log.exception("handler failed for %s", message.topic)
                     finally:
@@ -187,7 +167,7 @@ class AgentLink:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _flush_outbox(self, client: FastClient) -> None:
+    async def _flush_outbox(self, client: StationClient) -> None:
         """Delete each sent entry at its PUBACK, in order, and keep the window full.
 
         It waits for a PUBACK however long the broker takes: a dead connection ends this task
@@ -201,6 +181,8 @@ class AgentLink:
                 continue
             seq, pending = self._in_flight[0]
             await pending.acked.wait()
+            if not pending.published:  # the connection ended first: the next one sends it again
+                return
             self._in_flight.popleft()
             self._store.outbox_done(seq)
 

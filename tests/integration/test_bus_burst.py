@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 
 from communecast.mosquitto import PrivateMosquitto, free_port
 from controller.mqtt.bus import MqttBus
+from mqtt_adapter import Message
 from protocol import topics
 from testkit.waiting import eventually
 
@@ -35,8 +36,8 @@ Received = list[tuple[str, bytes]]
 
 
 async def _run_bus(port: int, got: Received, sizes: list[int]) -> tuple[MqttBus, asyncio.Task[None]]:
-    def on_batch(batch: list[tuple[str, bytes]]) -> None:
-        got.extend(batch)
+    def on_batch(batch: list[Message]) -> None:
+        got.extend((m.topic, m.payload) for m in batch)
         sizes.append(len(batch))
 
     bus = MqttBus("127.0.0.1", port, client_id="burst-ctl", username="ctl", password="pw", on_batch=on_batch)

@@ -1,4 +1,4 @@
-"""The agents' MQTT client (device_agents/common/mqtt_client.py) and the outbox on top of it
+"""The agents' MQTT client (mqtt_adapter.StationClient) and the outbox on top of it
 (device_agents/common/link.py), against a real Mosquitto: messages arrive once and in order,
 a payload larger than the socket buffer still goes out whole, a lost broker ends the
 message loop instead of hanging it, and an outbox larger than the in-flight window reaches
@@ -18,9 +18,9 @@ import aiomqtt
 import pytest
 
 from communecast.mosquitto import PrivateMosquitto, free_port
-from device_agents.common.link import OUTBOX_WINDOW, AgentLink, ArrivalQueue, arrived_at
-from device_agents.common.mqtt_client import FastClient, reached_socket_at
+from device_agents.common.link import OUTBOX_WINDOW, AgentLink
 from device_agents.common.store import AgentStore
+from mqtt_adapter import StationClient
 from protocol.limits import MAX_PACKET_SIZE
 from testkit.waiting import eventually
 
@@ -38,11 +38,12 @@ def broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
         b.stop()
 
 
-def _client(broker: PrivateMosquitto, name: str) -> FastClient:
-    return FastClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier=name, timeout=10)
+def _client(broker: PrivateMosquitto, name: str) -> StationClient:
+    return StationClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier=name,
+                         timeout=10)
 
 
-async def _collect(client: aiomqtt.Client, n: int, into: list[bytes]) -> None:
+async def _collect(client: StationClient, n: int, into: list[bytes]) -> None:
     async for message in client.messages:
         assert isinstance(message.payload, bytes)
         into.append(message.payload)
@@ -120,14 +121,14 @@ def _outbox_size(store: AgentStore):  # type: ignore[no-untyped-def]
 
 
 def _publish_while_this_loop_is_held(
-    broker: PrivateMosquitto, reader: FastClient, topic: str, text: str, hold_s: float
+    broker: PrivateMosquitto, reader: StationClient, topic: str, text: str, hold_s: float
 ) -> float:
     """Another process publishes while the caller's event loop is held up (as by other stations'
     work in a fleet): nobody reads `reader`'s socket until this returns, `hold_s` after the
     message reached it; returns when it did."""
     subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-u", USER, "-P", PASSWORD, "-q", "1",
                     "-t", topic, "-m", text], check=True, timeout=10)  # fmt: skip
-    readable, _, _ = select.select([reader._client.socket()], [], [], 10)  # the broker forwarded it
+    readable, _, _ = select.select([reader.socket()], [], [], 10)  # the broker forwarded it
     assert readable, "the broker did not forward the message"
     time.sleep(hold_s)
     return time.time()
@@ -139,10 +140,10 @@ async def test_socket_arrival_is_told_apart_from_when_the_process_read_the_messa
     """The fleet simulator's stations share a CPU: a message can wait in its socket until the
     process gets to it. With stamp_socket_arrival the client also notes when the bytes reached
     the socket (kernel clock), which a station with its own CPU would have read at once."""
-    stamped = FastClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier="stamped",
-                         timeout=10, queue_type=ArrivalQueue, stamp_socket_arrival=True)  # fmt: skip
-    plain = FastClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier="plain",
-                       timeout=10, queue_type=ArrivalQueue)  # fmt: skip
+    stamped = StationClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier="stamped",
+                            timeout=10, stamp_socket_arrival=True)  # fmt: skip
+    plain = StationClient("127.0.0.1", broker.port, username=USER, password=PASSWORD, identifier="plain",
+                          timeout=10)  # fmt: skip
     async with stamped, plain, _client(broker, "writer") as writer:
         await stamped.subscribe("cc/v1/test/stamp", qos=1)
         await plain.subscribe("cc/v1/test/stamp", qos=1)
@@ -151,11 +152,12 @@ async def test_socket_arrival_is_told_apart_from_when_the_process_read_the_messa
             got = await anext(aiter(stamped.messages))
             other = await anext(aiter(plain.messages))
         assert got.payload == b"hello" and other.payload == b"hello"
-        reached = reached_socket_at(got)
+        reached = got.reached_socket_at
         assert reached is not None and reached <= unblocked - 0.29  # it was there before the wait
-        assert arrived_at(got) >= unblocked  # the process read it only afterwards
-        assert reached_socket_at(other) is None  # not asked: plain recv(), nothing noted
+        assert got.arrived_at >= unblocked  # the process read it only afterwards
+        assert other.reached_socket_at is None  # not asked: plain recv(), nothing noted
         await writer.publish("cc/v1/test/stamp", b"again", qos=1)  # reading goes on as before
         async with asyncio.timeout(10):
             again = await anext(aiter(stamped.messages))
-        assert again.payload == b"again" and reached_socket_at(again) >= unblocked  # type: ignore[operator]
+        assert again.payload == b"again"
+        assert again.reached_socket_at is not None and again.reached_socket_at >= unblocked

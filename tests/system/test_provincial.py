@@ -249,7 +249,9 @@ async def test_wrong_password_is_reported_and_nothing_is_dropped(sim: Provincial
                                   lambda st: st.get("error") == "provincial.login_failed", timeout=10,
                                   what="the login failure recorded")
             assert st["success"] is None and sim.received.failed_logins >= 1
-            assert commune.depth()["play_log"] == 3
+            # ingest stores the plays in its own batch task: all three reach the outbox, none is dropped
+            await eventually(lambda: _async(commune.depth()), lambda d: d["play_log"] == 3, timeout=10,
+                             what="the three plays queued for the province while its login fails")
             message = t("provincial.login_failed", "vi", username=USER, status=401)
             assert "từ chối đăng nhập" in message and "không mất bản ghi nào" in message
             secret.write_text(sim.password + "\n")  # the operator fixes the file; no restart

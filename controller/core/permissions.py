@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.db.models import Area, Device, User
+from controller.db.statuses import AreaLevel, DeviceKind
 
 
 class Action(StrEnum):
@@ -124,7 +125,7 @@ def communes_in_scope(session: Session, user: User) -> set[int] | None:
         ).all()
         for area_id, level, _parent in rows:
             seen.add(area_id)
-            if level == "commune":
+            if level == AreaLevel.COMMUNE:
                 found.add(area_id)
         frontier = [
             i for i in session.scalars(select(Area.id).where(Area.parent_id.in_(frontier)))
@@ -134,7 +135,7 @@ def communes_in_scope(session: Session, user: User) -> set[int] | None:
     if not found:
         chain = area_chain(session, user.area_id)
         levels = dict(session.execute(select(Area.id, Area.level).where(Area.id.in_(chain))).all())
-        found = {a for a in chain if levels.get(a) == "commune"}
+        found = {a for a in chain if levels.get(a) == AreaLevel.COMMUNE}
     return found
 
 
@@ -162,9 +163,9 @@ def require_targets_in_scope(session: Session, user: User, targets: object, kind
     wanted = set(t.communes)
     if t.districts:
         wanted |= set(session.scalars(
-            select(Area.id).where(Area.parent_id.in_(t.districts), Area.level == "commune")))
+            select(Area.id).where(Area.parent_id.in_(t.districts), Area.level == AreaLevel.COMMUNE)))
     if t.devices or t.tags:
-        kinds = [kind] if kind else ["speaker", "led"]
+        kinds = [kind] if kind else list(DeviceKind)
         only = Targets(devices=t.devices, tags=t.tags)
         wanted |= {d.commune_id for k in kinds for d in resolve(session, only, kind=k)}
     outside = sorted(wanted - scope)
@@ -245,7 +246,8 @@ def device_for_action(session: Session, user: User, action: Action | str, device
     return device
 
 
-def targets_reach(session: Session, targets: object, scope: set[int] | None, kind: str = "speaker") -> bool:
+def targets_reach(session: Session, targets: object, scope: set[int] | None,
+                  kind: str = DeviceKind.SPEAKER) -> bool:
     """Do the targets name at least one station (or commune) inside `scope`? "All" reaches every area."""
     from sqlalchemy import func, or_
 
@@ -313,7 +315,7 @@ def visible_schedule(session: Session, user: User, schedule_id: int) -> Any:
 
 
 def reaching_scope(session: Session, user: User, rows: Iterable[Any], targets_of: Callable[[Any], object], *,
-                   kind: str = "speaker", limit: int | None = None) -> list[Any]:
+                   kind: str = DeviceKind.SPEAKER, limit: int | None = None) -> list[Any]:
     """The rows (schedules, LED texts: anything with targets) that reach the user's area, in order.
 
     Iterates the caller's ordered query and stops at `limit`, so a scoped user still gets a

@@ -146,6 +146,15 @@ class OutboxKind(StrEnum):
     PLAY_LOG = "play_log"
 
 
+class OperatingState(StrEnum):
+    """`operating_state` of a station in the status records sent to the province (the
+    provincial outbox payload, services/provincial/outbox.py): wire vocabulary, no column."""
+
+    OFFLINE = "offline"
+    PLAYING = "playing"
+    IDLE = "idle"
+
+
 class CapOutcome(StrEnum):
     """`cap_alerts.outcome`: what the controller did with a CAP alert (docs/cap.md)."""
 
@@ -158,6 +167,8 @@ class CapOutcome(StrEnum):
     NOT_PUBLIC = "not_public"
     CANCELLED = "cancelled"
     NO_AUDIO = "no_audio"
+    NO_INFO = "no_info"  # no <info> block, or no priority could be read from it
+    UNSUPPORTED_LANGUAGE = "unsupported_language"  # no Vietnamese or English <info>
 
 
 class DeviceKind(StrEnum):

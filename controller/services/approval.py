@@ -18,6 +18,7 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, can_act_on_area
 from controller.db.models import Broadcast, Device, User
 from controller.db.models_live import LiveStream
+from controller.db.statuses import BroadcastStatus, LiveStatus
 from controller.services import audit, dispatch
 
 
@@ -41,10 +42,10 @@ def approve_broadcast(
     device_ids = [d.device_id for d in bc.deliveries]
     communes = {d.commune_id for d in _devices(session, device_ids)}
     require(session, user, communes)
-    if bc.status == "scheduled":
+    if bc.status == BroadcastStatus.SCHEDULED:
         dispatch.stations_changed(session, device_ids)
         return device_ids
-    if bc.status != "draft":
+    if bc.status != BroadcastStatus.DRAFT:
         raise UserError(409, "approval.not_draft", status=bc.status)
     stream = session.scalar(select(LiveStream).where(LiveStream.broadcast_id == bc.id))
     if stream is not None:
@@ -52,7 +53,7 @@ def approve_broadcast(
     elif bc.start_at < (now or datetime.now(UTC)):
         raise UserError(422, "approval.start_passed", start_at=bc.start_at.isoformat())
     else:
-        bc.status = "scheduled"
+        bc.status = BroadcastStatus.SCHEDULED
     audit.record(session, user.id, "broadcast.approve", "broadcast", bc.id, title=bc.title)
     audit.record(session, user.id, "broadcast.send", "broadcast", bc.id, stations=len(device_ids))
     dispatch.stations_changed(session, device_ids)
@@ -64,7 +65,7 @@ def _approve_stream(bc: Broadcast, stream: LiveStream, now: datetime) -> None:
     only a window already over is refused. Its broadcast becomes a stream again ("stream")."""
     if stream.end_at <= now:
         raise UserError(422, "relay.in_past", end_at=stream.end_at.isoformat())
-    bc.status, stream.status = "stream", "active"
+    bc.status, stream.status = BroadcastStatus.STREAM, LiveStatus.ACTIVE
 
 
 def _devices(session: Session, ids: list[int]) -> list[Device]:

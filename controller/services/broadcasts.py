@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Broadcast, Delivery, Device, Media, User
+from controller.db.statuses import BroadcastStatus, DeviceKind
 from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, policy, recurrence
 from controller.services.targets import resolve
@@ -69,17 +70,18 @@ def create(
     start_at = req.start_at.astimezone(UTC) if req.start_at else now + NOW_LEAD
     if start_at < now - PAST_TOLERANCE:
         raise UserError(422, "broadcast.in_past", start_at=start_at.isoformat())
-    devices = resolve(session, req.targets, kind="speaker")
+    devices = resolve(session, req.targets, kind=DeviceKind.SPEAKER)
     if not devices:
         raise UserError(422, "broadcast.no_targets")
     duration_s = sum(media[s].duration_s for s in playlist)
     communes = sorted({d.commune_id for d in devices})
     outcome: dict[str, object] = {"status": "unchecked"}
-    status = "scheduled"
+    status = BroadcastStatus.SCHEDULED
     if user is not None:
         occurrence = recurrence.Occurrence(start_at, duration_s)
         outcome = policy.enforce(session, user, communes, [occurrence], req.priority, req.override_reason)
-        status = "scheduled" if approval.can_approve(session, user, communes) else "draft"
+        status = (BroadcastStatus.SCHEDULED if approval.can_approve(session, user, communes)
+                  else BroadcastStatus.DRAFT)
     bc = Broadcast(
         title=req.title,
         status=status,
@@ -102,11 +104,11 @@ def create(
     if outcome.get("status") == "override":
         audit.record(session, user_id, "policy.override", "broadcast", bc.id,
                      reason=req.override_reason, rule=outcome.get("rule"))
-    if user is not None and status == "scheduled":
+    if user is not None and status == BroadcastStatus.SCHEDULED:
         audit.record(session, user_id, "broadcast.approve", "broadcast", bc.id, automatic=True)
         audit.record(session, user_id, "broadcast.send", "broadcast", bc.id, stations=len(devices))
     if draft:
-        bc.status = "draft"
+        bc.status = BroadcastStatus.DRAFT
     elif status == "scheduled":  # a draft tells no station anything until it is approved
         dispatch.stations_changed(session, [d.id for d in devices])
     return Created(bc, [d.id for d in devices], outcome)
@@ -116,7 +118,7 @@ def cancel(session: Session, broadcast_id: int, user_id: int | None) -> list[int
     bc = session.get(Broadcast, broadcast_id)
     if bc is None:
         raise NotFound("broadcast.not_found", id=broadcast_id)
-    bc.status = "cancelled"
+    bc.status = BroadcastStatus.CANCELLED
     audit.record(session, user_id, "broadcast.cancel", "broadcast", bc.id)
     ids = [d.device_id for d in bc.deliveries]
     dispatch.stations_changed(session, ids)
@@ -133,7 +135,7 @@ def horizon_items(
         .join(Broadcast, Delivery.broadcast_id == Broadcast.id)
         .where(
             Delivery.device_id.in_([d.id for d in devices]),
-            Broadcast.status == "scheduled",
+            Broadcast.status == BroadcastStatus.SCHEDULED,
             Broadcast.start_at >= now - timedelta(days=1),
             Broadcast.start_at <= now + horizon,
         )

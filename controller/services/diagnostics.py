@@ -20,6 +20,7 @@ from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, can_act_on_device, covers
 from controller.db.models import Device, User
 from controller.db.models_ops import DiagnosticCommandRow
+from controller.db.statuses import DeviceKind, DiagnosticState
 from controller.schemas.diagnostics import DiagnosticRequest
 from controller.services import audit
 from protocol import topics
@@ -54,7 +55,8 @@ def check(device: Device, req: DiagnosticRequest) -> tuple[DiagnosticAction, dic
         raise UserError(422, "diag.unknown_action", action=req.action[:64],
                         allowed=", ".join(a.value for a in DiagnosticAction))
     action = DiagnosticAction(req.action)
-    if (device.kind == "led" and action in SPEAKER_ONLY) or (device.kind != "led" and action in LED_ONLY):
+    led = device.kind == DeviceKind.LED
+    if (led and action in SPEAKER_ONLY) or (not led and action in LED_ONLY):
         raise UserError(422, "diag.not_for_kind", action=action.value, kind=device.kind)
     try:
         params = PARAMS[action].model_validate(req.params)
@@ -77,7 +79,7 @@ async def send(
     env = Envelope.new(CommandKind.DIAGNOSTIC, f"dev/{device.uid}", body, ttl=COMMAND_TTL,
                        priority=Priority.FILLER)
     row = DiagnosticCommandRow(id=env.id, device_id=device.id, action=action.value, params=params,
-                               state="pending", created_by=user.id, expires_at=env.expires_at)
+                               state=DiagnosticState.PENDING, created_by=user.id, expires_at=env.expires_at)
     s.add(row)
     audit.record(s, user.id, f"device.diagnostic.{action.value}", "device", device.id,
                  command_id=env.id, params=params)
@@ -108,7 +110,7 @@ def recent(s: Session, user: User, device_id: int, limit: int = 50) -> list[Diag
 
 def to_json(row: DiagnosticCommandRow, now: datetime | None = None) -> dict[str, Any]:
     state = row.state
-    if state == "pending" and row.expires_at <= (now or datetime.now(UTC)):
+    if state == DiagnosticState.PENDING and row.expires_at <= (now or datetime.now(UTC)):
         state = "expired"  # never answered within its validity: the station will not run it now
     return {
         "id": row.id, "device_id": row.device_id, "action": row.action, "params": row.params,
@@ -129,13 +131,13 @@ def apply_events(s: Session, events: list[tuple[int, Event]]) -> None:
         rows = {r.id: r for r in s.scalars(query)}
         for device_id, ev in events:
             row = rows.get(ev.ref or "")
-            if row is None or row.device_id != device_id or row.state != "pending":
+            if row is None or row.device_id != device_id or row.state != DiagnosticState.PENDING:
                 continue
             if ev.kind is EventKind.DIAGNOSTIC_RESULT:
-                row.state = "done" if ev.detail.get("ok") else "error"
+                row.state = DiagnosticState.DONE if ev.detail.get("ok") else DiagnosticState.ERROR
                 row.result = ev.detail
             else:  # the station refused the command itself (unsupported, bad signature, expired...)
-                row.state = "rejected"
+                row.state = DiagnosticState.REJECTED
                 row.result = {"ok": False, "error": ev.reason, "message": ev.detail.get("message")}
             row.finished_at = ev.ts
     updates.apply_events(s, events)

@@ -34,6 +34,7 @@ from controller.core.permissions import Action, device_for_action
 from controller.core.security import mosquitto_password_hash, new_secret
 from controller.db.models import Area, Device, User
 from controller.db.models_enrollment import EnrollmentCode, EnrollmentFailure
+from controller.db.statuses import AreaLevel
 from controller.i18n import formats
 from controller.services import audit, devices, dispatch
 from controller.services.broker_auth import DynsecAdmin, DynsecError
@@ -328,7 +329,7 @@ def parse_csv(session: Session, data: bytes) -> tuple[list[devices.DeviceCreate]
         raise UserError(400, "device.csv_unreadable") from exc
     if not {"name", "kind"} <= header or not header & {"commune_id", "commune_code"}:
         raise UserError(400, "device.csv_unreadable")
-    codes = {a.code: a.id for a in session.scalars(select(Area).where(Area.level == "commune"))
+    codes = {a.code: a.id for a in session.scalars(select(Area).where(Area.level == AreaLevel.COMMUNE))
              if a.code}
     out: list[devices.DeviceCreate] = []
     problems: list[CsvProblem] = []
@@ -359,7 +360,7 @@ def parse_csv(session: Session, data: bytes) -> tuple[list[devices.DeviceCreate]
                 problems.append(CsvProblem(line, f"{field}: {err['msg']}"))
             continue
         area = session.get(Area, req.commune_id)
-        if area is None or area.level != "commune":
+        if area is None or area.level != AreaLevel.COMMUNE:
             problems.append(CsvProblem(line, f"commune_id {req.commune_id}: no such commune"))
             continue
         out.append(req)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import Delivery, Device, DeviceEvent, PlayLog
 from controller.db.session import Database
+from controller.db.statuses import DeliveryState, PlayStatus
 from controller.services import diagnostics as ops
 from controller.services import metrics, proof_of_play, telemetry
 from mqtt_adapter import Message
@@ -37,16 +38,16 @@ MAX_BATCH = 1000
 PARSED_AHEAD = 2  # parsed batches waiting for the writer; beyond that parsing waits (never drops)
 # Statuses an agent reports as final; 'missed' written by the controller may still be
 # corrected by a late proof of play, but a final status never goes back to 'playing'.
-FINAL = {"played", "interrupted", "failed"}
+FINAL = {PlayStatus.PLAYED, PlayStatus.INTERRUPTED, PlayStatus.FAILED}
 LAST_SEEN_RESOLUTION = timedelta(seconds=2)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DELIVERY_EVENTS = (EventKind.ACK, EventKind.REJECTED)
 STATUS_BY_EVENT = {
-    EventKind.PLAY_STARTED: "playing",
-    EventKind.PLAY_FINISHED: "played",
-    EventKind.INTERRUPTED: "interrupted",
-    EventKind.PLAY_FAILED: "failed",
-    EventKind.MISSED: "missed",
+    EventKind.PLAY_STARTED: PlayStatus.PLAYING,
+    EventKind.PLAY_FINISHED: PlayStatus.PLAYED,
+    EventKind.INTERRUPTED: PlayStatus.INTERRUPTED,
+    EventKind.PLAY_FAILED: PlayStatus.FAILED,
+    EventKind.MISSED: PlayStatus.MISSED,
 }
 
 
@@ -390,11 +391,12 @@ def _apply_deliveries(s: Session, events: list[tuple[int, Event]], *, pg: bool) 
     elif acks:
         acks.sort(key=lambda a: a["ts"])  # type: ignore[arg-type,return-value]  # the first ack's time wins
         s.connection().execute(
-            update(t).where(named, t.c.state != "acked")
-            .values(state="acked", acked_at=bindparam("ts", type_=t.c.acked_at.type)), acks)  # fmt: skip
+            update(t).where(named, t.c.state != DeliveryState.ACKED)
+            .values(state=DeliveryState.ACKED,
+                    acked_at=bindparam("ts", type_=t.c.acked_at.type)), acks)  # fmt: skip
     if rejections:
-        s.connection().execute(update(t).where(named).values(state="rejected", detail=bindparam("why")),
-                               rejections)
+        s.connection().execute(
+            update(t).where(named).values(state=DeliveryState.REJECTED, detail=bindparam("why")), rejections)
 
 
 _PG_PLAY_LOG_STATUS = (
@@ -445,7 +447,7 @@ def _apply_play_log(s: Session, events: list[tuple[int, Event]], *, pg: bool) ->
             continue
         key, new = (device_id, ev.item_id), STATUS_BY_EVENT[ev.kind]
         old = status.get(key)
-        if old in FINAL and new in ("playing", "missed"):
+        if old in FINAL and new in (PlayStatus.PLAYING, PlayStatus.MISSED):
             continue
         if old != new:
             changed[key] = None

@@ -219,9 +219,14 @@ def content_for(
     return {b: LedContent(messages=msgs, brightness=brightness) for b, msgs in messages.items()}
 
 
-def visible_messages(session: Session, user: User, limit: int) -> list[LedMessageRow]:
-    """Newest first, the LED texts that reach a board in the user's area (all for unscoped users)."""
+def visible_messages(
+    session: Session, user: User, limit: int, *, active_only: bool = False
+) -> list[LedMessageRow]:
+    """Newest first, the LED texts that reach a board in the user's area (all for unscoped users);
+    `active_only`: not cancelled."""
     q = select(LedMessageRow).order_by(LedMessageRow.id.desc())
+    if active_only:
+        q = q.where(LedMessageRow.status == LedMessageStatus.ACTIVE)
     if communes_in_scope(session, user) is None:  # every area: the database applies the limit
         return list(session.scalars(q.limit(limit)))
     return reaching_scope(session, user, session.scalars(q), lambda m: m.targets, kind=DeviceKind.LED,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import Broadcast, Delivery, Device
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import PLANNED_BROADCAST, PLANNED_SCHEDULE
 from controller.services.recurrence import MAX_CHECKED, Occurrence, Recurrence, occurrences
 from controller.services.targets import Targets, resolve
 from protocol.messages import Priority
@@ -43,7 +44,7 @@ def conflicts(
     my_ids = {d.id for d in devices}
     my_priority = Priority(sc.priority)
     others: list[tuple[str, int, str, Priority, list[Occurrence], set[int]]] = []
-    for other in session.scalars(select(Schedule).where(Schedule.status.in_(("active", "draft")),
+    for other in session.scalars(select(Schedule).where(Schedule.status.in_(PLANNED_SCHEDULE),
                                                         Schedule.id != sc.id)):
         shared = {d.id for d in resolve(session, Targets.model_validate(other.targets))} & my_ids
         if shared:
@@ -51,7 +52,7 @@ def conflicts(
             others.append(("schedule", other.id, other.title, Priority(other.priority), occ, shared))
     rows = session.execute(
         select(Broadcast, Delivery.device_id).join(Delivery, Delivery.broadcast_id == Broadcast.id)
-        .where(Broadcast.status.in_(("scheduled", "draft")), Broadcast.start_at <= end,
+        .where(Broadcast.status.in_(PLANNED_BROADCAST), Broadcast.start_at <= end,
                Broadcast.start_at >= now - timedelta(days=1), Delivery.device_id.in_(my_ids))
     ).all()
     by_bc: dict[int, tuple[Broadcast, set[int]]] = {}

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import DeviceKind, ScheduleStatus
 from controller.services.recurrence import MAX_CHECKED, Recurrence, item_id, occurrences
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
@@ -42,11 +43,11 @@ def horizon_items(
     each schedule is expanded once (cached across builds, `_occurrence_items`), not once per
     station, so a roll of 10,000 stations costs seconds rather than minutes.
     """
-    speakers = [d for d in devices if d.kind == "speaker" and d.retired_at is None]
+    speakers = [d for d in devices if d.kind == DeviceKind.SPEAKER and d.retired_at is None]
     out: dict[int, list[ScheduleItem]] = {d.id: [] for d in speakers}
     if not speakers:
         return out
-    schedules = list(session.scalars(select(Schedule).where(Schedule.status == "active")))
+    schedules = list(session.scalars(select(Schedule).where(Schedule.status == ScheduleStatus.ACTIVE)))
     if not schedules:
         return out
     communes = {d.commune_id for d in speakers}

@@ -18,6 +18,10 @@ from sqlalchemy.orm import Session
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Device, Media, User, utcnow
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import (
+    DeviceKind,
+    ScheduleStatus,
+)
 from controller.schemas.schedules import ScheduleIn
 from controller.services import approval, audit, dispatch, policy
 from controller.services.recurrence import (
@@ -52,7 +56,7 @@ def _validate(
     check_rule_text(req.rrule)
     rec = Recurrence.of(req.rrule, req.dtstart, req.until, req.exdates, req.timezone)
     check_rule(rec.rule, req.rrule, limits)  # the rule dateutil built, not its text
-    devices = resolve(session, req.targets, kind="speaker")
+    devices = resolve(session, req.targets, kind=DeviceKind.SPEAKER)
     if not devices:
         raise UserError(422, "broadcast.no_targets")
     return rec, media, devices
@@ -85,13 +89,14 @@ def save(
     rec, media, devices = _validate(session, req, limits)
     old_devices: list[int] = []
     if schedule_id is None:
-        sc = Schedule(created_by=user.id, status="draft")
+        sc = Schedule(created_by=user.id, status=ScheduleStatus.DRAFT)
     else:
         found = session.get(Schedule, schedule_id)
-        if found is None or found.status == "deleted":
+        if found is None or found.status == ScheduleStatus.DELETED:
             raise NotFound("schedule.not_found", id=schedule_id)
         sc = found
-        old_devices = [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind="speaker")]
+        old_targets = Targets.model_validate(sc.targets)
+        old_devices = [d.id for d in resolve(session, old_targets, kind=DeviceKind.SPEAKER)]
     _apply(sc, req, rec, media)
     upcoming = [Occurrence(t, sc.duration_s) for t in rec.between(now, now + CHECK_WINDOW, MAX_CHECKED)]
     communes = sorted({d.commune_id for d in devices})
@@ -115,7 +120,7 @@ def save(
                      why="creator has approval rights for the area")
         check_desired_size(session, devices, limits, now=now)  # active now: in its stations' states
     else:
-        sc.status, sc.approved_by, sc.approved_at = "draft", None, None
+        sc.status, sc.approved_by, sc.approved_at = ScheduleStatus.DRAFT, None, None
     found_conflicts = conflicts(session, sc, devices, now=now)
     ids = sorted({d.id for d in devices} | set(old_devices))
     dispatch.stations_changed(session, ids)
@@ -124,12 +129,12 @@ def save(
 
 def delete(session: Session, schedule_id: int, user: User) -> list[int]:
     sc = session.get(Schedule, schedule_id)
-    if sc is None or sc.status == "deleted":
+    if sc is None or sc.status == ScheduleStatus.DELETED:
         raise NotFound("schedule.not_found", id=schedule_id)
-    sc.status = "deleted"
+    sc.status = ScheduleStatus.DELETED
     sc.updated_at = utcnow()
     audit.record(session, user.id, "schedule.delete", "schedule", sc.id, title=sc.title)
-    ids = [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind="speaker")]
+    ids = [d.id for d in resolve(session, Targets.model_validate(sc.targets), kind=DeviceKind.SPEAKER)]
     dispatch.stations_changed(session, ids)
     return ids
 
@@ -139,11 +144,11 @@ def approve(
     limits: Limits | None = None,
 ) -> list[int]:  # fmt: skip
     sc = session.get(Schedule, schedule_id)
-    if sc is None or sc.status == "deleted":
+    if sc is None or sc.status == ScheduleStatus.DELETED:
         raise NotFound("schedule.not_found", id=schedule_id)
-    devices = resolve(session, Targets.model_validate(sc.targets), kind="speaker")
+    devices = resolve(session, Targets.model_validate(sc.targets), kind=DeviceKind.SPEAKER)
     approval.require(session, user, {d.commune_id for d in devices})
-    if sc.status != "active":
+    if sc.status != ScheduleStatus.ACTIVE:
         now, limits = now or datetime.now(UTC), limits or Limits.defaults()
         check_rule_text(sc.rrule)  # a draft saved before these checks existed
         check_rule(Recurrence.of_schedule(sc).rule, sc.rrule, limits)

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from controller.core.security import hash_password
 from controller.db.models import Area, User
+from controller.db.statuses import AreaLevel
 
 # The seed plan's province (Kế hoạch tuyên truyền CĐS tỉnh Vĩnh Phúc), one district, two communes.
 DEMO_AREAS = ("Tỉnh Vĩnh Phúc", "Huyện Tam Dương", ("Xã Hợp Hòa", "Xã Kim Long"))
@@ -17,13 +18,13 @@ def ensure_demo_areas(session: Session) -> list[Area]:
     province_name, district_name, commune_names = DEMO_AREAS
     province = session.scalars(select(Area).where(Area.code == "VP")).first()
     if province is None:
-        province = Area(level="province", name=province_name, code="VP")
-        district = Area(level="district", name=district_name, code="VP-TD", parent=province)
+        province = Area(level=AreaLevel.PROVINCE, name=province_name, code="VP")
+        district = Area(level=AreaLevel.DISTRICT, name=district_name, code="VP-TD", parent=province)
         session.add_all([province, district])
         for i, name in enumerate(commune_names, start=1):
-            session.add(Area(level="commune", name=name, code=f"VP-TD-{i:02d}", parent=district))
+            session.add(Area(level=AreaLevel.COMMUNE, name=name, code=f"VP-TD-{i:02d}", parent=district))
         session.flush()
-    return list(session.scalars(select(Area).where(Area.level == "commune").order_by(Area.id)))
+    return list(session.scalars(select(Area).where(Area.level == AreaLevel.COMMUNE).order_by(Area.id)))
 
 
 def ensure_admin(session: Session, password: str, username: str = "admin", *, reset: bool = True) -> User:

@@ -6,10 +6,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.db.models import Area, Device
+from controller.db.statuses import AreaLevel, DeviceKind
 from controller.schemas.targets import Targets
 
 
-def resolve(session: Session, targets: Targets, kind: str = "speaker") -> list[Device]:
+def resolve(session: Session, targets: Targets, kind: str = DeviceKind.SPEAKER) -> list[Device]:
     """Active stations of `kind` that the targets name, in id order, without duplicates."""
     base = select(Device).where(Device.kind == kind, Device.retired_at.is_(None))
     if targets.all:
@@ -22,7 +23,7 @@ def resolve(session: Session, targets: Targets, kind: str = "speaker") -> list[D
     if targets.districts:
         communes.update(
             session.scalars(
-                select(Area.id).where(Area.parent_id.in_(targets.districts), Area.level == "commune")
+                select(Area.id).where(Area.parent_id.in_(targets.districts), Area.level == AreaLevel.COMMUNE)
             )
         )
     if communes:

@@ -1,4 +1,4 @@
-"""Broadcasts: send (normal or emergency), approve, cancel, list and read one.
+"""Broadcasts: send (normal or emergency), approve, cancel, list (emergencies too) and read one.
 
 Every function takes the caller: the role's right (`access.require`) and the area scope
 (`require_targets_in_scope`, `broadcast_filter`, `visible_broadcast`) are checked here, for
@@ -8,12 +8,15 @@ transaction (services/dispatch.py); the caller commits.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from controller.core.permissions import Action, broadcast_filter, require_targets_in_scope, visible_broadcast
 from controller.db.models import Broadcast, User
 from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.statuses import DeviceKind
 from controller.services import approval, broadcasts, emergency
 from controller.services.broadcasts import BroadcastCreate, Created
 from controller.usecases.access import require
@@ -22,7 +25,8 @@ from controller.usecases.access import require
 def send(session: Session, user: User, req: BroadcastCreate) -> Created:
     """A normal or priority bulletin: airs, or waits as a draft for an approver (policy, rights)."""
     require(user, Action.BROADCAST_SEND)
-    require_targets_in_scope(session, user, req.targets, "speaker")  # a commune operator: own commune only
+    # a commune operator: own commune only
+    require_targets_in_scope(session, user, req.targets, DeviceKind.SPEAKER)
     return broadcasts.create(session, req, user.id, user=user)
 
 
@@ -30,7 +34,7 @@ async def send_emergency(
     deps: emergency.EmergencyDeps, session: Session, user: User, req: BroadcastCreate
 ) -> Broadcast:
     """The group fan-out (docs/emergency.md); emergency.start checks the emergency right."""
-    require_targets_in_scope(session, user, req.targets, "speaker")
+    require_targets_in_scope(session, user, req.targets, DeviceKind.SPEAKER)
     return await emergency.start(deps, session, req, user)
 
 
@@ -43,7 +47,7 @@ def require_may_cancel(session: Session, user: User, broadcast_id: int) -> bool:
     """Only what the caller could have sent may be cancelled; True when it is an emergency."""
     bc = session.get(Broadcast, broadcast_id)
     if bc is not None:
-        require_targets_in_scope(session, user, bc.targets or {}, "speaker")
+        require_targets_in_scope(session, user, bc.targets or {}, DeviceKind.SPEAKER)
     return session.get(EmergencyBroadcast, broadcast_id) is not None
 
 
@@ -73,3 +77,13 @@ def get(session: Session, user: User, broadcast_id: int) -> Broadcast:
     """The broadcast if it reaches the caller's area (or they sent it); otherwise 404."""
     bc: Broadcast = visible_broadcast(session, user, broadcast_id)
     return bc
+
+
+def visible_emergencies(session: Session, user: User, limit: int) -> list[Row[Any]]:
+    """Newest first, (id, title, start_at, emergency status) of the emergencies the caller
+    sees: the same rule as `visible` and `get`."""
+    q = (select(Broadcast.id, Broadcast.title, Broadcast.start_at, EmergencyBroadcast.status)
+         .join(EmergencyBroadcast, EmergencyBroadcast.broadcast_id == Broadcast.id)
+         .where(*broadcast_filter(session, user))
+         .order_by(Broadcast.id.desc()).limit(min(limit, 1000)))  # fmt: skip
+    return list(session.execute(q))

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from controller.core.permissions import Action, reaching_scope, require_targets_in_scope, visible_schedule
 from controller.db.models import User
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import DeviceKind, ScheduleStatus
 from controller.services import schedules
 from controller.services.schedule_limits import Limits
 from controller.usecases.access import require
@@ -24,14 +25,15 @@ def _require_existing_in_scope(session: Session, user: User, schedule_id: int) -
     """Editing or deleting another area's schedule is refused like creating one there."""
     sc = session.get(Schedule, schedule_id)
     if sc is not None:
-        require_targets_in_scope(session, user, sc.targets, "speaker")
+        require_targets_in_scope(session, user, sc.targets, DeviceKind.SPEAKER)
 
 
 def save(
     session: Session, user: User, req: schedules.ScheduleIn, *, limits: Limits, schedule_id: int | None = None
 ) -> schedules.Saved:
     require(user, Action.SCHEDULE_EDIT)
-    require_targets_in_scope(session, user, req.targets, "speaker")  # a commune operator: own commune only
+    # a commune operator: own commune only
+    require_targets_in_scope(session, user, req.targets, DeviceKind.SPEAKER)
     if schedule_id is not None:
         _require_existing_in_scope(session, user, schedule_id)
     return schedules.save(session, req, user, schedule_id=schedule_id, limits=limits)
@@ -58,5 +60,5 @@ def visible(session: Session, user: User, *, include_deleted: bool = False) -> l
     """The schedules that reach a station in the caller's area, oldest first."""
     q = select(Schedule).order_by(Schedule.id)
     if not include_deleted:
-        q = q.where(Schedule.status != "deleted")
+        q = q.where(Schedule.status != ScheduleStatus.DELETED)
     return reaching_scope(session, user, session.scalars(q), lambda sc: sc.targets)

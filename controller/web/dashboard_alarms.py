@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from controller.core.i18n import has_message, t
 from controller.db.models import Device
 from controller.db.models_health import Alarm
-from controller.db.statuses import AlarmState
-from controller.services.alarms.engine import STATES, list_alarms
+from controller.db.statuses import ACTIVE_ALARM, AlarmState
+from controller.services.alarms.engine import list_alarms
 from controller.web.i18n import fmt_dt, gettext_for
 
 NEWEST = 5
@@ -28,7 +28,7 @@ def open_alarms(s: Session, scope: set[int] | None, lang: str, tz: str) -> dict[
     """Alarms not yet resolved (open or acknowledged) on the stations the user may see."""
     _ = gettext_for(lang)
     q = (select(Alarm.state, func.count()).join(Device, Device.id == Alarm.device_id)
-         .where(Alarm.state.in_(STATES["active"])).group_by(Alarm.state))  # fmt: skip
+         .where(Alarm.state.in_(ACTIVE_ALARM)).group_by(Alarm.state))  # fmt: skip
     if scope is not None:
         q = q.where(Device.commune_id.in_(scope))
     by_state = {state: int(n) for state, n in s.execute(q)}

@@ -14,12 +14,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import t
 from controller.core.permissions import ROLES, Action, all_in_scope, visible_device
-from controller.db.models import Area, Broadcast, Delivery, Device, Media, PlayLog, User
+from controller.db.models import Area, Broadcast, Device, Media, PlayLog, User
+from controller.db.statuses import BroadcastStatus
 from controller.services import audit, auth, broadcasts
 from controller.services.auth import login_now
 from controller.services.media import record_media
@@ -334,7 +335,7 @@ async def send(request: Request) -> Response:
             # apply; what the sender may not approve is saved as a draft for an approver.
             bc = sending.send(s, ctx.user, req).broadcast
             s.commit()
-            bc_id, airs = bc.id, bc.status == "scheduled"
+            bc_id, airs = bc.id, bc.status == BroadcastStatus.SCHEDULED
     except (ValidationError, ValueError) as exc:
         problems = exc.errors() if isinstance(exc, ValidationError) else []
         fields = {e["loc"][0] for e in problems if e["loc"]}
@@ -388,12 +389,12 @@ def playlog(request: Request, broadcast_id: str = "", page: int = 1) -> Response
     with runtime(request).db.session() as s:
         ctx = current(request, s)
         bc_id = to_int(broadcast_id)
-        broadcast = s.get(Broadcast, bc_id) if bc_id else None
-        if broadcast is not None and ctx.scope is not None and not s.scalar(
-            select(func.count()).select_from(Delivery).join(Device, Device.id == Delivery.device_id)
-            .where(Delivery.broadcast_id == broadcast.id, Device.commune_id.in_(ctx.scope or {-1}))
-        ):
-            broadcast = None  # not in this user's area
+        broadcast: Broadcast | None = None
+        if bc_id:
+            try:  # the API's rule (GET /broadcasts/{id}): reaches the user's area, or they sent it
+                broadcast = sending.get(s, ctx.user, bc_id)
+            except NotFound:
+                broadcast = None  # not in this user's area
         result = queries.play_log(s, broadcast_id=bc_id, scope=ctx.scope, page=page)
         summary: dict[str, int] = {}
         if broadcast is not None:

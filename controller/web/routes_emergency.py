@@ -15,11 +15,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from controller.core.errors import UserError
+from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, require_targets_in_scope
-from controller.db.models import Area, Broadcast, Delivery, Device, Media
-from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.models import Area, Broadcast, Device, Media
+from controller.db.statuses import DeviceKind, PlayStatus
 from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import broadcast_status, emergency, rrule_text
 from controller.services.targets import Targets
@@ -29,7 +30,7 @@ from controller.web.pagekit import authorized_form, communes, page_ctx, targets_
 from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
 
 router = APIRouter(include_in_schema=False)
-ON_AIR = ("playing", "played")
+ON_AIR = (PlayStatus.PLAYING, PlayStatus.PLAYED)
 STATE_NAMES = {
     "pending": "Đang chờ",
     "acked": "Đã nhận lệnh, chưa phát",
@@ -68,16 +69,7 @@ def _form_page(
             (m.sha256, m.original_name, m.duration_s)
             for m in s.scalars(select(Media).order_by(Media.created_at.desc()).limit(30))
         ]
-        recent = list(
-            s.execute(
-                select(Broadcast.id, Broadcast.title, Broadcast.start_at, EmergencyBroadcast.status)
-                .join(EmergencyBroadcast, EmergencyBroadcast.broadcast_id == Broadcast.id)
-                .order_by(Broadcast.id.desc())
-                .limit(10)
-            )
-        )
-    if ctx.scope is not None:
-        recent = [r for r in recent if _in_scope(request, ctx, r[0])]
+        recent = sending.visible_emergencies(s, ctx.user, 10)  # the API's rule, as `_visible`
     return render(
         request,
         "emergency.html",
@@ -100,18 +92,13 @@ def _no_targets_page(request: Request, ctx: Ctx, values: dict[str, Any]) -> Resp
     )
 
 
-def _in_scope(request: Request, ctx: Ctx, broadcast_id: int) -> bool:
-    if ctx.scope is None:
-        return True
-    with runtime(request).db.session() as s:
-        return bool(
-            s.scalar(
-                select(Delivery.device_id)
-                .join(Device, Device.id == Delivery.device_id)
-                .where(Delivery.broadcast_id == broadcast_id, Device.commune_id.in_(ctx.scope or {-1}))
-                .limit(1)
-            )
-        )
+def _visible(s: Session, ctx: Ctx, broadcast_id: int) -> Broadcast | None:
+    """The broadcast by the API's rule (GET /broadcasts/{id}): it reaches a station in the
+    user's area or they sent it; None otherwise."""
+    try:
+        return sending.get(s, ctx.user, broadcast_id)
+    except NotFound:
+        return None
 
 
 @router.get("/emergency", response_class=HTMLResponse)
@@ -121,7 +108,7 @@ def emergency_form(request: Request) -> Response:
 
 def _request(s: Any, ctx: Ctx, form: Any, values: dict[str, Any]) -> BroadcastCreate:
     targets = targets_from_form(s, ctx, form)
-    require_targets_in_scope(s, ctx.user, targets, "speaker")
+    require_targets_in_scope(s, ctx.user, targets, DeviceKind.SPEAKER)
     return BroadcastCreate(
         title=values["title"][:300],
         media_sha256=values["media"] or None,
@@ -201,8 +188,8 @@ async def start(request: Request) -> Response:
 
 def _progress(request: Request, ctx: Ctx, broadcast_id: int) -> dict[str, Any] | None:
     with runtime(request).db.session() as s:
-        bc = s.get(Broadcast, broadcast_id)
-        if bc is None or not _in_scope(request, ctx, broadcast_id):
+        bc = _visible(s, ctx, broadcast_id)
+        if bc is None:
             return None
         info = broadcast_status.summary(s, bc)
         if info is None:
@@ -276,9 +263,9 @@ def progress_json(request: Request, broadcast_id: int) -> Response:
 @router.post("/emergency/{broadcast_id}/cancel", response_class=HTMLResponse)
 async def cancel(request: Request, broadcast_id: int) -> Response:
     rt, _form, ctx = await authorized_form(request, Action.BROADCAST_EMERGENCY)
-    if not _in_scope(request, ctx, broadcast_id):
-        raise Forbidden()
     with rt.db.session() as s:
+        if _visible(s, ctx, broadcast_id) is None:
+            raise Forbidden()
         try:
             await sending.cancel_emergency(rt.emergency_deps, s, ctx.user, broadcast_id)
         except UserError as exc:

@@ -21,6 +21,7 @@ from controller.core.errors import UserError
 from controller.core.permissions import Action
 from controller.db.models import Area, Device
 from controller.db.models_led import LedMessageRow
+from controller.db.statuses import DeviceKind
 from controller.services import led, rrule_text
 from controller.usecases import led as boards
 from controller.web.pagekit import (
@@ -45,7 +46,7 @@ def _boards(s: Any, scope: set[int] | None) -> list[tuple[Device, str]]:
     q = (
         select(Device, Area.name)
         .join(Area, Area.id == Device.commune_id)
-        .where(Device.kind == "led", Device.retired_at.is_(None))
+        .where(Device.kind == DeviceKind.LED, Device.retired_at.is_(None))
         .order_by(Area.name, Device.name)
         .limit(200)
     )
@@ -57,22 +58,9 @@ def _boards(s: Any, scope: set[int] | None) -> list[tuple[Device, str]]:
     return rows
 
 
-def _messages(s: Any, board_ids: set[int], scope: set[int] | None) -> list[LedMessageRow]:
-    from controller.db.models_led import LedDelivery
-
-    q = (
-        select(LedMessageRow)
-        .where(LedMessageRow.status == "active")
-        .order_by(LedMessageRow.id.desc())
-        .limit(50)
-    )
-    if scope is not None:
-        q = q.where(
-            LedMessageRow.id.in_(
-                select(LedDelivery.led_message_id).where(LedDelivery.device_id.in_(board_ids or {-1}))
-            )
-        )
-    rows = list(s.scalars(q))
+def _messages(s: Any, ctx: Ctx) -> list[LedMessageRow]:
+    """The active texts by the API's rule (GET /led-messages): they reach a board in the area."""
+    rows = boards.visible(s, ctx.user, 50, active_only=True)
     for m in rows:
         s.expunge(m)
     return rows
@@ -88,15 +76,15 @@ def _page(
     check: dict[str, Any] | None = None,
 ) -> Response:
     with runtime(request).db.session() as s:
-        boards = _boards(s, ctx.scope)
-        messages = _messages(s, {d.id for d, _n in boards}, ctx.scope)
+        board_rows = _boards(s, ctx.scope)
+        messages = _messages(s, ctx)
         choices = communes(s, ctx.scope)
     return render(
         request,
         "led.html",
         status=status,
         ctx=ctx,
-        boards=boards,
+        boards=board_rows,
         messages=messages,
         communes=choices,
         form=form

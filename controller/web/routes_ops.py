@@ -21,6 +21,7 @@ from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.core.permissions import Action, can, can_act_on_area
 from controller.db.models import Area, Device
+from controller.db.statuses import DeviceKind
 from controller.services import devices, enrollment
 from controller.usecases import enrollment as enrolling
 from controller.web.pagekit import authorized_form, communes, line_chart, page_ctx, to_int, user_error
@@ -35,12 +36,12 @@ CHARTS = (
     ("clock_offset_ms", "Lệch đồng hồ", "ms"),
 )
 DIAGNOSTICS = {
-    "speaker": (
+    DeviceKind.SPEAKER: (
         ("test_tone", "Phát tiếng thử"),
         ("relay_click", "Bật/tắt rơ-le"),
         ("set_volume", "Đặt âm lượng"),
     ),
-    "led": (("led_test_pattern", "Hiện mẫu thử"),),
+    DeviceKind.LED: (("led_test_pattern", "Hiện mẫu thử"),),
 }
 DIAG_STATES = {
     "pending": "Đang chờ trạm trả lời",
@@ -108,7 +109,7 @@ async def create_station(request: Request) -> Response:
     try:
         req = devices.DeviceCreate(
             name=values["name"],
-            kind=values["kind"] or "speaker",
+            kind=values["kind"] or DeviceKind.SPEAKER,
             commune_id=to_int(values["commune_id"]) or -1,
             lat=float(values["lat"]) if values["lat"] else None,
             lon=float(values["lon"]) if values["lon"] else None,
@@ -215,7 +216,7 @@ def _station_page(
         diagnostics=DIAGNOSTICS.get(device.kind, ()) if diag is not None else (),
         diag_rows=diag_rows,
         diag_states=DIAG_STATES,
-        diag_names=dict(DIAGNOSTICS["speaker"] + DIAGNOSTICS["led"]),
+        diag_names=dict(DIAGNOSTICS[DeviceKind.SPEAKER] + DIAGNOSTICS[DeviceKind.LED]),
         alarms=station_alarms,
         alarm_kind=lambda k: t(f"alarm.kind.{k}", ctx.lang),
         may_ack=any(ctx.can(a) for a in ACK_ACTIONS),

@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from controller.core.errors import UserError
-from controller.core.permissions import Action, targets_reach
+from controller.core.errors import NotFound, UserError
+from controller.core.permissions import Action
 from controller.db.models import Area, Device, Media
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import PLANNED_SCHEDULE, DeviceKind, ScheduleStatus
 from controller.services import recurrence, rrule_text, schedules
 from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
@@ -63,10 +64,12 @@ class Row:
     stations: int
 
 
-def visible(s: Session, sc: Schedule, scope: set[int] | None) -> bool:
-    """A schedule is the user's if it reaches a station in their area (or they see everything):
-    the same rule as the API's (controller/core/permissions.py targets_reach)."""
-    return targets_reach(s, sc.targets, scope, "speaker")
+def _visible(s: Session, ctx: Ctx, schedule_id: int) -> Schedule | None:
+    """The schedule if it reaches a station in the user's area (the API's GET /schedules/{id})."""
+    try:
+        return planning.get(s, ctx.user, schedule_id)
+    except NotFound:
+        return None
 
 
 def _reach(targets: Targets) -> Any:
@@ -79,8 +82,9 @@ def _reach(targets: Targets) -> Any:
 
 def station_count(s: Session, targets: Targets) -> int:
     if targets.tags:
-        return len(resolve(s, targets, kind="speaker"))
-    q = select(func.count()).select_from(Device).where(Device.kind == "speaker", Device.retired_at.is_(None))
+        return len(resolve(s, targets, kind=DeviceKind.SPEAKER))
+    q = (select(func.count()).select_from(Device)
+         .where(Device.kind == DeviceKind.SPEAKER, Device.retired_at.is_(None)))
     if not targets.all:
         q = q.where(_reach(targets))
     return s.scalar(q) or 0
@@ -97,23 +101,19 @@ def describe(sc: Schedule, lang: str) -> str:
     )
 
 
-def _slots(
-    s: Session, scope: set[int] | None, monday: date, zone: Any, *, skip: int | None = None
-) -> list[Slot]:
+def _slots(s: Session, ctx: Ctx, monday: date, zone: Any, *, skip: int | None = None) -> list[Slot]:
     start = datetime.combine(monday, time(0), zone).astimezone(UTC)
     end = start + timedelta(days=7)
     out: list[Slot] = []
-    for sc in s.scalars(
-        select(Schedule).where(Schedule.status.in_(("active", "draft"))).order_by(Schedule.id)
-    ):
-        if sc.id == skip or not visible(s, sc, scope):
+    for sc in planning.visible(s, ctx.user):  # the API's list: active and draft, oldest first
+        if sc.id == skip or sc.status not in PLANNED_SCHEDULE:
             continue
         for occ in recurrence.occurrences(sc, start, end, limit=400):
             out.append(
                 Slot(
                     occ.start.astimezone(zone),
                     sc.title,
-                    "other" if sc.status == "active" else "draft",
+                    "other" if sc.status == ScheduleStatus.ACTIVE else "draft",
                     f"/schedules/{sc.id}/edit",
                 )
             )
@@ -135,17 +135,13 @@ def schedule_list(request: Request, week: str = "") -> Response:
     now = datetime.now(UTC)
     with runtime(request).db.session() as s:
         rows = []
-        for sc in s.scalars(
-            select(Schedule).where(Schedule.status != "deleted").order_by(Schedule.id.desc())
-        ):
-            if not visible(s, sc, ctx.scope):
-                continue
+        for sc in reversed(planning.visible(s, ctx.user)):  # the API's GET /schedules, newest first
             nxt = recurrence.occurrences(sc, now, now + timedelta(days=400), limit=1)
             count = station_count(s, Targets.model_validate(sc.targets))
             rows.append(Row(sc, describe(sc, ctx.lang), nxt[0].start if nxt else None, count))
             s.expunge(sc)
-        grid = week_grid(monday, _slots(s, ctx.scope, monday, zone))
-    drafts = [r for r in rows if r.schedule.status == "draft"]
+        grid = week_grid(monday, _slots(s, ctx, monday, zone))
+    drafts = [r for r in rows if r.schedule.status == ScheduleStatus.DRAFT]
     return render(
         request,
         "schedules.html",
@@ -271,13 +267,8 @@ def schedule_new(request: Request, media: str = "") -> Response:
 def schedule_edit(request: Request, schedule_id: int) -> Response:
     ctx = page_ctx(request, Action.SCHEDULE_EDIT)
     with runtime(request).db.session() as s:
-        sc = s.get(Schedule, schedule_id)
-        if (
-            sc is None
-            or sc.status == "deleted"
-            or sc.priority == "emergency"
-            or not visible(s, sc, ctx.scope)
-        ):
+        sc = _visible(s, ctx, schedule_id)
+        if sc is None or sc.status == ScheduleStatus.DELETED or sc.priority == "emergency":
             return render(
                 request,
                 "error.html",
@@ -401,8 +392,8 @@ async def schedule_save(request: Request) -> Response:
         try:
             req = _request_of(s, ctx, form, values, zone)
             if schedule_id is not None:
-                old = s.get(Schedule, schedule_id)
-                if old is None or not visible(s, old, ctx.scope) or old.priority == "emergency":
+                old = _visible(s, ctx, schedule_id)
+                if old is None or old.priority == "emergency":
                     raise Forbidden()
             # The same use case as the API: the right, the new and the old targets' area.
             saved = planning.save(s, ctx.user, req, schedule_id=schedule_id, limits=Limits.of(rt.settings))
@@ -447,7 +438,7 @@ async def schedule_save(request: Request) -> Response:
                 "approved": saved.approved,
             }
             s.rollback()  # a check changes nothing
-            check["week"] = week_grid(monday, mine + _slots(s, ctx.scope, monday, zone, skip=schedule_id))
+            check["week"] = week_grid(monday, mine + _slots(s, ctx, monday, zone, skip=schedule_id))
             return _editor(request, ctx, values, check=check)
     ok = "schedule_saved" if approved else "schedule_draft"
     return redirect(f"/schedules?ok={ok}#schedule-{new_id}")

@@ -145,3 +145,33 @@ def test_broadcasts_api_refuses_sending_or_cancelling_outside_the_area(panel: Pa
     assert r.status_code == 403
     kept = http.get(f"/api/v1/broadcasts/{theirs.json()['id']}", headers=admin).json()
     assert kept["status"] != "cancelled"
+
+
+def test_panel_follows_the_apis_rule_for_the_callers_own_broadcast(panel: Panel) -> None:
+    """A broadcast is visible when it reaches the caller's area or the caller sent it, on the
+    API and on the panel's play-log page alike (the panel used to check the stations only)."""
+    ids = panel.seed(stations_per_commune=1)
+    sha = _media(panel)
+    http = panel.client().http
+    commune_op, admin = _token(panel, "canbo.hophoa"), _token(panel, "admin", panel.settings.admin_password)
+    made = []
+    for title in ("Của cán bộ", "Của người khác"):
+        r = http.post("/api/v1/broadcasts", headers=admin, json={
+            "title": title, "media_sha256": sha, "targets": {"communes": [ids["xuan_hoa"]]},
+            "start_at": "2030-01-01T06:00:00+07:00"})
+        assert r.status_code == 201, r.text
+        made.append(r.json()["id"])
+    with panel.rt.db.session() as s:  # sent by the operator, e.g. before they moved to Hợp Hòa
+        from controller.db.models import Broadcast
+
+        op = s.query(User).filter_by(username="canbo.hophoa").one()
+        s.get(Broadcast, made[0]).created_by = op.id
+        s.commit()
+    web = panel.client()
+    web.login("canbo.hophoa", PW)
+    for broadcast_id, found in zip(made, (True, False), strict=True):
+        assert http.get(f"/api/v1/broadcasts/{broadcast_id}", headers=commune_op).status_code == (
+            200 if found else 404)
+        page = web.http.get(f"/playlog?broadcast_id={broadcast_id}")
+        assert page.status_code == 200
+        assert ('id="broadcast-summary"' in page.text) is found, broadcast_id

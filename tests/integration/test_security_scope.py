@@ -270,3 +270,38 @@ def test_commune_operator_cannot_issue_credentials_or_act_on_b(world: dict[str, 
     assert w["http"].post(f"/api/v1/devices/{dev}/credentials", headers=op).status_code == 403
     assert w["http"].post(f"/api/v1/devices/{dev}/retire", headers=op).status_code == 403
     assert _station_b(w).retired_at is None
+
+
+PANEL_LOGIN = {"commune": "canbo.hophoa", "technician": "kythuat.hophoa"}
+
+
+@pytest.mark.parametrize("who", WHO)
+def test_panel_and_api_give_the_same_answer(world: dict[str, Any], who: str) -> None:
+    """The panel's read pages go through the API's use cases (controller/usecases): B's
+    broadcast, schedule and LED text are not found on both, A's are found on both."""
+    w = world
+    web = w["panel"].client()
+    web.login(PANEL_LOGIN[who], PW)
+
+    def api(path: str) -> Any:
+        return w["http"].get(path, headers=w["tokens"][who])
+
+    schedule_page = web.http.get("/schedules")
+    led_page = web.http.get("/led")
+    assert schedule_page.status_code == 200 and led_page.status_code == 200
+    api_schedules = {r["id"] for r in api("/api/v1/schedules").json()}
+    api_led = {r["id"] for r in api("/api/v1/led-messages").json()}
+    for commune, found in ((w["a"], True), (w["b"], False)):
+        bc, sc, text = w["broadcast"][commune], w["schedule"][commune], w["led"][commune]
+        assert api(f"/api/v1/broadcasts/{bc}").status_code == (200 if found else 404)
+        page = web.http.get(f"/playlog?broadcast_id={bc}")
+        assert page.status_code == 200, page.text[:300]
+        assert ('id="broadcast-summary"' in page.text) is found, (who, commune)
+
+        assert api(f"/api/v1/schedules/{sc}").status_code == (200 if found else 404)
+        assert (sc in api_schedules) is found
+        assert (f'id="schedule-{sc}"' in schedule_page.text) is found, (who, commune)
+        assert (text in api_led) is found
+        if who == "commune":  # the edit page and the LED text's cancel button need the right to edit
+            assert web.http.get(f"/schedules/{sc}/edit").status_code == (200 if found else 404)
+            assert (f'action="/led/{text}/cancel"' in led_page.text) is found, (who, commune)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.db.models import Area, Device
+from controller.db.statuses import AreaLevel
 from controller.services.cap.parse import CapArea
 
 EARTH_RADIUS_KM = 6371.0088
@@ -133,14 +134,14 @@ class AreaIndex:
     def communes_of(self, area_id: int) -> set[int]:
         """Every commune an area covers: itself, those under it, or (a village) its commune."""
         area = self.areas[area_id]
-        if area.level == "village":
-            return {a for a in self.ancestors(area_id) if self.areas[a].level == "commune"}
+        if area.level == AreaLevel.VILLAGE:
+            return {a for a in self.ancestors(area_id) if self.areas[a].level == AreaLevel.COMMUNE}
         found: set[int] = set()
         frontier = [area_id]
         while frontier:
             nxt: list[int] = []
             for a in frontier:
-                if self.areas[a].level == "commune":
+                if self.areas[a].level == AreaLevel.COMMUNE:
                     found.add(a)
                 else:
                     nxt += self.children.get(a, [])

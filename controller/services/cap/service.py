@@ -20,6 +20,7 @@ from controller.core.permissions import area_names, communes_of_broadcasts, cove
 from controller.db.models import Broadcast, Device, Media, User
 from controller.db.models_cap import CapAlertRecord
 from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.statuses import PLANNED_BROADCAST, CapOutcome, DeviceKind
 from controller.services import approval, audit, broadcasts, dispatch, emergency
 from controller.services.cap.areas import AreaMatch, map_areas
 from controller.services.cap.parse import CapAlert, CapInfo, parse_alert
@@ -122,7 +123,7 @@ def _thread_broadcasts(session: Session, refs: list[CapAlertRecord]) -> list[Bro
     if not ids:
         return []
     return list(session.scalars(select(Broadcast).where(
-        Broadcast.id.in_(ids), Broadcast.status.in_(("scheduled", "draft"))).order_by(Broadcast.id)))
+        Broadcast.id.in_(ids), Broadcast.status.in_(PLANNED_BROADCAST)).order_by(Broadcast.id)))
 
 
 def _require_thread_in_scope(session: Session, user: User | None, bcs: list[Broadcast]) -> None:
@@ -168,7 +169,7 @@ def _in_scope(session: Session, user: User | None, match: AreaMatch) -> tuple[Ta
     if not communes and not devices:
         return None, notes
     targets = Targets(communes=sorted(communes), devices=sorted(devices))
-    if not resolve(session, targets, kind="speaker"):
+    if not resolve(session, targets, kind=DeviceKind.SPEAKER):
         notes.append("no loudspeaker station in the matched areas")
         return None, notes
     return targets, notes
@@ -203,7 +204,7 @@ async def receive(deps: EmergencyDeps, session: Session, raw: bytes, user: User 
         headline=info.headline if info else None, urgency=info.urgency if info else None,
         severity=info.severity if info else None, certainty=info.certainty if info else None,
         priority=prio.value if prio else None, raw_xml=raw.decode("utf-8", errors="replace"),
-        outcome="received", detail={}, received_by=user.id if user else None,
+        outcome=CapOutcome.RECEIVED, detail={}, received_by=user.id if user else None,
     )  # fmt: skip
     session.add(rec)
     uid = user.id if user else None
@@ -229,7 +230,7 @@ async def receive(deps: EmergencyDeps, session: Session, raw: bytes, user: User 
         # did air, e.g. broker down after the commit, stays and makes a retry a duplicate).
         session.rollback()
         stored = session.get(CapAlertRecord, rec_id)
-        if stored is not None and stored.outcome == "received":
+        if stored is not None and stored.outcome == CapOutcome.RECEIVED:
             session.delete(stored)
             audit.record(session, uid, "cap.failed", "cap_alert", rec_id, identifier=alert.identifier,
                          error=getattr(exc, "key", type(exc).__name__))
@@ -248,7 +249,7 @@ def _finish(session: Session, rec: CapAlertRecord, outcome: str, **detail: Any) 
     rec.outcome = outcome
     rec.detail = {**(rec.detail or {}), **detail}
     session.commit()
-    return Received(rec, created=outcome in ("aired", "draft"))
+    return Received(rec, created=outcome in (CapOutcome.AIRED, CapOutcome.DRAFT))
 
 
 async def _act(
@@ -256,11 +257,12 @@ async def _act(
     voice: str | None, prio: Priority | None, refs: list[CapAlertRecord], user: User | None,
 ) -> Received:
     if alert.status in NOT_ON_AIR:
-        return _finish(session, rec, "recorded_only", reason=f"status {alert.status}: never aired")
+        return _finish(session, rec, CapOutcome.RECORDED_ONLY, reason=f"status {alert.status}: never aired")
     if alert.msg_type in ("Ack", "Error"):
-        return _finish(session, rec, "recorded_only", reason=f"msgType {alert.msg_type}")
+        return _finish(session, rec, CapOutcome.RECORDED_ONLY, reason=f"msgType {alert.msg_type}")
     if alert.scope != "Public":
-        return _finish(session, rec, "not_public", reason=f"scope {alert.scope}: not for loudspeakers")
+        return _finish(session, rec, CapOutcome.NOT_PUBLIC,
+                       reason=f"scope {alert.scope}: not for loudspeakers")
     stopped: list[int] = []
     if alert.msg_type in ("Update", "Cancel"):
         running = _thread_broadcasts(session, refs)
@@ -269,24 +271,24 @@ async def _act(
         if not refs:
             rec.detail = {"references_unknown": rec.references}
     if alert.msg_type == "Cancel":
-        return _finish(session, rec, "cancelled", stopped=stopped)
+        return _finish(session, rec, CapOutcome.CANCELLED, stopped=stopped)
     if info is None or prio is None:
-        return _finish(session, rec, "no_info", stopped=stopped)
+        return _finish(session, rec, CapOutcome.NO_INFO, stopped=stopped)
     now = datetime.now(UTC)
     if info.expires is not None and info.expires <= now:
-        return _finish(session, rec, "expired", stopped=stopped, expires=info.expires.isoformat())
+        return _finish(session, rec, CapOutcome.EXPIRED, stopped=stopped, expires=info.expires.isoformat())
     match = map_areas(session, info.areas, geocode_names=deps.settings.cap_geocode_names,
                       geocode_map=deps.settings.cap_geocode_map)
     targets, notes = _in_scope(session, user, match)
     area_detail = {"areas": match.notes + notes, "communes": sorted(match.communes),
                    "devices": sorted(match.devices)}
     if targets is None:
-        return _finish(session, rec, "not_for_us", stopped=stopped, **area_detail)
+        return _finish(session, rec, CapOutcome.NOT_FOR_US, stopped=stopped, **area_detail)
     if voice is None:
-        return _finish(session, rec, "unsupported_language", stopped=stopped, **area_detail)
+        return _finish(session, rec, CapOutcome.UNSUPPORTED_LANGUAGE, stopped=stopped, **area_detail)
     media = await _speak(deps, session, spoken_text(info), voice, user)
     title = f"CAP: {led_text(info)}"[:300]
-    communes = {d.commune_id for d in resolve(session, targets, kind="speaker")}
+    communes = {d.commune_id for d in resolve(session, targets, kind=DeviceKind.SPEAKER)}
     direct = prio is Priority.EMERGENCY or (
         prio is Priority.PRIORITY and (user is None or approval.can_approve(session, user, communes)))
     if direct:
@@ -303,12 +305,12 @@ async def _act(
             # record says so (a retry of this alert is then a duplicate, never a second airing).
             rec.broadcast_id = session.scalar(select(Broadcast.id).where(
                 Broadcast.title == title, Broadcast.created_at >= now).order_by(Broadcast.id.desc()).limit(1))
-            _finish(session, rec, "aired", stopped=stopped, voice=voice, broker="down at start",
+            _finish(session, rec, CapOutcome.AIRED, stopped=stopped, voice=voice, broker="down at start",
                     **area_detail)
             raise
         else:
             rec.broadcast_id = bc.id
-            return _finish(session, rec, "aired", stopped=stopped, voice=voice, **area_detail)
+            return _finish(session, rec, CapOutcome.AIRED, stopped=stopped, voice=voice, **area_detail)
     # Normal (or priority the account may not approve): a draft an approver can send.
     start_at = now + timedelta(minutes=deps.settings.cap_draft_lead_minutes)
     req = broadcasts.BroadcastCreate(title=title, media_sha256=media.sha256, targets=targets,
@@ -317,4 +319,4 @@ async def _act(
     rec.broadcast_id = bc.id
     audit.record(session, user.id if user else None, "cap.draft", "broadcast", bc.id, cap_alert=rec.id,
                  priority=prio.value)
-    return _finish(session, rec, "draft", stopped=stopped, voice=voice, **area_detail)
+    return _finish(session, rec, CapOutcome.DRAFT, stopped=stopped, voice=voice, **area_detail)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from controller.db.models import Area, Broadcast, Device, PlayLog
 from controller.db.models_provincial import ProvincialOutbox, ProvincialState
 from controller.db.models_schedules import Schedule
-from controller.db.statuses import FINAL_PLAY, OutboxKind
+from controller.db.statuses import FINAL_PLAY, OperatingState, OutboxKind
 from controller.services import recurrence
 from controller.services.provincial.config import ProvincialSettings
 
@@ -50,11 +50,11 @@ def status_record(device: Device, commune_code: str | None, supplier: str, now: 
     extra = tele.get("extra") or {}
     mains = tele.get("mains_v")
     if not device.online:
-        state = "offline"
+        state = OperatingState.OFFLINE
     elif reported.get("playing"):
-        state = "playing"
+        state = OperatingState.PLAYING
     else:
-        state = "idle"
+        state = OperatingState.IDLE
     power = None if mains is None else ("mains" if float(mains) >= MAINS_MIN_V else "no_mains")
     return {
         "idempotency_key": f"st:{device.uid}:{_stamp(now)}",

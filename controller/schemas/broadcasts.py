@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from controller.db.models import Broadcast, Delivery
+from controller.db.statuses import DeliveryState
 from controller.schemas.common import Number, Out, PolicyOutcome
 from controller.schemas.targets import Targets
 from protocol.messages import Priority
@@ -61,7 +62,7 @@ class BroadcastOut(Out):
                  "acked_at": iso(d.acked_at), "detail": d.detail}
                 for d in deliveries
             ]  # fmt: skip
-            body["acked"] = sum(d.state == "acked" for d in deliveries)
+            body["acked"] = sum(d.state == DeliveryState.ACKED for d in deliveries)
         return body
 
 

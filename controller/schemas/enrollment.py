@@ -76,7 +76,7 @@ class Imported(Out):
 
 
 class ControllerTime(Out):
-    """The controller's clock: Unix seconds (and, from the enrollment route, the UTC instant)."""
+    """The controller's clock: Unix seconds and the same instant in UTC."""
 
     unix: Number
-    utc: str | None = None
+    utc: str

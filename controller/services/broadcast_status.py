@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import Broadcast, Delivery, Device, DeviceEvent, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.statuses import DeliveryState
 from protocol.messages import EventKind
 
 
@@ -50,9 +51,9 @@ def station_states(session: Session, bc: Broadcast) -> list[dict[str, Any]]:
         reason: str | None = None
         if play is not None:
             state, reason = play.status, play.reason
-        elif d.state == "rejected" or d.device_id in refused:
+        elif d.state == DeliveryState.REJECTED or d.device_id in refused:
             state, reason = "rejected", d.detail or refused.get(d.device_id)
-        elif d.state == "acked":
+        elif d.state == DeliveryState.ACKED:
             state = "acked"
         elif not online:
             state, reason = "offline", "station offline when sent"

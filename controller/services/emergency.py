@@ -30,6 +30,17 @@ from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent,
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.models_led import LedMessageRow
 from controller.db.models_schedules import Schedule
+from controller.db.statuses import (
+    AIRED_PLAY,
+    AreaLevel,
+    BroadcastStatus,
+    DeliveryState,
+    DeviceKind,
+    EmergencyStatus,
+    LedMessageStatus,
+    PlayStatus,
+    ScheduleStatus,
+)
 from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, led, policy, recurrence
 from controller.services.broadcasts import check_emergency_fields, item_id_for
@@ -125,7 +136,7 @@ class Fanout:
         return self._loaded
 
 
-_SPEAKERS = and_(Device.kind == "speaker", Device.retired_at.is_(None))
+_SPEAKERS = and_(Device.kind == DeviceKind.SPEAKER, Device.retired_at.is_(None))
 
 
 def plan(session: Session, targets: Targets) -> Fanout:
@@ -144,7 +155,7 @@ def plan(session: Session, targets: Targets) -> Fanout:
     else:
         for district in sorted(set(targets.districts)):
             covered |= set(session.scalars(select(Area.id).where(Area.parent_id == district,
-                                                                 Area.level == "commune")))
+                                                                 Area.level == AreaLevel.COMMUNE)))
             out.topics.append(topics.group_cmd("district", district))
         for commune in sorted(set(targets.communes) - covered):
             out.topics.append(topics.group_cmd("commune", commune))
@@ -240,7 +251,7 @@ def _held_by_stations(session: Session, sha: str, stations: int) -> bool:
     if not ids:
         return False
     had = session.scalar(select(func.count(func.distinct(PlayLog.device_id))).where(
-        PlayLog.broadcast_id.in_(ids), PlayLog.status.in_(("played", "interrupted", "playing")))) or 0
+        PlayLog.broadcast_id.in_(ids), PlayLog.status.in_((*AIRED_PLAY, PlayStatus.PLAYING)))) or 0
     return had >= math.ceil(HELD_SHARE * stations)
 
 
@@ -322,8 +333,9 @@ def _apply_early_acks(session: Session, bc_id: int, item_id: str) -> int:
                  .scalar_subquery())  # fmt: skip
     result = session.execute(
         update(Delivery)
-        .where(Delivery.broadcast_id == bc_id, Delivery.state == "pending", first_ack.is_not(None))
-        .values(state="acked", acked_at=first_ack)
+        .where(Delivery.broadcast_id == bc_id, Delivery.state == DeliveryState.PENDING,
+               first_ack.is_not(None))
+        .values(state=DeliveryState.ACKED, acked_at=first_ack)
         .execution_options(synchronize_session=False))  # fmt: skip
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -392,8 +404,8 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
         outcome = policy.enforce(session, user, communes, [recurrence.Occurrence(start_at, duration_s)],
                                  req.priority, req.override_reason)
     uid = user.id if user else None
-    bc = Broadcast(title=req.title, status="scheduled", media=playlist, priority=req.priority.value,
-                   start_at=start_at, duration_s=duration_s,
+    bc = Broadcast(title=req.title, status=BroadcastStatus.SCHEDULED, media=playlist,
+                   priority=req.priority.value, start_at=start_at, duration_s=duration_s,
                    targets=req.targets.model_dump(exclude_defaults=True), created_by=uid)
     session.add(bc)
     session.flush()
@@ -402,7 +414,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     em = EmergencyBroadcast(broadcast_id=bc.id, text=req.text, voice=req.voice if req.text else None,
                             repeat=req.repeat, volume=volume, topics=fan.topics,
                             lead_ms=round(lead.seconds * 1000, 1), lead_basis=lead.basis[:200],
-                            requested_at=now, status="active")
+                            requested_at=now, status=EmergencyStatus.ACTIVE)
     boards: list[int] = []
     if req.text:
         boards = led.mirror_emergency_text(session, req.targets, req.text, None, user_id=uid, now=now)
@@ -480,7 +492,7 @@ def _repeat_schedule(req: BroadcastCreate, rec: recurrence.Recurrence, playlist:
         title=req.title, media=list(playlist), duration_s=duration_s, rrule=(req.repeat or "").strip(),
         dtstart=dtstart.isoformat(), until=None, exdates=[], timezone=str(tz.key),
         targets=req.targets.model_dump(exclude_defaults=True), priority=req.priority.value,
-        status="active", created_by=user_id, approved_by=user_id, approved_at=datetime.now(UTC),
+        status=ScheduleStatus.ACTIVE, created_by=user_id, approved_by=user_id, approved_at=datetime.now(UTC),
         override_reason="emergency repeat",
     )  # fmt: skip
 
@@ -495,7 +507,7 @@ async def stop(deps: EmergencyDeps, session: Session, broadcast_id: int, user: U
     em = session.get(EmergencyBroadcast, broadcast_id)
     if em is None:
         raise UserError(409, "emergency.not_emergency", id=broadcast_id)
-    if em.status == "cancelled":
+    if em.status == EmergencyStatus.CANCELLED:
         # Already cancelled: say it again on the air (harmless to stations that heard it), so a
         # retry after the broker was down at the first cancel does reach them.
         try:
@@ -510,12 +522,12 @@ async def stop(deps: EmergencyDeps, session: Session, broadcast_id: int, user: U
     speakers: list[int] = []
     if em.schedule_id is not None:
         sc = session.get(Schedule, em.schedule_id)
-        if sc is not None and sc.status != "deleted":
+        if sc is not None and sc.status != ScheduleStatus.DELETED:
             # An occurrence on air now is stopped by the CANCEL below; later ones leave the horizon.
             since = now - timedelta(seconds=sc.duration_s + 5)
             for occ in recurrence.occurrences(sc, since, now + timedelta(seconds=5)):
                 item_ids.append(recurrence.item_id(sc.id, occ.start))
-            sc.status = "deleted"
+            sc.status = ScheduleStatus.DELETED
             sc.updated_at = now
             audit.record(session, uid, "schedule.delete", "schedule", sc.id, title=sc.title,
                          emergency_broadcast=bc.id)
@@ -523,7 +535,7 @@ async def stop(deps: EmergencyDeps, session: Session, broadcast_id: int, user: U
     boards: list[int] = []
     if em.led_message_id is not None:
         row = session.get(LedMessageRow, em.led_message_id)
-        if row is not None and row.status != "cancelled":
+        if row is not None and row.status != LedMessageStatus.CANCELLED:
             boards = led.cancel(session, em.led_message_id, uid)
     audit.record(session, uid, "broadcast.cancel", "broadcast", bc.id, emergency=True, topics=em.topics)
     if boards or speakers:
@@ -547,7 +559,7 @@ def apply_volumes(session: Session, items: dict[int, list[ScheduleItem]]) -> Non
     emergency volume, as their PLAY did. Called from desired_state.build."""
     rows = session.execute(select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.schedule_id,
                                   EmergencyBroadcast.volume)
-                           .where(EmergencyBroadcast.status == "active")).all()
+                           .where(EmergencyBroadcast.status == EmergencyStatus.ACTIVE)).all()
     if not rows:
         return
     by_bc = {b: v for b, _, v in rows}

@@ -16,6 +16,7 @@ from controller.core.permissions import (
 )
 from controller.db.models import Delivery, Device, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.statuses import BroadcastStatus
 from controller.runtime import Runtime
 from controller.schemas.broadcasts import (
     Approved,
@@ -77,7 +78,8 @@ def _create_normal(
         return policy_refusal(exc, lang(request))  # type: ignore[return-value]
     s.commit()  # the stations' dispatch is queued in this same transaction
     bc = created.broadcast
-    return BroadcastOut.body(bc) | {"stations": len(created.device_ids), "approved": bc.status == "scheduled",
+    return BroadcastOut.body(bc) | {"stations": len(created.device_ids),
+                                    "approved": bc.status == BroadcastStatus.SCHEDULED,
                                     "policy": created.policy}
 
 

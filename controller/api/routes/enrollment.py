@@ -18,7 +18,7 @@ from controller.db.models import User
 from controller.runtime import Runtime
 from controller.schemas.common import ErrorBody, binary
 from controller.schemas.devices import RetiredDevice
-from controller.schemas.enrollment import ControllerTime, Enrolled, EnrollmentCode, EnrollRequest, Imported
+from controller.schemas.enrollment import Enrolled, EnrollmentCode, EnrollRequest, Imported
 from controller.services import devices, enrollment
 from controller.usecases import enrollment as enrolling
 from protocol.signing import key_fingerprint
@@ -78,16 +78,6 @@ def enrollment_qr(
         buf, kind="png", scale=6, border=4
     )
     return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
-
-
-@router.get("/time", response_model=ControllerTime, response_model_exclude_unset=True)
-def controller_time() -> dict[str, Any]:
-    """The controller's clock to the microsecond (no login): `agent doctor` measures the
-    station's offset against it, NTP-style, instead of the 1 s HTTP Date header."""
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    return {"utc": now.isoformat(), "unix": now.timestamp()}
 
 
 @router.post("/enroll", response_model=Enrolled, response_model_exclude_unset=True)

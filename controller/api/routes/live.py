@@ -28,6 +28,7 @@ from controller.api.refusals import policy_refusal
 from controller.core.errors import UserError
 from controller.core.permissions import Action, roles_with
 from controller.db.models import User
+from controller.db.statuses import LiveStatus, StreamKind
 from controller.runtime import Runtime
 from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, binary
 from controller.schemas.live import LiveOut
@@ -118,9 +119,9 @@ async def live_stream(stream_id: Id, request: Request) -> StreamingResponse:
     token = request.headers.get(STREAM_TOKEN_HEADER, "")
     rt: Runtime = request.app.state.runtime
     ls = await run_in_threadpool(_load_stream, rt, stream_id)
-    if ls is None or ls.kind != "live" or not live.token_ok(ls, token):
+    if ls is None or ls.kind != StreamKind.LIVE or not live.token_ok(ls, token):
         raise UserError(404, "live.not_found", id=stream_id)
-    if ls.status != "active" or ls.end_at <= datetime.now(UTC):
+    if ls.status != LiveStatus.ACTIVE or ls.end_at <= datetime.now(UTC):
         raise UserError(410, "live.ended", id=stream_id)
     channel = live.hub_of(request.app.state).open(ls)
     listener = channel.subscribe()
@@ -177,7 +178,7 @@ async def live_ws(ws: WebSocket, stream_id: Id) -> None:
         return
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in (ws.scope.get("subprotocols") or []) else None)
     channel = live.hub_of(ws.app.state).open(ls)
-    if channel.ended or ls.status != "active":
+    if channel.ended or ls.status != LiveStatus.ACTIVE:
         await ws.send_text(json.dumps({"type": "ended"}))
         await ws.close(code=1000)
         return

@@ -56,7 +56,7 @@ def _one_backend(name: str, url: str, n: int) -> dict[str, Any]:
         bc_id, uids = _seed(db, n)
         ingest = Ingest(db)
         with db.session() as s:  # stations known already (their telemetry), as before a real emergency
-            ingest._resolve_uids(s, set(uids))
+            ingest.resolve_uids(s, set(uids))
         t = time.time()
         phases = {kind: _store_all(ingest, [_Parsed(u, "evt", _event(kind, bc_id, t)) for u in uids])
                   for kind in (EventKind.ACK, EventKind.PLAY_STARTED, EventKind.PLAY_FINISHED)}  # fmt: skip

@@ -49,7 +49,7 @@ class ReceiptProbe:
     def attach(self, fleet: Fleet) -> None:
         for st in fleet.stations:
             link = st.agent.link
-            link._on_message = self._wrap(st.uid, link)  # type: ignore[method-assign]
+            link.wrap_handler(lambda inner, uid=st.uid, link=link: self._wrap(uid, link, inner))
             st.agent.role.media.ensure = self._stamp(st.uid, st.agent.role.media.ensure, self.fetched)  # type: ignore
             st.sink.prepare = self._stamp(st.uid, st.sink.prepare, self.prepared)  # type: ignore
 
@@ -68,8 +68,8 @@ class ReceiptProbe:
         self.waited.clear()
         self.handled.clear()
 
-    def _wrap(self, uid: str, link: AgentLink) -> Callable[[str, bytes], Awaitable[None]]:
-        inner = link._on_message
+    def _wrap(self, uid: str, link: AgentLink,
+              inner: Callable[[str, bytes], Awaitable[None]]) -> Callable[[str, bytes], Awaitable[None]]:
 
         async def handler(topic: str, payload: bytes) -> None:
             arrived, reached, t = link.last_arrival, link.last_socket_arrival, time.time()

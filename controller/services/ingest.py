@@ -189,7 +189,7 @@ class Ingest:
         """
         now = datetime.now(UTC)
         with self._db.session() as s, s.no_autoflush:
-            self._resolve_uids(s, {p.uid for p in parsed})
+            self.resolve_uids(s, {p.uid for p in parsed})
             ids = {self._device_ids[p.uid] for p in parsed if p.uid in self._device_ids}
             pg = s.get_bind().dialect.name == "postgresql"
             # Ids only: loading whole Device rows (JSON and all) for every event was the main cost.
@@ -298,7 +298,9 @@ class Ingest:
             metrics.PLAY_EVENTS_REFUSED.inc(len(refused))
         return refused
 
-    def _resolve_uids(self, s: Session, uids: set[str]) -> None:
+    def resolve_uids(self, s: Session, uids: set[str]) -> None:
+        """Learn the device ids of these station uids (cached): the acks benchmark warms the
+        cache first, as a running controller has from the stations' telemetry."""
         missing = uids - self._device_ids.keys()
         if missing:
             query = select(Device.id, Device.uid).where(Device.uid.in_(missing))

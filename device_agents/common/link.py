@@ -77,6 +77,11 @@ class AgentLink:
         self.last_socket_arrival: float | None = None
         self._stopping = False
 
+    def wrap_handler(self, wrap: Callable[[MessageHandler], MessageHandler]) -> None:
+        """Put `wrap(handler)` in place of the message handler: the fleet benchmark's probe
+        notes when each command arrived and was handled, without the link knowing it."""
+        self._on_message = wrap(self._on_message)
+
     def wake_outbox(self) -> None:
         """New events are in the store's outbox: send them now if the broker is there."""
         self._send_outbox()

@@ -20,7 +20,7 @@ from controller.services import live
 from controller.usecases import streams
 from controller.web import queries
 from controller.web.panel import Ctx, Forbidden, check_csrf, current, render, runtime, with_headers
-from controller.web.routes import _targets
+from controller.web.routes_bulletins import form_targets
 from protocol.messages import Priority
 
 router = APIRouter(include_in_schema=False)
@@ -60,7 +60,7 @@ async def live_start(request: Request) -> Response:
         with rt.db.session() as s:
             reason = str(form.get("override_reason") or "")[:1000] or None
             req = live.LiveCreate(title=str(form.get("title") or "Phát trực tiếp")[:300],
-                                  targets=_targets(s, ctx, form), priority=Priority(priority),
+                                  targets=form_targets(s, ctx, form), priority=Priority(priority),
                                   override_reason=reason)  # fmt: skip
             user = s.merge(ctx.user)
             ls, device_ids = streams.start_live(s, user, req, max_minutes=rt.settings.live_max_minutes)

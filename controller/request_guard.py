@@ -14,6 +14,12 @@ A pure ASGI middleware (not BaseHTTPMiddleware, which would buffer and wrap the 
 * on /api/v1, a body from a caller with neither a valid bearer token nor a valid panel session
   gets 401 before it is read (the few public routes, login and station enrollment, excepted).
 
+It also refuses, with 422, a NUL character (code 0) in the path, the query string or a JSON or
+URL-encoded form body: PostgreSQL cannot store one in a text column (the request answered 500
+on PostgreSQL and stored it on SQLite), and no name, text or filter needs one. Uploaded files
+(multipart) may hold any bytes and are not looked at. A JSON string holding a backslash
+followed by "u0000" is refused too: the price of not parsing the body here.
+
 Answers are sent with `Connection: close`. A refused body of at most DRAIN_MAX_BYTES is read
 and thrown away first (nothing kept): closing a socket with unread data sends a TCP reset,
 which can destroy the answer before an ordinary client (one that sends the whole body, then
@@ -46,6 +52,9 @@ CSV_IMPORT_MAX_BYTES = 8 * 1024 * 1024  # what POST /api/v1/devices/import reads
 # redeeming its enrollment code.
 PUBLIC_API_BODIES = frozenset({"/api/v1/auth/token", "/api/v1/enroll"})
 DRAIN_MAX_BYTES = 1024 * 1024  # refused bodies up to this are read (and dropped) before the answer
+# How a NUL arrives in each kind of body (lower-cased bytes); other bodies are not looked at.
+NUL_IN_BODY = {b"application/json": (b"\x00", b"\\u0000"),
+               b"application/x-www-form-urlencoded": (b"\x00", b"%00")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,13 +82,26 @@ def body_limit(method: str, path: str, settings: Settings) -> BodyLimit:
     return BodyLimit(limit, "request.too_large", {"limit": human_size(limit)})
 
 
-class BodyTooLarge(HTTPException):
-    """Raised into the application when a streamed body passes its limit (the 413 is already sent).
+class BodyRefused(HTTPException):
+    """Raised into the application when a streamed body passes its limit or shows a NUL (the
+    refusal is already sent).
 
     An HTTPException, so FastAPI's body parsing passes it through instead of calling it a 400."""
 
-    def __init__(self) -> None:
-        super().__init__(status_code=413)
+    def __init__(self, status: int) -> None:
+        super().__init__(status_code=status)
+
+
+def nul_in_url(scope: Scope) -> bool:
+    """A NUL in the decoded path, or sent raw or percent-encoded in the query string."""
+    query = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"\x00" in query or b"%00" in query
+
+
+def nul_markers(headers: dict[bytes, bytes]) -> tuple[bytes, ...]:
+    """What a NUL looks like in this request's body, by its content type (none: not checked)."""
+    content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    return NUL_IN_BODY.get(content_type, ())
 
 
 def _has_body(headers: dict[bytes, bytes]) -> bool:
@@ -119,12 +141,16 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])  # ASGI header names are lower-case
+        lang = pick_lang(headers.get(b"accept-language", b"").decode("latin-1") or None)
+        if nul_in_url(scope):
+            await _drain(receive, headers.get(b"content-length", b"").strip())
+            await _refuse(send, 422, "request.nul", lang, {})
+            return
         if not _has_body(headers):
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
         limit = body_limit(method, path, self.settings)
-        lang = pick_lang(headers.get(b"accept-language", b"").decode("latin-1") or None)
         declared = headers.get(b"content-length", b"").strip()
         if declared.isdigit() and int(declared) > limit.max_bytes:
             await _drain(receive, declared)
@@ -137,23 +163,36 @@ class RequestGuard:
                 await _drain(receive, declared)
                 await _refuse(send, 401, "auth.required", lang, {}, {"www-authenticate": "Bearer"})
                 return
-        await self._counted(scope, receive, send, limit, lang)
+        await self._counted(scope, receive, send, limit, nul_markers(headers), lang)
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: BodyLimit, lang: str) -> None:
-        """Run the application with a receive that stops at the limit (chunked or lying bodies)."""
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: BodyLimit,
+                       markers: tuple[bytes, ...], lang: str) -> None:  # fmt: skip
+        """Run the application with a receive that stops at the limit (chunked or lying bodies)
+        and at the first NUL marker (looked for across chunk boundaries)."""
         received = 0
         started = refused = False
+        tail = b""  # the end of the previous chunk: a marker may straddle two
+
+        async def refuse(status: int, key: str, params: dict[str, object]) -> BodyRefused:
+            nonlocal refused
+            if not started and not refused:
+                refused = True
+                await _refuse(send, status, key, lang, params)
+            return BodyRefused(status)
 
         async def counted_receive() -> Message:
-            nonlocal received, refused
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit.max_bytes:
-                    if not started and not refused:
-                        refused = True
-                        await _refuse(send, 413, limit.key, lang, limit.params)
-                    raise BodyTooLarge()
+                    raise await refuse(413, limit.key, limit.params)
+                if markers:
+                    seen = (tail + chunk).lower()
+                    if any(m in seen for m in markers):
+                        raise await refuse(422, "request.nul", {})
+                    tail = seen[-8:]
             return message
 
         async def watched_send(message: Message) -> None:
@@ -166,10 +205,11 @@ class RequestGuard:
 
         try:
             await self.app(scope, counted_receive, watched_send)
-        except BodyTooLarge:
+        except BodyRefused as exc:
             if not refused:
                 raise
-            log.info("refused %s %s: body over %d bytes", scope["method"], scope["path"], limit.max_bytes)
+            log.info("refused %s %s (%d): body over %d bytes or holding a NUL", scope["method"],
+                     scope["path"], exc.status_code, limit.max_bytes)
 
 
 async def _drain(receive: Receive, declared: bytes) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from communecast.broker_supervisor import supervise
 from communecast.mosquitto import PrivateMosquitto, free_port
 from communecast.stations import ApiClient, provision, provision_led, run_simulated
 from controller.app import create_app
@@ -92,8 +93,10 @@ async def run_demo(opts: DemoOptions) -> None:
     stations: list[Any] = []
     server_task: asyncio.Task[None] | None = None
     startup: asyncio.Task[None] | None = None
+    supervisor: asyncio.Task[None] | None = None
     try:
         broker.start()
+        supervisor = asyncio.create_task(supervise(broker, lambda line: print(line, flush=True)))
         server_task = asyncio.create_task(server.serve())
         startup = asyncio.create_task(
             _start_stations(settings.base_url, admin_password, opts, data, stations)
@@ -114,6 +117,10 @@ async def run_demo(opts: DemoOptions) -> None:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await server_task
+        if supervisor is not None:  # before the broker stops: its stop is no death to repair
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         broker.stop()
 
 

@@ -271,6 +271,21 @@ class PrivateMosquitto:
                 os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
+    def exit_code(self) -> int | None:
+        """The broker's exit status once it has died (killed, crashed); None while it runs or
+        when it was never started."""
+        return None if self._proc is None else self._proc.poll()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker keeps its sockets open and answers nothing (a hung broker)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after freeze()."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()

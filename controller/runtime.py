@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from controller import horizon_sources
 from controller.core.config import Settings
@@ -197,13 +197,10 @@ class Runtime:
                 await task
         self.db.dispose()
 
-    def db_ok(self) -> bool:
-        try:
-            with self.db.session() as s:
-                s.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
+    def broker_answering(self) -> bool:
+        """The broker acknowledged a round trip in the last seconds (controller/mqtt/bus.py):
+        what a new broadcast's response warns about when false."""
+        return self.bus.answering()
 
     def sync_broker_credentials(self) -> None:
         """Rewrite the broker's password/ACL files when this controller manages them."""

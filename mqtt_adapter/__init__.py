@@ -6,6 +6,7 @@ the benchmarks' bare subscribers — uses the public names below. The agent extr
 package: a Pi installs `communecast[agent]`.
 """
 
+from mqtt_adapter.backoff import Backoff
 from mqtt_adapter.client import (
     AdapterClient,
     BatchHandler,
@@ -18,6 +19,7 @@ from mqtt_adapter.message import Message
 
 __all__ = [
     "AdapterClient",
+    "Backoff",
     "BatchHandler",
     "ControllerClient",
     "Message",

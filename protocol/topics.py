@@ -58,6 +58,13 @@ def group_cmd(level: str, group_id: str | int | None = None) -> str:
     return f"{ROOT}/grp/{level}/{group_id}/cmd"
 
 
+def controller_probe(client_id: str) -> str:
+    """Where a controller publishes its broker round-trip probes (nobody subscribes; the
+    broker's PUBACK is the answer). Inside the controller's ACL, outside every station's."""
+    _check_segment(client_id)
+    return f"{ROOT}/ctl/{client_id}/probe"
+
+
 # Subscriptions the controller makes to ingest everything stations say.
 CONTROLLER_SUBSCRIPTIONS = (
     f"{ROOT}/dev/+/state",

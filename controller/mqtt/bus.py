@@ -4,24 +4,35 @@ The session is persistent (clean_session=False, fixed client id) so events that 
 send while the controller is down are queued by the broker and arrive after restart.
 The connection is `mqtt_adapter.ControllerClient`: stations' messages arrive as lists of
 `mqtt_adapter.Message`, one per socket wake-up (why: mqtt_adapter/client.py).
+
+An open socket is no proof that the broker works: a frozen broker (SIGSTOP, a stuck disk)
+keeps the TCP connection up and answers nothing until the keepalive gives up, half a minute
+later. So while connected the bus publishes a QoS 1 probe every PROBE_PERIOD_S and notes when
+the broker's PUBACK came back; `answering()` is what /healthz reports. Reconnects wait a
+full-jitter backoff (mqtt_adapter/backoff.py), as the stations do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from mqtt_adapter import BatchHandler, ControllerClient, Message, PublishError
+from mqtt_adapter import Backoff, BatchHandler, ControllerClient, Message, PublishError
 from protocol import topics
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], Awaitable[None]]
 PUBLISH_WINDOW = 100
+PROBE_PERIOD_S = 1.0  # a round trip to the broker this often while connected
+PROBE_TIMEOUT_S = 2.0  # a PUBACK later than this does not count
+ANSWER_WINDOW_S = 3.5  # the broker answers if its last PUBACK is at most this old
 
 
 class MqttBus:
@@ -38,6 +49,7 @@ class MqttBus:
         subscriptions: tuple[str, ...] = topics.CONTROLLER_SUBSCRIPTIONS,
         share_group: str | None = None,
         tls_context: ssl.SSLContext | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         """`share_group`: subscribe as `$share/<group>/<filter>` so that replicas in the
         same group split the stations' messages (one replica gets each message).
@@ -52,6 +64,10 @@ class MqttBus:
         self._on_batch = on_batch
         self._batches: asyncio.Queue[list[Message]] = asyncio.Queue()
         self._tls_context = tls_context  # None: plain MQTT (controller.mqtt.tls)
+        self._backoff = backoff or Backoff(base_s=0.5, cap_s=10.0)
+        self._probe_topic = topics.controller_probe(client_id)
+        self.last_answer: float | None = None  # monotonic time of the probe's latest PUBACK
+        self.round_trip_ms: float | None = None  # how long that PUBACK took
         if share_group:
             if not share_group.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"share group must be letters, digits, - or _: {share_group!r}")
@@ -72,9 +88,29 @@ class MqttBus:
             if handler is not None:
                 handler.cancel()
 
+    def answering(self, now: float | None = None) -> bool:
+        """Connected, and the broker acknowledged a probe within the last ANSWER_WINDOW_S."""
+        now = time.monotonic() if now is None else now
+        return (self.connected.is_set() and self.last_answer is not None
+                and now - self.last_answer <= ANSWER_WINDOW_S)  # fmt: skip
+
+    async def _probe(self) -> None:
+        """Round trips while connected (see the module docstring); ends with the connection."""
+        while self.connected.is_set():
+            sent = time.monotonic()
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await self.publish(self._probe_topic, b"", qos=1)
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("the broker did not acknowledge a probe within %.1f s: %s", PROBE_TIMEOUT_S, exc)
+            else:
+                self.last_answer = time.monotonic()
+                self.round_trip_ms = (self.last_answer - sent) * 1000
+            await asyncio.sleep(max(0.0, PROBE_PERIOD_S - (time.monotonic() - sent)))
+
     async def _run(self) -> None:
-        backoff = 0.2
         while not self._stopping:
+            probe: asyncio.Task[None] | None = None
             try:
                 async with ControllerClient(
                     self._host,
@@ -97,7 +133,8 @@ class MqttBus:
                     if not client.read_in_bursts(self._deliver):
                         log.warning("paho internals changed: reading MQTT one packet per wake-up")
                     self.connected.set()
-                    backoff = 0.2
+                    self._backoff.reset()
+                    probe = asyncio.create_task(self._probe(), name="mqtt-probe")
                     log.info("MQTT connected to %s:%s", self._host, self._port)
                     # Only what arrived before the burst reader took over comes this way; the
                     # loop also ends (MqttError) when the connection drops.
@@ -106,12 +143,18 @@ class MqttBus:
             except aiomqtt.MqttError as exc:
                 if self._stopping:
                     break
-                log.warning("MQTT connection lost (%s); retrying in %.1fs", exc, backoff)
+                delay = self._backoff.next_delay()
+                log.warning("MQTT connection lost (%s); retrying in %.1fs", exc, delay)
+            else:
+                delay = self._backoff.next_delay()
             finally:
                 self.connected.clear()
                 self._client = None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+                if probe is not None:
+                    probe.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await probe
+            await asyncio.sleep(delay)
 
     def _deliver(self, batch: list[Message]) -> None:
         if self._on_batch is not None:

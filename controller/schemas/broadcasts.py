@@ -87,6 +87,8 @@ class BroadcastCreated(BroadcastOut):
     approved: bool
     policy: PolicyOutcome | None = None
     emergency: EmergencySent | None = None
+    # Set when the broker did not answer at the time: saved, but the stations hear of it late.
+    warnings: list[str] | None = None
 
 
 class Approved(Out):

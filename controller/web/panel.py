@@ -39,6 +39,8 @@ ROLE_NAMES = {
 NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from the URL
     "uploaded": "Đã tải lên bản tin. Nghe thử trước khi phát.",
     "sent": "Đã gửi lệnh phát tới các trạm.",
+    "sent_broker_down": "Đã lưu lệnh phát, nhưng máy chủ MQTT hiện không trả lời: các trạm sẽ nhận "
+                        "khi kết nối trở lại và có thể phát trễ.",
     "draft": "Đã lưu bản tin. Bản tin sẽ được phát khi người có quyền duyệt.",
     "approved": "Đã duyệt. Lệnh phát đã được gửi tới các trạm.",
     "password": "Đã đổi mật khẩu. Các phiên đăng nhập khác đã bị đăng xuất.",

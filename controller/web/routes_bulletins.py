@@ -153,7 +153,8 @@ async def send(request: Request) -> Response:
                                error=(t(exc.key, ctx.lang, **exc.params), {}))
     if not airs:
         return redirect(f"/playlog?broadcast_id={bc_id}&ok=draft")
-    return redirect(f"/playlog?broadcast_id={bc_id}&ok=sent")
+    sent = "sent" if rt.broker_answering() else "sent_broker_down"
+    return redirect(f"/playlog?broadcast_id={bc_id}&ok={sent}")
 
 
 # ---- approval queue ---------------------------------------------------------------------------

@@ -20,6 +20,10 @@ class AgentConfig(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_keepalive_s: int = 15
+    # Reconnect delays: full jitter up to base × 2^attempt, at most cap (mqtt_adapter/backoff.py),
+    # so a fleet does not come back in lockstep after a broker restart.
+    mqtt_reconnect_base_s: float = Field(default=1.0, gt=0)
+    mqtt_reconnect_cap_s: float = Field(default=30.0, gt=0)
     # TLS to the broker (docs/enrollment.md, "TLS"): TLS 1.2+, certificate and host name always
     # verified. CA file: the broker's CA (enrollment stores it next to config.json; relative paths
     # are in data_dir); None = the system's trust store. Client cert/key only for mutual TLS.

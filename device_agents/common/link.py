@@ -20,13 +20,14 @@ import contextlib
 import ipaddress
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
 from device_agents.common.store import AgentStore
-from mqtt_adapter import Pending, PublishError, StationClient
+from mqtt_adapter import Backoff, Pending, PublishError, StationClient
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class AgentLink:
         store: AgentStore,
         on_message: MessageHandler,
         tls: ssl.SSLContext | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._host, self._port = host, port
         self._client_id = client_id
@@ -63,6 +65,7 @@ class AgentLink:
         self._store = store
         self._on_message = on_message
         self._tls = tls
+        self._backoff = backoff or Backoff(base_s=1.0, cap_s=30.0)
         self.last_error: str | None = None  # why the last connection attempt failed (doctor, tests)
         self._client: StationClient | None = None
         self._outbox_wakeup = asyncio.Event()
@@ -70,6 +73,7 @@ class AgentLink:
         self._sent_upto = 0  # highest outbox seq handed to the current connection
         self.connected = asyncio.Event()
         self.connections = 0
+        self.connected_at: float | None = None  # wall time of the latest connection (reconnect spread)
         self.last_arrival = 0.0  # wall time the message being handled came off the socket
         # ... and when its bytes reached the socket (kernel clock), if noted: the fleet simulator
         # sets this before run() to tell the wait for its shared CPU from the network's part.
@@ -113,9 +117,9 @@ class AgentLink:
                     self._client_id, self._host, self._port)
 
     async def run(self) -> None:
-        backoff = 0.2
         self._warn_if_clear_text()
         while not self._stopping:
+            delay: float | None = None  # drawn when the failure is logged, so the log says it
             try:
                 will = aiomqtt.Will(self._state_topic, self._last_will, qos=1, retain=True)
                 async with StationClient(
@@ -137,9 +141,10 @@ class AgentLink:
                     self._in_flight.clear()  # a new connection sends the whole outbox again
                     self._sent_upto = 0
                     self.connections += 1
+                    self.connected_at = time.time()
                     self.last_error = None
                     self.connected.set()
-                    backoff = 0.2
+                    self._backoff.reset()
                     flusher = asyncio.create_task(self._flush_outbox(client))
                     try:
                         async for message in client.messages:
@@ -155,22 +160,22 @@ class AgentLink:
                             await flusher
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
+                delay = self._backoff.next_delay()
                 if self._stopping:
                     pass
                 elif "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
                     # Not a flaky 4G link: a wrong or impostor broker, or a stale CA. Say so every time.
                     log.error("%s: broker certificate REFUSED (%s): run `communecast agent doctor`; "
-                              "retry in %.1fs", self._client_id, exc, backoff)
+                              "retry in %.1fs", self._client_id, exc, delay)
                 else:
-                    log.info("%s: broker link down (%s); retry in %.1fs", self._client_id, exc, backoff)
+                    log.info("%s: broker link down (%s); retry in %.1fs", self._client_id, exc, delay)
             finally:
                 self.connected.clear()
                 self._client = None
                 self._in_flight.clear()
             if self._stopping:
                 break
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await asyncio.sleep(self._backoff.next_delay() if delay is None else delay)
 
     async def _flush_outbox(self, client: StationClient) -> None:
         """Delete each sent entry at its PUBACK, in order, and keep the window full.

@@ -25,6 +25,7 @@ from device_agents.common.updater import Updater, running_version
 from device_agents.host.diagnostics import Diagnostics, HostHooks
 from device_agents.host.events import EventLog, now
 from device_agents.host.role import Role, RoleKit
+from mqtt_adapter import Backoff
 from protocol import topics
 from protocol.envelope import Envelope, Rejected
 from protocol.messages import CommandKind, DesiredState, EventKind, RejectReason, ReportedState, Telemetry
@@ -59,6 +60,8 @@ class StationHost(Generic[R]):
             store=self.store,
             on_message=self._on_message,
             tls=agent_context(config),  # None: plain MQTT (docs/enrollment.md, TLS)
+            backoff=Backoff(base_s=config.mqtt_reconnect_base_s,
+                            cap_s=max(config.mqtt_reconnect_cap_s, config.mqtt_reconnect_base_s)),
         )
         self.events = EventLog(self.uid, self.store, self.link.wake_outbox)
         self.role: R = make_role(RoleKit(config=config, store=self.store, events=self.events,

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,49 @@ def test_demo_after_a_killed_demo_starts_again(tmp_path: Path) -> None:
         second.send_signal(signal.SIGTERM)
         second.communicate(timeout=60)
     assert second.returncode == 0
+
+
+def _health(http_port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=3) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def test_demo_restarts_a_killed_broker_by_itself(tmp_path: Path) -> None:
+    """kill -9 of the demo's broker: the demo starts it again (communecast/broker_supervisor.py),
+    says so, and /healthz is 200 again within 10 s without anyone touching anything."""
+    http_port, mqtt_port = free_port(), free_port()
+    proc = _start_demo(tmp_path, http_port, mqtt_port)
+    try:
+        _wait_for_banner(proc)
+        deadline = time.monotonic() + 30
+        while _health(http_port) != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _health(http_port) == 200
+        pid_file = tmp_path / "broker" / "mosquitto.pid"
+        first = int(pid_file.read_text())
+        os.kill(first, signal.SIGKILL)
+        killed_at = time.monotonic()
+        saw_down = False
+        healthy_after: float | None = None
+        while time.monotonic() - killed_at < 10:
+            status = _health(http_port)
+            saw_down = saw_down or status == 503
+            if saw_down and status == 200:
+                healthy_after = time.monotonic() - killed_at
+                break
+            time.sleep(0.1)
+        assert saw_down, "/healthz never noticed the dead broker"
+        assert healthy_after is not None, "not healthy again within 10 s of kill -9"
+        second = int(pid_file.read_text())
+        assert second != first and _alive(second)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    assert "restarting it in" in out and "running again (restart 1)" in out, out[-3000:]
+    print(f"healthy again {healthy_after:.1f} s after kill -9 of the broker")

@@ -3,7 +3,9 @@ the horn. Real controller process, SQLite (the storage path does not depend on t
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -72,3 +74,35 @@ async def test_healthz_follows_the_broker(controller: System) -> None:
     await eventually(health, lambda s: s == 503, timeout=10, what="503 with the broker down")
     controller.broker.start()
     await eventually(health, lambda s: s == 200, timeout=15, what="200 after the broker is back")
+
+
+async def test_healthz_sees_a_frozen_broker_within_5_s(controller: System, tmp_path: Path) -> None:
+    """SIGSTOP keeps the broker's socket open and answers nothing: only the round-trip probe
+    (controller/mqtt/bus.py) can tell, well before the 30 s keepalive would. A broadcast
+    created meanwhile is saved (201) and its answer says the stations will hear of it late."""
+    async def health() -> httpx.Response:
+        return await controller.api("GET", "/healthz", auth=False)
+
+    api = Api.of(controller)
+    await controller.add_stations(1)
+    media = await api.upload(tone(tmp_path / "t.wav", seconds=2))
+    await eventually(health, lambda r: r.status_code == 200, timeout=15, what="healthy first")
+    in_time = await api.send(media, datetime.now(UTC) + timedelta(minutes=5), {"all": True})
+    assert "warnings" not in in_time
+    body = (await health()).json()
+    assert body["mqtt"] == "ok" and body["mqtt_round_trip_ms"] is not None
+    assert isinstance(body["publish_backlog"], int)
+    controller.broker.freeze()
+    try:
+        frozen_at = time.monotonic()
+        down = await eventually(health, lambda r: r.status_code == 503, timeout=8, what="503 while frozen")
+        noticed_s = time.monotonic() - frozen_at
+        assert down.json()["mqtt"] == "down" and down.json()["database"] == "ok"
+        assert noticed_s <= 5.0, f"the frozen broker was noticed after {noticed_s:.1f} s"
+        late = await api.send(media, datetime.now(UTC) + timedelta(minutes=5), {"all": True},
+                              title="Gửi khi máy chủ MQTT treo")  # fmt: skip
+        assert late["stations"] == 1
+        assert late["warnings"] and "không trả lời" in late["warnings"][0]
+    finally:
+        controller.broker.thaw()
+    await eventually(health, lambda r: r.status_code == 200, timeout=15, what="200 once it answers again")

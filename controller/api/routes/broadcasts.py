@@ -4,12 +4,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
 from controller.api.params import Id, Limit, QueryId
 from controller.api.refusals import policy_refusal
+from controller.core.i18n import t
 from controller.core.permissions import (
     communes_in_scope,
     in_scope,
@@ -50,6 +52,14 @@ async def create_broadcast(
     s: Session = Depends(db_session),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    created = await _create(req, request, user, s, rt)
+    if not rt.broker_answering() and not isinstance(created, JSONResponse):
+        created["warnings"] = [t("broker.unreachable_on_create", lang(request))]
+    return created
+
+
+async def _create(req: broadcasts.BroadcastCreate, request: Request, user: User, s: Session,
+                  rt: Runtime) -> dict[str, Any]:  # fmt: skip
     if _is_emergency(req):
         try:
             bc = await usecase.send_emergency(rt.emergency_deps, s, user, req)  # checks the area

@@ -5,14 +5,14 @@ from fastapi.responses import JSONResponse
 
 from controller.api.deps import runtime
 from controller.runtime import Runtime
+from controller.services import health
 
 router = APIRouter()
 
 
 @router.get("/healthz")
 def healthz(rt: Runtime = Depends(runtime)) -> JSONResponse:
-    """200 only when both the database and the broker connection are up."""
-    db_ok = rt.db_ok()
-    mqtt_ok = rt.bus.connected.is_set()
-    body = {"database": "ok" if db_ok else "down", "mqtt": "ok" if mqtt_ok else "down"}
-    return JSONResponse(body, status_code=200 if db_ok and mqtt_ok else 503)
+    """200 only when the database answers and the broker acknowledged a round trip in the
+    last few seconds (services/health.py); the body says which is down and the publish backlog."""
+    report = health.check(rt.db, rt.bus)
+    return JSONResponse(report.body(), status_code=200 if report.ok else 503)

@@ -26,7 +26,7 @@ from testkit.harness import CONTROLLER_USER, System
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_stats(pid: int) -> tuple[float, float]:
+def proc_stats(pid: int) -> tuple[float, float]:
     """(CPU seconds used, RSS in MB) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -68,7 +68,7 @@ async def _run_rate(system: System, db: Database, rate: int, seconds: float, dev
             "--password", system.mqtt_password]  # fmt: skip
     pid = system.controller.proc.pid  # type: ignore[union-attr]
     tag = f"r{rate}x"
-    cpu0, _ = _proc_stats(pid)
+    cpu0, _ = proc_stats(pid)
     t0 = time.time()  # wall clock: compared with the publisher's own start
     pub = await _loadgen("publish", *auth, "--rate", str(rate), "--seconds", str(seconds),
                          "--devices", str(devices), "--tag", tag)  # fmt: skip
@@ -78,20 +78,20 @@ async def _run_rate(system: System, db: Database, rate: int, seconds: float, dev
     stored, t_done, last_change, last_n = 0, None, time.time(), -1
     while True:
         await asyncio.sleep(0.1)
-        rss_max = max(rss_max, _proc_stats(pid)[1])
+        rss_max = max(rss_max, proc_stats(pid)[1])
         stored = await asyncio.to_thread(_count, db, tag)
         if stored != last_n:
             last_n, last_change = stored, time.time()
         if t_done is None and stored >= total:
             t_done = time.time()  # not when the publisher process has exited (~0.5 s later)
-            cpu1, _ = _proc_stats(pid)
+            cpu1, _ = proc_stats(pid)
         if pub_task.done():
             if t_done is not None:
                 break
             if time.time() - last_change > 5:
                 break  # stalled: whatever is missing is lost
     if t_done is None:
-        cpu1, _ = _proc_stats(pid)
+        cpu1, _ = proc_stats(pid)
     pub_result = pub_task.result()
     # From the first publish (the load generator's start-up is not the controller's time) to
     # the last row stored, or to when storing stalled.

@@ -126,6 +126,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "worker processes, one event loop each (default: in the benchmark's own process)")
     bf.set_defaults(func=_runner("fanout"))
 
+    br = bench_sub.add_parser("reconnect", help="restart the broker under N connected stations: time until "
+                              "all are back, peak reconnect rate, failed attempts, the controller's health "
+                              "and CPU (target at 10,000 with --processes 2: all back within 60 s)")
+    br.add_argument("--devices", type=int, default=1000)
+    br.add_argument("--processes", type=int, default=1, help="run the simulated stations in this many "
+                    "worker processes, one event loop each (default: in the benchmark's own process)")
+    br.add_argument("--deadline", type=float, default=180.0, help="seconds after the restart before the "
+                    "stations still missing count as given up")
+    br.add_argument("--json", help="also write the result here")
+    br.set_defaults(func=_runner("reconnect"))
+
     bc = bench_sub.add_parser("cap-lane", help="POST of a CAP Extreme alert -> on air at a station, idle and "
                               "with two long uploads in flight (the emergency audio lane)")
     bc.add_argument("--rounds", type=int, default=5)

@@ -74,6 +74,7 @@ class AgentLink:
         self.connected = asyncio.Event()
         self.connections = 0
         self.connected_at: float | None = None  # wall time of the latest connection (reconnect spread)
+        self.failed_attempts = 0  # connections refused or lost before they worked (bench reconnect)
         self.last_arrival = 0.0  # wall time the message being handled came off the socket
         # ... and when its bytes reached the socket (kernel clock), if noted: the fleet simulator
         # sets this before run() to tell the wait for its shared CPU from the network's part.
@@ -160,6 +161,8 @@ class AgentLink:
                             await flusher
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
+                if self._client is None:  # never got as far as a working connection
+                    self.failed_attempts += 1
                 delay = self._backoff.next_delay()
                 if self._stopping:
                     pass

@@ -30,6 +30,7 @@ from benchmarks import fleet_probe
 from benchmarks.ingest import proc_stats
 from firmware_sim.fleet import Fleet, provision_fleet, raise_fd_limit
 from testkit.harness import System, broker_dynsec_for
+from testkit.timing import busiest_window
 from testkit.waiting import eventually
 
 POLL_S = 0.25
@@ -43,16 +44,6 @@ async def link_figures(fleet: Fleet) -> list[list[Any]]:
 
 async def _stations(fleet: fleet_probe.Runner) -> list[list[Any]]:
     return [row for part in await fleet.call(link_figures) for row in part]
-
-
-def _busiest(instants: list[float], window_s: float) -> int:
-    instants = sorted(instants)
-    best, lo = 0, 0
-    for hi, t in enumerate(instants):
-        while t - instants[lo] > window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def _health(http: httpx.AsyncClient) -> int:
@@ -110,7 +101,7 @@ async def bench_reconnect(devices: int, processes: int, deadline_s: float) -> di
         "all_back": back == devices, "back": back, "given_up": devices - back,
         "all_back_s": round(max(instants) - restarted, 2) if back == devices else None,
         "first_back_s": round(min(instants) - restarted, 2) if instants else None,
-        "peak_per_s": _busiest(instants, 1.0), "busiest_100ms": _busiest(instants, 0.1),
+        "peak_per_s": busiest_window(instants, 1.0), "busiest_100ms": busiest_window(instants, 0.1),
         "failed_attempts": failed, "broker_down_s": round(restarted - stopped, 2),
         "healthz_200_after_s": round(healthy_at - restarted, 2) if healthy_at else None,
         "healthz_polls": polls, "healthz_unanswered": unanswered,

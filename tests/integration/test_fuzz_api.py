@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,15 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
-from sqlalchemy import select
 
 from communecast.mosquitto import free_port
 from controller.app import create_app
 from controller.core.config import Settings
-from controller.core.security import new_token, token_digest
-from controller.db.models import ApiToken, User
-from tests.support.threaded_server import serve_in_thread
+from tests.support.threaded_server import admin_token, serve_in_thread
 
 SEED = 20261205
 EXAMPLES = 15  # per operation, generation mode and identity
 MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
-
-
-def _admin_token(app: Any) -> str:
-    """Minted straight into the database: the fuzzer's own failed logins must not lock it out."""
-    token = new_token()
-    with app.state.runtime.db.session() as s:
-        admin = s.scalars(select(User).where(User.username == "admin")).one()
-        s.add(ApiToken(token_hash=token_digest(token), user_id=admin.id,
-                       expires_at=datetime.now(UTC) + timedelta(hours=2)))  # fmt: skip
-        s.commit()
-    return token
 
 
 # Logging out revokes the bearer token the rest of the admin run uses: every later request
@@ -110,7 +95,7 @@ def test_no_server_errors_under_fuzzing(tmp_path: Path, database_url: str) -> No
     app = create_app(settings)
     started = time.monotonic()
     with serve_in_thread(app) as base_url:
-        admin = {"Authorization": f"Bearer {_admin_token(app)}"}
+        admin = {"Authorization": f"Bearer {admin_token(app, hours=2)}"}
         ops, sent_admin, errors = _fuzz(base_url, admin)
         still_admin = requests.get(f"{base_url}/api/v1/auth/me", headers=admin, timeout=30)
         _, sent_anon, anon_errors = _fuzz(base_url, {})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import secrets
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,9 +18,8 @@ from sqlalchemy import select
 from communecast.mosquitto import free_port
 from controller.app import create_app
 from controller.core.config import Settings
-from controller.core.security import new_token, token_digest
-from controller.db.models import ApiToken, Area, User
-from tests.support.threaded_server import serve_in_thread
+from controller.db.models import Area
+from tests.support.threaded_server import admin_token, serve_in_thread
 
 NUL_MESSAGE = "ký tự NUL"
 
@@ -34,13 +32,7 @@ def served(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, s
                         mqtt_port=free_port(), mqtt_client_id=f"nul-{secrets.token_hex(3)}")  # fmt: skip
     app = create_app(settings)
     with serve_in_thread(app) as base_url:
-        token = new_token()
-        with app.state.runtime.db.session() as s:
-            admin = s.scalars(select(User).where(User.username == "admin")).one()
-            s.add(ApiToken(token_hash=token_digest(token), user_id=admin.id,
-                           expires_at=datetime.now(UTC) + timedelta(hours=1)))  # fmt: skip
-            s.commit()
-        yield base_url, {"Authorization": f"Bearer {token}"}, app
+        yield base_url, {"Authorization": f"Bearer {admin_token(app)}"}, app
 
 
 def _area_names(app: object) -> list[str]:

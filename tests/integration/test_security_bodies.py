@@ -13,20 +13,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select as sql_select
 
 from communecast.mosquitto import free_port
 from controller.app import create_app
 from controller.core.config import Settings
-from controller.core.security import new_token, token_digest
-from controller.db.models import ApiToken, User
-from tests.support.threaded_server import serve_in_thread
+from tests.support.threaded_server import admin_token, serve_in_thread
 
 MiB = 1024 * 1024
 MEDIA_LIMIT = 2 * MiB  # small, so the chunked upload test stays quick
@@ -41,13 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
                         mqtt_port=free_port(), mqtt_client_id=f"bodies-{secrets.token_hex(3)}")  # fmt: skip
     app = create_app(settings)
     with serve_in_thread(app) as base_url:
-        token = new_token()
-        with app.state.runtime.db.session() as s:
-            admin = s.scalars(sql_select(User).where(User.username == "admin")).one()
-            s.add(ApiToken(token_hash=token_digest(token), user_id=admin.id,
-                           expires_at=datetime.now(UTC) + timedelta(hours=1)))  # fmt: skip
-            s.commit()
-        yield base_url, token
+        yield base_url, admin_token(app)
 
 
 def _connect(base_url: str) -> socket.socket:

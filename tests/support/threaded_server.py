@@ -39,3 +39,22 @@ def serve_in_thread(app: Any, *, start_timeout: float = 60.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def admin_token(app: Any, *, hours: float = 1.0) -> str:
+    """A bearer token for the seeded `admin`, minted straight into the database: no login
+    request, so a test's own failed logins (a fuzzer's) cannot lock it out."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from controller.core.security import new_token, token_digest
+    from controller.db.models import ApiToken, User
+
+    token = new_token()
+    with app.state.runtime.db.session() as s:
+        admin = s.scalars(select(User).where(User.username == "admin")).one()
+        s.add(ApiToken(token_hash=token_digest(token), user_id=admin.id,
+                       expires_at=datetime.now(UTC) + timedelta(hours=hours)))  # fmt: skip
+        s.commit()
+    return token

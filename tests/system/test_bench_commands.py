@@ -83,6 +83,7 @@ def test_bench_cap_lane_times_an_alert_idle_and_next_to_two_long_uploads(tmp_pat
     r = json.loads((tmp_path / "c.json").read_text())
     assert r["rounds"] == 1 and len(r["idle_ms"]) == 1 and len(r["loaded_ms"]) == 1
     assert r["idle_p50_ms"] > 0 and r["loaded_p50_ms"] > 0
-    assert abs(r["difference_ms"] - (r["loaded_p50_ms"] - r["idle_p50_ms"])) <= 0.1  # each rounded to 0.1 ms
+    # three numbers each rounded to 0.1 ms: they may disagree by up to 0.15 ms
+    assert abs(r["difference_ms"] - (r["loaded_p50_ms"] - r["idle_p50_ms"])) <= 0.15 + 1e-9
     assert r["uploads_in_flight"] == [2]  # the alert was timed while both uploads were processed
     assert "two 10-minute uploads in flight" in out and "difference" in out

@@ -23,6 +23,7 @@ from controller.services import broker_auth, metrics, seed, telemetry
 from controller.services.alarms.engine import AlarmEngine
 from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
 from controller.services.audio_lanes import AudioLanes
+from controller.services.broker_outages import OutageRecorder
 from controller.services.desired_state import DesiredStatePublisher
 from controller.services.dispatch import default_holder
 from controller.services.emergency import EmergencyDeps
@@ -140,6 +141,8 @@ class Runtime:
             asyncio.create_task(self.publisher.run(), name="desired-state"),
         ]
         self.tasks.append(asyncio.create_task(self._roll_horizon(), name="horizon-roll"))
+        outages = OutageRecorder(self.db, self.bus, observer=self.settings.mqtt_client_id)
+        self.tasks.append(asyncio.create_task(outages.run(), name="broker-outages"))
         if self.provincial is not None:
             self.tasks.append(asyncio.create_task(self.provincial.run(), name="provincial"))
         if self.alarms is not None and self.notifications is not None:

@@ -109,6 +109,18 @@ class EmergencyDetail(EmergencySent):
     cancelled_at: str | None = None
 
 
+class LatenessOut(Out):
+    """How late a station started (None: not started) and why: started_late (it had the item
+    in time), broker_unreachable (outage_from..outage_to), sent_late (the controller sent it
+    after the start) or received_late (the station got it after the start: offline, slow link)."""
+
+    late_ms: Number | None = None
+    cause: str
+    received_at: str | None = None
+    outage_from: str | None = None
+    outage_to: str | None = None
+
+
 class StationState(Out):
     """One station's state for a broadcast, with the reason when it is not on air."""
 
@@ -122,6 +134,7 @@ class StationState(Out):
     started_at: str | None = None
     start_error_ms: Number | None = None
     clock_offset_ms: Number | None = None
+    lateness: LatenessOut | None = None
 
 
 class Percentiles(Out):

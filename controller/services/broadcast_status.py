@@ -8,7 +8,7 @@ or emergency; so it lives here, not in services/emergency.py (which sends emerge
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from controller.db.models import Broadcast, Delivery, Device, DeviceEvent, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.statuses import DeliveryState
+from controller.services import broker_outages
+from controller.services.lateness import Outage, StationTimes, explain
 from protocol.messages import EventKind
 
 
@@ -28,9 +30,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def station_states(session: Session, bc: Broadcast) -> list[dict[str, Any]]:
+def station_states(session: Session, bc: Broadcast, now: datetime | None = None) -> list[dict[str, Any]]:
     """Per station: pending / acked / playing / played / interrupted / failed / missed / rejected /
-    offline, with the reason, from the deliveries, the play log and the station's presence."""
+    offline, with the reason, from the deliveries, the play log and the station's presence;
+    and, for a station that started late or not at all, how late and why (services/lateness.py)."""
+    now = now or datetime.now(UTC)
     rows = session.execute(
         select(Delivery, Device.uid, Device.name, Device.online, Device.reported)
         .join(Device, Device.id == Delivery.device_id)
@@ -45,6 +49,8 @@ def station_states(session: Session, bc: Broadcast) -> list[dict[str, Any]]:
         for dev, body in session.execute(select(DeviceEvent.device_id, DeviceEvent.body).where(
                 DeviceEvent.kind == EventKind.REJECTED.value, DeviceEvent.ref.in_(play_ids))):
             refused[dev] = (body or {}).get("reason")
+    outages = [Outage(o.started_at, o.ended_at)
+               for o in broker_outages.overlapping(session, bc.created_at, now)] if rows else []
     out = []
     for d, uid, name, online, reported in rows:
         play = plays.get(d.device_id)
@@ -60,12 +66,17 @@ def station_states(session: Session, bc: Broadcast) -> list[dict[str, Any]]:
         else:
             state = "pending"
         offset = (reported or {}).get("clock_offset_ms")
+        times = StationTimes(start_at=bc.start_at, created_at=bc.created_at, sent_at=d.sent_at,
+                             received_at=d.acked_at, status=play.status if play else None,
+                             start_error_ms=play.start_error_ms if play else None)
+        late = explain(times, outages, now) if state not in ("rejected", "cancelled") else None
         out.append({
             "device_id": d.device_id, "uid": uid, "name": name, "state": state, "reason": reason,
             "sent_at": _iso(d.sent_at), "acked_at": _iso(d.acked_at),
             "started_at": _iso(play.started_at) if play else None,
             "start_error_ms": play.start_error_ms if play else None,
             "clock_offset_ms": offset,
+            "lateness": late.body() if late else None,
         })  # fmt: skip
     return out
 

@@ -22,6 +22,7 @@ from controller.services.media import record_media
 from controller.services.targets import Targets
 from controller.usecases import broadcasts as sending
 from controller.web import queries
+from controller.web.lateness import late_stations
 from controller.web.pagekit import authorized_form, to_int
 from controller.web.panel import (
     Ctx,
@@ -200,11 +201,13 @@ def playlog(request: Request, broadcast_id: str = "", page: int = 1) -> Response
                 broadcast = None  # not in this user's area
         result = queries.play_log(s, broadcast_id=bc_id, scope=ctx.scope, page=page)
         summary: dict[str, int] = {}
+        late: list[dict[str, Any]] = []
         if broadcast is not None:
+            late = late_stations(s, broadcast, ctx.scope, runtime(request).settings.timezone, ctx.lang)
             for (st,) in s.execute(select(PlayLog.status).where(PlayLog.broadcast_id == broadcast.id)):
                 summary[st] = summary.get(st, 0) + 1
             expected = len(broadcast.deliveries)
         else:
             expected = 0
     return render(request, "playlog.html", ctx=ctx, result=result, broadcast=broadcast, summary=summary,
-                  expected=expected, bc_id=bc_id)
+                  expected=expected, bc_id=bc_id, late=late)

@@ -26,6 +26,7 @@ from controller.services import broadcast_status, emergency, rrule_text
 from controller.services.targets import Targets
 from controller.services.tts import VOICES
 from controller.usecases import broadcasts as sending
+from controller.web.lateness import describe
 from controller.web.pagekit import authorized_form, communes, page_ctx, targets_from_form, to_int, user_error
 from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
 
@@ -217,6 +218,9 @@ def _progress(request: Request, ctx: Ctx, broadcast_id: int) -> dict[str, Any] |
             "on_air": sum(1 for x in states if x["state"] in ON_AIR),
             "not_on_air": [x for x in states if x["state"] not in ON_AIR],
             "sent_by": em["sent_by"],
+            "late": [{"device_id": x["device_id"], "name": x["name"] or x["uid"],
+                      "text": describe(x["lateness"], ctx.rt.settings.timezone, ctx.lang)}
+                     for x in states if x["lateness"]],
         }
 
 
@@ -232,7 +236,8 @@ def progress_page(request: Request, broadcast_id: int) -> Response:
             ctx=ctx,
             message=("Không tìm thấy lệnh phát khẩn cấp {id}.", {"id": broadcast_id}),
         )
-    return render(request, "emergency_progress.html", ctx=ctx, p=info, state_names=STATE_NAMES)
+    return render(request, "emergency_progress.html", ctx=ctx, p=info, state_names=STATE_NAMES,
+                  late=info["late"])
 
 
 @router.get("/emergency/{broadcast_id}/status.json")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.web import lateness
 from controller.web import panel as panel_module
 from controller.web.i18n import catalog_ids, gettext_for
 from tests.support.browser import Panel, running_panel
@@ -41,8 +42,9 @@ def test_every_panel_string_has_an_english_translation() -> None:
     for name in ("routes.py", "sessions.py", "accounts.py", "__init__.py"):
         wanted |= {m.group(1) for m in PY_MSGID.finditer((WEB / name).read_text()) if "{" not in m.group(1)
                    or m.group(1).count("{") == m.group(1).count("}")}
+    wanted |= {lateness.HOW_LATE, lateness.NOT_STARTED}
     for table in (panel_module.ROLE_NAMES, panel_module.PLAY_STATUS, panel_module.NOTICES,
-                  panel_module.EVENT_KINDS):
+                  panel_module.EVENT_KINDS, lateness.CAUSES):
         wanted |= set(table.values())
     missing = sorted(w for w in wanted if w not in english)
     assert not missing, f"no English for: {missing}"

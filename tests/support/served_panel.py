@@ -40,13 +40,18 @@ class ServedPanel:
         return self.app.state.runtime
 
     async def login(self, http: httpx.AsyncClient, username: str, password: str) -> None:
-        """Through the real /login form (double-submit CSRF cookie + hidden field)."""
-        page = await http.get("/login")
-        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert token, "login page without CSRF field"
-        r = await http.post("/login", data={"username": username, "password": password,
-                                            "csrf": token.group(1), "next": "/"})  # fmt: skip
-        assert r.status_code == 303, (r.status_code, r.text[:300])
+        await panel_login(http, username, password)
+
+
+async def panel_login(http: httpx.AsyncClient, username: str, password: str) -> None:
+    """Through the real /login form (double-submit CSRF cookie + hidden field), on any served
+    panel (this one, or a controller process's)."""
+    page = await http.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, "login page without CSRF field"
+    r = await http.post("/login", data={"username": username, "password": password,
+                                        "csrf": token.group(1), "next": "/"})  # fmt: skip
+    assert r.status_code == 303, (r.status_code, r.text[:300])
 
 
 @asynccontextmanager

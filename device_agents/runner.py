@@ -121,15 +121,19 @@ async def start_station(config: AgentConfig, *, bench: Bench | None = None) -> R
 
 
 async def run_agent(
-    config_path: Path, *, simulate: Callable[[AgentConfig], Awaitable[Bench]] | None = None
+    config_path: Path, *, simulate: Callable[[AgentConfig], Awaitable[Bench]] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> int:
     """Run until stopped; returns the exit code (75 = restart me, asked by a signed
     `restart_agent` diagnostic or an applied update; docs/operations.md). `simulate` makes
-    the simulated hardware for the loaded config (firmware_sim.bench.open_bench)."""
+    the simulated hardware for the loaded config (firmware_sim.bench.open_bench);
+    `on_started` is called once the station runs (the service manager's READY)."""
     config = AgentConfig.load(config_path)
     bench = await simulate(config) if simulate is not None else None
     station = await start_station(config, bench=bench)
     log.info("agent %s running (%s hardware)", config.uid, "simulated" if bench else "real")
+    if on_started is not None:
+        on_started()
     try:
         await station.agent.diagnostics.restart_requested.wait()
     finally:

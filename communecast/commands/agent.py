@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATA_DIR = "/var/lib/communecast-agent"
 
@@ -37,7 +38,27 @@ def _run(args: argparse.Namespace) -> int:
         from firmware_sim.bench import open_bench
 
         simulate = open_bench
-    return asyncio.run(run_agent(path, simulate=simulate))  # 75: restart requested (systemd restarts)
+    return asyncio.run(_run_notified(run_agent, path, simulate))  # 75: restart requested (systemd restarts)
+
+
+async def _run_notified(run_agent: Any, path: Path, simulate: Any) -> int:
+    """The agent, with systemd's READY=1 once it runs and WATCHDOG=1 pings from its event loop
+    (communecast/sd_notify.py; a no-op outside systemd)."""
+    from communecast.sd_notify import Notifier
+
+    notify = Notifier()
+    pings: list[asyncio.Task[None]] = []
+
+    def started() -> None:
+        notify.ready("running")
+        pings.append(asyncio.get_running_loop().create_task(notify.keep_alive()))
+
+    try:
+        return int(await run_agent(path, simulate=simulate, on_started=started))
+    finally:
+        notify.stopping()
+        for task in pings:
+            task.cancel()
 
 
 def _enroll(args: argparse.Namespace) -> int:

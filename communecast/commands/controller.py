@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uvicorn  # the controller's extra: a Pi runs `communecast agent` without it
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,9 +26,32 @@ def _run(args: argparse.Namespace) -> int:
     if args.port:
         overrides["http_port"] = args.port
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level="info", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.http_host,
+                                           port=settings.http_port, log_level="info", access_log=False))
+    asyncio.run(_serve(server))
     return 0
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    """uvicorn, plus systemd's READY=1 once the HTTP socket listens (the database is migrated
+    by then; the broker need not be up) and WATCHDOG=1 pings from the same event loop
+    (communecast/sd_notify.py; a no-op outside systemd)."""
+    from communecast.sd_notify import Notifier
+
+    notify = Notifier()
+    serving = asyncio.create_task(server.serve())
+    pings: asyncio.Task[None] | None = None
+    try:
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has a flag, no event)
+            await asyncio.sleep(0.05)
+        if server.started:
+            notify.ready("serving")
+            pings = asyncio.create_task(notify.keep_alive())
+        await serving
+    finally:
+        notify.stopping()
+        if pings is not None:
+            pings.cancel()
 
 
 def _broker_credentials(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ from tests.support.audio import tone
 
 @pytest.fixture
 async def controller(tmp_path: Path) -> AsyncIterator[System]:
-    system = System(tmp_path / "sys", f"sqlite:///{tmp_path / 'c.db'}")  # the station's side: one DB is enough
+    # The station's side is under test: one database kind is enough.
+    system = System(tmp_path / "sys", f"sqlite:///{tmp_path / 'c.db'}")
     await system.start()
     try:
         yield system
@@ -28,7 +29,9 @@ async def controller(tmp_path: Path) -> AsyncIterator[System]:
         await system.stop()
 
 
-async def test_a_reconnect_neither_re_acknowledges_nor_re_downloads(controller: System, tmp_path: Path) -> None:
+async def test_a_reconnect_neither_re_acknowledges_nor_re_downloads(
+    controller: System, tmp_path: Path
+) -> None:
     api = Api.of(controller)
     stations = await controller.add_stations(2)
     media = await api.upload(tone(tmp_path / "t.wav", seconds=2))
@@ -44,8 +47,10 @@ async def test_a_reconnect_neither_re_acknowledges_nor_re_downloads(controller: 
 
     controller.broker.stop()
     controller.broker.start()
-    await eventually(lambda: _async([link.connected_at for link in links]),
-                     lambda now: all(a is not None and a != b for a, b in zip(now, connected_before, strict=True)),
+    def reconnected(now: list[float | None]) -> bool:
+        return all(a is not None and a != b for a, b in zip(now, connected_before, strict=True))
+
+    await eventually(lambda: _async([link.connected_at for link in links]), reconnected,
                      timeout=30, what="both stations reconnected")  # fmt: skip
     # Something new after the restart: once it is acknowledged, the retained state (which the
     # broker delivers first on the same topic) has been seen and passed over.

@@ -151,10 +151,16 @@ def test_the_broker_unit_runs_mosquitto_and_replaces_the_package_unit() -> None:
     assert drop_in["Restart"] == "always" and int(drop_in["LimitNOFILE"]) >= 10_000
 
 
-@pytest.mark.parametrize("path", COMMUNECAST_UNITS, ids=lambda p: p.name)
-def test_no_watchdog_is_claimed_before_the_code_calls_sd_notify(path: Path) -> None:
-    svc = parse(path)["Service"]
-    assert svc.get("Type") != "notify" and "WatchdogSec" not in svc and "NotifyAccess" not in svc
+def test_the_controller_is_watched_and_the_agent_not_until_every_release_pings() -> None:
+    """The controller pings (communecast/sd_notify.py, tests/integration/test_sd_notify.py): a
+    hung one is restarted. The agent's code pings too, but a station may roll back to a release
+    from before that did not: under WatchdogSec it would be killed every 30 s, so the agent's
+    unit claims nothing until an operator adds the drop-in (docs/deployment.md, "Watchdog")."""
+    ctl = parse(UNIT_DIR / "communecast-controller.service")["Service"]
+    assert ctl["Type"] == "notify" and ctl["NotifyAccess"] == "main"
+    assert 10 <= int(ctl["WatchdogSec"]) <= 120 and int(ctl["TimeoutStartSec"]) >= 60
+    agent = parse(UNIT_DIR / "communecast-agent.service")["Service"]
+    assert agent.get("Type") != "notify" and "WatchdogSec" not in agent
 
 
 def _subcommand(exec_start: str) -> list[str]:

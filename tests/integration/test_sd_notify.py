@@ -5,6 +5,7 @@ The socket is a plain Unix datagram socket standing in for systemd's."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -95,3 +96,29 @@ def test_controller_says_ready_once_serving_pings_and_stops_pinging_when_frozen(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_the_agent_says_ready_once_its_station_runs_and_pings_while_it_does(
+    notify_socket: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`communecast agent run`'s wrapper around device_agents.runner.run_agent: READY=1 comes
+    from run_agent's on_started (after the station started), pings from the agent's own loop."""
+    from communecast.commands.agent import _run_notified
+
+    sock, path = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    seen_before_start: list[str | None] = []
+
+    async def run_agent(_path: Path, *, simulate: object, on_started: Callable[[], None]) -> int:
+        seen_before_start.append(_next(sock, 0.05))  # nothing until the station runs
+        on_started()
+        await asyncio.sleep(0.5)  # the station running; the wrapper's pings go on meanwhile
+        return 75
+
+    assert await _run_notified(run_agent, Path("unused"), None) == 75
+    assert seen_before_start == [None]
+    got = [m for m in iter(lambda: _next(sock, 0.2), None)]
+    assert got[0] == "READY=1\nSTATUS=running" and got[-1] == "STOPPING=1"
+    assert got.count("WATCHDOG=1") >= 3, got  # every 0.1 s for 0.5 s

@@ -144,6 +144,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bc.add_argument("--json", help="also write the result here")
     bc.set_defaults(func=_runner("cap_lane"))
 
+    bg = bench_sub.add_parser("agent", help="one speaker agent under a CPU quota (a Raspberry-Pi budget): "
+                              "RSS idle and playing, CPU per bulletin, handling p99, request -> sound")
+    bg.add_argument("--rounds", type=int, default=5, help="emergencies, each with audio never fetched before")
+    bg.add_argument("--seconds", type=float, default=20.0, help="length of each bulletin's audio")
+    bg.add_argument("--cpu-fraction", type=float, default=0.1, help="the cap, in cores (default 0.1: a "
+                    "~1 GHz Cortex-A53 core next to this machine's, see --calibrate)")
+    bg.add_argument("--idle-seconds", type=float, default=5.0, help="how long idle RSS and CPU are sampled")
+    bg.add_argument("--calibrate", action="store_true", help="only time the reference workload, uncapped and "
+                    "capped (run it on the real board with --cpu-fraction 1 to derive the fraction)")
+    bg.add_argument("--json", help="also write the result here")
+    bg.set_defaults(func=_runner("agent"))
+
     bp = bench_sub.add_parser("panel", help="the panel's dashboard, stations and reports, N stations "
                               "(server time)")
     bp.add_argument("--stations", type=int, default=10000)

@@ -87,3 +87,24 @@ def test_bench_cap_lane_times_an_alert_idle_and_next_to_two_long_uploads(tmp_pat
     assert abs(r["difference_ms"] - (r["loaded_p50_ms"] - r["idle_p50_ms"])) <= 0.15 + 1e-9
     assert r["uploads_in_flight"] == [2]  # the alert was timed while both uploads were processed
     assert "two 10-minute uploads in flight" in out and "difference" in out
+
+
+AGENT_KEYS = {"rss_idle_mb", "rss_playing_mb", "cpu_ms_per_bulletin", "handling_p99_ms", "play_latency_ms",
+              "cpu_quota"}
+
+
+def test_bench_agent_measures_one_capped_agent_process(tmp_path: Path) -> None:
+    """Issue 21's contract keys; the agent really ran as its own capped process tree: it played
+    the never-fetched bulletin, its RSS is a process's (not zero, not this test's), the cgroup
+    throttled it (this machine has a writable cgroup; elsewhere the result says NOT APPLIED)."""
+    _communecast("bench", "agent", "--rounds", "1", "--seconds", "2", "--idle-seconds", "1",
+                 "--json", str(tmp_path / "a.json"))
+    r = json.loads((tmp_path / "a.json").read_text())
+    assert set(r) >= AGENT_KEYS
+    assert r["played"] == 1 and r["bulletins"][0]["ready_ms"] is not None
+    assert 10 < r["rss_idle_mb"] <= r["rss_playing_mb"] < 1000
+    assert r["cpu_ms_per_bulletin"] > 0 and r["handling_p99_ms"] > 0 and r["play_latency_ms"] > 0
+    if "NOT APPLIED" not in r["cpu_quota"]:
+        assert r["throttled_s"] > 0
+    calibrated = _communecast("bench", "agent", "--calibrate", "--cpu-fraction", "0.5")
+    assert "reference workload" in calibrated

@@ -23,6 +23,7 @@ from controller.services import broker_auth, metrics, seed, telemetry
 from controller.services.alarms.engine import AlarmEngine
 from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
 from controller.services.audio_lanes import AudioLanes
+from controller.services.backup.nightly import NightlyBackup
 from controller.services.broker_outages import OutageRecorder
 from controller.services.desired_state import DesiredStatePublisher
 from controller.services.dispatch import default_holder
@@ -149,6 +150,9 @@ class Runtime:
             self.tasks += [asyncio.create_task(self.notifications.run(), name="alarm-notify"),
                            asyncio.create_task(self.alarms.run(), name="alarms"),
                            asyncio.create_task(self._telemetry_maintenance(), name="telemetry-rollup")]
+        if self.settings.backup_dir is not None:  # only the dispatch-lease holder backs up
+            nightly = NightlyBackup(self.db, self.settings, is_leader=lambda: self.publisher.is_leader)
+            self.tasks.append(asyncio.create_task(nightly.run(), name="nightly-backup"))
         if self.broker_admin is not None:
             self.tasks.append(asyncio.create_task(
                 broker_auth.reconcile_dynsec(self.broker_admin, self.db), name="broker-reconcile"))

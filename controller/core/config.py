@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.limits import MAX_PACKET_SIZE
@@ -184,6 +184,23 @@ class Settings(BaseSettings):
     cap_voice_vi: str = "vi-north"  # the voice for Vietnamese alerts
     # A normal-priority alert waits for approval as a draft starting this far ahead.
     cap_draft_lead_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+
+    # Nightly backup (docs/deployment.md, "Backup and restore"): with backup_dir set, the replica
+    # holding the dispatch lease writes an encrypted backup there every day at backup_at (local
+    # time in `timezone`, HH:MM) and keeps the backup_keep newest. The passphrase is
+    # COMMUNECAST_BACKUP_PASSPHRASE (also what `communecast backup` uses when set).
+    backup_dir: Path | None = None
+    backup_at: str = "02:30"
+    backup_keep: int = Field(default=7, ge=1, le=1000)
+    backup_passphrase: SecretStr | None = None
+
+    @field_validator("backup_at")
+    @classmethod
+    def _clock_time(cls, v: str) -> str:
+        hh, sep, mm = v.strip().partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60 and len(mm) == 2):
+            raise ValueError(f"backup_at {v!r}: a local time as HH:MM, e.g. 02:30")
+        return f"{int(hh):02d}:{mm}"
 
     @field_validator("timezone")
     @classmethod

@@ -188,6 +188,21 @@ class AreaLevel(StrEnum):
 
 
 # Every (model attribute, enum) pair: the test checks defaults and stored values against it.
+class BackupStatus(StrEnum):
+    """`backup_runs.status`: running -> ok | failed (controller/services/backup/nightly.py)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+class BackupTrigger(StrEnum):
+    """`backup_runs.trigger`: the nightly service or `communecast backup`."""
+
+    NIGHTLY = "nightly"
+    MANUAL = "manual"
+
+
 COLUMNS: tuple[tuple[str, str, type[StrEnum]], ...] = (
     ("broadcasts", "status", BroadcastStatus),
     ("deliveries", "state", DeliveryState),
@@ -206,4 +221,6 @@ COLUMNS: tuple[tuple[str, str, type[StrEnum]], ...] = (
     ("cap_alerts", "outcome", CapOutcome),
     ("devices", "kind", DeviceKind),
     ("areas", "level", AreaLevel),
+    ("backup_runs", "status", BackupStatus),
+    ("backup_runs", "trigger", BackupTrigger),
 )

@@ -83,7 +83,9 @@ def build(
         bumps.append({"b_id": device.id, "b_version": version})
     if bumps:  # one executemany instead of the unit of work over every Device object
         table = Device.__table__
-        bump = update(table).where(table.c.id == bindparam("b_id"))
+        # Never down: ingest may have raised it meanwhile to what the station holds (a restore).
+        bump = update(table).where(table.c.id == bindparam("b_id"),
+                                   table.c.desired_version < bindparam("b_version"))
         session.execute(bump.values(desired_version=bindparam("b_version")), bumps)
         for device in devices:  # keep the loaded objects in step, without making them dirty
             if device.retired_at is None:

@@ -26,13 +26,17 @@ from controller.db.models import Delivery, Device, DeviceEvent, PlayLog
 from controller.db.session import Database
 from controller.db.statuses import DeliveryState, PlayStatus
 from controller.services import diagnostics as ops
-from controller.services import metrics, proof_of_play, telemetry
+from controller.services import dispatch, metrics, proof_of_play, telemetry
 from mqtt_adapter import Message
 from protocol import topics
 from protocol.limits import EVENT_DETAIL_MAX_BYTES, EVENT_REASON_MAX_CHARS, TRUNCATED_MARK
 from protocol.messages import Event, EventKind, ReportedState, Telemetry
 
 log = logging.getLogger(__name__)
+# A station that reports having applied a newer desired-state version than the database
+# knows (the controller was restored from an older backup) moves the count up to it, below
+# this bound (a 32-bit INTEGER column).
+MAX_VERSION = 2**31 - 1024
 
 MAX_BATCH = 1000
 PARSED_AHEAD = 2  # parsed batches waiting for the writer; beyond that parsing waits (never drops)
@@ -239,11 +243,20 @@ class Ingest:
             # Kept in the station's event log (what it said), never in the play log or the alarms.
             refused = self._refuse_undelivered(s, parsed, to_apply)
             if patches:  # the newest state/telemetry per station; last_seen rides along
+                behind: list[int] = []
                 for device in s.scalars(select(Device).where(Device.id.in_(patches))):
                     device.reported = {**(device.reported or {}), **patches[device.id]}
                     if device.id in online:
                         device.online = online[device.id]
                     device.last_seen = now
+                    applied = patches[device.id].get("desired_version")
+                    if isinstance(applied, int) and device.desired_version < applied < MAX_VERSION:
+                        behind.append(device.id)
+                        device.desired_version = applied
+                if behind:  # restored from a backup: publish above what the stations hold
+                    log.warning("%d station(s) hold a newer desired state than this database "
+                                "(restored from a backup?): publishing above it", len(behind))
+                    dispatch.stations_changed(s, behind)
             stale = [d for d in seen - patches.keys()
                      if now - self._last_seen.get(d, _EPOCH) > LAST_SEEN_RESOLUTION]  # fmt: skip
             if stale and pg:  # coarse on purpose: one set-based UPDATE per batch, not one per message

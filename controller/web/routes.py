@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from controller.core.errors import NotFound
 from controller.core.permissions import visible_device
 from controller.db.models import Area
-from controller.web import dashboard_alarms, queries
+from controller.web import dashboard_alarms, dashboard_backup, queries
 from controller.web.pagekit import to_int
 from controller.web.panel import (
     BadCsrf,
@@ -42,8 +42,11 @@ def dashboard(request: Request) -> Response:
         board = queries.dashboard(s, ctx.scope)
         dots, box = queries.station_map(s, ctx.scope)
         alarms = dashboard_alarms.open_alarms(s, ctx.scope, ctx.lang, ctx.rt.settings.timezone)
+        # Admins only: the whole controller's backups, not one area's business.
+        admin = ctx.user.role == "admin"
+        backup = dashboard_backup.last_backup(s, ctx.rt.settings, ctx.lang) if admin else None
     return render(request, "dashboard.html", ctx=ctx, board=board, dots=dots, box=box,
-                  map_w=queries.MAP_W, map_h=queries.MAP_H, alarms=alarms)
+                  map_w=queries.MAP_W, map_h=queries.MAP_H, alarms=alarms, backup=backup)
 
 
 @router.get("/panel/stream")

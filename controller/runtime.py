@@ -15,6 +15,7 @@ from sqlalchemy import select
 from controller import horizon_sources
 from controller.core.config import Settings
 from controller.core.security import mosquitto_password_hash
+from controller.db import id_floors
 from controller.db.models import Device
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
@@ -69,6 +70,10 @@ class Runtime:
         os.chmod(settings.data_dir, 0o700)
         db = Database(settings.resolved_database_url)
         db.migrate()
+        restored = settings.data_dir / id_floors.RESTORED_MARKER
+        if restored.exists():  # the first start after `communecast restore` (controller/db/id_floors.py)
+            db.raise_id_floors()
+            restored.unlink()
         if settings.admin_password:
             with db.session() as s:
                 seed.ensure_admin(s, settings.admin_password, reset=False)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 import controller.db.registry  # noqa: F401  (every feature's tables, before any mapper use)
+from controller.db import id_floors
 from controller.services import dispatch
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -56,9 +57,15 @@ class Database:
         # Every session queues, in its own commit, the stations it changed
         # (dispatch.stations_changed); `dispatch_queued` fires after such a commit.
         self.dispatch_queued = dispatch.install(self.sessions)
+        id_floors.install()
 
     def migrate(self) -> None:
         migrate(self.engine)
+
+    def raise_id_floors(self) -> dict[str, int]:
+        """After a restore: ids the stations may have seen are never handed out again."""
+        with self.engine.begin() as conn:
+            return id_floors.raise_floors(conn)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

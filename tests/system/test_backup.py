@@ -68,6 +68,13 @@ async def test_restore_on_a_fresh_machine_brings_every_station_back(
     assert "keys: controller_ed25519.pem" in done.stdout, done.stdout
     assert backup.stat().st_size > 0
 
+    # Made after the backup and lost with the controller: the stations played it. Its id must
+    # not be handed out again after the restore, or they would skip the new item with that id.
+    lost_at = datetime.now(UTC) + timedelta(seconds=2)
+    lost = await api.send(media, lost_at, {"all": True}, title="Sau bản sao lưu, bị mất")
+    for st in stations:
+        await st.sink.wait_for(starting_at(lost_at), timeout=15)
+
     # The controller keeps going after the backup: its restart re-publishes every station, so
     # the stations now hold a newer desired-state version than the backup knows.
     versions = {st.uid: applied(st) for st in stations}
@@ -124,6 +131,7 @@ async def test_restore_on_a_fresh_machine_brings_every_station_back(
     # A new bulletin from the restored controller: signed with the same key, accepted by all.
     new_at = datetime.now(UTC) + timedelta(seconds=3)
     new = await api.send(media, new_at, {"all": True}, title="Sau khi khôi phục")
+    assert new["id"] != lost["id"] and not (new_dir / "RESTORED").exists()
     for st in stations:
         await st.sink.wait_for(starting_at(new_at), timeout=20)
     await eventually(lambda: api.play_log(new["id"]),

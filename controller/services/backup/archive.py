@@ -42,6 +42,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, make_url
 
 from controller.core.config import Settings
+from controller.db.id_floors import RESTORED_MARKER
 from controller.services.backup.crypto import BackupError, DamagedBackup, DecryptingReader, EncryptingWriter
 
 log = logging.getLogger(__name__)
@@ -446,6 +447,9 @@ def restore_backup(settings: Settings, src: Path, passphrase: str, *, force: boo
                 os.replace(target, moved_aside)
             else:
                 target.rmdir()
+        # The first start raises the id counters past what stations may have seen since the
+        # backup (controller/db/id_floors.py).
+        (data / RESTORED_MARKER).write_text(f"{datetime.now(UTC).isoformat()}\n")
         os.replace(data, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import pytest
 
+from communecast.mosquitto import free_port
 from device_agents.enroll import enroll
 from firmware_sim.bench import start_simulated_station
 from protocol import topics
@@ -25,7 +27,7 @@ from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, MediaRef, PlayCommand, ScheduleItem
 from protocol.signing import KeyPair, Signer, b64u_decode, key_fingerprint
 from testkit.api import Api
-from testkit.harness import CONTROLLER_USER, Station, System
+from testkit.harness import CONTROLLER_USER, ControllerProcess, Station, System
 from testkit.waiting import eventually
 from tests.support.audio import tone
 
@@ -219,3 +221,51 @@ async def test_a_station_enrolled_after_a_rotation_gets_the_new_key_and_its_fing
     await Api.of(system).send(media, start, {"devices": [code["device_id"]]})
     assert (await station.sink.wait_for(lambda p: True, timeout=20)).completed
     assert key_status(station, new.kid) == "active" and key_status(station, old.kid) == "unknown"
+
+
+async def test_two_replicas_sign_with_the_new_key_after_a_rotation(tmp_path: Path, database_url: str) -> None:
+    """Replicas share the database (which key is active) and the keys directory (the private
+    halves): after `keys rotate` both sign with the new key, whichever one publishes."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("replicas share one PostgreSQL; SQLite is the single-process default")
+    replica = {"COMMUNECAST_MQTT_SHARE_GROUP": "controllers", "COMMUNECAST_KEYRING_POLL_S": "0.3"}
+    system = System(tmp_path / "system", database_url,
+                    controller_env={**replica, "COMMUNECAST_MQTT_CLIENT_ID": "communecast-controller-a"})
+    port = free_port()
+    env_b = {**system.controller.env, **replica, "COMMUNECAST_MQTT_CLIENT_ID": "communecast-controller-b",
+             "COMMUNECAST_HTTP_PORT": str(port)}
+    b = ControllerProcess(env_b, system.root / "controller-b.log", f"http://127.0.0.1:{port}")
+    try:
+        await system.start()
+        b.start()
+        await b.wait_healthy()
+        (st,) = await system.add_stations(1)
+        await keys_cli(system, "rotate", "--overlap", "1h")
+        new = KeyPair.load(system.signing_key_path)
+
+        async def signed_by(base_url: str) -> str | None:
+            """Ask this replica for a diagnostic; which key signed the command it published."""
+            async with aiomqtt.Client("127.0.0.1", system.broker.port, username=CONTROLLER_USER,
+                                      password=system.mqtt_password) as client:
+                await client.subscribe(topics.cmd(st.uid), qos=1)
+                async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+                    r = await http.post(f"/api/v1/devices/{st.device_id}/diagnostics",
+                                        headers={"Authorization": f"Bearer {system.token}"},
+                                        json={"action": "relay_click", "params": {"hold_s": 0.3}})
+                    assert r.status_code == 202, r.text
+                try:
+                    async with asyncio.timeout(5):
+                        async for message in client.messages:
+                            return str(json.loads(message.payload)["kid"])  # type: ignore[arg-type]
+                except TimeoutError:
+                    return None
+            return None
+
+        for base_url in (system.base_url, b.base_url):
+            await eventually(lambda url=base_url: signed_by(url), lambda kid: kid == new.kid,  # type: ignore[misc]
+                             timeout=15, interval=0.3, what=f"{base_url} signing with the new key")
+        diagnostics = await system.api_json("GET", f"/api/v1/devices/{st.device_id}/diagnostics")
+        assert not any(d["state"] == "rejected" for d in diagnostics)
+    finally:
+        b.stop()
+        await system.stop()

@@ -120,8 +120,8 @@ class Runtime:
         """The active signing key (what enrollment hands a new station, with its fingerprint)."""
         return self.signer.keys
 
-    @property
-    def keyring(self) -> signing_keys.KeyringWatcher:
+    def keyring_watcher(self) -> signing_keys.KeyringWatcher:
+        """Follows `signing_keys` (rotation, revocation by `communecast keys` or another replica)."""
         return signing_keys.KeyringWatcher(
             self.db, self.bus, self.signer, self.settings.signing_key_path.parent,
             self.settings.signing_key_path, self.settings.keyring_poll_s, self._all_stations_changed)
@@ -159,7 +159,7 @@ class Runtime:
             asyncio.create_task(self.publisher.run(), name="desired-state"),
             # Key rotation and revocation (docs/security.md): sign with the active key, keep the
             # chain retained on cc/v1/keys.
-            asyncio.create_task(self.keyring.run(), name="signing-keys"),
+            asyncio.create_task(self.keyring_watcher().run(), name="signing-keys"),
         ]
         self.tasks.append(asyncio.create_task(self._roll_horizon(), name="horizon-roll"))
         if self.provincial is not None:

@@ -20,7 +20,7 @@ from controller.db.models import Device
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
 from controller.mqtt.tls import broker_tls_context
-from controller.services import broker_auth, metrics, seed, telemetry
+from controller.services import broker_auth, metrics, seed, signing_keys, telemetry
 from controller.services.alarms.engine import AlarmEngine
 from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
 from controller.services.audio_lanes import AudioLanes
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     db: Database
-    keys: KeyPair
+    # The active signing key; swapped in place on rotation (services/signing_keys.py KeyringWatcher).
     signer: Signer
     media: MediaStore
     bus: MqttBus
@@ -77,8 +77,11 @@ class Runtime:
         if settings.admin_password:
             with db.session() as s:
                 seed.ensure_admin(s, settings.admin_password, reset=False)
-        keys = KeyPair.load_or_create(settings.signing_key_path)
-        signer = Signer(keys)
+        keys_dir = settings.signing_key_path.parent
+        with db.session() as s:
+            signing_keys.ensure_genesis(s, keys_dir, settings.signing_key_path)
+        with db.session() as s:
+            signer = Signer(signing_keys.active_pair(s, keys_dir, settings.signing_key_path))
         notifications = NotificationHub(notifiers_from_settings(settings))
         alarms = AlarmEngine(db, settings, notifications)
         provincial = ProvincialSettings()
@@ -107,7 +110,7 @@ class Runtime:
             lanes=AudioLanes.from_settings(settings),
         )
         tts = TtsService.from_settings(settings)
-        rt = cls(settings, db, keys, signer, media, bus, ingest, publisher, tts,
+        rt = cls(settings, db, signer, media, bus, ingest, publisher, tts,
                  notifications=notifications, alarms=alarms)
         if provincial.enabled:
             rt.provincial = ProvincialConnector(db, provincial, is_leader=lambda: publisher.is_leader)
@@ -118,6 +121,22 @@ class Runtime:
                 tls_context=tls,
             )
         return rt
+
+    @property
+    def keys(self) -> KeyPair:
+        """The active signing key (what enrollment hands a new station, with its fingerprint)."""
+        return self.signer.keys
+
+    def keyring_watcher(self) -> signing_keys.KeyringWatcher:
+        """Follows `signing_keys` (rotation, revocation by `communecast keys` or another replica)."""
+        return signing_keys.KeyringWatcher(
+            self.db, self.bus, self.signer, self.settings.signing_key_path.parent,
+            self.settings.signing_key_path, self.settings.keyring_poll_s, self._all_stations_changed)
+
+    def _all_stations_changed(self) -> None:
+        with self.db.session() as s:
+            ids = list(s.scalars(select(Device.id).where(Device.retired_at.is_(None))))
+        self.publisher.mark_dirty(ids)
 
     @property
     def station_commands(self) -> StationCommands:
@@ -145,6 +164,9 @@ class Runtime:
             asyncio.create_task(self.bus.run(), name="mqtt"),
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.publisher.run(), name="desired-state"),
+            # Key rotation and revocation (docs/security.md): sign with the active key, keep the
+            # chain retained on cc/v1/keys.
+            asyncio.create_task(self.keyring_watcher().run(), name="signing-keys"),
         ]
         self.tasks.append(asyncio.create_task(self._roll_horizon(), name="horizon-roll"))
         outages = OutageRecorder(self.db, self.bus, observer=self.settings.mqtt_client_id)

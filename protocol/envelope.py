@@ -10,7 +10,14 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.messages import CommandKind, Priority, RejectReason
-from protocol.signing import SignatureError, Signer, Verifier, b64u_decode, b64u_encode
+from protocol.signing import (
+    KeyRevokedError,
+    SignatureError,
+    SignatureVerifier,
+    Signer,
+    b64u_decode,
+    b64u_encode,
+)
 
 
 class Envelope(BaseModel):
@@ -62,8 +69,12 @@ class SignedMessage(BaseModel):
     @classmethod
     def seal(cls, envelope: Envelope, signer: Signer) -> SignedMessage:
 
-        raw = envelope.model_dump_json().encode("utf-8")
-        return cls(kid=signer.kid, payload=b64u_encode(raw), sig=signer.sign(raw))
+        return cls.seal_bytes(envelope.model_dump_json().encode("utf-8"), signer)
+
+    @classmethod
+    def seal_bytes(cls, raw: bytes, signer: Signer) -> SignedMessage:
+        kid, sig = signer.sign_as(raw)
+        return cls(kid=kid, payload=b64u_encode(raw), sig=sig)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode("utf-8")
@@ -83,7 +94,7 @@ CLOCK_SKEW = timedelta(seconds=120)
 
 def open_message(
     data: bytes,
-    verifier: Verifier,
+    verifier: SignatureVerifier,
     *,
     allowed_targets: frozenset[str],
     now: datetime | None = None,
@@ -100,6 +111,8 @@ def open_message(
         raise Rejected(RejectReason.MALFORMED, "not a signed communecast message") from exc
     try:
         verifier.verify(wire.kid, raw, wire.sig)
+    except KeyRevokedError as exc:
+        raise Rejected(RejectReason.REVOKED_KEY, str(exc), _peek_id(raw)) from exc
     except SignatureError as exc:
         raise Rejected(RejectReason.BAD_SIGNATURE, str(exc), _peek_id(raw)) from exc
     try:

@@ -69,6 +69,8 @@ class RejectReason(StrEnum):
     STALE = "stale"  # desired state older than the one applied
     WRONG_TARGET = "wrong_target"
     UNSUPPORTED = "unsupported"
+    REVOKED_KEY = "revoked_key"  # signed by a key the controller revoked (docs/security.md)
+    BAD_KEY_LINK = "bad_key_link"  # a link or revocation of cc/v1/keys that does not verify
 
 
 class _Model(BaseModel):

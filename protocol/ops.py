@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from protocol.signing import Signer, Verifier
+from protocol.signing import SignatureVerifier, Signer
 
 
 class _Model(BaseModel):
@@ -120,10 +120,11 @@ class UpdateCommand(_Model):
 
 def sign_manifest(manifest: UpdateManifest, signer: Signer) -> tuple[str, ManifestSignature]:
     text = manifest.model_dump_json()
-    return text, ManifestSignature(kid=signer.kid, sig=signer.sign(text.encode("utf-8")))
+    kid, sig = signer.sign_as(text.encode("utf-8"))
+    return text, ManifestSignature(kid=kid, sig=sig)
 
 
-def verify_manifest(text: str, signature: ManifestSignature, verifier: Verifier) -> UpdateManifest:
+def verify_manifest(text: str, signature: ManifestSignature, verifier: SignatureVerifier) -> UpdateManifest:
     """Check the signature first, then parse; raises SignatureError or ValueError."""
     verifier.verify(signature.kid, text.encode("utf-8"), signature.sig)
     try:

@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 class SignatureError(ValueError):
     """The message is not signed by a key this station trusts."""
+
+
+class KeyRevokedError(SignatureError):
+    """Signed by a key the controller has revoked (protocol/keychain.py): refused as `revoked_key`."""
 
 
 def b64u_encode(data: bytes) -> str:
@@ -82,6 +87,38 @@ class KeyPair:
     def generate(cls) -> KeyPair:
         return cls(Ed25519PrivateKey.generate())
 
+    @property
+    def kid(self) -> str:
+        return key_id(self.public)
+
+    def pem(self) -> bytes:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> KeyPair:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return cls(key)
+
+    def save(self, path: Path, *, replace: bool = False) -> None:
+        """Owner-only (0600). Without `replace` an existing file is an error; with it the file is
+        swapped atomically (a reader sees the old key or the new one, never half a file)."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = path.with_name(f".{path.name}.tmp") if replace else path
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+        fd = os.open(target, flags, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(self.pem())
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(target, path)
+
     @classmethod
     def load_or_create(cls, path: Path) -> KeyPair:
         """Load the controller key, creating it (owner-only) on first start."""
@@ -104,12 +141,38 @@ class KeyPair:
 
 
 class Signer:
+    """The controller's current signing key. Rotation (docs/security.md) swaps the key in place,
+    so every holder of this object signs with the new key from then on; `sign_as` reads the key
+    once, so a kid and its signature always belong together even during a swap."""
+
     def __init__(self, keys: KeyPair) -> None:
-        self._private = keys.private
-        self.kid = key_id(keys.public)
+        self._current = (key_id(keys.public), keys)
+
+    @property
+    def kid(self) -> str:
+        return self._current[0]
+
+    @property
+    def keys(self) -> KeyPair:
+        return self._current[1]
+
+    def replace(self, keys: KeyPair) -> None:
+        self._current = (key_id(keys.public), keys)  # one assignment: atomic for readers
+
+    def sign_as(self, payload: bytes) -> tuple[str, str]:
+        """(kid, signature) of `payload` with the key current at this instant."""
+        kid, keys = self._current
+        return kid, b64u_encode(keys.private.sign(payload))
 
     def sign(self, payload: bytes) -> str:
-        return b64u_encode(self._private.sign(payload))
+        return self.sign_as(payload)[1]
+
+
+class SignatureVerifier(Protocol):
+    """What checks a signature: a fixed `Verifier`, or a station's `TrustedKeys` that follows
+    key rotation (protocol/keychain.py). Raises SignatureError (KeyRevokedError for a revoked key)."""
+
+    def verify(self, kid: str, payload: bytes, signature: str) -> None: ...
 
 
 class Verifier:

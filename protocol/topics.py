@@ -4,6 +4,7 @@ Controller -> device:  cc/v1/dev/{uid}/cmd      signed commands, QoS 1, not reta
                        cc/v1/dev/{uid}/desired  signed desired state, QoS 1, retained
                        cc/v1/grp/{level}/{id}/cmd  signed group commands (one publish, many stations)
                        cc/v1/grp/all/cmd        every station
+                       cc/v1/keys               the signing-key chain (protocol/keychain.py), retained
 Device -> controller:  cc/v1/dev/{uid}/state    reported state, retained (birth + Last Will)
                        cc/v1/dev/{uid}/evt      events (acks, proof of play, faults), QoS 1
                        cc/v1/dev/{uid}/tele     telemetry, QoS 0
@@ -19,6 +20,10 @@ GroupLevel = Literal["province", "district", "commune", "village", "tag"]
 GROUP_LEVELS: tuple[str, ...] = ("province", "district", "commune", "village", "tag")
 
 DEVICE_CHANNELS = ("cmd", "desired", "state", "evt", "tele")
+
+# The controller's signing-key chain (links and revocations, protocol/keychain.py): one retained
+# message for every station, written only by the controller (docs/security.md, key rotation).
+KEYS = f"{ROOT}/keys"
 
 
 def device(uid: str, channel: str) -> str:

@@ -44,6 +44,8 @@ def _build(args: argparse.Namespace) -> int:
 
 def _install(args: argparse.Namespace) -> int:
     from device_agents.common.config import AgentConfig
+    from device_agents.common.store import AgentStore
+    from device_agents.common.trust import StationTrust
     from device_agents.common.updater import Updater
     from device_agents.enroll import config_path
     from protocol.messages import EventKind
@@ -52,7 +54,14 @@ def _install(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"Chưa kích hoạt: không có {path} / not enrolled: {path} does not exist", file=sys.stderr)
         return 2
-    outcome = asyncio.run(Updater(AgentConfig.load(path)).apply_bundle(Path(args.bundle)))
+    config = AgentConfig.load(path)
+    # The keys the station learnt from the key chain (rotations, revocations), not only its config's.
+    store = AgentStore(config.data_dir / "agent.sqlite3")
+    try:
+        updater = Updater(config, verifier=StationTrust(config.controller_public_keys, store))
+        outcome = asyncio.run(updater.apply_bundle(Path(args.bundle)))
+    finally:
+        store.close()
     print(f"{outcome.kind.value}: {outcome.version} {outcome.reason or ''} {outcome.message or ''}".strip())
     if outcome.kind is EventKind.UPDATE_APPLIED:
         print("Khởi động lại dịch vụ để chạy bản mới: systemctl restart communecast-agent\n"

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # The replica holding the dispatch lease publishes desired state; it expires this
     # long after its holder stops renewing (a killed replica is replaced within it).
     dispatch_lease_s: float = Field(default=5.0, ge=1.0, le=120.0)
+    # Signing-key rotation (docs/security.md): how long stations keep accepting the previous key
+    # after `communecast keys rotate` (its --overlap wins), and how often a running controller
+    # looks for a rotation or revocation made by the CLI or another replica.
+    key_rotation_overlap_s: float = Field(default=7 * 86400.0, ge=0)
+    keyring_poll_s: float = Field(default=5.0, gt=0, le=300)
 
     # When set, the controller writes the broker's password and ACL files here
     # and signals the broker (pid file) to reload them when stations change.

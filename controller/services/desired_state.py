@@ -30,7 +30,7 @@ from controller.services.horizon import HorizonSources
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import CommandKind, DesiredState, ScheduleItem
-from protocol.signing import Signer, b64u_encode
+from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _sealed(
     if not found or _EMPTY_SCHEDULE in after:  # cannot happen: quotes inside JSON strings are escaped
         raise ValueError("desired state: no unique empty schedule to fill")
     raw = f'{before}"schedule":[{",".join(parts)}]{after}'.encode()
-    return SignedMessage(kid=signer.kid, payload=b64u_encode(raw), sig=signer.sign(raw)).to_bytes()
+    return SignedMessage.seal_bytes(raw, signer).to_bytes()
 
 
 def _trimmed(

@@ -49,7 +49,7 @@ from protocol.ops import (
     verify_manifest,
     version_tuple,
 )
-from protocol.signing import SignatureError, Verifier, public_key_from_text
+from protocol.signing import SignatureError, SignatureVerifier, Verifier, public_key_from_text
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,10 @@ class Updater:
         python: str = sys.executable,
         health_timeout_s: float = HEALTH_TIMEOUT_S,
         current_version: str | None = None,
+        verifier: SignatureVerifier | None = None,
     ) -> None:
+        """`verifier`: the station's trusted keys, following rotations (common/trust.py); by
+        default only the config's `controller_public_keys`."""
         self.cfg = config
         self.emit = emit
         self.on_applied = on_applied
@@ -204,7 +207,8 @@ class Updater:
         self.health_timeout_s = health_timeout_s
         self.current_version = current_version or running_version()
         self.releases = Releases(config.data_dir / "releases")
-        self._verifier = Verifier([public_key_from_text(k) for k in config.controller_public_keys])
+        self._verifier: SignatureVerifier = verifier or Verifier(
+            [public_key_from_text(k) for k in config.controller_public_keys])
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.outcomes: list[Outcome] = []

@@ -21,6 +21,7 @@ from device_agents.common.gate import CommandGate
 from device_agents.common.link import AgentLink
 from device_agents.common.store import AgentStore
 from device_agents.common.tls import agent_context
+from device_agents.common.trust import StationTrust
 from device_agents.common.updater import Updater, running_version
 from device_agents.host.diagnostics import Diagnostics, HostHooks
 from device_agents.host.events import EventLog, now
@@ -36,6 +37,8 @@ AGENT_VERSION = running_version()  # the installed release, reported at birth (d
 
 R = TypeVar("R", bound=Role)
 
+UNKNOWN_KEY_HELD = 16  # commands signed by a not-yet-known key kept until the key chain arrives
+
 
 class StationHost(Generic[R]):
     def __init__(
@@ -45,7 +48,13 @@ class StationHost(Generic[R]):
         self.cfg = config
         self.uid = config.uid
         self.store = store or AgentStore(config.data_dir / "agent.sqlite3")
-        self.gate = CommandGate(config.uid, config.groups, config.controller_public_keys, self.store)
+        # The controller keys, following rotations and revocations (docs/security.md, key rotation).
+        self.trust = StationTrust(config.controller_public_keys, self.store)
+        self.gate = CommandGate(config.uid, config.groups, self.trust, self.store)
+        # Messages signed by a key not trusted yet, kept for a moment: after a rotation the new
+        # desired state (retained) or a queued command may arrive before the chain that
+        # introduces its key. Retried when the chain teaches a key; refused (and reported) meanwhile.
+        self._unknown_key: dict[str, bytes] = {}
         self.link = AgentLink(
             host=config.mqtt_host,
             port=config.mqtt_port,
@@ -74,7 +83,8 @@ class StationHost(Generic[R]):
         logs.add_secret(config.mqtt_password)
         self.diagnostics = Diagnostics(HostHooks(uid=self.uid, store=self.store, emit=self.events.emit,
                                                  logs=logs), self.role.diagnostic_actions())
-        self.updater = Updater(config, emit=self.events.emit, on_applied=self.diagnostics.request_restart)
+        self.updater = Updater(config, emit=self.events.emit, on_applied=self.diagnostics.request_restart,
+                               verifier=self.trust)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -129,6 +139,9 @@ class StationHost(Generic[R]):
     async def _on_message(self, topic: str, payload: bytes) -> None:
         if not payload:
             return  # a retained message was cleared
+        if topic == topics.KEYS:
+            await self._on_key_chain(payload)
+            return
         try:
             env = self.gate.open(payload)
             if env.kind is CommandKind.DESIRED_STATE:
@@ -142,6 +155,8 @@ class StationHost(Generic[R]):
             else:
                 await self.role.command(env)
         except Rejected as rej:
+            if rej.reason is RejectReason.BAD_SIGNATURE and "unknown signing key" in str(rej):
+                self._hold_unknown_key(topic, payload)
             self.rejections[rej.reason.value] = self.rejections.get(rej.reason.value, 0) + 1
             log.warning("%s rejected a message on %s: %s (%s)", self.uid, topic, rej.reason, rej)
             self.events.emit(EventKind.REJECTED, ref=rej.envelope_id, reason=rej.reason.value,
@@ -150,6 +165,41 @@ class StationHost(Generic[R]):
             self.rejections["malformed"] = self.rejections.get("malformed", 0) + 1
             self.events.emit(EventKind.REJECTED, reason=RejectReason.MALFORMED.value,
                              detail={"topic": topic, "message": str(exc)[:300]})
+
+    # -- the controller's key chain (protocol/keychain.py) --------------------------------------------
+    async def _on_key_chain(self, payload: bytes) -> None:
+        try:
+            outcome = self.trust.apply_chain(payload)
+        except ValueError as exc:
+            self._reject_chain(RejectReason.MALFORMED, str(exc)[:300])
+            return
+        if outcome is None:
+            return
+        for refusal in outcome.refused:
+            self._reject_chain(RejectReason.BAD_KEY_LINK,
+                               f"{refusal.what} of key {refusal.kid or '?'}: {refusal.reason}")
+        if outcome.learned or outcome.revoked:
+            log.warning("%s: controller keys learnt %s, revoked %s", self.uid, outcome.learned,
+                        outcome.revoked)
+        if outcome.learned:
+            held, self._unknown_key = self._unknown_key, {}
+            for topic, message in held.items():
+                await self._on_message(topic.split("#", 1)[0], message)
+
+    def _reject_chain(self, reason: RejectReason, message: str) -> None:
+        self.rejections[reason.value] = self.rejections.get(reason.value, 0) + 1
+        log.warning("%s refused part of the key chain: %s", self.uid, message)
+        self.events.emit(EventKind.REJECTED, reason=reason.value,
+                         detail={"topic": topics.KEYS, "message": message})
+
+    def _hold_unknown_key(self, topic: str, payload: bytes) -> None:
+        if topic == topics.desired(self.uid):
+            self._unknown_key[topic] = payload  # only the newest desired state matters
+            return
+        commands = [k for k in self._unknown_key if "#" in k]
+        if len(commands) >= UNKNOWN_KEY_HELD:
+            del self._unknown_key[commands[0]]
+        self._unknown_key[f"{topic}#{len(self._unknown_key)}-{time.monotonic()}"] = payload
 
     def _apply_desired(self, env: Envelope) -> None:
         state = DesiredState.model_validate(env.body)

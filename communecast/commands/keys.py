@@ -92,8 +92,12 @@ def _rotate(args: argparse.Namespace) -> int:
     print(f"new signing key {pair.kid} (fingerprint {key_fingerprint(pair.public)}), follows {prev}; "
           f"stations accept {prev} until {_fmt(until)}.\n"
           f"Running controllers sign with {pair.kid} within {settings.keyring_poll_s:g} s. "
-          f"If {prev} leaked: `communecast keys revoke {prev}` now.")
+          f"If {prev} leaked: `communecast keys revoke {prev}` now.\n{BACKUP_NOW}")
     return 0
+
+
+BACKUP_NOW = ("Take a backup now (`communecast backup --out FILE`): a controller restored from an older "
+              "backup signs with a key the stations no longer trust, and they would have to be re-enrolled.")
 
 
 def _revoke(args: argparse.Namespace) -> int:
@@ -110,7 +114,8 @@ def _revoke(args: argparse.Namespace) -> int:
         return 2
     finally:
         db.dispose()
-    print(f"key {args.kid} revoked (signed by {by}); stations refuse it as soon as they receive the chain.")
+    print(f"key {args.kid} revoked (signed by {by}); stations refuse it as soon as they receive the chain.\n"
+          f"{BACKUP_NOW}")
     return 0
 
 

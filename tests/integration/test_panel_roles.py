@@ -112,7 +112,7 @@ def test_commune_operator_acts_only_in_their_commune(panel: Panel) -> None:
     assert r.status_code == 422 and "Hãy chọn nơi phát" in r.text and "Thông báo lịch tiêm chủng" in r.text
 
 
-def test_district_operator_covers_its_communes_only(panel: Panel) -> None:
+def test_group_operator_covers_its_communes_only(panel: Panel) -> None:
     ids = panel.seed(stations_per_commune=1)
     sha = _media(panel)
     c = panel.client()

@@ -68,10 +68,10 @@ PLAYS: list[tuple[datetime | None, int | None, str, str, datetime]] = [
 
 def seed(db: Database) -> dict[str, int]:
     with db.session() as s:
-        district = Area(level="district", name="Huyện Tam Dương")
-        a = Area(level="commune", name="Xã Hợp Hòa", parent=district)
-        b = Area(level="commune", name="Xã Kim Long", parent=district)
-        s.add_all([district, a, b])
+        province = Area(level="province", name="Tỉnh Phú Thọ")
+        a = Area(level="commune", name="Xã Hợp Hòa", parent=province)
+        b = Area(level="commune", name="Xã Kim Long", parent=province)
+        s.add_all([province, a, b])
         s.flush()
         devices = []
         for i, commune in enumerate((a, b, a)):

@@ -187,6 +187,19 @@ def communes(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
     return [(i, n) for i, n in s.execute(q)]
 
 
+def groups(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
+    """The groups of communes (docs/areas.md) a user may target: those with members, all of them
+    inside the user's scope."""
+    from controller.db.models import AreaGroupMember
+
+    members: dict[int, set[int]] = {}
+    for group_id, commune_id in s.execute(select(AreaGroupMember.group_id, AreaGroupMember.commune_id)):
+        members.setdefault(group_id, set()).add(commune_id)
+    q = select(Area.id, Area.name).where(Area.level == AreaLevel.GROUP).order_by(Area.name)
+    return [(i, n) for i, n in s.execute(q)
+            if members.get(i) and (scope is None or members[i] <= scope)]  # fmt: skip
+
+
 def recent_events(s: Session, device_id: int, limit: int = 30) -> list[DeviceEvent]:
     q = (select(DeviceEvent).where(DeviceEvent.device_id == device_id)
          .order_by(DeviceEvent.ts.desc()).limit(limit))

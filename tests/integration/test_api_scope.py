@@ -207,6 +207,11 @@ def test_areas_and_lists_follow_the_scope_and_codes_name_communes(panel: Panel) 
         return {a["id"] for a in http.get("/api/v1/areas?level=commune", headers=who).json()}
 
     assert communes(commune_op) == {ids["hop_hoa"]}
+    found = http.get("/api/v1/areas", params={"level": "commune", "q": "HOP HOA"}, headers=admin).json()
+    assert [a["id"] for a in found] == [ids["hop_hoa"]]  # current and former names, any diacritics
+    found = http.get("/api/v1/areas", params={"q": "thi tran hop hoa"}, headers=admin).json()
+    assert [(a["id"], a["level"], a["former_names"]) for a in found] == [
+        (ids["hop_hoa"], "commune", ["Thị trấn Hợp Hòa (Huyện Tam Dương, Tỉnh Vĩnh Phúc)"])]
     assert communes(group_op) == {ids["hop_hoa"], ids["kim_long"]}
     assert communes(admin) == {ids["hop_hoa"], ids["kim_long"], ids["xuan_hoa"]}
     seen = {d["commune_id"] for d in http.get("/api/v1/devices", headers=commune_op).json()}
@@ -216,6 +221,8 @@ def test_areas_and_lists_follow_the_scope_and_codes_name_communes(panel: Panel) 
     mine = http.get("/api/v1/areas", headers=group_op).json()
     assert {a["id"] for a in mine if a["level"] == "group"} == {ids["district"]}
     group = next(a for a in mine if a["id"] == ids["district"])
+    old = http.get("/api/v1/areas?level=district", headers=group_op)  # deprecated: the groups
+    assert old.headers["deprecation"] == "true" and [a["id"] for a in old.json()] == [ids["district"]]
     assert group["commune_ids"] == sorted([ids["hop_hoa"], ids["kim_long"]])
 
     def post(targets: dict[str, Any], who: dict[str, str]) -> Any:
@@ -227,3 +234,40 @@ def test_areas_and_lists_follow_the_scope_and_codes_name_communes(panel: Panel) 
     assert post({"communes": ["8872"]}, commune_op).status_code == 403
     unknown = post({"communes": ["99999"]}, admin)
     assert unknown.status_code == 422 and "99999" in unknown.json()["detail"]
+
+
+def test_post_areas_two_tier_and_the_deprecated_district(panel: Panel) -> None:
+    """A commune directly under its province, a group with member communes (by id or code); a
+    pre-2025 client's district becomes a group and its commune a member (with a note)."""
+    panel.seed(stations_per_commune=0)
+    http = panel.client().http
+    admin = _token(panel, "admin", panel.settings.admin_password)
+
+    def post(body: dict[str, Any], who: dict[str, str] = admin) -> Any:
+        return http.post("/api/v1/areas", json=body, headers=who)
+
+    province = post({"level": "province", "name": "Tỉnh Quảng Ninh", "code": "22"}).json()
+    pid = province["id"]
+    coastal = post({"level": "commune", "name": "Đặc khu Vân Đồn", "code": "7192", "parent_id": pid})
+    assert coastal.status_code == 201, coastal.text
+    assert coastal.json()["kind"] == "dac_khu" and coastal.json()["parent_id"] == province["id"]
+    ward = post({"level": "commune", "name": "Phường Hạ Long", "code": "6700", "parent_id": pid}).json()
+    group = post({"level": "group", "name": "Vành đai ven biển", "parent_id": province["id"],
+                  "commune_ids": ["07192", ward["id"]]})
+    assert group.status_code == 201, group.text
+    assert group.json()["commune_ids"] == sorted([coastal.json()["id"], ward["id"]])
+    listed = {a["id"]: a for a in http.get("/api/v1/areas?level=commune", headers=admin).json()}
+    assert listed[ward["id"]]["group_ids"] == [group.json()["id"]]
+    # The same code at another level is fine, at the same level a 409.
+    assert post({"level": "commune", "name": "Xã Hai Hai", "code": "22", "parent_id": pid}).status_code == 201
+    assert post({"level": "commune", "name": "Xã Khác", "code": "6700", "parent_id": pid}).status_code == 409
+    # A commune under a village, or a village under a province: refused.
+    assert post({"level": "village", "name": "Thôn 1", "parent_id": province["id"]}).status_code == 422
+    # The pre-2025 shape still works for one release, with a deprecation note.
+    district = post({"level": "district", "name": "Huyện Cô Tô", "parent_id": province["id"]})
+    assert district.status_code == 201 and district.json()["level"] == "group"
+    assert district.headers["deprecation"] == "true"
+    under = post({"level": "commune", "name": "Xã Cô Tô", "parent_id": district.json()["id"]})
+    assert under.status_code == 201, under.text
+    assert under.json()["parent_id"] == pid and under.json()["group_ids"] == [district.json()["id"]]
+    assert post({"level": "group", "name": "x"}, _token(panel, "canbo.huyen")).status_code == 403

@@ -21,6 +21,7 @@ from controller.schemas.devices import (
     DeviceEventOut,
     DeviceOut,
 )
+from controller.schemas.targets import note_deprecated
 from controller.services import areas, devices, enrollment
 from controller.usecases import areas as area_cases
 
@@ -143,7 +144,7 @@ def create_area(
 
 @router.get("/areas", response_model=list[AreaOut], response_model_exclude_unset=True)
 def list_areas(
-    level: Annotated[str | None, Query(pattern=r"^(province|group|commune|village)$")] = None,
+    level: Annotated[str | None, Query(pattern=r"^(province|group|commune|village|district)$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="current or former name or code")] = None,
     parent_id: QueryId | None = None,
     code: Annotated[str | None, Query(max_length=32)] = None,
@@ -151,4 +152,7 @@ def list_areas(
 ) -> list[dict[str, Any]]:
     """The areas the caller's scope reaches; `q` finds by current or former name (diacritics and
     đ/Đ ignored: `q=hop hoa` finds Xã Tam Dương, formerly Thị trấn Hợp Hòa) or by code."""
+    if level == "district":  # deprecated (one release): the districts are groups now
+        note_deprecated(areas.DEPRECATED_DISTRICT_LEVEL)
+        level = "group"
     return area_cases.listing(s, user, areas.AreaFilter(level=level, q=q, parent_id=parent_id, code=code))

@@ -1,8 +1,8 @@
 """`communecast bench horizon` (issue 8): everyone's desired-state horizon, computed and published.
 
-Seeds N speaker stations in M communes (D districts) and four daily schedules per station
-(05:30 and 17:00 per district, 11:00 and 20:00 per commune, as provinces run them), then
-times what a horizon roll costs: (a) building every desired state from the database,
+Seeds N speaker stations in M communes (D groups of communes, the former districts) and
+four daily schedules per station (05:30 and 17:00 per group, 11:00 and 20:00 per commune, as
+provinces run them), then times what a horizon roll costs: (a) building every desired state from the database,
 (b) the Ed25519 signatures inside it, (c) publishing them retained, QoS 1, to a real
 Mosquitto. The same batches as `DesiredStatePublisher` (desired_state.BATCH) are used;
 then the real publisher drains the durable queue for all N as the end-to-end figure.
@@ -28,7 +28,7 @@ from sqlalchemy import insert, select
 
 from communecast.mosquitto import PrivateMosquitto, free_port
 from controller import horizon_sources
-from controller.db.models import Area, Device, Media
+from controller.db.models import Area, AreaGroupMember, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
@@ -40,8 +40,8 @@ from testkit.harness import CONTROLLER_USER
 from testkit.pgtemp import fresh_database
 
 TARGET_S = 10.0
-SLOTS = (("05:30", "district", "Bản tin sáng"), ("11:00", "commune", "Thông tin trưa"),
-         ("17:00", "district", "Bản tin chiều"), ("20:00", "commune", "Thông báo tối"))
+SLOTS = (("05:30", "group", "Bản tin sáng"), ("11:00", "commune", "Thông tin trưa"),
+         ("17:00", "group", "Bản tin chiều"), ("20:00", "commune", "Thông báo tối"))
 
 
 class TimingSigner(Signer):
@@ -64,15 +64,19 @@ class TimingSigner(Signer):
 def seed(db: Database, stations: int, communes: int, districts: int) -> dict[str, int]:
     """Areas, stations and 2·districts + 2·communes daily schedules, in bulk inserts."""
     with db.session() as s:
-        province = Area(level="province", name="Tỉnh Vĩnh Phúc", code="bench-p")
+        province = Area(level="province", name="Tỉnh Phú Thọ", code="bench-p")
         s.add(province)
         s.flush()
-        s.execute(insert(Area), [{"level": "district", "name": f"Huyện {i + 1}", "code": f"bench-d{i}",
-                                  "parent_id": province.id} for i in range(districts)])
-        d_ids = list(s.scalars(select(Area.id).where(Area.level == "district").order_by(Area.id)))
-        s.execute(insert(Area), [{"level": "commune", "name": f"Xã {i + 1}", "code": f"bench-c{i}",
-                                  "parent_id": d_ids[i % districts]} for i in range(communes)])
+        # "districts" are groups of communes since the two-tier reform (docs/areas.md)
+        s.execute(insert(Area), [{"level": "group", "name": f"Khu vực {i + 1}", "code": f"bench-d{i}",
+                                  "parent_id": province.id, "former_names": []} for i in range(districts)])
+        d_ids = list(s.scalars(select(Area.id).where(Area.level == "group").order_by(Area.id)))
+        s.execute(insert(Area), [{"level": "commune", "kind": "xa", "name": f"Xã {i + 1}",
+                                  "code": f"bench-c{i}", "parent_id": province.id, "former_names": []}
+                                 for i in range(communes)])
         c_ids = list(s.scalars(select(Area.id).where(Area.level == "commune").order_by(Area.id)))
+        s.execute(insert(AreaGroupMember), [{"group_id": d_ids[i % districts], "commune_id": c}
+                                            for i, c in enumerate(c_ids)])
         now = datetime.now(UTC)
         reported = {"online": True, "kind": "speaker", "agent_version": "0.4.0", "clock_offset_ms": 1.5,
                     "telemetry": {"ts": now.isoformat(), "uptime_s": 86400.0, "relay_on": False,
@@ -90,7 +94,7 @@ def seed(db: Database, stations: int, communes: int, districts: int) -> dict[str
         } for i, sha in enumerate(shas)])  # fmt: skip
         rows = []
         for (at, level, title), sha in zip(SLOTS, shas, strict=True):
-            for area in d_ids if level == "district" else c_ids:
+            for area in d_ids if level == "group" else c_ids:
                 rows.append({
                     "title": title, "media": [sha], "duration_s": 60.0, "rrule": "FREQ=DAILY",
                     # created on different days, as real ones are (each expands on its own)

@@ -37,24 +37,27 @@ def seed(db: Any, stations: int, communes: int, plays: int, *, rng: random.Rando
 
     from sqlalchemy import insert, select
 
-    from controller.db.models import Area, Broadcast, Device, PlayLog
+    from controller.db.models import Area, AreaGroupMember, Broadcast, Device, PlayLog
 
     now = datetime.now(UTC)
     with db.session() as s:
-        province = Area(level="province", name="Tỉnh Vĩnh Phúc", code="BENCH")
+        province = Area(level="province", name="Tỉnh Phú Thọ", code="BENCH")
         s.add(province)
         s.flush()
-        districts = []
+        districts = []  # groups of communes (the former districts, docs/areas.md)
         for i in range(max(1, communes // 25)):
-            d = Area(level="district", name=f"Huyện {i + 1:02d}", parent_id=province.id)
+            d = Area(level="group", name=f"Khu vực {i + 1:02d}", parent_id=province.id)
             s.add(d)
             districts.append(d)
         s.flush()
         s.execute(insert(Area), [
-            {"level": "commune", "name": f"Xã số {i + 1:03d}", "parent_id": districts[i % len(districts)].id}
+            {"level": "commune", "kind": "xa", "name": f"Xã số {i + 1:03d}", "parent_id": province.id,
+             "former_names": []}
             for i in range(communes)
         ])  # fmt: skip
         commune_ids = list(s.scalars(select(Area.id).where(Area.level == "commune").order_by(Area.id)))
+        s.execute(insert(AreaGroupMember), [{"group_id": districts[i % len(districts)].id, "commune_id": c}
+                                            for i, c in enumerate(commune_ids)])
         rows = []
         for i in range(stations):
             cid = commune_ids[i % len(commune_ids)]
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 seed_s = time.perf_counter() - t0
                 with rt.db.session() as s:
                     root = s.query(User).filter_by(username="admin").one()
-                    accounts.create_user(s, root, "bench.district", password, "district", ids["district"])
+                    accounts.create_user(s, root, "bench.district", password, "group", ids["district"])
                 _login(admin, "admin", password)
                 district = TestClient(app)
                 _login(district, "bench.district", password)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,8 +19,38 @@ from controller.core.errors import UserError
 from controller.core.i18n import pick_lang, t
 from controller.request_guard import RequestGuard
 from controller.runtime import Runtime
+from controller.schemas.targets import DEPRECATIONS
 
 log = logging.getLogger(__name__)
+
+
+class DeprecationNotes:
+    """Deprecated inputs a request used (`targets.districts`, `level: district`, noted while
+    validating it: controller/schemas/targets.py) come back as `Deprecation: true` and one
+    `Warning: 299` header each, so API clients learn before the next release drops them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        notes: list[str] = []
+        token = DEPRECATIONS.set(notes)
+
+        async def send_with_notes(message: Any) -> None:
+            if message["type"] == "http.response.start" and notes:
+                headers = list(message.get("headers", []))
+                headers.append((b"deprecation", b"true"))
+                headers += [(b"warning", f'299 - "{n}"'.encode()) for n in notes]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_notes)
+        finally:
+            DEPRECATIONS.reset(token)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
+    app.add_middleware(DeprecationNotes)
     # Outermost but for Starlette's error page: sizes and credentials before any body is read.
     app.add_middleware(RequestGuard, settings=settings)
     for router in all_routers():

@@ -105,6 +105,11 @@ class System:
     mqtt_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     stations: list[Station] = field(default_factory=list)
     communes: list[dict[str, Any]] = field(default_factory=list)
+    # The communes created on an empty controller (POST /api/v1/areas bodies: name, code,
+    # former_names...), all in one group of communes; stations go round-robin over them.
+    commune_specs: list[dict[str, Any]] = field(default_factory=lambda: [
+        {"name": "Xã Hợp Hòa"}, {"name": "Xã Kim Long"}])
+    group: dict[str, Any] | None = None  # the group of those communes, once created
     # Agent settings for every station added (e.g. telemetry_interval_s for health tests).
     agent_overrides: dict[str, Any] = field(default_factory=dict)
     # MQTT over TLS for the controller and every station (docs/enrollment.md, TLS); plain_mqtt=False
@@ -186,13 +191,15 @@ class System:
         self.communes = [a for a in await self.api_json("GET", "/api/v1/areas") if a["level"] == "commune"]
         if self.communes:
             return
+        # Two-tier (docs/areas.md): communes directly under the province, a group of them.
         province = await self.api_json("POST", "/api/v1/areas",
-                                       json={"level": "province", "name": "Tỉnh Vĩnh Phúc"})
-        district = await self.api_json("POST", "/api/v1/areas", json={
-            "level": "district", "name": "Huyện Tam Dương", "parent_id": province["id"]})
-        for name in ("Xã Hợp Hòa", "Xã Kim Long"):
+                                       json={"level": "province", "name": "Tỉnh Phú Thọ", "code": "25"})
+        for spec in self.commune_specs:
             self.communes.append(await self.api_json("POST", "/api/v1/areas", json={
-                "level": "commune", "name": name, "parent_id": district["id"]}))
+                "level": "commune", "parent_id": province["id"], **spec}))
+        self.group = await self.api_json("POST", "/api/v1/areas", json={
+            "level": "group", "name": "Khu vực Tam Dương (huyện cũ)", "parent_id": province["id"],
+            "commune_ids": [c["id"] for c in self.communes]})
 
     async def restart_controller(self, *, down_for: float = 0.0) -> None:
         self.controller.stop()

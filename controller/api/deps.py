@@ -17,8 +17,8 @@ from controller.services.auth import user_for_token
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
-# Roles that may send to loudspeakers. Area-scoped roles come with the panel issue.
-OPERATOR_ROLES = ("admin", "province", "district", "commune", "operator")
+# Roles that may send to loudspeakers (`district`: the pre-2025 name of `group`, one release).
+OPERATOR_ROLES = ("admin", "province", "group", "commune", "operator", "district")
 
 
 def runtime(request: Request) -> Runtime:

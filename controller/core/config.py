@@ -183,7 +183,8 @@ class Settings(BaseSettings):
 
     # CAP 1.2 alert input (docs/cap.md). Geocode schemes whose values are our Area.code
     # (Vietnamese administrative unit codes), and "valueName=value" -> Area.code for others.
-    cap_geocode_names: list[str] = Field(default_factory=lambda: ["DVHC", "MA_DVHC", "VN-DVHC"])
+    cap_geocode_names: list[str] = Field(
+        default_factory=lambda: ["DVHC", "MA_DVHC", "VN-DVHC", "MA_XA", "MA_PHUONG_XA", "MA_TINH"])
     cap_geocode_map: dict[str, str] = Field(default_factory=dict)
     cap_max_bytes: int = Field(default=512 * 1024, ge=4096, le=10 * 1024 * 1024)
     cap_voice_vi: str = "vi-north"  # the voice for Vietnamese alerts

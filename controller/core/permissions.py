@@ -1,11 +1,13 @@
 """Who may do what, and where: one small permission matrix shared by the panel and the API.
 
 A user has one role and (except admins) one area. The role says *what* they may do
-(the matrix below); the area says *where*: the user's own area and everything under it
-(province > district > commune > village). A user whose `area_id` is empty acts on the
-whole installation; only an admin should create such accounts for non-admin roles.
+(the matrix below); the area says *where*. Since Vietnam's two-tier reform (1 July 2025,
+docs/areas.md) an area is a province (its communes), a group of communes (a former district, a
+coastal belt: its member communes), a commune, or a village (its commune). A user whose `area_id`
+is empty acts on the whole installation; only an admin should create such accounts for non-admin
+roles.
 
-| action \\ role      | admin | province | district | commune | approver | technician | viewer |
+| action \\ role      | admin | province |  group   | commune | approver | technician | viewer |
 |--------------------|:-----:|:--------:|:--------:|:-------:|:--------:|:----------:|:------:|
 | view               |   x   |    x     |    x     |    x    |    x     |     x      |   x    |
 | media.upload       |   x   |    x     |    x     |    x    |          |            |        |
@@ -22,7 +24,8 @@ whole installation; only an admin should create such accounts for non-admin role
 | user.manage        |   x   |          |          |         |          |            |        |
 
 `operator` is the foundation's unscoped operator role, kept as an alias of `province` so
-existing accounts and API clients keep working.
+existing accounts and API clients keep working; `district` (the pre-2025 district operator) is an
+alias of `group` for one release (migration 0021 renames stored roles).
 """
 
 from __future__ import annotations
@@ -62,18 +65,19 @@ _OPERATE = {
 MATRIX: dict[str, frozenset[Action]] = {
     "admin": frozenset(Action),
     "province": frozenset(_OPERATE | {Action.BROADCAST_APPROVE, Action.AUDIT_VIEW, Action.POLICY_EDIT}),
-    "district": frozenset(_OPERATE),
+    "group": frozenset(_OPERATE),
     "commune": frozenset(_OPERATE),
     "approver": frozenset({Action.VIEW, Action.BROADCAST_APPROVE, Action.REPORT_VIEW, Action.AUDIT_VIEW}),
     "technician": frozenset({Action.VIEW, Action.DEVICE_MANAGE, Action.DEVICE_TEST, Action.REPORT_VIEW}),
     "viewer": frozenset({Action.VIEW, Action.REPORT_VIEW}),
 }
 MATRIX["operator"] = MATRIX["province"]
+MATRIX["district"] = MATRIX["group"]  # deprecated alias (one release)
 
-# Roles offered when an admin creates a user (the legacy alias is not offered).
-ROLES = ("admin", "province", "district", "commune", "approver", "technician", "viewer")
+# Roles offered when an admin creates a user (the legacy aliases are not offered).
+ROLES = ("admin", "province", "group", "commune", "approver", "technician", "viewer")
 # The area level a scoped role is normally attached to (used to validate the admin form).
-ROLE_LEVEL = {"province": "province", "district": "district", "commune": "commune"}
+ROLE_LEVEL = {"province": "province", "group": "group", "commune": "commune"}
 
 
 def roles_with(action: Action) -> tuple[str, ...]:
@@ -97,10 +101,33 @@ def area_chain(session: Session, area_id: int) -> list[int]:
 
 
 def covers(session: Session, user: User, area_id: int) -> bool:
-    """Is `area_id` inside the user's area (or is the user unscoped)?"""
+    """Is `area_id` inside the user's area (or is the user unscoped)?
+
+    The user's area itself and everything under it; for a group, its member communes (and
+    their villages), and a group whose every commune the user covers."""
     if user.role == "admin" or user.area_id is None:
         return True
-    return user.area_id in area_chain(session, area_id)
+    chain = area_chain(session, area_id)
+    if user.area_id in chain:
+        return True
+    levels = dict(session.execute(select(Area.id, Area.level).where(Area.id.in_(chain))).all())
+    scope = communes_in_scope(session, user) or set()
+    communes = [a for a in chain if levels.get(a) == AreaLevel.COMMUNE]
+    if communes:
+        return communes[0] in scope
+    if levels.get(area_id) == AreaLevel.GROUP:
+        members = _members(session, [area_id])
+        return bool(members) and members <= scope
+    return False
+
+
+def _members(session: Session, group_ids: Iterable[int]) -> set[int]:
+    from controller.db.models import AreaGroupMember
+
+    ids = set(group_ids)
+    if not ids:
+        return set()
+    return set(session.scalars(select(AreaGroupMember.commune_id).where(AreaGroupMember.group_id.in_(ids))))
 
 
 def can_act_on_area(session: Session, user: User, action: Action | str, area_id: int) -> bool:
@@ -127,6 +154,8 @@ def communes_in_scope(session: Session, user: User) -> set[int] | None:
             seen.add(area_id)
             if level == AreaLevel.COMMUNE:
                 found.add(area_id)
+            elif level == AreaLevel.GROUP and area_id == user.area_id:
+                found |= _members(session, [area_id])  # a group operator: the group's communes
         frontier = [
             i for i in session.scalars(select(Area.id).where(Area.parent_id.in_(frontier)))
             if i not in seen
@@ -147,12 +176,12 @@ def all_in_scope(session: Session, user: User, commune_ids: Iterable[int]) -> bo
 def require_targets_in_scope(session: Session, user: User, targets: object, kind: str | None = None) -> None:
     """Refuse (403, Vietnamese message) targets reaching outside the user's area.
 
-    `targets` is a `controller.services.targets.Targets`: every commune it names, the
-    communes of the districts it names, and the communes of the stations it resolves to
+    `targets` is a `controller.services.targets.Targets`: every commune it names (by id or
+    code), the communes of the groups it names, and the communes of the stations it resolves to
     (devices, tags) must lie inside the user's scope. "All" is only for unscoped users.
     """
     from controller.core.errors import UserError
-    from controller.services.targets import Targets, resolve
+    from controller.services.targets import Targets, commune_ids, resolve
 
     scope = communes_in_scope(session, user)
     if scope is None:
@@ -160,10 +189,7 @@ def require_targets_in_scope(session: Session, user: User, targets: object, kind
     t = targets if isinstance(targets, Targets) else Targets.model_validate(targets)
     if t.all:
         raise UserError(403, "scope.all_forbidden")
-    wanted = set(t.communes)
-    if t.districts:
-        wanted |= set(session.scalars(
-            select(Area.id).where(Area.parent_id.in_(t.districts), Area.level == AreaLevel.COMMUNE)))
+    wanted = commune_ids(session, t)
     if t.devices or t.tags:
         kinds = [kind] if kind else list(DeviceKind)
         only = Targets(devices=t.devices, tags=t.tags)
@@ -251,18 +277,17 @@ def targets_reach(session: Session, targets: object, scope: set[int] | None,
     """Do the targets name at least one station (or commune) inside `scope`? "All" reaches every area."""
     from sqlalchemy import func, or_
 
-    from controller.services.targets import Targets, resolve
+    from controller.services.targets import Targets, commune_ids, resolve
 
     if scope is None:
         return True
     t = targets if isinstance(targets, Targets) else Targets.model_validate(targets or {})
-    if t.all or set(t.communes) & scope:
+    communes = commune_ids(session, t)
+    if t.all or communes & scope:
         return True
     if t.tags:
         return any(d.commune_id in scope for d in resolve(session, t, kind=kind))
-    conds = [Device.id.in_(t.devices), Device.commune_id.in_(t.communes)]
-    if t.districts:
-        conds.append(Device.commune_id.in_(select(Area.id).where(Area.parent_id.in_(t.districts))))
+    conds = [Device.id.in_(t.devices), Device.commune_id.in_(communes)]
     found = session.scalar(
         select(func.count()).select_from(Device).where(or_(*conds), Device.commune_id.in_(scope))
     )

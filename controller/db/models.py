@@ -40,17 +40,35 @@ class Base(DeclarativeBase):
 
 
 class Area(Base):
-    """Administrative units: province > district (or town/ward) > commune > village."""
+    """Administrative units (docs/areas.md): province > commune (xã, phường, đặc khu) > village,
+    and groups of communes (level `group`, parent the province; members in `area_group_members`).
+
+    `code` is the official code (communes: the 2025 code, e.g. "8869"; provinces: "25"), unique
+    per level; `former_names` the units this one replaced ("Thị trấn Hợp Hòa (Huyện Tam Dương,
+    Tỉnh Vĩnh Phúc)"), searchable like the name."""
 
     __tablename__ = "areas"
+    __table_args__ = (UniqueConstraint("level", "code", name="uq_areas_level_code"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     level: Mapped[AreaLevel] = mapped_column(String(16))
+    kind: Mapped[str | None] = mapped_column(String(16))  # CommuneKind for communes
     name: Mapped[str] = mapped_column(String(200))
-    code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    code: Mapped[str | None] = mapped_column(String(32))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    former_names: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     parent: Mapped[Area | None] = relationship(remote_side="Area.id")
+
+
+class AreaGroupMember(Base):
+    """A commune in a group of communes (a commune may be in several groups)."""
+
+    __tablename__ = "area_group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), primary_key=True)
+    commune_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), primary_key=True,
+                                            index=True)
 
 
 class Device(Base):

@@ -179,12 +179,21 @@ class DeviceKind(StrEnum):
 
 
 class AreaLevel(StrEnum):
-    """`areas.level`: the administrative tree."""
+    """`areas.level`: Vietnam's two-tier local government (since 1 July 2025, docs/areas.md):
+    province > commune > village, plus groups of communes (a former district, a coastal belt)."""
 
     PROVINCE = "province"
-    DISTRICT = "district"
+    GROUP = "group"
     COMMUNE = "commune"
     VILLAGE = "village"
+
+
+class CommuneKind(StrEnum):
+    """`areas.kind` of a commune-level unit: xã, phường or đặc khu (empty for other levels)."""
+
+    XA = "xa"
+    PHUONG = "phuong"
+    DAC_KHU = "dac_khu"
 
 
 # Every (model attribute, enum) pair: the test checks defaults and stored values against it.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.schemas.common import BodyId, Number, Out
+from controller.schemas.targets import AreaRef
 
 
 class DeviceOut(Out):
@@ -65,11 +66,18 @@ class DeviceEventOut(Out):
 
 
 class AreaOut(Out):
+    """An administrative unit (docs/areas.md): province, group of communes, commune (kind xa,
+    phuong or dac_khu) or village, with its official code and the former units it replaced."""
+
     id: int
     level: str
+    kind: str | None = None
     name: str
     code: str | None = None
     parent_id: int | None = None
+    group_ids: list[int] = Field(default_factory=list)  # a commune's groups
+    former_names: list[str] = Field(default_factory=list)
+    commune_ids: list[int] | None = None  # a group's communes (groups only)
 
 
 # -- requests ------------------------------------------------------------------------------------------
@@ -91,7 +99,16 @@ class AreaCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    level: str = Field(pattern=r"^(province|district|commune|village)$")
+    level: str = Field(pattern=r"^(province|group|commune|village|district)$",
+                       description="`district` is deprecated: it creates a group of communes")
     name: str = Field(min_length=1, max_length=200)
     code: str | None = Field(default=None, max_length=32)
+    kind: str | None = Field(default=None, pattern=r"^(xa|phuong|dac_khu)$",
+                             description="communes: xa, phuong or dac_khu (default: from the name)")
     parent_id: BodyId | None = None
+    former_names: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list, max_length=20)
+    commune_ids: list[AreaRef] = Field(default_factory=list, max_length=5000,
+                                       description="a group's member communes (ids or official codes)")
+    group_ids: list[AreaRef] = Field(default_factory=list, max_length=50,
+                                     description="a commune's groups (ids or codes)")

@@ -12,6 +12,7 @@ class MonthlyRow(Out):
 
     commune_id: int
     commune: str
+    commune_code: str | None = None  # the official code (docs/areas.md)
     month: str
     minutes: Number
     played: int

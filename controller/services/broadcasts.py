@@ -13,7 +13,7 @@ from controller.db.models import Broadcast, Delivery, Device, Media, User
 from controller.db.statuses import BroadcastStatus, DeviceKind
 from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, policy, recurrence
-from controller.services.targets import resolve
+from controller.services.targets import resolve, stored
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
 # "Now" means a shared instant a little ahead, so every station has fetched the audio
@@ -89,7 +89,7 @@ def create(
         priority=req.priority.value,
         start_at=start_at,
         duration_s=duration_s,
-        targets=req.targets.model_dump(exclude_defaults=True),
+        targets=stored(session, req.targets),
         created_by=user_id,
     )
     session.add(bc)

@@ -4,7 +4,7 @@
 possibly concurrently). An emergency is a Broadcast with per-station Delivery rows like any
 other (acks and proof of play are tracked per station), but it does not wait for the
 desired-state dispatcher: the controller signs one PLAY for each group topic that covers the
-targets (all / district / commune; single stations and tags fall back to per-device command
+targets (all / commune / group of communes; single stations and tags fall back to per-device command
 topics) and every station starts at the same instant, `lead` after the request. The LED
 boards of the same areas mirror the text; a repeat rule becomes an emergency-priority
 schedule in the stations' desired-state horizon (it keeps playing through outages). Cancel
@@ -32,7 +32,6 @@ from controller.db.models_led import LedMessageRow
 from controller.db.models_schedules import Schedule
 from controller.db.statuses import (
     AIRED_PLAY,
-    AreaLevel,
     BroadcastStatus,
     DeliveryState,
     DeviceKind,
@@ -45,7 +44,7 @@ from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, led, policy, recurrence
 from controller.services.broadcasts import check_emergency_fields, item_id_for
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
-from controller.services.targets import Targets
+from controller.services.targets import Targets, commune_ids, normalized
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
 from protocol.messages import (
@@ -140,9 +139,10 @@ _SPEAKERS = and_(Device.kind == DeviceKind.SPEAKER, Device.retired_at.is_(None))
 
 
 def plan(session: Session, targets: Targets) -> Fanout:
-    """Map targets to group topics: all -> grp/all; district -> grp/district/{id};
-    commune -> grp/commune/{id} (unless its district is already addressed); single
-    stations and tags -> their own cmd topic unless a group already covers them.
+    """Map targets to group topics: all -> grp/all; commune -> grp/commune/{id}; a group of
+    communes (docs/areas.md) -> one grp/commune/{id} per member commune (every station already
+    listens there, so no station needs new subscriptions or re-enrollment); single stations and
+    tags -> their own cmd topic unless a commune topic already covers them.
 
     Counts per commune (one GROUP BY), not station rows: a 10,000-station emergency plans in
     milliseconds.
@@ -153,11 +153,7 @@ def plan(session: Session, targets: Targets) -> Fanout:
         out.topics = [topics.group_cmd("all")]
         out.group_clause = true()
     else:
-        for district in sorted(set(targets.districts)):
-            covered |= set(session.scalars(select(Area.id).where(Area.parent_id == district,
-                                                                 Area.level == AreaLevel.COMMUNE)))
-            out.topics.append(topics.group_cmd("district", district))
-        for commune in sorted(set(targets.communes) - covered):
+        for commune in sorted(commune_ids(session, targets)):
             out.topics.append(topics.group_cmd("commune", commune))
             covered.add(commune)
         if covered:
@@ -368,6 +364,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
         check_emergency_fields(req)  # normal broadcasts with text/repeat: the clear 422
         raise UserError(422, "request.invalid")
     phases = _Phases(t0)
+    req = req.model_copy(update={"targets": normalized(session, req.targets)})  # ids only, as stored
     fan = plan(session, req.targets)
     if not fan.count:
         raise UserError(422, "broadcast.no_targets")

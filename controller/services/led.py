@@ -23,7 +23,7 @@ from controller.db.statuses import DeviceKind, LedMessageStatus, LedSource
 from controller.schemas.led import LedMessageCreate
 from controller.services import audit, dispatch
 from controller.services.recurrence import DEFAULT_TZ, Recurrence
-from controller.services.targets import Targets, resolve
+from controller.services.targets import Targets, resolve, stored
 from device_agents.led.text import to_board_ascii
 from protocol.messages import BrightnessStep, LedContent, LedMessage, Priority
 
@@ -133,7 +133,7 @@ def create(
                                 for t in upcoming]  # fmt: skip
     if req.dry_run:
         return None, [], info
-    row = _store(session, devices, text=req.text, targets=req.targets.model_dump(exclude_defaults=True),
+    row = _store(session, devices, text=req.text, targets=stored(session, req.targets),
                  mode=req.mode, speed=req.speed, color=req.color, duration_s=req.duration_s,
                  priority=req.priority, start_at=start_at, end_at=end_at, source=LedSource.OPERATOR,
                  user_id=user_id, recurring=req)
@@ -167,7 +167,7 @@ def mirror_emergency_text(
     if not devices:
         return []
     now = now or datetime.now(UTC)
-    _store(session, devices, text=text, targets=targets.model_dump(exclude_defaults=True), mode="flash",
+    _store(session, devices, text=text, targets=stored(session, targets), mode="flash",
            speed=3, color="red", duration_s=10, priority=Priority.EMERGENCY, start_at=now,
            end_at=until.astimezone(UTC) if until else None, source=LedSource.EMERGENCY, user_id=user_id)
     return [d.id for d in devices]

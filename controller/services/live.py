@@ -37,7 +37,7 @@ from controller.schemas.live import LiveCreate
 from controller.services import approval, audit, dispatch, policy
 from controller.services.broadcasts import item_id_for
 from controller.services.recurrence import Occurrence
-from controller.services.targets import Targets, resolve
+from controller.services.targets import Targets, resolve, stored
 from protocol.messages import MediaRef, Priority, ScheduleItem, StreamRef
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def create_stream(
                                         override_reason)  # fmt: skip
     bc = Broadcast(
         title=title, status=status, media=[], priority=priority.value, start_at=start_at,
-        duration_s=(end_at - start_at).total_seconds(), targets=targets.model_dump(exclude_defaults=True),
+        duration_s=(end_at - start_at).total_seconds(), targets=stored(session, targets),
         created_by=user_id,
     )  # fmt: skip
     session.add(bc)

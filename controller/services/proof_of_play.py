@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.db.models import Area, Broadcast, Delivery, Device
+from controller.db.models import Broadcast, Delivery, Device
 from controller.db.models_schedules import Schedule
 from controller.services import recurrence, schedule_horizon
 
@@ -63,7 +63,7 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
         return set()
     devices = {d.id: d for d in session.scalars(select(Device).where(Device.id.in_({d for d, _ in keys})))}
     communes = {d.commune_id for d in devices.values()}
-    district_of = dict(session.execute(select(Area.id, Area.parent_id).where(Area.id.in_(communes))).all())
+    groups_of = schedule_horizon.groups_by_commune(session, communes)
     ok: set[Key] = set()
     by_id = (
         {
@@ -77,7 +77,7 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
         sc, device = by_id.get(schedule_id), devices.get(key[0])
         if sc is None or device is None:
             continue
-        if not schedule_horizon.targets_match(sc.targets or {}, device, district_of):
+        if not schedule_horizon.targets_match(sc.targets or {}, device, groups_of):
             continue
         if recurrence.Recurrence.of_schedule(sc).between(instant, instant, limit=1):
             ok.add(key)
@@ -92,7 +92,7 @@ def _by_targets(session: Session, keys: set[Key]) -> set[Key]:
             if (
                 bc is not None
                 and device is not None
-                and schedule_horizon.targets_match(bc.targets or {}, device, district_of)
+                and schedule_horizon.targets_match(bc.targets or {}, device, groups_of)
             ):
                 ok.add(key)
     return ok

@@ -32,11 +32,12 @@ from controller.services.recurrence import parse_item_id
 TZ = ZoneInfo(DEFAULT_TIMEZONE)
 MONTHS_WITHOUT_LOOKUP = 24  # wider ranges are narrowed to the data first (one CASE arm per month)
 # The export's words are message keys of the one catalogue (controller/i18n/), like the API's.
-COLUMNS = ["started", "finished", "commune", "station", "station_uid", "bulletin", "kind", "item_id",
-           "status", "minutes", "start_error", "reason"]  # report.column.<name>
-MONTHLY_COLUMNS = ["report.column.commune", "report.monthly.month", "report.monthly.minutes",
-                   "report.monthly.played", "report.monthly.missed", "report.monthly.failed",
-                   "report.monthly.interrupted"]
+# The commune's official code (docs/areas.md) stands next to its name.
+COLUMNS = ["started", "finished", "commune", "commune_code", "station", "station_uid", "bulletin", "kind",
+           "item_id", "status", "minutes", "start_error", "reason"]  # report.column.<name>
+MONTHLY_COLUMNS = ["report.column.commune", "report.column.commune_code", "report.monthly.month",
+                   "report.monthly.minutes", "report.monthly.played", "report.monthly.missed",
+                   "report.monthly.failed", "report.monthly.interrupted"]
 
 
 # A spreadsheet reads a text cell starting with one of these as a formula (or, for tab and CR,
@@ -114,8 +115,8 @@ def rows(session: Session, f: Filters, lang: str = "vi") -> list[list[Any]]:
             minutes = round((r.finished_at - r.started_at).total_seconds() / 60, 2)
         status = t(f"report.play.{r.status}", lang) if has_message(f"report.play.{r.status}") else r.status
         out.append([_fmt(r.started_at or when, f.tz, lang), _fmt(r.finished_at, f.tz, lang), area.name,
-                    dev.name, dev.uid, title, kind, r.item_id, status, minutes, r.start_error_ms,
-                    r.reason or ""])
+                    area.code or "", dev.name, dev.uid, title, kind, r.item_id, status, minutes,
+                    r.start_error_ms, r.reason or ""])
     return out
 
 
@@ -181,13 +182,16 @@ def monthly(session: Session, f: Filters) -> list[dict[str, Any]]:
                count(PlayStatus.FAILED), count(PlayStatus.INTERRUPTED))
         .group_by(c.commune_id, c.month)
     ).all()
-    names = dict(session.execute(select(Area.id, Area.name).where(Area.id.in_({r[0] for r in found}))).all())
+    named = session.execute(select(Area.id, Area.name, Area.code).where(Area.id.in_({r[0] for r in found})))
+    names, codes = {}, {}
+    for area_id, name, code in named:
+        names[area_id], codes[area_id] = name, code
     out = []
     for commune_id, i, secs, played, missed, failed, interrupted in found:
         if commune_id not in names:
             continue  # as the inner join with the commune always did
         local = starts[int(i)].astimezone(f.tz)
-        out.append({"commune_id": commune_id, "commune": names[commune_id],
+        out.append({"commune_id": commune_id, "commune": names[commune_id], "commune_code": codes[commune_id],
                     "month": formats.month(local, f.tz),
                     "minutes": round(float(secs or 0) / 60, 2), "played": int(played or 0),
                     "missed": int(missed or 0), "failed": int(failed or 0),
@@ -249,8 +253,8 @@ def to_xlsx(session: Session, f: Filters, lang: str = "vi") -> bytes:
     summary = wb.create_sheet(t("report.sheet.monthly", lang))
     summary.append([t(key, lang) for key in MONTHLY_COLUMNS])
     for a in monthly(session, f):
-        summary.append(_safe_row([a["commune"], a["month"], a["minutes"], a["played"], a["missed"],
-                                  a["failed"], a["interrupted"]]))
+        summary.append(_safe_row([a["commune"], a["commune_code"] or "", a["month"], a["minutes"],
+                                  a["played"], a["missed"], a["failed"], a["interrupted"]]))
     for cell in summary[1]:
         cell.font = Font(bold=True)
     buf = io.BytesIO()

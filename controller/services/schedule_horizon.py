@@ -4,13 +4,14 @@ sizes it). Expansions are cached per schedule and shared by every station it tar
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.db.models import Area, Device, Media
+from controller.db.models import AreaGroupMember, Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.statuses import DeviceKind, ScheduleStatus
 from controller.services.recurrence import MAX_CHECKED, Recurrence, item_id, occurrences
@@ -21,15 +22,30 @@ KEEP_PAST = timedelta(minutes=10)
 
 
 # -- the horizon (called from desired_state.build) ----------------------------------------------
-def targets_match(targets: dict[str, Any], device: Device, district_of: dict[int, int | None]) -> bool:
-    """Do these targets name the station (all, itself, its commune, its district, a tag of it)?"""
+def groups_by_commune(session: Session, communes: Iterable[int]) -> dict[int, set[int]]:
+    """The groups each of these communes belongs to (a commune may be in several)."""
+    out: dict[int, set[int]] = {}
+    ids = set(communes)
+    if ids:
+        q = select(AreaGroupMember.group_id, AreaGroupMember.commune_id)
+        q = q.where(AreaGroupMember.commune_id.in_(ids))
+        for group_id, commune_id in session.execute(q):
+            out.setdefault(commune_id, set()).add(group_id)
+    return out
+
+
+def targets_match(targets: dict[str, Any], device: Device, groups_of: dict[int, set[int]]) -> bool:
+    """Do these stored targets name the station (all, itself, its commune, a group of its commune,
+    a tag of it)? `groups_of` is `groups_by_commune`; stored `districts` (rows written before
+    migration 0021 by an older replica) are the same ids as groups."""
     if targets.get("all"):
         return True
     if device.id in (targets.get("devices") or []):
         return True
     if device.commune_id in (targets.get("communes") or []):
         return True
-    if district_of.get(device.commune_id) in (targets.get("districts") or []):
+    named = {*(targets.get("groups") or []), *(targets.get("districts") or [])}
+    if named and named & groups_of.get(device.commune_id, set()):
         return True
     return bool(set(targets.get("tags") or []) & set(device.tags or []))
 
@@ -51,12 +67,12 @@ def horizon_items(
     if not schedules:
         return out
     communes = {d.commune_id for d in speakers}
-    district_of = dict(session.execute(select(Area.id, Area.parent_id).where(Area.id.in_(communes))).all())
+    groups_of = groups_by_commune(session, communes)
     shas = {s for sc in schedules for s in sc.media}
     media = {m.sha256: m for m in session.scalars(select(Media).where(Media.sha256.in_(shas)))}
     # Which schedules (by position, to keep their order) each kind of target selects.
     everyone: list[int] = []
-    index: dict[str, dict[Any, list[int]]] = {"devices": {}, "communes": {}, "districts": {}, "tags": {}}
+    index: dict[str, dict[Any, list[int]]] = {"devices": {}, "communes": {}, "groups": {}, "tags": {}}
     for pos, sc in enumerate(schedules):
         if any(s not in media for s in sc.media):
             continue
@@ -67,15 +83,16 @@ def horizon_items(
         for key, by in index.items():
             for value in targets.get(key) or []:
                 by.setdefault(value, []).append(pos)
+        for value in targets.get("districts") or []:  # stored before migration 0021: same ids as groups
+            index["groups"].setdefault(value, []).append(pos)
     items_of: dict[int, list[ScheduleItem]] = {}
     merged: dict[tuple[int, ...], list[ScheduleItem]] = {}
     for d in speakers:
         chosen = set(everyone)
         chosen.update(index["devices"].get(d.id, ()))
         chosen.update(index["communes"].get(d.commune_id, ()))
-        district = district_of.get(d.commune_id)
-        if district is not None:
-            chosen.update(index["districts"].get(district, ()))
+        for group in groups_of.get(d.commune_id, ()):
+            chosen.update(index["groups"].get(group, ()))
         for tag in d.tags or ():
             chosen.update(index["tags"].get(tag, ()))
         if not chosen:

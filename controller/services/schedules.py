@@ -33,7 +33,7 @@ from controller.services.recurrence import (
 )
 from controller.services.schedule_conflicts import conflicts
 from controller.services.schedule_limits import Limits, check_desired_size, check_rule, check_rule_text
-from controller.services.targets import Targets, resolve
+from controller.services.targets import Targets, resolve, stored
 
 
 # -- saving -----------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def _validate(
     return rec, media, devices
 
 
-def _apply(sc: Schedule, req: ScheduleIn, rec: Recurrence, media: dict[str, Media]) -> None:
+def _apply(session: Session, sc: Schedule, req: ScheduleIn, rec: Recurrence, media: dict[str, Media]) -> None:
     sc.title = req.title
     sc.media = list(req.media)
     sc.duration_s = sum(media[s].duration_s for s in req.media)
@@ -71,7 +71,7 @@ def _apply(sc: Schedule, req: ScheduleIn, rec: Recurrence, media: dict[str, Medi
     sc.until = rec.until_local.isoformat() if rec.until_local else None
     sc.exdates = sorted(e.isoformat() for e in rec.exdates_local)
     sc.timezone = req.timezone
-    sc.targets = req.targets.model_dump(exclude_defaults=True)
+    sc.targets = stored(session, req.targets)
     sc.priority = req.priority.value
     sc.override_reason = req.override_reason
     sc.updated_at = utcnow()
@@ -97,7 +97,7 @@ def save(
         sc = found
         old_targets = Targets.model_validate(sc.targets)
         old_devices = [d.id for d in resolve(session, old_targets, kind=DeviceKind.SPEAKER)]
-    _apply(sc, req, rec, media)
+    _apply(session, sc, req, rec, media)
     upcoming = [Occurrence(t, sc.duration_s) for t in rec.between(now, now + CHECK_WINDOW, MAX_CHECKED)]
     communes = sorted({d.commune_id for d in devices})
     outcome = policy.enforce(

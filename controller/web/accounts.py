@@ -40,7 +40,7 @@ def create_user(s: Session, admin: User, username: str, password: str, role: str
         raise AccountError("Không tìm thấy địa bàn đã chọn.")
     needed = ROLE_LEVEL.get(role)
     if needed and (area is None or area.level != needed):
-        raise AccountError("Vai trò này cần một địa bàn đúng cấp (tỉnh, huyện hoặc xã).")
+        raise AccountError("Vai trò này cần một địa bàn đúng cấp (tỉnh, cụm xã hoặc xã).")
     if role == "admin":
         area = None
     if s.scalars(select(User).where(User.username == username)).first() is not None:

@@ -11,14 +11,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.core.permissions import Action, all_in_scope
-from controller.db.models import Area
-from controller.db.statuses import AreaLevel
 from controller.services.targets import Targets
 from controller.web.panel import Ctx, Forbidden, check_csrf, current, runtime
 
@@ -57,10 +54,9 @@ def user_error(exc: UserError, lang: str) -> Message:
 
 
 def communes(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
-    q = select(Area.id, Area.name).where(Area.level == AreaLevel.COMMUNE).order_by(Area.name)
-    if scope is not None:
-        q = q.where(Area.id.in_(scope or {-1}))
-    return [(i, n) for i, n in s.execute(q)]
+    from controller.web import queries
+
+    return queries.communes(s, scope)
 
 
 def targets_from_form(s: Session, ctx: Ctx, form: Any) -> Targets:

@@ -32,7 +32,8 @@ CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-
        "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 ROLE_NAMES = {
-    "admin": "Quản trị hệ thống", "province": "Cán bộ cấp tỉnh", "district": "Cán bộ cấp huyện",
+    "admin": "Quản trị hệ thống", "province": "Cán bộ cấp tỉnh",
+    "group": "Cán bộ phụ trách cụm xã", "district": "Cán bộ phụ trách cụm xã",
     "commune": "Cán bộ cấp xã", "approver": "Người duyệt nội dung", "technician": "Kỹ thuật viên",
     "viewer": "Người xem", "operator": "Cán bộ vận hành",
 }  # fmt: skip

@@ -181,10 +181,35 @@ def stations(s: Session, *, q: str = "", commune_id: int | None = None, state: s
 
 
 def communes(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
-    q = select(Area.id, Area.name).where(Area.level == AreaLevel.COMMUNE).order_by(Area.name)
+    """The communes of a picker, "Xã Tam Dương (8869)" with the official code (docs/areas.md);
+    "Tỉnh Phú Thọ › Xã Tam Dương (8869)" when they lie in more than one province."""
+    q = select(Area.id, Area.name, Area.code, Area.parent_id).where(Area.level == AreaLevel.COMMUNE)
     if scope is not None:
         q = q.where(Area.id.in_(scope or {-1}))
-    return [(i, n) for i, n in s.execute(q)]
+    rows = list(s.execute(q))
+    parents = {p for *_, p in rows if p is not None}
+    provinces: dict[int, str] = {}
+    if len(parents) > 1:
+        provinces = dict(s.execute(select(Area.id, Area.name).where(Area.id.in_(parents))).all())
+
+    def label(name: str, code: str | None, parent: int | None) -> str:
+        text = f"{name} ({code})" if code else name
+        return f"{provinces[parent]} › {text}" if parent in provinces else text
+
+    return sorted(((i, label(n, c, p)) for i, n, c, p in rows), key=lambda r: r[1])
+
+
+def groups(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
+    """The groups of communes (docs/areas.md) a user may target: those with members, all of them
+    inside the user's scope."""
+    from controller.db.models import AreaGroupMember
+
+    members: dict[int, set[int]] = {}
+    for group_id, commune_id in s.execute(select(AreaGroupMember.group_id, AreaGroupMember.commune_id)):
+        members.setdefault(group_id, set()).add(commune_id)
+    q = select(Area.id, Area.name).where(Area.level == AreaLevel.GROUP).order_by(Area.name)
+    return [(i, n) for i, n in s.execute(q)
+            if members.get(i) and (scope is None or members[i] <= scope)]  # fmt: skip
 
 
 def recent_events(s: Session, device_id: int, limit: int = 30) -> list[DeviceEvent]:

@@ -19,7 +19,7 @@ from controller.db.models import Broadcast, Device, Media, PlayLog, User
 from controller.db.statuses import BroadcastStatus
 from controller.services import audit, broadcasts
 from controller.services.media import record_media
-from controller.services.targets import Targets
+from controller.services.targets import Targets, group_members
 from controller.usecases import broadcasts as sending
 from controller.web import queries
 from controller.web.lateness import late_stations
@@ -49,13 +49,15 @@ def _bulletins_page(request: Request, ctx: Ctx, *, status: int = 200, error: Any
             recent_q = recent_q.where(Broadcast.id.in_(queries.broadcasts_in_scope(ctx.scope)))
         recent = list(s.scalars(recent_q))
         communes = queries.communes(s, ctx.scope)
+        groups = queries.groups(s, ctx.scope)
     selected = selected or (media[0].sha256 if media else None)
     chosen = next((m for m in media if m.sha256 == selected), None)
     # The audio pipeline's notes on the chosen file (too quiet, clipped, ...), in the page's language.
     notes = [t(w["code"], ctx.lang, **(w.get("params") or {}))
              for w in (getattr(chosen, "warnings", None) or []) if w.get("code")]
     return render(request, "bulletins.html", status=status, ctx=ctx, media=media, recent=recent,
-                  communes=communes, error=error, selected=selected, notes=notes, form=form or {})
+                  communes=communes, groups=groups, error=error, selected=selected, notes=notes,
+                  form=form or {})
 
 
 @router.get("/bulletins", response_class=HTMLResponse)
@@ -86,8 +88,8 @@ async def upload(request: Request) -> Response:
 
 
 def form_targets(s: Any, ctx: Ctx, form: Any) -> Targets:
-    """The targets of a send form (all of the caller's area, communes or stations), each
-    checked against the caller's area: the bulletin and live-relay pages share it."""
+    """The targets of a send form (all of the caller's area, communes, groups of communes or
+    stations), each checked against the caller's area: the bulletin and live-relay pages share it."""
     mode = str(form.get("target", ""))
     if mode == "all":
         if ctx.scope is None:
@@ -98,6 +100,13 @@ def form_targets(s: Any, ctx: Ctx, form: Any) -> Targets:
         if not all_in_scope(s, ctx.user, ids):
             raise Forbidden()
         return Targets(communes=ids)
+    if mode == "groups":
+        ids = [i for i in (to_int(v) for v in form.getlist("groups")) if i is not None]
+        if not ids:
+            raise ValueError("no groups")
+        if not all_in_scope(s, ctx.user, group_members(s, ids)):
+            raise Forbidden()
+        return Targets(groups=ids)
     if mode == "stations":
         words = [w for w in str(form.get("stations", "")).replace(";", ",").replace(" ", ",").split(",") if w]
         ids = {i for i in (to_int(w) for w in words) if i is not None}
@@ -116,6 +125,7 @@ async def send(request: Request) -> Response:
     values = {k: str(form.get(k, "")) for k in ("title", "media_sha256", "target", "stations", "start_local",
                                                  "priority")}
     values["communes"] = [to_int(v) for v in form.getlist("communes")]
+    values["groups"] = [to_int(v) for v in form.getlist("groups")]
     priority = values["priority"] or "normal"
     if priority not in ("normal", "priority"):
         raise Forbidden()  # emergency goes through its own page (docs/panel.md)

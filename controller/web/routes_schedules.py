@@ -22,13 +22,13 @@ from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action
-from controller.db.models import Area, Device, Media
+from controller.db.models import Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.statuses import PLANNED_SCHEDULE, DeviceKind, ScheduleStatus
 from controller.services import recurrence, rrule_text, schedules
 from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
-from controller.services.targets import Targets, resolve
+from controller.services.targets import Targets, commune_ids, resolve
 from controller.usecases import schedules as planning
 from controller.web.pagekit import (
     Slot,
@@ -72,12 +72,9 @@ def _visible(s: Session, ctx: Ctx, schedule_id: int) -> Schedule | None:
         return None
 
 
-def _reach(targets: Targets) -> Any:
-    """The stations the targets name, as one SQL condition (no rows loaded: 10,000 stations)."""
-    conds = [Device.id.in_(targets.devices), Device.commune_id.in_(targets.communes)]
-    if targets.districts:
-        conds.append(Device.commune_id.in_(select(Area.id).where(Area.parent_id.in_(targets.districts))))
-    return or_(*conds)
+def _reach(s: Session, targets: Targets) -> Any:
+    """The stations the targets name, as one SQL condition (no station rows loaded: 10,000 stations)."""
+    return or_(Device.id.in_(targets.devices), Device.commune_id.in_(commune_ids(s, targets)))
 
 
 def station_count(s: Session, targets: Targets) -> int:
@@ -86,7 +83,7 @@ def station_count(s: Session, targets: Targets) -> int:
     q = (select(func.count()).select_from(Device)
          .where(Device.kind == DeviceKind.SPEAKER, Device.retired_at.is_(None)))
     if not targets.all:
-        q = q.where(_reach(targets))
+        q = q.where(_reach(s, targets))
     return s.scalar(q) or 0
 
 

@@ -30,9 +30,18 @@ def _users_page(request: Request, ctx: Ctx, *, status: int = 200, error: str | N
                 form: dict[str, Any] | None = None) -> Response:
     with runtime(request).db.session() as s:
         users = list(s.scalars(select(User).order_by(User.username)))
-        areas = list(s.scalars(select(Area).order_by(Area.level, Area.name)))
+        areas = list(s.scalars(select(Area).order_by(Area.name)))
     names = {a.id: a.name for a in areas}
+    # The picker (docs/areas.md): provinces, groups of communes, then "Tỉnh › Xã", "Xã › Thôn".
+    levels = [("province", "Tỉnh, thành phố"), ("group", "Cụm xã (nhóm xã do một cán bộ phụ trách)"),
+              ("commune", "Xã, phường, đặc khu"), ("village", "Thôn, tổ dân phố")]
+    area_choices = [
+        (label, [(a.id, f"{names[a.parent_id]} › {a.name}" if a.parent_id in names else a.name)
+                 for a in areas if a.level == level])
+        for level, label in levels
+    ]
     return render(request, "users.html", status=status, ctx=ctx, users=users, areas=areas, area_names=names,
+                  area_choices=[(label, rows) for label, rows in area_choices if rows],
                   roles=ROLES, error=error, form=form or {})
 
 

@@ -1,7 +1,8 @@
-"""Area scope on the API (issue 7): a commune operator may not schedule or put LED text
-outside their commune (403 with a Vietnamese message), a district operator covers their
-district only, admins and unscoped accounts everywhere; `require_targets_in_scope` is the
-one check (controller/core/permissions.py) that schedules, LED messages and broadcasts call."""
+"""Area scope on the API (issue 7, two-tier areas issue 19): a commune operator may not schedule
+or put LED text outside their commune (403 with a Vietnamese message), a group operator (the
+former district operator) covers the communes of their group only, admins and unscoped accounts
+everywhere; `require_targets_in_scope` is the one check (controller/core/permissions.py) that
+schedules, LED messages and broadcasts call."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_schedules_and_led_api_refuse_targets_outside_the_area(panel: Panel) -> 
         return http.post("/api/v1/led-messages", json=body, headers=who)
 
     for targets in ({"communes": [ids["xuan_hoa"]]}, {"devices": [other]}, {"all": True},
-                    {"districts": [ids["district"]]}):
+                    {"districts": [ids["district"]]}, {"groups": [ids["district"]]}):
         r = post(targets, commune_op)
         assert r.status_code == 403, (targets, r.text)
         assert r.json()["code"].startswith("scope.") and "địa bàn" in r.json()["detail"], r.text
@@ -73,11 +74,20 @@ def test_schedules_and_led_api_refuse_targets_outside_the_area(panel: Panel) -> 
     ok = post({"communes": [ids["hop_hoa"]]}, commune_op)
     assert ok.status_code == 201, ok.text
 
-    # The district operator: both communes of the district, not the other district's.
-    ok = post({"districts": [ids["district"]]}, district_op)
+    # The group operator (a former district): both communes of the group, nothing else.
+    ok = post({"groups": [ids["district"]]}, district_op)
     assert ok.status_code == 201, ok.text
-    r = post({"communes": [ids["xuan_hoa"]]}, district_op)
-    assert r.status_code == 403
+    assert "deprecation" not in ok.headers
+    assert ok.json()["targets"] == {"groups": [ids["district"]]}
+    # `districts` still works for one release (the same ids are groups), with a deprecation note.
+    old = post({"districts": [ids["district"]]}, district_op)
+    assert old.status_code == 201, old.text
+    assert old.headers["deprecation"] == "true" and "targets.groups" in old.headers["warning"]
+    assert old.json()["targets"] == {"groups": [ids["district"]]}
+    for targets in ({"communes": [ids["xuan_hoa"]]}, {"groups": [ids["other_group"]]}, {"all": True},
+                    {"groups": [ids["district"]], "communes": [ids["xuan_hoa"]]}):
+        r = post(targets, district_op)
+        assert r.status_code == 403, (targets, r.text)
     # Editing or deleting a schedule of another area is refused the same way.
     admin = _token(panel, "admin", panel.settings.admin_password)
     theirs = post({"communes": [ids["xuan_hoa"]]}, admin)
@@ -175,3 +185,89 @@ def test_panel_follows_the_apis_rule_for_the_callers_own_broadcast(panel: Panel)
         page = web.http.get(f"/playlog?broadcast_id={broadcast_id}")
         assert page.status_code == 200
         assert ('id="broadcast-summary"' in page.text) is found, broadcast_id
+
+
+def test_areas_and_lists_follow_the_scope_and_codes_name_communes(panel: Panel) -> None:
+    """A commune operator's lists show only their commune; a group operator's the communes of
+    their group; targets may name communes and groups by official code."""
+    ids = panel.seed(stations_per_commune=1)
+    with panel.rt.db.session() as s:
+        from controller.db.models import Area
+
+        s.get(Area, ids["hop_hoa"]).code = "08869"
+        s.get(Area, ids["kim_long"]).code = "8872"
+        s.get(Area, ids["hop_hoa"]).former_names = ["Thị trấn Hợp Hòa (Huyện Tam Dương, Tỉnh Vĩnh Phúc)"]
+        s.commit()
+    sha = _media(panel)
+    http = panel.client().http
+    commune_op, group_op = _token(panel, "canbo.hophoa"), _token(panel, "canbo.huyen")
+    admin = _token(panel, "admin", panel.settings.admin_password)
+
+    def communes(who: dict[str, str]) -> set[int]:
+        return {a["id"] for a in http.get("/api/v1/areas?level=commune", headers=who).json()}
+
+    assert communes(commune_op) == {ids["hop_hoa"]}
+    found = http.get("/api/v1/areas", params={"level": "commune", "q": "HOP HOA"}, headers=admin).json()
+    assert [a["id"] for a in found] == [ids["hop_hoa"]]  # current and former names, any diacritics
+    found = http.get("/api/v1/areas", params={"q": "thi tran hop hoa"}, headers=admin).json()
+    assert [(a["id"], a["level"], a["former_names"]) for a in found] == [
+        (ids["hop_hoa"], "commune", ["Thị trấn Hợp Hòa (Huyện Tam Dương, Tỉnh Vĩnh Phúc)"])]
+    assert communes(group_op) == {ids["hop_hoa"], ids["kim_long"]}
+    assert communes(admin) == {ids["hop_hoa"], ids["kim_long"], ids["xuan_hoa"]}
+    seen = {d["commune_id"] for d in http.get("/api/v1/devices", headers=commune_op).json()}
+    assert seen == {ids["hop_hoa"]}
+    assert {d["commune_id"] for d in http.get("/api/v1/devices", headers=group_op).json()} == {
+        ids["hop_hoa"], ids["kim_long"]}
+    mine = http.get("/api/v1/areas", headers=group_op).json()
+    assert {a["id"] for a in mine if a["level"] == "group"} == {ids["district"]}
+    group = next(a for a in mine if a["id"] == ids["district"])
+    old = http.get("/api/v1/areas?level=district", headers=group_op)  # deprecated: the groups
+    assert old.headers["deprecation"] == "true" and [a["id"] for a in old.json()] == [ids["district"]]
+    assert group["commune_ids"] == sorted([ids["hop_hoa"], ids["kim_long"]])
+
+    def post(targets: dict[str, Any], who: dict[str, str]) -> Any:
+        return http.post("/api/v1/schedules", json=_schedule(sha, targets), headers=who)
+
+    ok = post({"communes": ["8869"]}, commune_op)  # the official code, leading zero or not
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["targets"] == {"communes": [ids["hop_hoa"]]}  # stored as ids
+    assert post({"communes": ["8872"]}, commune_op).status_code == 403
+    unknown = post({"communes": ["99999"]}, admin)
+    assert unknown.status_code == 422 and "99999" in unknown.json()["detail"]
+
+
+def test_post_areas_two_tier_and_the_deprecated_district(panel: Panel) -> None:
+    """A commune directly under its province, a group with member communes (by id or code); a
+    pre-2025 client's district becomes a group and its commune a member (with a note)."""
+    panel.seed(stations_per_commune=0)
+    http = panel.client().http
+    admin = _token(panel, "admin", panel.settings.admin_password)
+
+    def post(body: dict[str, Any], who: dict[str, str] = admin) -> Any:
+        return http.post("/api/v1/areas", json=body, headers=who)
+
+    province = post({"level": "province", "name": "Tỉnh Quảng Ninh", "code": "22"}).json()
+    pid = province["id"]
+    coastal = post({"level": "commune", "name": "Đặc khu Vân Đồn", "code": "7192", "parent_id": pid})
+    assert coastal.status_code == 201, coastal.text
+    assert coastal.json()["kind"] == "dac_khu" and coastal.json()["parent_id"] == province["id"]
+    ward = post({"level": "commune", "name": "Phường Hạ Long", "code": "6700", "parent_id": pid}).json()
+    group = post({"level": "group", "name": "Vành đai ven biển", "parent_id": province["id"],
+                  "commune_ids": ["07192", ward["id"]]})
+    assert group.status_code == 201, group.text
+    assert group.json()["commune_ids"] == sorted([coastal.json()["id"], ward["id"]])
+    listed = {a["id"]: a for a in http.get("/api/v1/areas?level=commune", headers=admin).json()}
+    assert listed[ward["id"]]["group_ids"] == [group.json()["id"]]
+    # The same code at another level is fine, at the same level a 409.
+    assert post({"level": "commune", "name": "Xã Hai Hai", "code": "22", "parent_id": pid}).status_code == 201
+    assert post({"level": "commune", "name": "Xã Khác", "code": "6700", "parent_id": pid}).status_code == 409
+    # A commune under a village, or a village under a province: refused.
+    assert post({"level": "village", "name": "Thôn 1", "parent_id": province["id"]}).status_code == 422
+    # The pre-2025 shape still works for one release, with a deprecation note.
+    district = post({"level": "district", "name": "Huyện Cô Tô", "parent_id": province["id"]})
+    assert district.status_code == 201 and district.json()["level"] == "group"
+    assert district.headers["deprecation"] == "true"
+    under = post({"level": "commune", "name": "Xã Cô Tô", "parent_id": district.json()["id"]})
+    assert under.status_code == 201, under.text
+    assert under.json()["parent_id"] == pid and under.json()["group_ids"] == [district.json()["id"]]
+    assert post({"level": "group", "name": "x"}, _token(panel, "canbo.huyen")).status_code == 403

@@ -23,10 +23,10 @@ def _reference(db: Database, now: datetime, horizon: timedelta) -> dict[int, lis
     with db.session() as s:
         speakers = [d for d in s.scalars(select(Device)) if d.kind == "speaker" and d.retired_at is None]
         out: dict[int, list[ScheduleItem]] = {d.id: [] for d in speakers}
-        district_of = dict(s.execute(select(Area.id, Area.parent_id)).all())
+        groups_of = schedule_horizon.groups_by_commune(s, s.scalars(select(Area.id)))
         media = {m.sha256: m for m in s.scalars(select(Media))}
         for sc in s.scalars(select(Schedule).where(Schedule.status == "active")):
-            members = [d for d in speakers if schedule_horizon.targets_match(sc.targets, d, district_of)]
+            members = [d for d in speakers if schedule_horizon.targets_match(sc.targets, d, groups_of)]
             if not members or any(x not in media for x in sc.media):
                 continue
             refs = [MediaRef(sha256=x, size=media[x].size, duration_s=media[x].duration_s) for x in sc.media]

@@ -112,7 +112,7 @@ def test_commune_operator_acts_only_in_their_commune(panel: Panel) -> None:
     assert r.status_code == 422 and "Hãy chọn nơi phát" in r.text and "Thông báo lịch tiêm chủng" in r.text
 
 
-def test_district_operator_covers_its_communes_only(panel: Panel) -> None:
+def test_group_operator_covers_its_communes_only(panel: Panel) -> None:
     ids = panel.seed(stations_per_commune=1)
     sha = _media(panel)
     c = panel.client()
@@ -122,6 +122,14 @@ def test_district_operator_covers_its_communes_only(panel: Panel) -> None:
     bc_id = int(r.headers["location"].split("=")[1].split("&")[0])
     assert _deliveries(panel, bc_id) == set(ids["devices"][ids["hop_hoa"]] + ids["devices"][ids["kim_long"]])
     assert _send(c, sha, target="communes", communes=[str(ids["xuan_hoa"])]).status_code == 403
+    # The send form offers their group of communes (docs/areas.md), not the other group.
+    page = c.http.get("/bulletins").text
+    assert "Khu vực Tam Dương (huyện cũ)" in page and "Khu vực Lập Thạch (huyện cũ)" not in page
+    r = _send(c, sha, target="groups", groups=[str(ids["district"])])
+    assert r.status_code == 303
+    bc_id = int(r.headers["location"].split("=")[1].split("&")[0])
+    assert _deliveries(panel, bc_id) == set(ids["devices"][ids["hop_hoa"]] + ids["devices"][ids["kim_long"]])
+    assert _send(c, sha, target="groups", groups=[str(ids["other_group"])]).status_code == 403
 
 
 def test_permission_matrix_and_area_check(panel: Panel) -> None:

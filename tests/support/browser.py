@@ -23,7 +23,7 @@ from sqlalchemy import select
 from communecast.mosquitto import free_port
 from controller.app import create_app
 from controller.core.config import Settings
-from controller.db.models import Area, User
+from controller.db.models import Area, AreaGroupMember, User
 from controller.services import devices
 from controller.web import accounts
 
@@ -93,16 +93,23 @@ class Panel:
 
     def seed(self, stations_per_commune: int = 2) -> dict[str, Any]:
         with self.rt.db.session() as s:
-            province = Area(level="province", name="Tỉnh Vĩnh Phúc")
-            district = Area(level="district", name="Huyện Tam Dương", parent=province)
-            hop_hoa = Area(level="commune", name="Xã Hợp Hòa", parent=district)
-            kim_long = Area(level="commune", name="Xã Kim Long", parent=district)
-            other_d = Area(level="district", name="Huyện Lập Thạch", parent=province)
-            xuan_hoa = Area(level="commune", name="Xã Xuân Hòa", parent=other_d)
+            # Two-tier (docs/areas.md): communes under the province; `district` is a group of
+            # communes (a former district) whose operator has the role `group`.
+            province = Area(level="province", name="Tỉnh Phú Thọ", code="25")
+            district = Area(level="group", name="Khu vực Tam Dương (huyện cũ)", parent=province)
+            hop_hoa = Area(level="commune", kind="xa", name="Xã Hợp Hòa", parent=province)
+            kim_long = Area(level="commune", kind="xa", name="Xã Kim Long", parent=province)
+            other_d = Area(level="group", name="Khu vực Lập Thạch (huyện cũ)", parent=province)
+            xuan_hoa = Area(level="commune", kind="xa", name="Xã Xuân Hòa", parent=province)
             s.add_all([province, district, hop_hoa, kim_long, other_d, xuan_hoa])
             s.flush()
+            s.add_all([AreaGroupMember(group_id=district.id, commune_id=hop_hoa.id),
+                       AreaGroupMember(group_id=district.id, commune_id=kim_long.id),
+                       AreaGroupMember(group_id=other_d.id, commune_id=xuan_hoa.id)])
+            s.flush()
             ids: dict[str, Any] = {"province": province.id, "district": district.id, "hop_hoa": hop_hoa.id,
-                                   "kim_long": kim_long.id, "xuan_hoa": xuan_hoa.id, "devices": {}}
+                                   "kim_long": kim_long.id, "xuan_hoa": xuan_hoa.id,
+                                   "other_group": other_d.id, "devices": {}}
             for commune in (hop_hoa, kim_long, xuan_hoa):
                 for i in range(stations_per_commune):
                     d = devices.create(s, devices.DeviceCreate(
@@ -111,7 +118,7 @@ class Panel:
                     ids["devices"].setdefault(commune.id, []).append(d.id)
             admin = s.scalars(select(User).where(User.username == "admin")).one()
             for name, role, area in [
-                ("canbo.hophoa", "commune", hop_hoa.id), ("canbo.huyen", "district", district.id),
+                ("canbo.hophoa", "commune", hop_hoa.id), ("canbo.huyen", "group", district.id),
                 ("nguoixem", "viewer", None), ("kythuat", "technician", None),
                 ("duyet", "approver", province.id),
             ]:

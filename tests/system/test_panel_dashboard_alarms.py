@@ -27,10 +27,10 @@ PHONE = {"width": 412, "height": 915}
 
 def seed(panel: ServedPanel) -> dict[str, int]:
     with panel.rt.db.session() as s:
-        district = Area(level="district", name="Huyện Tam Dương")
-        hop_hoa = Area(level="commune", name="Xã Hợp Hòa", parent=district)
+        province = Area(level="province", name="Tỉnh Phú Thọ")
+        hop_hoa = Area(level="commune", name="Xã Hợp Hòa", parent=province)
         xuan_hoa = Area(level="commune", name="Xã Xuân Hòa")
-        s.add_all([district, hop_hoa, xuan_hoa])
+        s.add_all([province, hop_hoa, xuan_hoa])
         s.flush()
         mine = Device(uid="spk-hh1", name="Cụm loa chợ Hợp Hòa", kind="speaker", commune_id=hop_hoa.id,
                       reported={})  # fmt: skip

@@ -158,6 +158,7 @@ async def test_status_and_play_logs_arrive_with_mapped_fields(
     assert log["tieuDe"] == "Thông báo lịch tiêm chủng" and log["mucDoUuTien"] == "normal"
     assert log["trangThai"] == "played" and log["thoiLuong"] == 41.5 and log["laTiepSong"] is False
     assert log["amLuong"] == 70 and log["maDinhDanh"] == "pl:loa-hh-01:b7:played"
+    assert log["maXa"] == "09112"  # the commune's official code (docs/areas.md)
     assert datetime.fromisoformat(log["thoiGianBatDau"]).utcoffset() == timedelta(0)
     status = next(iter(sim.received.status.values()))
     assert status["maThietBi"] == "loa-hh-01" and status["tenThietBi"] == "Cụm loa thôn Đồng Bùa"
@@ -165,6 +166,7 @@ async def test_status_and_play_logs_arrive_with_mapped_fields(
     assert status["cuongDoTinHieu"] == -71 and status["trangThaiHoatDong"] == "idle"
     assert (status["viDo"], status["kinhDo"]) == (21.3702, 105.5021)
     assert status["nguonDien"] == "mains" and status["nhietDo"] == 38.5 and status["amLuong"] == 70
+    assert status["maXa"] == "09112"
     # Only the lease holder sends: the standby replica never even logged in.
     assert standby.client.logins == 0 and sim.received.duplicates == 0
 

@@ -57,7 +57,8 @@ async def test_schedule_plays_and_reports_export(system: System, tmp_path: Path)
     assert table[0][:3] == ["Thời gian bắt đầu", "Thời gian kết thúc", "Xã/phường"]
     (line,) = table[1:]
     assert line[0].startswith(start.strftime("%d/%m/%Y %H:%M"))
-    assert line[2] == commune["name"] and line[5] == "Thông báo tiêm chủng đợt 2" and line[8] == "Đã phát"
+    assert line[2] == commune["name"] and line[3] == (commune["code"] or "")  # the official code beside it
+    assert line[6] == "Thông báo tiêm chủng đợt 2" and line[9] == "Đã phát"
     other = next(c for c in system.communes if c["id"] != commune["id"])
     r = await system.api("GET", "/api/v1/reports/play-log.csv", params={"commune": other["id"]})
     assert len(list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))) == 1  # header only
@@ -70,12 +71,12 @@ async def test_schedule_plays_and_reports_export(system: System, tmp_path: Path)
     wb = load_workbook(io.BytesIO(r.content))
     log_sheet, monthly = wb.worksheets
     assert [c.value for c in log_sheet[1]][:3] == ["Started", "Finished", "Commune"]
-    assert log_sheet.cell(2, 9).value == "played"
-    assert [c.value for c in monthly[2]][:2] == [commune["name"], start.strftime("%m/%Y")]
+    assert log_sheet.cell(2, 10).value == "played"
+    assert [c.value for c in monthly[2]][:3] == [commune["name"], commune["code"], start.strftime("%m/%Y")]
 
     summary = await system.api_json("GET", "/api/v1/reports/monthly")
     assert summary == [{"commune_id": commune["id"], "commune": commune["name"],
-                        "month": start.strftime("%m/%Y"),
+                        "commune_code": commune["code"], "month": start.strftime("%m/%Y"),
                         "minutes": summary[0]["minutes"], "played": 1, "missed": 0, "failed": 0,
                         "interrupted": 0}]
     assert 0.9 / 60 < summary[0]["minutes"] < 1.5 / 60

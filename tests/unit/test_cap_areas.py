@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from controller.db.models import Area, Device
+from controller.db.models import Area, AreaGroupMember, Device
 from controller.db.session import Database
 from controller.services.cap.areas import AreaMatch, haversine_km, in_polygon, map_areas
 from controller.services.cap.parse import CapArea
@@ -20,20 +20,27 @@ def db(db: Database) -> tuple[Database, dict[str, int]]:
     """The shared migrated database (tests/conftest.py) with an area tree and four stations."""
     ids: dict[str, int] = {}
     with db.session() as s:
-        def area(key: str, level: str, name: str, parent: str | None, code: str | None = None) -> None:
-            a = Area(level=level, name=name, parent_id=ids[parent] if parent else None, code=code)
+        def area(key: str, level: str, name: str, parent: str | None, code: str | None = None,
+                 group: str | None = None, former: list[str] | None = None) -> None:
+            a = Area(level=level, name=name, parent_id=ids[parent] if parent else None, code=code,
+                     former_names=former or [])
             s.add(a)
             s.flush()
             ids[key] = a.id
+            if group:
+                s.add(AreaGroupMember(group_id=ids[group], commune_id=a.id))
 
+        # Two-tier (docs/areas.md): communes under the province, former districts as groups.
         area("p", "province", "Tỉnh Vĩnh Phúc", None, "26")
-        area("d1", "district", "Huyện Tam Dương", "p", "249")
-        area("d2", "district", "Huyện Lập Thạch", "p", "246")
-        area("hop_hoa", "commune", "Xã Hợp Hòa", "d1", "08869")
-        area("kim_long", "commune", "Xã Kim Long", "d1", "08872")
-        area("tan_lap_1", "commune", "Xã Tân Lập", "d1")
-        area("tan_lap_2", "commune", "Xã Tân Lập", "d2")
+        area("d1", "group", "Huyện Tam Dương", "p", "249")
+        area("d2", "group", "Huyện Lập Thạch", "p", "246")
+        area("hop_hoa", "commune", "Xã Hợp Hòa", "p", "08869", "d1")
+        area("kim_long", "commune", "Xã Kim Long", "p", "08872", "d1")
+        area("tan_lap_1", "commune", "Xã Tân Lập", "p", None, "d1")
+        area("tan_lap_2", "commune", "Xã Tân Lập", "p", None, "d2")
         area("thon", "village", "Thôn Đồng Bông", "hop_hoa", "08869-01")
+        area("dao_tu", "commune", "Xã Tam Sơn", "p", "08884", "d1",
+             former=["Xã Đạo Tú (Huyện Tam Dương, Tỉnh Vĩnh Phúc)"])
         # Stations: two in Hợp Hòa (one without GPS), one in Kim Long, an LED board in Kim Long.
         for key, commune, kind, lat, lon in [("s1", "hop_hoa", "speaker", 21.3600, 105.5500),
                                              ("s2", "hop_hoa", "speaker", None, None),
@@ -57,10 +64,12 @@ def test_geocodes_select_communes(db: tuple[Database, dict[str, int]]) -> None:
     with database.session() as s:
         m = match(s, CapArea("ignored", geocodes=[("DVHC", "08869")]))
         assert m.communes == {ids["hop_hoa"]} and not m.devices
-        m = match(s, CapArea("x", geocodes=[("dvhc", "249")]))  # a district: its communes
-        assert m.communes == {ids["hop_hoa"], ids["kim_long"], ids["tan_lap_1"]}
+        m = match(s, CapArea("x", geocodes=[("dvhc", "249")]))  # a group (former district): its communes
+        assert m.communes == {ids["hop_hoa"], ids["kim_long"], ids["tan_lap_1"], ids["dao_tu"]}
         m = match(s, CapArea("x", geocodes=[("SAME", "006037")]))  # mapped to the province
-        assert len(m.communes) == 4
+        assert len(m.communes) == 5
+        m = match(s, CapArea("x", geocodes=[("DVHC", "8869")]))  # leading zeros do not matter
+        assert m.communes == {ids["hop_hoa"]}
         m = match(s, CapArea("x", geocodes=[("DVHC", "08869-01")]))  # a village: its commune
         assert m.communes == {ids["hop_hoa"]}
         # A known scheme with a code that is not ours: not for us, and areaDesc is not guessed.
@@ -95,9 +104,21 @@ def test_area_desc_names(db: tuple[Database, dict[str, int]]) -> None:
         m = match(s, CapArea("Xã Kim Long, huyện Tam Dương, tỉnh Vĩnh Phúc"))
         assert m.communes == {ids["kim_long"]}
         assert match(s, CapArea("Xã Hợp Hòa và xã Kim Long")).communes == {ids["hop_hoa"], ids["kim_long"]}
-        assert len(match(s, CapArea("Huyện Tam Dương")).communes) == 3
+        assert len(match(s, CapArea("Huyện Tam Dương")).communes) == 4
         # Two communes share a name: the district named beside it says which one.
         assert match(s, CapArea("Xã Tân Lập, huyện Lập Thạch")).communes == {ids["tan_lap_2"]}
         ambiguous = match(s, CapArea("Xã Tân Lập"))
         assert ambiguous.empty and any("ambiguous" in n for n in ambiguous.notes)
         assert match(s, CapArea("Los Angeles County")).empty
+        # A unit merged away in 2025 is found under its successor's former names.
+        assert match(s, CapArea("Xã Đạo Tú")).communes == {ids["dao_tu"]}
+        assert match(s, CapArea("xa dao tu, huyen Tam Duong")).communes == {ids["dao_tu"]}
+
+
+def test_commune_code_aliases(db: tuple[Database, dict[str, int]]) -> None:
+    """MA_XA names a commune: the same digits as a province's code do not pick the province."""
+    database, ids = db
+    with database.session() as s:
+        m = map_areas(s, [CapArea("x", geocodes=[("MA_XA", "08872")])], geocode_names=["DVHC", "MA_XA"],
+                      geocode_map={})  # fmt: skip
+        assert m.communes == {ids["kim_long"]}

@@ -1,6 +1,7 @@
-"""How an emergency's targets become the fewest topics (SQLite and PostgreSQL): districts and
-communes go to their group topics, single stations and tags to their own command topic unless a
-group already covers them; LED boards and retired stations are never counted as speakers."""
+"""How an emergency's targets become the fewest topics (SQLite and PostgreSQL): communes go to
+their commune topic, a group of communes (docs/areas.md) to one commune topic per member (the
+topics every station already listens on), single stations and tags to their own command topic
+unless a commune topic already covers them; LED boards and retired stations are never counted."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from controller.core.config import Settings
-from controller.db.models import Area, Broadcast, Delivery, Device
+from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.session import Database
 from controller.services.emergency import choose_lead, plan
@@ -22,19 +23,23 @@ def test_targets_map_to_the_fewest_group_topics(database_url: str) -> None:
     db.migrate()
     try:
         with db.session() as s:
-            province = Area(level="province", name="Tỉnh Vĩnh Phúc")
+            province = Area(level="province", name="Tỉnh Phú Thọ", code="25")
             s.add(province)
             s.flush()
-            d1 = Area(level="district", name="Huyện Tam Dương", parent_id=province.id)
-            d2 = Area(level="district", name="Huyện Lập Thạch", parent_id=province.id)
+            d1 = Area(level="group", name="Khu vực Tam Dương (huyện cũ)", parent_id=province.id)
+            d2 = Area(level="group", name="Khu vực Lập Thạch (huyện cũ)", parent_id=province.id)
             s.add_all([d1, d2])
             s.flush()
-            a = Area(level="commune", name="Xã Hợp Hòa", parent_id=d1.id)
-            b = Area(level="commune", name="Xã Kim Long", parent_id=d1.id)
-            c = Area(level="commune", name="Xã Tử Du", parent_id=d2.id)
-            e = Area(level="commune", name="Xã Bàn Giản", parent_id=d2.id)
+            a = Area(level="commune", name="Xã Tam Dương", code="8869", parent_id=province.id)
+            b = Area(level="commune", name="Xã Tam Dương Bắc", code="8872", parent_id=province.id)
+            c = Area(level="commune", name="Xã Tử Du", parent_id=province.id)
+            e = Area(level="commune", name="Xã Bàn Giản", parent_id=province.id)
             s.add_all([a, b, c, e])
             s.flush()
+            s.add_all([AreaGroupMember(group_id=d1.id, commune_id=a.id),
+                       AreaGroupMember(group_id=d1.id, commune_id=b.id),
+                       AreaGroupMember(group_id=d2.id, commune_id=c.id),
+                       AreaGroupMember(group_id=d2.id, commune_id=e.id)])
             devs = {
                 "a1": Device(uid="a1", name="a1", kind="speaker", commune_id=a.id, tags=[], reported={}),
                 "b1": Device(uid="b1", name="b1", kind="speaker", commune_id=b.id, tags=[], reported={}),
@@ -48,12 +53,18 @@ def test_targets_map_to_the_fewest_group_topics(database_url: str) -> None:
             s.commit()
             ids = {k: v.id for k, v in devs.items()}
 
-            fan = plan(s, Targets(districts=[d1.id], communes=[a.id, c.id], devices=[ids["b1"]],
+            fan = plan(s, Targets(groups=[d1.id], communes=[a.id, c.id], devices=[ids["b1"]],
                                   tags=["chợ"]))
-            assert fan.topics == [f"cc/v1/grp/district/{d1.id}/cmd", f"cc/v1/grp/commune/{c.id}/cmd",
-                                  "cc/v1/dev/e1/cmd"]
+            assert fan.topics == [f"cc/v1/grp/commune/{a.id}/cmd", f"cc/v1/grp/commune/{b.id}/cmd",
+                                  f"cc/v1/grp/commune/{c.id}/cmd", "cc/v1/dev/e1/cmd"]
             assert [st.uid for st in fan.stations(s)] == ["a1", "b1", "c1", "e1"]
             assert fan.count == 4 and fan.per_commune == {a.id: 1, b.id: 1, c.id: 1, e.id: 1}
+
+            # By official code, and `districts` (deprecated) as the same ids as groups.
+            by_code = plan(s, Targets(communes=["8869"], groups=[d2.id]))
+            assert by_code.topics == [f"cc/v1/grp/commune/{a.id}/cmd", f"cc/v1/grp/commune/{c.id}/cmd",
+                                      f"cc/v1/grp/commune/{e.id}/cmd"]
+            assert plan(s, Targets(districts=[d1.id])).topics == plan(s, Targets(groups=[d1.id])).topics
 
             everyone = plan(s, Targets(all=True))
             assert everyone.topics == ["cc/v1/grp/all/cmd"]

@@ -20,14 +20,11 @@ NOW = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
 
 def _setup(db: Database) -> tuple[int, int, int, int]:
     with db.session() as s:
-        province = Area(level="province", name="Tỉnh Vĩnh Phúc")
+        province = Area(level="province", name="Tỉnh Phú Thọ")
         s.add(province)
         s.flush()
-        district = Area(level="district", name="Huyện Tam Dương", parent_id=province.id)
-        s.add(district)
-        s.flush()
-        flooded = Area(level="commune", name="Xã Hợp Hòa", parent_id=district.id)
-        dry = Area(level="commune", name="Xã Kim Long", parent_id=district.id)
+        flooded = Area(level="commune", name="Xã Hợp Hòa", parent_id=province.id)
+        dry = Area(level="commune", name="Xã Kim Long", parent_id=province.id)
         s.add_all([flooded, dry])
         s.flush()
         board = Device(uid="led-a1", name="Bảng cổng xã", kind="led", commune_id=flooded.id, reported={})

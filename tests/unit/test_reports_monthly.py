@@ -17,7 +17,7 @@ from controller.services.reports import TZ, Filters, _when
 def reference_monthly(s: Any, f: Filters) -> list[dict[str, Any]]:
     """The straightforward computation (the implementation before the GROUP BY)."""
     acc: dict[tuple[int, str], dict[str, Any]] = {}
-    for r, commune_id, name in s.query(PlayLog, Device.commune_id, Area.name).join(
+    for r, commune_id, name, code in s.query(PlayLog, Device.commune_id, Area.name, Area.code).join(
         Device, Device.id == PlayLog.device_id
     ).join(Area, Area.id == Device.commune_id):
         if f.commune_id is not None and commune_id != f.commune_id:
@@ -26,7 +26,8 @@ def reference_monthly(s: Any, f: Filters) -> list[dict[str, Any]]:
         if when is None or (f.start and when < f.start) or (f.end and when >= f.end):
             continue
         month = when.astimezone(TZ).strftime("%m/%Y")
-        a = acc.setdefault((commune_id, month), {"commune_id": commune_id, "commune": name, "month": month,
+        a = acc.setdefault((commune_id, month), {"commune_id": commune_id, "commune": name,
+                                                 "commune_code": code, "month": month,
                                                  "minutes": 0.0, "played": 0, "missed": 0, "failed": 0,
                                                  "interrupted": 0})  # fmt: skip
         if r.status in ("played", "interrupted") and r.started_at and r.finished_at:
@@ -68,10 +69,10 @@ PLAYS: list[tuple[datetime | None, int | None, str, str, datetime]] = [
 
 def seed(db: Database) -> dict[str, int]:
     with db.session() as s:
-        district = Area(level="district", name="Huyện Tam Dương")
-        a = Area(level="commune", name="Xã Hợp Hòa", parent=district)
-        b = Area(level="commune", name="Xã Kim Long", parent=district)
-        s.add_all([district, a, b])
+        province = Area(level="province", name="Tỉnh Phú Thọ")
+        a = Area(level="commune", name="Xã Hợp Hòa", parent=province)
+        b = Area(level="commune", name="Xã Kim Long", parent=province)
+        s.add_all([province, a, b])
         s.flush()
         devices = []
         for i, commune in enumerate((a, b, a)):

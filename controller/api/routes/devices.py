@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import current_user, db_session, require_role, runtime
 from controller.api.params import Id, Limit, QueryId
-from controller.core.errors import NotFound, UserError
 from controller.core.permissions import communes_in_scope, in_scope, visible_device
-from controller.db.models import Area, Device, DeviceEvent, User
+from controller.db.models import Device, DeviceEvent, User
 from controller.runtime import Runtime
 from controller.schemas.common import NOT_FOUND, BodyId
 from controller.schemas.devices import (
@@ -22,7 +21,9 @@ from controller.schemas.devices import (
     DeviceEventOut,
     DeviceOut,
 )
-from controller.services import audit, devices, enrollment
+from controller.schemas.targets import note_deprecated
+from controller.services import areas, devices, enrollment
+from controller.usecases import areas as area_cases
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -134,24 +135,24 @@ def create_area(
     user: User = Depends(require_role("admin")),
     s: Session = Depends(db_session),
 ) -> dict[str, Any]:
-    if req.parent_id is not None and s.get(Area, req.parent_id) is None:
-        raise NotFound("area.not_found", id=req.parent_id)
-    if req.code is not None and s.scalars(select(Area.id).where(Area.code == req.code)).first() is not None:
-        raise UserError(409, "area.code_taken", code=req.code)
-    area = Area(level=req.level, name=req.name, code=req.code, parent_id=req.parent_id)
-    s.add(area)
-    s.flush()
-    audit.record(s, user.id, "area.create", "area", area.id, name=req.name)
+    """A province, a commune directly under its province, a village under its commune, or a group
+    of communes (`commune_ids`). `level: district` (deprecated) creates a group."""
+    out = area_cases.create(s, user, areas.NewArea(**req.model_dump()))
     s.commit()
-    return {"id": area.id, "level": area.level, "name": area.name, "code": area.code,
-            "parent_id": area.parent_id}
+    return out
 
 
 @router.get("/areas", response_model=list[AreaOut], response_model_exclude_unset=True)
 def list_areas(
-    _: User = Depends(current_user), s: Session = Depends(db_session)
+    level: Annotated[str | None, Query(pattern=r"^(province|group|commune|village|district)$")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="current or former name or code")] = None,
+    parent_id: QueryId | None = None,
+    code: Annotated[str | None, Query(max_length=32)] = None,
+    user: User = Depends(current_user), s: Session = Depends(db_session)
 ) -> list[dict[str, Any]]:
-    return [
-        {"id": a.id, "level": a.level, "name": a.name, "code": a.code, "parent_id": a.parent_id}
-        for a in s.scalars(select(Area).order_by(Area.id))
-    ]
+    """The areas the caller's scope reaches; `q` finds by current or former name (diacritics and
+    đ/Đ ignored: `q=hop hoa` finds Xã Tam Dương, formerly Thị trấn Hợp Hòa) or by code."""
+    if level == "district":  # deprecated (one release): the districts are groups now
+        note_deprecated(areas.DEPRECATED_DISTRICT_LEVEL)
+        level = "group"
+    return area_cases.listing(s, user, areas.AreaFilter(level=level, q=q, parent_id=parent_id, code=code))

@@ -1,12 +1,14 @@
 """Where a CAP alert is for, in our terms: communes and stations.
 
 Per <area>, in this order (docs/cap.md):
-1. <geocode> in a configured scheme (Vietnamese administrative unit codes, matched to
-   `Area.code`, or a `valueName=value` -> code table) names areas; a province or district
-   means every commune under it, a village its commune;
+1. <geocode> in a configured scheme (Vietnamese administrative unit codes, "DVHC" and its
+   aliases such as "MA_XA", matched to the official `Area.code`, leading zeros ignored, or a
+   `valueName=value` -> code table) names areas; a province means every commune under it, a
+   group of communes its members, a village its commune;
 2. <polygon> / <circle> (WGS84) select the stations whose GPS position lies inside;
-3. only when the area gives neither, <areaDesc> is read as commune/district names
-   ("Xã Kim Long, huyện Tam Dương"), case, diacritics and the unit prefix ignored.
+3. only when the area gives neither, <areaDesc> is read as commune/group names
+   ("Xã Tam Dương, tỉnh Phú Thọ"), case, diacritics and the unit prefix ignored; a name no
+   current unit has is looked up among former names ("Thị trấn Hợp Hòa" -> Xã Tam Dương).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.db.models import Area, Device
+from controller.db.models import Area, AreaGroupMember, Device
 from controller.db.statuses import AreaLevel
 from controller.services.cap.parse import CapArea
 
@@ -29,8 +31,8 @@ EARTH_RADIUS_KM = 6371.0088
 # they announce.
 _PREFIXES: list[tuple[str, str | None]] = sorted([
     ("tinh", "province"), ("thanh pho", None), ("tp.", None), ("tp", None),
-    ("huyen", "district"), ("quan", "district"), ("thi xa", "district"),
-    ("xa", "commune"), ("phuong", "commune"), ("thi tran", "commune"),
+    ("huyen", "group"), ("quan", "group"), ("thi xa", "group"), ("khu vuc", "group"),
+    ("xa", "commune"), ("phuong", "commune"), ("thi tran", "commune"), ("dac khu", "commune"),
     ("thon", "village"), ("ban", "village"), ("xom", "village"), ("ap", "village"),
     ("to dan pho", "village"),
 ], key=lambda p: -len(p[0]))  # fmt: skip
@@ -108,20 +110,55 @@ class _AreaRow:
     parent_id: int | None
 
 
+def normal_code(code: str) -> str:
+    """Official codes compare without leading zeros ("08869" == "8869")."""
+    code = code.strip()
+    return str(int(code)) if code.isdigit() else code
+
+
 class AreaIndex:
     """All administrative units, loaded once per alert (a province is a few hundred rows)."""
 
     def __init__(self, session: Session) -> None:
-        rows = session.execute(select(Area.id, Area.level, Area.name, Area.parent_id, Area.code)).all()
+        rows = session.execute(
+            select(Area.id, Area.level, Area.name, Area.parent_id, Area.code, Area.former_names)).all()
         self.areas = {r.id: _AreaRow(r.id, r.level, r.name, r.parent_id) for r in rows}
-        self.by_code = {r.code.strip(): r.id for r in rows if r.code}
+        # Codes are unique per level: the same digits may name a province and a commune.
+        self.by_code: dict[str, list[int]] = {}
+        for r in rows:
+            if r.code:
+                self.by_code.setdefault(normal_code(r.code), []).append(r.id)
         self.children: dict[int, list[int]] = {}
         for a in self.areas.values():
             if a.parent_id is not None:
                 self.children.setdefault(a.parent_id, []).append(a.id)
+        self.members: dict[int, set[int]] = {}
+        pairs = session.execute(select(AreaGroupMember.group_id, AreaGroupMember.commune_id))
+        for group_id, commune_id in pairs:
+            self.members.setdefault(group_id, set()).add(commune_id)
         self.by_folded: dict[str, list[int]] = {}
         for a in self.areas.values():
             self.by_folded.setdefault(name_key(a.name)[0], []).append(a.id)
+        # Former units ("Thị trấn Hợp Hòa (Huyện Tam Dương, Tỉnh Vĩnh Phúc)"): their own name only.
+        self.by_former: dict[str, list[int]] = {}
+        self.former_exact: dict[int, set[str]] = {}
+        for r in rows:
+            for former in r.former_names or []:
+                own = former.split("(", 1)[0].split(",", 1)[0]
+                self.by_former.setdefault(name_key(own)[0], []).append(r.id)
+                self.former_exact.setdefault(r.id, set()).add(exact_key(own))
+
+    def by_geocode(self, code: str, level: str | None) -> int | None:
+        """The area with this official code (of `level` if the scheme says; otherwise a two-digit
+        code is a province's, any longer one the lowest unit's: commune before group)."""
+        found = self.by_code.get(normal_code(code), [])
+        if level is not None:
+            found = [i for i in found if self.areas[i].level == level]
+        elif len(found) > 1:
+            rank = ["province"] if len(code.strip()) <= 2 else ["commune", "village", "group", "province"]
+            found = sorted(found, key=lambda i: rank.index(self.areas[i].level)
+                           if self.areas[i].level in rank else len(rank))  # fmt: skip
+        return found[0] if found else None
 
     def ancestors(self, area_id: int) -> list[int]:
         out: list[int] = []
@@ -131,11 +168,20 @@ class AreaIndex:
             current = self.areas[current].parent_id
         return out
 
+    def containers(self, area_id: int) -> list[int]:
+        """Its ancestors and the groups of communes it (or its commune) belongs to."""
+        out = self.ancestors(area_id)
+        communes = {a for a in [area_id, *out] if self.areas[a].level == AreaLevel.COMMUNE}
+        out += [g for g, members in self.members.items() if members & communes and g not in out]
+        return out
+
     def communes_of(self, area_id: int) -> set[int]:
         """Every commune an area covers: itself, those under it, or (a village) its commune."""
         area = self.areas[area_id]
         if area.level == AreaLevel.VILLAGE:
             return {a for a in self.ancestors(area_id) if self.areas[a].level == AreaLevel.COMMUNE}
+        if area.level == AreaLevel.GROUP:
+            return set(self.members.get(area_id, set()))
         found: set[int] = set()
         frontier = [area_id]
         while frontier:
@@ -154,11 +200,21 @@ class AreaIndex:
             return []
         found = [i for i in self.by_folded.get(key, []) if level is None or self.areas[i].level == level]
         exact = [i for i in found if exact_key(self.areas[i].name) == exact_key(part)]
-        return exact or found  # same letters with other tones only when nothing matches exactly
+        if exact or found:
+            return exact or found  # same letters with other tones only when nothing matches exactly
+        # A unit merged away on 1 July 2025: its successor (the prefix may be the old one: "thị trấn").
+        former = sorted(set(self.by_former.get(key, [])))
+        exact = [i for i in former if exact_key(part) in self.former_exact.get(i, set())]
+        return exact or former
 
 
 def _scheme(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
+# Geocode schemes that say the level of the unit they name (besides the configured ones,
+# which may name any level): "MA_XA" a commune, "MA_TINH" a province.
+SCHEME_LEVELS = {"maxa": "commune", "maphuongxa": "commune", "matinh": "province"}
 
 
 def _by_names(index: AreaIndex, desc: str, match: AreaMatch) -> None:
@@ -167,16 +223,16 @@ def _by_names(index: AreaIndex, desc: str, match: AreaMatch) -> None:
     unique = {c[0] for c in candidates.values() if len(c) == 1}
     chosen: set[int] = set(unique)
     for part, found in candidates.items():
-        if len(found) > 1:  # "Xã Tân Lập" in two districts: the other parts may say which one
-            narrowed = [i for i in found if set(index.ancestors(i)) & unique]
+        if len(found) > 1:  # "Xã Tân Lập" in two former districts: the other parts may say which one
+            narrowed = [i for i in found if set(index.containers(i)) & unique]
             if len(narrowed) == 1:
                 chosen.add(narrowed[0])
             else:
                 match.notes.append(f"areaDesc ambiguous: {part!r}")
         elif not found:
             match.notes.append(f"areaDesc unknown: {part!r}")
-    # "Xã Kim Long, huyện Tam Dương" is an address, not commune + whole district.
-    named_parents = {a for i in chosen for a in index.ancestors(i)}
+    # "Xã Kim Long, huyện Tam Dương" is an address, not commune + whole group (former district).
+    named_parents = {a for i in chosen for a in index.containers(i)}
     for area_id in sorted(chosen - named_parents):
         match.communes |= index.communes_of(area_id)
         match.notes.append(f"areaDesc {index.areas[area_id].name!r}")
@@ -196,14 +252,16 @@ def map_areas(
         known_geocode = False
         for value_name, value in area.geocodes:
             code: str | None = None
+            level = SCHEME_LEVELS.get(_scheme(value_name))
             if _scheme(value_name) in schemes:
                 code = value.strip()
             elif f"{_scheme(value_name)}={value.strip()}" in mapped:
                 code = mapped[f"{_scheme(value_name)}={value.strip()}"]
+                level = None
             if code is None:
                 continue
             known_geocode = True
-            area_id = index.by_code.get(code)
+            area_id = index.by_geocode(code, level)
             if area_id is None:
                 match.notes.append(f"geocode {value_name}={value}: no such area here")
                 continue

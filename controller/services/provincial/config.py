@@ -24,6 +24,7 @@ STATUS_KEYS = (
 PLAY_LOG_KEYS = (
     "idempotency_key", "station_id", "bulletin_id", "bulletin_type", "priority", "title", "category",
     "duration_s", "started_at", "finished_at", "relay", "relay_source", "volume", "status", "reason",
+    "commune_code",
 )  # fmt: skip
 
 # Vietnamese source-system style names (camelCase without diacritics, as such APIs use).
@@ -45,10 +46,12 @@ DEFAULT_STATUS_FIELDS: dict[str, str] = {
     "dungLuongLuuTru": "storage",
     "noiDungDangPhat": "playing",
     "thoiGianCapNhat": "reported_at",
+    "maXa": "commune_code",  # the commune's official code since 1 July 2025 (docs/areas.md)
 }
 DEFAULT_PLAY_LOG_FIELDS: dict[str, str] = {
     "maDinhDanh": "idempotency_key",
     "maThietBi": "station_id",
+    "maXa": "commune_code",
     "maBanTin": "bulletin_id",
     "loaiBanTin": "bulletin_type",
     "mucDoUuTien": "priority",

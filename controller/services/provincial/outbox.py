@@ -90,7 +90,7 @@ def snapshot_status(session: Session, settings: ProvincialSettings, now: datetim
 
 # -- play logs ------------------------------------------------------------------------------------
 def play_log_record(
-    row: PlayLog, device: Device, bc: Broadcast | None, sc: Schedule | None
+    row: PlayLog, device: Device, bc: Broadcast | None, sc: Schedule | None, commune_code: str | None = None
 ) -> dict[str, Any]:
     source = bc if bc is not None else sc
     priority = source.priority if source is not None else None
@@ -111,7 +111,7 @@ def play_log_record(
         "priority": priority, "title": source.title if source is not None else None, "category": None,
         "duration_s": duration, "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
         "relay": priority == "relay", "relay_source": None, "volume": tele.get("volume"),
-        "status": row.status, "reason": row.reason,
+        "status": row.status, "reason": row.reason, "commune_code": commune_code,
     }  # fmt: skip
 
 
@@ -135,13 +135,16 @@ def enqueue_play_logs(session: Session, rows: list[PlayLog]) -> int:
             sc_q = select(Schedule).where(Schedule.id.in_(set(sc_of.values())))
             scs = {s.id: s for s in session.scalars(sc_q)} if sc_of else {}
             now = datetime.now(UTC)
+            codes = dict(session.execute(select(Area.id, Area.code).where(
+                Area.id.in_({d.commune_id for d in devices.values()}))).all())
             values = []
             for r in rows:
                 device = devices.get(r.device_id)
                 if device is None:
                     continue
                 bc = bcs.get(r.broadcast_id or -1)
-                rec = play_log_record(r, device, bc, scs.get(sc_of.get(r.item_id, -1)))
+                rec = play_log_record(r, device, bc, scs.get(sc_of.get(r.item_id, -1)),
+                                      codes.get(device.commune_id))
                 values.append({"kind": PLAY_LOG, "device_id": device.id, "record": rec, "created_at": now,
                                "idempotency_key": rec["idempotency_key"], "attempts": 0})
             if values:

@@ -61,7 +61,8 @@ def _names(panel: Panel) -> list[str]:
 
 def _import(c: PanelClient, text: str, *, confirm: bool = False) -> object:
     if confirm:
-        return c.post_form("/stations-import", {"csv_text": text, "confirm": "yes"}, csrf_from="/stations-import")
+        return c.post_form("/stations-import", {"csv_text": text, "confirm": "yes"},
+                           csrf_from="/stations-import")
     return c.post_form("/stations-import", csrf_from="/stations-import",
                        files={"file": ("tram.csv", text.encode("utf-8"), "text/csv")})
 
@@ -158,7 +159,8 @@ def test_bulk_actions_are_refused_whole_outside_the_area(panel: Panel) -> None:
     viewer = _as(panel, "nguoixem")
     assert 'id="bulk-form"' in viewer.http.get("/stations").text  # the form carries the export filters
     assert 'id="bulk-action"' not in viewer.http.get("/stations").text
-    r = viewer.post_form("/stations/bulk", {"action": "test_tone", "ids": [kim_long[0]]}, csrf_from="/stations")
+    r = viewer.post_form("/stations/bulk", {"action": "test_tone", "ids": [kim_long[0]]},
+                         csrf_from="/stations")
     assert r.status_code == 403
     anon = panel.client()
     r = anon.http.post("/stations/bulk", data={"action": "test_tone", "ids": [kim_long[0]]},

@@ -26,6 +26,7 @@ from controller.services import broadcast_status, emergency, rrule_text
 from controller.services.targets import Targets
 from controller.services.tts import VOICES
 from controller.usecases import broadcasts as sending
+from controller.web import target_picker
 from controller.web.lateness import describe
 from controller.web.pagekit import authorized_form, communes, page_ctx, targets_from_form, to_int, user_error
 from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
@@ -57,15 +58,18 @@ def _read(form: Any) -> dict[str, Any]:
     keys = ("title", "text", "media", "voice", "target", "repeat", "every_hours")
     values: dict[str, Any] = {k: str(form.get(k, "")).strip() for k in keys}
     values["communes"] = [to_int(v) for v in form.getlist("communes")]
+    values["pick"] = [str(v) for v in form.getlist("pick")][:200]  # targets by name (target_picker.py)
     values["title"] = values["title"] or "Thông báo khẩn cấp"
     return values
 
 
 def _form_page(
-    request: Request, ctx: Ctx, *, status: int = 200, values: dict[str, Any] | None = None, error: Any = None
+    request: Request, ctx: Ctx, *, status: int = 200, values: dict[str, Any] | None = None, error: Any = None,
+    posted: Any = None,
 ) -> Response:
     with runtime(request).db.session() as s:
         choices = communes(s, ctx.scope)
+        picker = target_picker.picker(s, ctx, posted if posted is not None else values)
         media = [
             (m.sha256, m.original_name, m.duration_s)
             for m in s.scalars(select(Media).order_by(Media.created_at.desc()).limit(30))
@@ -83,6 +87,7 @@ def _form_page(
         or {"target": "all", "communes": [], "repeat": "none", "every_hours": "2", "voice": "vi-north"},
         voices=[(v, VOICE_NAMES.get(v, v)) for v in VOICES],
         error=error,
+        picker=picker, picker_action="/emergency/pick", picker_kinds=target_picker.KIND_LABELS,
     )
 
 
@@ -100,6 +105,14 @@ def _visible(s: Session, ctx: Ctx, broadcast_id: int) -> Broadcast | None:
         return sending.get(s, ctx.user, broadcast_id)
     except NotFound:
         return None
+
+
+@router.post("/emergency/pick", response_class=HTMLResponse)
+async def pick_targets(request: Request) -> Response:
+    """The form posted back to search for targets by name (no JavaScript); nothing is sent."""
+    _rt, form, ctx = await authorized_form(request, Action.BROADCAST_EMERGENCY)
+    values = _read(form) | {"target": "picked"}
+    return _form_page(request, ctx, values=values, posted=form)
 
 
 @router.get("/emergency", response_class=HTMLResponse)
@@ -124,8 +137,11 @@ def _request(s: Any, ctx: Ctx, form: Any, values: dict[str, Any]) -> BroadcastCr
 def _area_names(s: Any, targets: Targets, ctx: Ctx) -> list[str]:
     if targets.all:
         return ["Tất cả các trạm"]
-    ids = list(targets.communes)
-    return [n for (n,) in s.execute(select(Area.name).where(Area.id.in_(ids)).order_by(Area.name))]
+    ids = [*targets.communes, *targets.groups]
+    names = [n for (n,) in s.execute(select(Area.name).where(Area.id.in_(ids)).order_by(Area.name))]
+    if targets.devices:  # stations picked by name
+        names += [n for (n,) in s.execute(select(Device.name).where(Device.id.in_(targets.devices)))]
+    return names
 
 
 @router.post("/emergency/confirm", response_class=HTMLResponse)

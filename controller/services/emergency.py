@@ -41,7 +41,7 @@ from controller.db.statuses import (
     ScheduleStatus,
 )
 from controller.schemas.broadcasts import BroadcastCreate
-from controller.services import approval, audit, dispatch, led, policy, recurrence
+from controller.services import approval, audit, dispatch, led, media_library, policy, recurrence
 from controller.services.broadcasts import check_emergency_fields, item_id_for
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets, commune_ids, normalized
@@ -383,6 +383,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     for sha in playlist:
         if sha not in media:
             raise NotFound("media.not_found", sha256=sha)
+    media_library.check_usable(list(media.values()))
     rec = None
     if req.repeat:  # validate before anything is stored or sent
         check_rule_text(req.repeat)

@@ -38,6 +38,8 @@ ROLE_NAMES = {
     "viewer": "Người xem", "operator": "Cán bộ vận hành",
 }  # fmt: skip
 NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from the URL
+    "media_saved": "Đã lưu thông tin bản ghi âm.",
+    "media_deleted": "Đã xoá bản ghi âm.",
     "uploaded": "Đã tải lên bản tin. Nghe thử trước khi phát.",
     "sent": "Đã gửi lệnh phát tới các trạm.",
     "sent_broker_down": "Đã lưu lệnh phát, nhưng máy chủ MQTT hiện không trả lời: các trạm sẽ nhận "

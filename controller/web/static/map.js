@@ -6,7 +6,8 @@
   var L = window.L;
 
   function baseMap(el) {
-    var map = L.map(el, { zoomControl: true, attributionControl: true });
+    // maxZoom on the map itself: without a tile layer nothing else sets it, and clustering needs it.
+    var map = L.map(el, { zoomControl: true, attributionControl: true, maxZoom: 19, minZoom: 3 });
     var tiles = el.getAttribute("data-tiles");
     if (tiles) {
       L.tileLayer(tiles, { maxZoom: 19, attribution: el.getAttribute("data-attribution") || "" }).addTo(map);
@@ -67,11 +68,15 @@
           group.addLayer(marker);
           bounds.push([st.lat, st.lon]);
         });
+        map.fitBounds(bounds, { padding: [30, 30], maxZoom: 16 });  // a view first: clustering needs a zoom
         map.addLayer(group);
-        map.fitBounds(bounds, { padding: [30, 30], maxZoom: 16 });
         el.setAttribute("data-ready", String(data.stations.length));
       })
-      .catch(function () { /* the SVG map stays */ });
+      .catch(function (err) {  // the SVG map stays
+        if (window.console) console.error("map:", err);
+        var plain = document.getElementById("plain-map");
+        if (plain) { plain.hidden = false; el.hidden = true; }
+      });
   }
 
   function positionFields() {

@@ -6,6 +6,7 @@ click-through, "use my location") is tests/system/test_panel_map_browser.py."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def test_moving_a_station_is_for_technicians_of_its_area(lite: Panel) -> None:
     assert r.status_code == 422 and "Hãy nhập vĩ độ và kinh độ" in r.text
     r = tech.post_form(where, {"lat": "95", "lon": "105"}, csrf_from=page)
     assert r.status_code == 422 and "vĩ độ từ -90 đến 90" in r.text
-    assert tech.post_form(f"/ops/stations/999999/position", {"lat": "1", "lon": "1"}).status_code == 404
+    assert tech.post_form("/ops/stations/999999/position", {"lat": "1", "lon": "1"}).status_code == 404
     # A decimal comma as people type it; then the map shows the new place.
     r = tech.post_form(where, {"lat": "21,30451", "lon": "105,48212"}, csrf_from=page)
     assert r.status_code == 303 and "position_saved" in r.headers["location"]
@@ -99,3 +100,64 @@ def test_moving_a_station_is_for_technicians_of_its_area(lite: Panel) -> None:
         assert s.scalars(select(AuditEntry).where(AuditEntry.action == "device.position")).one()
     marker = next(m for m in tech.http.get("/map/stations.json").json()["stations"] if m["id"] == station)
     assert (marker["lat"], marker["lon"]) == (21.30451, 105.48212)
+
+
+def test_report_bars_read_the_vietnamese_way(lite: Panel) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from controller.db.models import PlayLog
+    from controller.db.models_health import Alarm
+
+    ids = lite.seed(stations_per_commune=2)
+    now = datetime.now(UTC)
+    first, second = ids["devices"][ids["hop_hoa"]]
+    with lite.rt.db.session() as s:
+        for d in (first, second):
+            device = s.get(Device, d)
+            assert device is not None
+            device.created_at = now - timedelta(days=30)
+        for i in range(2):  # 2 plays of 75 s: 2,5 minutes
+            s.add(
+                PlayLog(
+                    device_id=first,
+                    item_id=f"b{i}",
+                    status="played",
+                    started_at=now - timedelta(minutes=10),
+                    finished_at=now - timedelta(minutes=8, seconds=45),
+                )
+            )
+        s.add(
+            Alarm(
+                device_id=first,
+                kind="offline",
+                state="resolved",
+                active_key=None,
+                opened_at=now - timedelta(days=2),
+                resolved_at=now - timedelta(days=1, hours=12),
+            )
+        )
+        s.add(
+            Alarm(
+                device_id=ids["devices"][ids["xuan_hoa"]][0],
+                kind="offline",
+                state="open",
+                active_key="x:offline",
+                opened_at=now - timedelta(days=3),
+            )
+        )
+        s.commit()
+    start = (now - timedelta(days=9)).date().isoformat()
+    page = _login(lite, "canbo.hophoa").http.get(f"/reports?start={start}")
+    assert page.status_code == 200
+    minutes = page.text[page.text.index('id="minutes-bars"') :]
+    assert re.search(r'class="bar-value"[^>]*>2,5 phút</text>', minutes[: minutes.index("</figure>")])
+    bars = page.text[page.text.index('id="availability-bars"') :]
+    bars = bars[: bars.index("</figure>")]
+    values = re.findall(r'class="bar-value"[^>]*>([^<]+)</text>', bars)
+    assert len(values) == 2 and values[1] == "100 %"  # the least available first
+    assert re.fullmatch(r"9\d,\d %", values[0]), values  # 12 h offline in about 9 days: a decimal comma
+    assert f'href="/stations/{first}"' in bars and "Xuân Hòa" not in bars
+    english = _login(lite, "canbo.hophoa")
+    english.http.get("/lang?to=en&next=/reports")
+    in_english = english.http.get(f"/reports?start={start}").text
+    assert re.search(r'class="bar-value"[^>]*>2\.5 min</text>', in_english)

@@ -5,8 +5,10 @@ the Vietnamese way, report bars."""
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
+import xml.etree.ElementTree as ET  # the Element type; parsing goes through defusedxml
 from datetime import UTC, datetime, timedelta
+
+from defusedxml.ElementTree import fromstring
 
 from controller.web.charts import Bar, Threshold, bar_chart, line_chart, number
 
@@ -15,7 +17,7 @@ T0 = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)  # 08:00 in Việt Nam
 
 
 def _svg(markup: str) -> ET.Element:
-    return ET.fromstring(str(markup).replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
+    return fromstring(str(markup).replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
 
 
 def _texts(root: ET.Element, cls: str) -> list[str]:
@@ -29,8 +31,14 @@ def _line_ys(root: ET.Element) -> list[float]:
 
 def test_axes_carry_units_local_times_and_the_alarm_threshold() -> None:
     series = [(T0 + timedelta(minutes=10 * i), 40.0 + i) for i in range(12)]
-    chart = line_chart("Nhiệt độ tủ", "°C", series, metric="cabinet_temp_c",
-                       thresholds=[Threshold(60.0, "Ngưỡng cảnh báo")], lang="vi")
+    chart = line_chart(
+        "Nhiệt độ tủ",
+        "°C",
+        series,
+        metric="cabinet_temp_c",
+        thresholds=[Threshold(60.0, "Ngưỡng cảnh báo")],
+        lang="vi",
+    )
     root = _svg(chart.svg)
     assert _texts(root, "chart-unit") == ["°C"]
     yticks = _texts(root, "chart-ytick")

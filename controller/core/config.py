@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     # Every time shown to people, every local day and month (reports, policy windows, schedules
     # without their own zone) is in this zone; services receive it from their caller.
     timezone: str = DEFAULT_TIMEZONE
+    # The panel's map (/map, docs/map.md): a tile URL template such as
+    # "https://tile.openstreetmap.org/{z}/{x}/{y}.png" (or a province's own tile server) and its
+    # attribution. Empty (the default): no tiles, the stations on a plain background.
+    map_tile_url: str = ""
+    map_tile_attribution: str = "© OpenStreetMap contributors"
     media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # Any other request body (JSON, forms) above this gets 413 before it is read; uploads have
     # their own limits (media_max_bytes, cap_max_bytes). See controller/request_guard.py.

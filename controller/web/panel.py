@@ -60,6 +60,7 @@ NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from 
     "diag_sent": "Đã gửi lệnh kiểm tra tới trạm.",
     "alarm_acked": "Đã xác nhận cảnh báo.",
     "emergency_cancelled": "Đã dừng phát khẩn cấp.",
+    "position_saved": "Đã lưu vị trí trạm.",
 }
 EVENT_KINDS = {
     "ack": "Đã nhận lệnh", "rejected": "Từ chối lệnh", "play_started": "Bắt đầu phát",

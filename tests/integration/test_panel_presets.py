@@ -15,6 +15,9 @@ from sqlalchemy import select
 
 from controller.db.models import Area, User
 from controller.db.models_alerts import EmergencyPreset
+from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.models_led import LedMessageRow
+from controller.services import devices
 from controller.web import accounts
 from tests.support.browser import PW, Panel, PanelClient, running_panel
 
@@ -66,7 +69,7 @@ def edit_flood(c: PanelClient, province_id: int | str, **changes: str) -> object
 
 
 def test_choosing_flood_fills_the_form(panel: Panel) -> None:
-    seed(panel)
+    ids = seed(panel)
     c = login(panel, "canbo.hophoa")
     form = c.http.get("/emergency").text
     buttons = re.findall(r'class="preset-button[^"]*" href="/emergency\?preset=(\w+)"[^>]*>([^<]+)</a>', form)
@@ -90,6 +93,17 @@ def test_choosing_flood_fills_the_form(panel: Panel) -> None:
                     "repeat": "hours", "every_hours": "2"}, csrf_from="/emergency")  # fmt: skip
     assert r.status_code == 200, r.text[:400]
     assert "CẢNH BÁO LŨ - ĐẾN NƠI CAO" in r.text and 'name="led_text"' in r.text
+    # Last tap: the boards of the area show the preset's short line, the speakers read the text.
+    with panel.rt.db.session() as s:
+        devices.create(s, devices.DeviceCreate(name="Bảng LED chợ", kind="led", commune_id=ids["hop_hoa"]), None)
+    r = c.post_form("/emergency/start", {"title": field(page, "title"), "text": field(page, "text"),
+                    "led_text": field(page, "led_text"), "voice": "vi-north", "target": "all",
+                    "repeat": "none", "confirmed": "yes"}, csrf_from="/emergency")  # fmt: skip
+    assert r.status_code in (303, 503), r.text[:400]  # type: ignore[attr-defined]
+    with panel.rt.db.session() as s:
+        boards = list(s.scalars(select(LedMessageRow.text).where(LedMessageRow.source == "emergency")))
+        spoken = list(s.scalars(select(EmergencyBroadcast.text)))
+    assert boards == ["CẢNH BÁO LŨ - ĐẾN NƠI CAO, KHÔNG QUA NGẦM TRÀN"] and spoken[0].startswith(FLOOD_DEFAULT)
 
 
 def test_province_operator_edits_and_only_their_province_sees_it(panel: Panel) -> None:

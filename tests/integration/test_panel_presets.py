@@ -95,7 +95,8 @@ def test_choosing_flood_fills_the_form(panel: Panel) -> None:
     assert "CẢNH BÁO LŨ - ĐẾN NƠI CAO" in r.text and 'name="led_text"' in r.text
     # Last tap: the boards of the area show the preset's short line, the speakers read the text.
     with panel.rt.db.session() as s:
-        devices.create(s, devices.DeviceCreate(name="Bảng LED chợ", kind="led", commune_id=ids["hop_hoa"]), None)
+        board = devices.DeviceCreate(name="Bảng LED chợ", kind="led", commune_id=ids["hop_hoa"])
+        devices.create(s, board, None)
     r = c.post_form("/emergency/start", {"title": field(page, "title"), "text": field(page, "text"),
                     "led_text": field(page, "led_text"), "voice": "vi-north", "target": "all",
                     "repeat": "none", "confirmed": "yes"}, csrf_from="/emergency")  # fmt: skip
@@ -103,7 +104,8 @@ def test_choosing_flood_fills_the_form(panel: Panel) -> None:
     with panel.rt.db.session() as s:
         boards = list(s.scalars(select(LedMessageRow.text).where(LedMessageRow.source == "emergency")))
         spoken = list(s.scalars(select(EmergencyBroadcast.text)))
-    assert boards == ["CẢNH BÁO LŨ - ĐẾN NƠI CAO, KHÔNG QUA NGẦM TRÀN"] and spoken[0].startswith(FLOOD_DEFAULT)
+    assert boards == ["CẢNH BÁO LŨ - ĐẾN NƠI CAO, KHÔNG QUA NGẦM TRÀN"]
+    assert spoken[0].startswith(FLOOD_DEFAULT)
 
 
 def test_province_operator_edits_and_only_their_province_sees_it(panel: Panel) -> None:

@@ -183,6 +183,21 @@ class Settings(BaseSettings):
     alarm_email_to: list[str] = Field(default_factory=list)
     # More notifiers: "module:factory" paths, each factory(settings) -> Notifier.
     alarm_notifiers: list[str] = Field(default_factory=list)
+    # Alarms where people are (issue 20 item 9, docs/health.md "Per-user SMS and Zalo"): each user
+    # sets their number, Zalo user id, channels and quiet hours (account page). SMS goes through a
+    # GSM modem on this pyserial URL (/dev/ttyUSB2, socket://host:port); none: no SMS.
+    alarm_sms_port: str | None = None
+    alarm_sms_baudrate: int = Field(default=115200, ge=1200)
+    alarm_sms_attempts: int = Field(default=3, ge=1, le=10)
+    alarm_sms_retry_s: float = Field(default=2.0, ge=0, le=300)
+    # Zalo Official Account messages: the OA access token only from the environment
+    # (COMMUNECAST_ZALO_OA_ACCESS_TOKEN); none: no Zalo.
+    zalo_oa_url: str = "https://openapi.zalo.me/v3.0/oa/message/cs"
+    zalo_oa_access_token: SecretStr | None = None
+    zalo_attempts: int = Field(default=4, ge=1, le=10)
+    zalo_retry_s: float = Field(default=1.0, ge=0, le=300)
+    # Kinds that reach people also during their quiet hours.
+    alarm_critical_kinds: list[str] = Field(default_factory=lambda: ["offline", "mains_loss"])
     # /metrics: with a token, a bearer token is required; without, only loopback clients get it.
     metrics_token: str | None = None
 

@@ -61,6 +61,9 @@ NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from 
     "alarm_acked": "Đã xác nhận cảnh báo.",
     "emergency_cancelled": "Đã dừng phát khẩn cấp.",
     "position_saved": "Đã lưu vị trí trạm.",
+    # alarms where people are, emergency presets (issue 20 items 8 and 9)
+    "alerts": "Đã lưu cài đặt nhận cảnh báo.",
+    "preset_saved": "Đã lưu mẫu thông báo khẩn cấp.",
 }
 EVENT_KINDS = {
     "ack": "Đã nhận lệnh", "rejected": "Từ chối lệnh", "play_started": "Bắt đầu phát",

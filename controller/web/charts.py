@@ -21,6 +21,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from markupsafe import Markup
 
+from controller.core.config import DEFAULT_TIMEZONE
 from controller.i18n.formats import zone
 
 # The smallest value range a chart shows, per metric: below it, noise would look like a swing.
@@ -98,7 +99,7 @@ def line_chart(
     metric: str,
     thresholds: Sequence[Threshold] = (),
     lang: str = "vi",
-    tz: str = "Asia/Ho_Chi_Minh",
+    tz: str = DEFAULT_TIMEZONE,
     width: int = 360,
     height: int = 180,
 ) -> LineChart:

@@ -122,10 +122,14 @@ class LedgerSink(SimAudioSink):
             self.sounds.append(self._current)
         return began
 
-    async def play(self, prepared: PreparedAudio, *, start_at: float, volume: int) -> PlaybackResult:
+    async def _play(
+        self, prepared: PreparedAudio, start_at: float, volume: int, stop_event: asyncio.Event
+    ) -> PlaybackResult:
+        # Here, not in play(): play() refuses a second call while one is on, after which this
+        # would already have named the wrong clip.
         self._current = None
         self._sha = Path(prepared.files[0]).name.split(".")[0] if prepared.files else "?"
-        result = await super().play(prepared, start_at=start_at, volume=volume)
+        result = await super()._play(prepared, start_at, volume, stop_event)
         if self._current is not None:
             self._current.completed = result.completed
         return result

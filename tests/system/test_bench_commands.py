@@ -87,3 +87,17 @@ def test_bench_cap_lane_times_an_alert_idle_and_next_to_two_long_uploads(tmp_pat
     assert abs(r["difference_ms"] - (r["loaded_p50_ms"] - r["idle_p50_ms"])) <= 0.15 + 1e-9
     assert r["uploads_in_flight"] == [2]  # the alert was timed while both uploads were processed
     assert "two 10-minute uploads in flight" in out and "difference" in out
+
+
+def test_bench_chaos_prints_the_ledger_and_the_seed_and_writes_every_fault(tmp_path: Path) -> None:
+    # A quarter of a virtual day on 6 stations (docs/chaos.md); the crash kinds lose proof of play
+    # (tests/system/test_chaos_regressions.py), so this contract check runs the others.
+    out = _communecast("bench", "chaos", "--stations", "6", "--days", "0.25", "--faults", "6", "--seed", "3",
+                       "--faults-kinds", "partition,power_cut,clock_step,disk_full,broker_freeze",
+                       "--settle", "20", "--json", str(tmp_path / "c.json"))
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["seed"] == 3 and r["ok"] is True
+    assert set(r["totals"]) >= {"planned", "duplicate", "unsigned", "lost_proof", "silent_gap"}
+    assert r["totals"]["planned"] > 0 and r["totals"]["duplicate"] == r["totals"]["silent_gap"] == 0
+    assert len(r["faults"]) == 6 and all({"kind", "at", "target"} <= set(f) for f in r["faults"])
+    assert "seed 3" in out and "LEDGER BALANCED" in out

@@ -522,6 +522,7 @@ class Ledger:
 def reconcile(
     occurrences: Sequence[Occurrence], sounds: Sequence[Sound], play_rows: Sequence[dict[str, Any]],
     station_states: dict[tuple[int, str], dict[str, Any]], v_end: float,
+    station_items: dict[tuple[int, str], tuple[str, str | None]] | None = None,
 ) -> Ledger:
     """What every planned occurrence came to at every station.
 
@@ -559,7 +560,9 @@ def reconcile(
     for occ in occurrences:
         key = (occ.device_id, occ.item_id)
         got, row = heard.get(key, []), proof.get(key)
-        where = {"device_id": occ.device_id, "item_id": occ.item_id, "what": occ.what, "at": _iso(occ.start)}
+        where = {"device_id": occ.device_id, "item_id": occ.item_id, "what": occ.what, "at": _iso(occ.start),
+                 # the station's own record (state, outcome) at the end: evidence for a post-mortem
+                 "station": (station_items or {}).get((occ.device_id, occ.item_id))}
         if len(got) > 1:
             heard_at = [_iso(s.true_started_at) for s in got]
             ledger.breaking.append({"kind": "duplicate", **where, "sounded": heard_at})
@@ -811,10 +814,21 @@ async def _settle(world: World, occurrences: list[Occurrence], broadcast_ids: li
             for s in bc.get("station_states", []):
                 states[(s["device_id"], f"b{bid}")] = s
         sounds = [s for st in world.stations for s in st.sink.sounds]
-        ledger = reconcile(occurrences, sounds, rows, states, v_end)
+        ledger = reconcile(occurrences, sounds, rows, states, v_end, _station_items(world))
         if ledger.ok or time.monotonic() > deadline:
             return ledger
         await asyncio.sleep(1.0)
+
+
+def _station_items(world: World) -> dict[tuple[int, str], tuple[str, str | None]]:
+    """Every station's items as its own store has them (state, outcome)."""
+    out: dict[tuple[int, str], tuple[str, str | None]] = {}
+    for st in world.stations:
+        if st.host is None:
+            continue
+        rows = st.host.store._db.execute("SELECT item_id, state, outcome FROM items").fetchall()
+        out.update({(st.device_id, r[0]): (r[1], r[2]) for r in rows})
+    return out
 
 
 def write_json(result: ChaosResult, path: str | Path) -> None:

@@ -23,6 +23,7 @@ async def bench_chaos(settings: ChaosSettings, keep: str | None = None) -> int:
     # Fifty agents log every play and reconnect at INFO: the ledger is the output here.
     for name in ("firmware_sim", "device_agents", "mqtt_adapter", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # paho's "connection reset": the faults' doing
     with tempfile.TemporaryDirectory(prefix="cc-bench-chaos-") as tmp:
         root = Path(keep) if keep else Path(tmp)
         horizon = max(8, int(settings.days) + 3)

@@ -43,7 +43,7 @@ import struct
 import time
 import wave
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +56,7 @@ from device_agents.common.config import AgentConfig
 from device_agents.hardware.amplifier import NoAmplifier
 from device_agents.hardware.audio import PlaybackResult, PreparedAudio
 from device_agents.host.host import StationHost
+from device_agents.speaker import role as speaker_role
 from device_agents.speaker.role import SpeakerRole, speaker_station
 from firmware_sim.audio_sink import SimAudioSink
 from protocol.messages import MediaRef
@@ -648,6 +649,28 @@ class ChaosResult:
 
 async def run_chaos(system: System, settings: ChaosSettings, work: Path) -> ChaosResult:
     """The whole chaos run against a started `system` (fresh: no devices yet)."""
+    with _keep_done_items(settings.days):
+        return await _run_chaos(system, settings, work)
+
+
+@contextlib.contextmanager
+def _keep_done_items(days: float) -> Iterator[None]:
+    """Stations keep their done items for the whole run, not 2 days (speaker/role.py KEEP_DONE_S).
+
+    The one artifact of accelerating only the stations: the controller lives in real time, so
+    to it the whole virtual week is still ahead and every desired state lists items a station
+    played virtual days ago. A station that had pruned one (done for 2 virtual days) took it for
+    new and reported it `missed` — found as `misreported` items in the first 7-day runs. On a
+    real station the controller drops an item 10 min after its end, long before the prune."""
+    before = speaker_role.KEEP_DONE_S
+    speaker_role.KEEP_DONE_S = max(before, (days + 2) * 86400)
+    try:
+        yield
+    finally:
+        speaker_role.KEEP_DONE_S = before
+
+
+async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> ChaosResult:
     t_start = time.monotonic()
     timings: dict[str, float] = {}
     work.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ class CuttableProxy:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.Task[None]] = set()
         self._up = True
         self.port = 0
 
@@ -20,6 +21,10 @@ class CuttableProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # close() waits for it, so no connection outlives the proxy
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
         if not self._up:
             writer.close()
             return
@@ -55,3 +60,5 @@ class CuttableProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._clients:
+            await asyncio.wait(set(self._clients), timeout=2)

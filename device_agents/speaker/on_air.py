@@ -139,9 +139,8 @@ class OnAir:
 
         From `pending` when it never went on air (missed, failed to fetch), from `playing` when it
         was on air (in this life, or — `expect="playing"` — in the one a restart cut short). An
-        item already done keeps its outcome and sends no second event: before, a late "missed"
-        could overwrite "played" and both went to the controller (`communecast bench chaos`
-        found stations that sounded an item and reported it missed)."""
+        item already done keeps its outcome and sends no second event (before, any finish moved
+        the item to done, so a late "missed" could overwrite "played")."""
         if expect is None:
             expect = "playing" if item.item_id in self._why else "pending"
         event = self._events.build(kind, item_id=item.item_id, broadcast_id=item.broadcast_id,

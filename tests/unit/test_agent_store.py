@@ -69,8 +69,7 @@ def test_a_newer_desired_state_never_drops_a_commanded_item(tmp_path: Path) -> N
 
 
 def test_an_item_is_finished_once_a_late_missed_never_overwrites_played(tmp_path: Path) -> None:
-    """`communecast bench chaos` found stations that sounded an item and reported it `missed`:
-    OnAir.finish moved any item to done. It now moves it from pending (never on air) or from
+    """OnAir.finish moved any item to done. It now moves it from pending (never on air) or from
     playing (on air) only, so the first outcome stays and no second event is queued."""
     store = AgentStore(tmp_path / "a.sqlite3")
     events = EventLog("spk-1", store, wake=lambda: None)

@@ -615,11 +615,17 @@ class ChaosResult:
     timings: dict[str, float]
     stalls: list[tuple[str, float]] = field(default_factory=list)  # (virtual instant, real s late)
 
+    @property
+    def near_crash(self) -> int:
+        crashes = ("broker_restart", "controller_kill")
+        return sum(1 for b in self.ledger.breaking
+                   if any(n.startswith(crashes) for n in b.get("faults_near", ())))
+
     def as_json(self) -> dict[str, Any]:
         return {
             "seed": self.settings.seed, "settings": asdict(self.settings),
             "window": [_iso(self.window[0]), _iso(self.window[1])],
-            "totals": self.ledger.totals, "ok": self.ledger.ok,
+            "totals": self.ledger.totals, "ok": self.ledger.ok, "breaking_near_crash": self.near_crash,
             "reasons": dict(self.ledger.reasons.most_common()),
             "faults": [f.record() for f in self.faults],
             "fault_counts": dict(Counter(f.kind for f in self.faults)),
@@ -639,6 +645,8 @@ class ChaosResult:
             f"  emergencies sent: {len(self.emergencies)}",
             f"  ledger: {t['planned']} planned (occurrence x station): {outcome}",
             "  breaking: " + ", ".join(f"{k} {t[k]}" for k in BREAKING),
+            f"  breaking items with a broker or controller crash around their instant: {self.near_crash} of "
+            f"{len(self.ledger.breaking)}",
             f"  reasons: {dict(self.ledger.reasons.most_common(8))}",
             "  real time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()),
             f"  event-loop stalls over 0.25 s real: {len(self.stalls)} {self.stalls[:6]}",
@@ -779,6 +787,7 @@ async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> Cha
         ledger = await _settle(world, occurrences, [e["broadcast_id"] for e in emergencies], v_end,
                                settings.settle_s)
         timings["settle"] = time.monotonic() - t_settle
+        _blame(ledger, occurrences, faults)
         with (work / "sounds.jsonl").open("w") as out:  # what every speaker sounded, for a post-mortem
             for st in stations:
                 for snd in st.sink.sounds:
@@ -819,7 +828,13 @@ async def _emergency(world: World, send_at: float, clip: dict[str, Any], k: int,
         except Exception as exc:  # the controller is down (killed by a fault): try again
             log.info("emergency %d not sent yet (%r); retrying", k, exc)
             await asyncio.sleep(0.3)
-    bc = await world.system.api_json("GET", f"/api/v1/broadcasts/{created['id']}")
+    while True:  # the controller may be killed again right now: ask until it answers
+        try:
+            bc = await world.system.api_json("GET", f"/api/v1/broadcasts/{created['id']}")
+            break
+        except Exception as exc:
+            log.info("emergency %d: no answer yet (%r); asking again", k, exc)
+            await asyncio.sleep(0.3)
     out.append({"broadcast_id": created["id"], "item_id": f"b{created['id']}", "sha256": clip["sha256"],
                 "sent": _iso(send_at), "start": datetime.fromisoformat(bc["start_at"]).timestamp(),
                 "start_local": _iso(datetime.fromisoformat(bc["start_at"]).timestamp()), "tries": tries})
@@ -838,9 +853,27 @@ async def _settle(world: World, occurrences: list[Occurrence], broadcast_ids: li
                 states[(s["device_id"], f"b{bid}")] = s
         sounds = [s for st in world.stations for s in st.sink.sounds]
         ledger = reconcile(occurrences, sounds, rows, states, v_end, _station_items(world))
+        index = {st.device_id: st.index for st in world.stations}
+        for b in ledger.breaking:
+            b["station_index"] = index.get(b.get("device_id"))  # type: ignore[arg-type]
         if ledger.ok or time.monotonic() > deadline:
             return ledger
         await asyncio.sleep(1.0)
+
+
+def _blame(ledger: Ledger, occurrences: Sequence[Occurrence], faults: Sequence[Fault]) -> None:
+    """Name, on each breaking item, the faults that were on around its instant (from 1 h before
+    to the end of its late-start tolerance): on its station, or on the broker or controller."""
+    start = {(o.device_id, o.item_id): o.start for o in occurrences}
+    for b in ledger.breaking:
+        t = start.get((b.get("device_id"), b.get("item_id")))  # type: ignore[arg-type]
+        if t is None:
+            continue
+        b["faults_near"] = sorted({
+            f"{f.kind}{'' if f.target is None else f'@station {f.target}'}" for f in faults
+            if f.began is not None and f.began <= t + TOLERANCE_S and (f.ended or f.began) >= t - HOUR
+            and (f.infra or b.get("station_index") == f.target)
+        })
 
 
 def _station_items(world: World) -> dict[tuple[int, str], tuple[str, str | None]]:

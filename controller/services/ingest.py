@@ -40,6 +40,7 @@ PARSED_AHEAD = 2  # parsed batches waiting for the writer; beyond that parsing w
 # corrected by a late proof of play, but a final status never goes back to 'playing'.
 FINAL = {PlayStatus.PLAYED, PlayStatus.INTERRUPTED, PlayStatus.FAILED}
 LAST_SEEN_RESOLUTION = timedelta(seconds=2)
+RESEND_WINDOW = timedelta(hours=1)  # see _unacknowledged
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DELIVERY_EVENTS = (EventKind.ACK, EventKind.REJECTED)
 STATUS_BY_EVENT = {
@@ -385,12 +386,14 @@ def _unacknowledged(s: Session, device_ids: list[int], now: datetime) -> set[int
     nor reported, and the controller showed it `pending` for good (found by `communecast bench
     chaos`; tests/system/test_chaos_regressions.py). Its state on (re)connecting (online=True)
     is the moment to tell it again; once it acknowledges that desired state the delivery is
-    acked and this finds nothing more to send."""
+    acked and this finds nothing more to send. Only broadcasts that started at most
+    RESEND_WINDOW ago: older ones the desired state no longer carries (broadcasts.KEEP_PAST), so
+    sending it again would be acknowledged without them, at every state the station reports."""
     return set(s.scalars(
         select(Delivery.device_id).distinct()
         .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
         .where(Delivery.device_id.in_(device_ids), Delivery.state == DeliveryState.PENDING,
-               Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.start_at >= now - timedelta(days=1))
+               Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.start_at >= now - RESEND_WINDOW)
     ))
 
 

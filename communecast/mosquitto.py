@@ -276,6 +276,13 @@ class PrivateMosquitto:
         when it was never started."""
         return None if self._proc is None else self._proc.poll()
 
+    def kill(self) -> None:
+        """SIGKILL, as a power loss or the OOM killer would: no clean shutdown, nothing saved
+        since the last autosave (a chaos fault; start() again brings it back)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
+
     def freeze(self) -> None:
         """SIGSTOP: the broker keeps its sockets open and answers nothing (a hung broker)."""
         if self._proc is not None:

@@ -88,6 +88,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "worker processes, one event loop each (default: in the benchmark's own process)")
     bs.set_defaults(func=_runner("sync", "run_sync"))
 
+    bc = bench_sub.add_parser("chaos", help="an accelerated week of schedules and emergencies under a seeded "
+                              "schedule of faults, reconciled in a ledger (docs/chaos.md)")
+    bc.add_argument("--stations", type=int, default=50)
+    bc.add_argument("--days", type=float, default=7.0, help="virtual days")
+    bc.add_argument("--seed", type=int, default=1, help="seeds the faults and the emergencies' instants")
+    bc.add_argument("--faults", type=int, help="how many faults (default: 24 per virtual day)")
+    bc.add_argument("--faults-kinds", help="comma-separated subset of: broker_restart, broker_freeze, "
+                    "controller_kill, partition, power_cut, clock_step, disk_full (default: all)")
+    bc.add_argument("--emergencies-per-day", type=int, default=2)
+    bc.add_argument("--speed", type=float, default=3600.0, help="virtual seconds per real second")
+    bc.add_argument("--settle", type=float, default=60.0, help="real seconds to wait for the last proofs")
+    bc.add_argument("--keep", help="run in this directory and keep it (logs, stores) instead of a temp dir")
+    bc.add_argument("--json", help="also write the ledger, the faults and the breaking items here")
+    bc.set_defaults(func=_runner("chaos"))
+
     bh = bench_sub.add_parser("horizon", help="N stations x 4 daily schedules: build, sign and publish "
                               "everyone's desired-state horizon (target <= 10 s at 10,000)")
     bh.add_argument("--stations", type=int, default=10_000)

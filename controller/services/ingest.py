@@ -22,9 +22,9 @@ from sqlalchemy import bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from controller.db.models import Delivery, Device, DeviceEvent, PlayLog
+from controller.db.models import Broadcast, Delivery, Device, DeviceEvent, PlayLog
 from controller.db.session import Database
-from controller.db.statuses import DeliveryState, PlayStatus
+from controller.db.statuses import BroadcastStatus, DeliveryState, PlayStatus
 from controller.services import diagnostics as ops
 from controller.services import dispatch, metrics, proof_of_play, telemetry
 from mqtt_adapter import Message
@@ -44,6 +44,7 @@ PARSED_AHEAD = 2  # parsed batches waiting for the writer; beyond that parsing w
 # corrected by a late proof of play, but a final status never goes back to 'playing'.
 FINAL = {PlayStatus.PLAYED, PlayStatus.INTERRUPTED, PlayStatus.FAILED}
 LAST_SEEN_RESOLUTION = timedelta(seconds=2)
+RESEND_WINDOW = timedelta(hours=1)  # see _unacknowledged
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DELIVERY_EVENTS = (EventKind.ACK, EventKind.REJECTED)
 STATUS_BY_EVENT = {
@@ -257,6 +258,9 @@ class Ingest:
                     log.warning("%d station(s) hold a newer desired state than this database "
                                 "(restored from a backup?): publishing above it", len(behind))
                     dispatch.stations_changed(s, behind)
+            back = [d for d, on in online.items() if on]
+            if back:  # a station (re)connected: what it may have missed meanwhile is sent again
+                dispatch.stations_changed(s, _unacknowledged(s, back, now))
             stale = [d for d in seen - patches.keys()
                      if now - self._last_seen.get(d, _EPOCH) > LAST_SEEN_RESOLUTION]  # fmt: skip
             if stale and pg:  # coarse on purpose: one set-based UPDATE per batch, not one per message
@@ -382,6 +386,28 @@ _PG_ACK_DELIVERIES = (
     "FROM json_to_recordset(%s::json) AS r(d int, i varchar, ts timestamptz) GROUP BY d, i) AS x "
     "WHERE d.device_id = x.d AND d.item_id = x.i AND d.state != 'acked'"
 )
+
+
+def _unacknowledged(s: Session, device_ids: list[int], now: datetime) -> set[int]:
+    """Of these stations, those holding an unacknowledged delivery of a broadcast still to come
+    (or just past): their desired state, which carries it (broadcasts.horizon_items), is
+    published again.
+
+    An emergency goes out once, as a PLAY on a group topic (services/emergency.py): a station
+    that was not subscribed at that instant (reconnecting after a broker restart, its session
+    lost with the broker's memory) never got it, and nothing told it again — it neither played
+    nor reported, and the controller showed it `pending` for good (found by `communecast bench
+    chaos`; tests/system/test_chaos_regressions.py). Its state on (re)connecting (online=True)
+    is the moment to tell it again; once it acknowledges that desired state the delivery is
+    acked and this finds nothing more to send. Only broadcasts that started at most
+    RESEND_WINDOW ago: older ones the desired state no longer carries (broadcasts.KEEP_PAST), so
+    sending it again would be acknowledged without them, at every state the station reports."""
+    return set(s.scalars(
+        select(Delivery.device_id).distinct()
+        .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+        .where(Delivery.device_id.in_(device_ids), Delivery.state == DeliveryState.PENDING,
+               Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.start_at >= now - RESEND_WINDOW)
+    ))
 
 
 def _apply_deliveries(s: Session, events: list[tuple[int, Event]], *, pg: bool) -> None:

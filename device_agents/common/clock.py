@@ -74,6 +74,10 @@ class AcceleratedClock(Clock):
         """Let a paused clock run from its start instant (a test sets up while it is paused)."""
         self._real0 = time.time()
 
+    @property
+    def running(self) -> bool:
+        return self._real0 is not None
+
     def time(self) -> float:
         if self._real0 is None:
             return self._virtual0

@@ -133,9 +133,19 @@ class OnAir:
         *,
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
-    ) -> None:
-        """The item's final state and its event, in one store transaction."""
+        expect: str | None = None,
+    ) -> bool:
+        """The item's final state and its event, in one store transaction, and only once.
+
+        From `pending` when it never went on air (missed, failed to fetch), from `playing` when it
+        was on air (in this life, or — `expect="playing"` — in the one a restart cut short). An
+        item already done keeps its outcome and sends no second event (before, any finish moved
+        the item to done, so a late "missed" could overwrite "played")."""
+        if expect is None:
+            expect = "playing" if item.item_id in self._why else "pending"
         event = self._events.build(kind, item_id=item.item_id, broadcast_id=item.broadcast_id,
                                    reason=reason, detail=detail or {})
-        self._store.transition(item.item_id, "done", outcome, event=event)
-        self._events.stored()
+        done = self._store.transition(item.item_id, "done", outcome, event=event, expect=expect)
+        if done:
+            self._events.stored()
+        return done

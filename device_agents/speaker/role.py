@@ -89,7 +89,8 @@ class SpeakerRole:
     def resume(self) -> None:
         for item in self.store.items_in_state("playing"):
             # We died mid-play: it did not finish, so it is not 'played'.
-            self.on_air.finish(item, EventKind.INTERRUPTED, "interrupted", reason="agent_restart")
+            self.on_air.finish(item, EventKind.INTERRUPTED, "interrupted", reason="agent_restart",
+                               expect="playing")
         for item in self.store.pending_items():
             self._arm(item)
 

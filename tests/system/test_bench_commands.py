@@ -108,3 +108,17 @@ def test_bench_agent_measures_one_capped_agent_process(tmp_path: Path) -> None:
         assert r["throttled_s"] > 0
     calibrated = _communecast("bench", "agent", "--calibrate", "--cpu-fraction", "0.5")
     assert "reference workload" in calibrated
+
+
+def test_bench_chaos_prints_the_ledger_and_the_seed_and_writes_every_fault(tmp_path: Path) -> None:
+    # A quarter of a virtual day on 6 stations (docs/chaos.md); the crash kinds lose proof of play
+    # (tests/system/test_chaos_regressions.py), so this contract check runs the others.
+    out = _communecast("bench", "chaos", "--stations", "6", "--days", "0.25", "--faults", "6", "--seed", "3",
+                       "--faults-kinds", "partition,power_cut,clock_step,disk_full,broker_freeze",
+                       "--settle", "20", "--json", str(tmp_path / "c.json"))
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["seed"] == 3 and r["ok"] is True
+    assert set(r["totals"]) >= {"planned", "duplicate", "unsigned", "lost_proof", "silent_gap"}
+    assert r["totals"]["planned"] > 0 and r["totals"]["duplicate"] == r["totals"]["silent_gap"] == 0
+    assert len(r["faults"]) == 6 and all({"kind", "at", "target"} <= set(f) for f in r["faults"])
+    assert "seed 3" in out and "LEDGER BALANCED" in out

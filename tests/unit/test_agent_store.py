@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from device_agents.common.store import AgentStore
-from protocol.messages import MediaRef, ScheduleItem
+from device_agents.hardware.amplifier import NoAmplifier
+from device_agents.host.events import EventLog
+from device_agents.speaker.horn import Horn
+from device_agents.speaker.on_air import OnAir
+from device_agents.speaker.relay import AmplifierRelay
+from firmware_sim.audio_sink import SimAudioSink
+from protocol.messages import EventKind, MediaRef, ScheduleItem
 
 
 def item(item_id: str, minutes: int = 5) -> ScheduleItem:
@@ -58,3 +65,31 @@ def test_a_newer_desired_state_never_drops_a_commanded_item(tmp_path: Path) -> N
     store.upsert_items([item("emergency-7")], source="command")
     assert store.drop_pending(keep=set()) == ["b1"]
     assert store.item_state("emergency-7") == "pending"
+
+
+
+def test_an_item_is_finished_once_a_late_missed_never_overwrites_played(tmp_path: Path) -> None:
+    """OnAir.finish moved any item to done. It now moves it from pending (never on air) or from
+    playing (on air) only, so the first outcome stays and no second event is queued."""
+    store = AgentStore(tmp_path / "a.sqlite3")
+    events = EventLog("spk-1", store, wake=lambda: None)
+
+    async def cancel(_item_id: str, _why: str) -> None:
+        return None
+
+    on_air = OnAir(relay=AmplifierRelay(NoAmplifier(), hold_s=0.0, on_fault=lambda *_: None), horn=Horn(),
+                   audio=SimAudioSink(), store=store, events=events, cancel=cancel)
+    it = item("s1@20261207T230000Z")
+    store.upsert_items([it])
+    assert store.transition(it.item_id, "playing", expect="pending")
+    assert on_air.finish(it, EventKind.PLAY_FINISHED, "played", expect="playing")
+    assert not on_air.finish(it, EventKind.MISSED, "missed", reason="start passed before it could play")
+    assert not on_air.finish(it, EventKind.INTERRUPTED, "interrupted", expect="playing")  # a resume
+    kinds = [json.loads(e.payload)["kind"] for e in store.outbox_head()]
+    assert kinds == ["play_finished"]
+    # An item that never went on air is finished from pending, once.
+    other = item("b7")
+    store.upsert_items([other])
+    assert on_air.finish(other, EventKind.MISSED, "missed", reason="start passed before it could play")
+    assert not on_air.finish(other, EventKind.MISSED, "missed", reason="again")
+    assert len(store.outbox_head()) == 2

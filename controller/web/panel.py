@@ -29,7 +29,8 @@ templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-src 'self'; "
-       "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+       "script-src 'self'; connect-src 'self'; worker-src 'self'; manifest-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
 
 ROLE_NAMES = {
     "admin": "Quản trị hệ thống", "province": "Cán bộ cấp tỉnh",

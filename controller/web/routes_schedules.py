@@ -30,11 +30,12 @@ from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets, commune_ids, resolve
 from controller.usecases import schedules as planning
+from controller.web import agenda as agenda_view
+from controller.web.i18n import gettext_for
 from controller.web.pagekit import (
     Slot,
     authorized_form,
     communes,
-    monday_of,
     page_ctx,
     parse_dmy,
     targets_from_form,
@@ -118,19 +119,24 @@ def _slots(s: Session, ctx: Ctx, monday: date, zone: Any, *, skip: int | None = 
 
 
 def _week_param(request: Request, week: str) -> date:
+    """The week view's first day: today by default (today's plays in view, not last Monday's)."""
     try:
-        return monday_of(date.fromisoformat(week))
+        return date.fromisoformat(week)
     except ValueError:
-        return monday_of(datetime.now(tz(request)).date())
+        return datetime.now(tz(request)).date()
+
+
+VIEWS = ("auto", "week", "agenda")  # auto: the agenda on a phone, the week grid on a wide screen
 
 
 @router.get("/schedules", response_class=HTMLResponse)
-def schedule_list(request: Request, week: str = "") -> Response:
+def schedule_list(request: Request, week: str = "", view: str = "auto") -> Response:
     ctx = page_ctx(request)
     zone = tz(request)
-    monday = _week_param(request, week)
+    monday = _week_param(request, week)  # the grid's first day (any weekday)
     now = datetime.now(UTC)
     with runtime(request).db.session() as s:
+        plan = agenda_view.build(s, ctx.user, zone, now, gettext_for(ctx.lang))
         rows = []
         for sc in reversed(planning.visible(s, ctx.user)):  # the API's GET /schedules, newest first
             nxt = recurrence.occurrences(sc, now, now + timedelta(days=400), limit=1)
@@ -148,6 +154,9 @@ def schedule_list(request: Request, week: str = "") -> Response:
         week=grid,
         week_days=WEEK_DAYS,
         status_name=STATUS,
+        agenda=plan,
+        now_local=now.astimezone(zone),
+        view=view if view in VIEWS else "auto",
     )
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from testkit.harness import System
 from tests.support.audio import chirp
-from tests.support.browser import chromium, chromium_problem, shot, skip_or_fail
+from tests.support.browser import chromium, chromium_problem, open_menu, shot, skip_or_fail
 
 PW = "mat-khau-an-toan-7"
 PAGES = ["/", "/stations", "/bulletins", "/approvals", "/playlog", "/admin/users", "/account/password"]
@@ -183,13 +183,16 @@ async def test_operator_uploads_sends_and_sees_proof_of_play(
     # English switch on every page (admin sees them all), and back.
     for path in PAGES:
         await admin.goto(path)
+        await open_menu(admin)
         await admin.click("#lang-en")
-        await admin.wait_for_selector("#lang-vi")
+        await admin.wait_for_selector("#lang-vi", state="attached")
         assert admin.url.endswith(path), (admin.url, path)
+        await open_menu(admin)
         nav = await admin.locator("header").inner_text()
         assert "Play log" in nav and "Log out" in nav and "Nhật ký phát" not in nav, path
         if path == "/":
             await shot(admin, "08-admin-dashboard-english")
         await admin.click("#lang-vi")
-        await admin.wait_for_selector("#lang-en")
+        await admin.wait_for_selector("#lang-en", state="attached")
+        await open_menu(admin)
         assert "Nhật ký phát" in await admin.locator("header").inner_text()

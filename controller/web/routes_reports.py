@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from controller.core.permissions import Action
 from controller.db.models import AuditEntry, User
 from controller.services import reports
-from controller.web.pagekit import communes, page_ctx, to_int, tz
+from controller.web.pagekit import BAD_DATE, communes, dmy, page_ctx, parse_dmy, to_int, tz
 from controller.web.panel import Ctx, Forbidden, render, runtime, with_headers
 
 router = APIRouter(include_in_schema=False)
@@ -54,10 +54,13 @@ AUDIT_ACTIONS = {
 
 
 def _day(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
+    """A filter day as typed (dd/mm/yyyy; yyyy-mm-dd from the export links); None when empty.
+    ValueError when it is not a day: the page says so (422) rather than quietly ignoring it."""
+    return parse_dmy(value[:40]) if value.strip() else None
+
+
+def _bad_day(request: Request, ctx: Ctx) -> Response:
+    return render(request, "error.html", status=422, ctx=ctx, message=(BAD_DATE, {}))
 
 
 def _filters(
@@ -81,13 +84,17 @@ def _filters(
         None if ctx.scope is None else frozenset(ctx.scope),  # the service filters by area too
         zone,
     )
-    return f, {"from": d_from.isoformat(), "to": d_to.isoformat(), "commune": commune_id}
+    return f, {"from": d_from.isoformat(), "to": d_to.isoformat(), "from_text": dmy(d_from),
+               "to_text": dmy(d_to), "commune": commune_id}  # fmt: skip
 
 
 @router.get("/reports", response_class=HTMLResponse)
 def reports_page(request: Request, start: str = "", end: str = "", commune: str = "") -> Response:
     ctx = page_ctx(request, Action.REPORT_VIEW)
-    f, shown = _filters(request, ctx, start, end, commune)
+    try:
+        f, shown = _filters(request, ctx, start, end, commune)
+    except ValueError:
+        return _bad_day(request, ctx)
     with runtime(request).db.session() as s:
         monthly = reports.monthly(s, f)
         choices = communes(s, ctx.scope)
@@ -111,7 +118,10 @@ async def export(request: Request, fmt: str, start: str = "", end: str = "", com
     ctx = page_ctx(request, Action.REPORT_VIEW)
     if fmt not in ("csv", "xlsx"):
         raise Forbidden()
-    f, _shown = _filters(request, ctx, start, end, commune)
+    try:
+        f, _shown = _filters(request, ctx, start, end, commune)
+    except ValueError:
+        return _bad_day(request, ctx)
 
     def build() -> bytes:
         with runtime(request).db.session() as s:
@@ -148,10 +158,14 @@ def audit_page(
         cond.append(AuditEntry.action == action[:64])
     if object_type:
         cond.append(AuditEntry.object_type == object_type[:32])
-    if (d := _day(start)) is not None:
-        cond.append(AuditEntry.ts >= datetime.combine(d, time(0), zone))
-    if (d := _day(end)) is not None:
-        cond.append(AuditEntry.ts < datetime.combine(d + timedelta(days=1), time(0), zone))
+    try:
+        first, last = _day(start), _day(end)
+    except ValueError:
+        return _bad_day(request, ctx)
+    if first is not None:
+        cond.append(AuditEntry.ts >= datetime.combine(first, time(0), zone))
+    if last is not None:
+        cond.append(AuditEntry.ts < datetime.combine(last + timedelta(days=1), time(0), zone))
     with runtime(request).db.session() as s:
         if user:
             cond.append(AuditEntry.user_id.in_(select(User.id).where(User.username == user[:64])))

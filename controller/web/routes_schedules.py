@@ -36,6 +36,7 @@ from controller.web.pagekit import (
     Slot,
     authorized_form,
     communes,
+    dmy,
     page_ctx,
     parse_dmy,
     targets_from_form,
@@ -174,7 +175,7 @@ def _defaults(request: Request, media: str) -> dict[str, Any]:
         "times": "06:00",
         "every_hours": "2",
         "minute": "0",
-        "start_date": today.isoformat(),
+        "start_date": dmy(today),
         "until_date": "",
         "exdates": "",
         "rrule_raw": "",
@@ -192,8 +193,8 @@ def _from_schedule(sc: Schedule) -> dict[str, Any]:
         "priority": sc.priority,
         "target": "communes" if sc.targets.get("communes") else "all",
         "communes": sc.targets.get("communes", []),
-        "start_date": start.date().isoformat(),
-        "until_date": datetime.fromisoformat(sc.until).date().isoformat() if sc.until else "",
+        "start_date": dmy(start.date()),
+        "until_date": dmy(datetime.fromisoformat(sc.until).date()) if sc.until else "",
         "exdates": ", ".join(
             sorted({datetime.fromisoformat(e).strftime("%d/%m/%Y") for e in sc.exdates or []})
         ),

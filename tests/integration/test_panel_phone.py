@@ -153,3 +153,45 @@ def test_agenda_words_have_english() -> None:
         *agenda_view.PRIORITY.values(),
     }
     assert sorted(w for w in wanted if w not in english) == []
+
+
+def test_days_and_times_are_typed_the_vietnamese_way_and_wrong_ones_get_a_clear_422(panel: Panel) -> None:
+    panel.seed(stations_per_commune=1)
+    admin = _login(panel, "admin")
+    for path in ("/reports", "/audit", "/schedules/new", "/bulletins", "/led"):
+        page = admin.http.get(path).text
+        assert not re.search(r'type="(date|time|datetime-local|month|week)"', page), path
+    reports = admin.http.get("/reports", params={"start": "01/12/2026", "end": "06/12/2026"})
+    assert reports.status_code == 200 and 'value="01/12/2026"' in reports.text
+    assert "start=2026-12-01&amp;end=2026-12-06" in reports.text  # the export links keep ISO days
+    for path, params in (
+        ("/reports", {"start": "31/02/2026"}),
+        ("/audit", {"end": "12/31/2026"}),
+        ("/reports/play-log.csv", {"start": "hôm qua"}),
+        ("/audit", {"start": "1/2/26"}),
+    ):
+        r = admin.http.get(path, params=params)
+        assert (
+            r.status_code == 422 and "Ngày không hợp lệ. Hãy viết ngày theo dạng ngày/tháng/năm" in r.text
+        ), path
+    admin.http.get("/lang?to=en&next=/")
+    r = admin.http.get("/audit", params={"start": "2026/12/01"})
+    assert r.status_code == 422 and "dd/mm/yyyy, e.g. 02/09/2026" in r.text
+    admin.http.get("/lang?to=vi&next=/")
+
+    op = _login(panel, "canbo.hophoa")
+    for typed in ("31/02/2026 07:30", "06/12/2026 7:30 PM", "06/12/2026 25:00"):
+        r = op.post_form(
+            "/bulletins/send",
+            {
+                "title": "Thử",
+                "media_sha256": "0" * 64,
+                "target": "all",
+                "start_local": typed,
+                "priority": "normal",
+            },
+            csrf_from="/bulletins",
+        )
+        assert (
+            r.status_code == 422 and "Thời điểm không hợp lệ. Hãy viết ngày/tháng/năm giờ:phút" in r.text
+        ), typed

@@ -111,7 +111,7 @@ async def test_operator_uploads_sends_and_sees_proof_of_play(
     # Send it to "all" (all of *their* stations) a little ahead, typed in local time (UTC+7).
     start = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).replace(microsecond=0) + timedelta(seconds=20)
     await op.fill('#send-form input[name="title"]', "Thông báo lịch tiêm chủng đợt 2")
-    await op.fill('#send-form input[name="start_local"]', start.strftime("%Y-%m-%dT%H:%M:%S"))
+    await op.fill('#send-form input[name="start_local"]', start.strftime("%d/%m/%Y %H:%M:%S"))
     await op.click("#send-button")
     await op.wait_for_url(re.compile(r".*/playlog\?broadcast_id=\d+.*"))
     # A commune operator's bulletin waits for an approver.

@@ -145,7 +145,7 @@ async def test_technician_enrolls_and_tests_operator_schedules_tts_approver_appr
                 if await box.get_attribute("value") != str(start.weekday()):
                     await box.uncheck()
             await op.fill('#schedule-form input[name="times"]', start.strftime("%H:%M:%S"))
-            await op.fill('#schedule-form input[name="until_date"]', start.date().isoformat())
+            await op.fill('#schedule-form input[name="until_date"]', start.strftime("%d/%m/%Y"))
             await op.click("#schedule-check-button")
             description = await op.locator("#schedule-description").inner_text()
             weekday = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")[

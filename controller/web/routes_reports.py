@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from controller.core.permissions import Action
 from controller.db.models import AuditEntry, User
 from controller.services import reports
+from controller.web import words
+from controller.web.i18n import gettext_for
 from controller.web.pagekit import BAD_DATE, communes, dmy, page_ctx, parse_dmy, to_int, tz
 from controller.web.panel import Ctx, Forbidden, render, runtime, with_headers
 
@@ -50,6 +52,23 @@ AUDIT_ACTIONS = {
     "device.diagnostic.test_tone": "Phát tiếng thử",
     "device.diagnostic.relay_click": "Bật/tắt rơ-le",
     "device.diagnostic.set_volume": "Đặt âm lượng",
+    # the other actions the code records (issue 20: no action shown as its raw name)
+    "alarm.resolve": "Đóng cảnh báo",
+    "area.create": "Thêm địa bàn",
+    "area.import": "Nhập danh mục địa bàn",
+    "area.update": "Sửa địa bàn",
+    "cap.receive": "Nhận cảnh báo CAP",
+    "cap.draft": "Tạo bản tin nháp từ cảnh báo CAP",
+    "cap.failed": "Không xử lý được cảnh báo CAP",
+    "device.credentials": "Cấp lại khoá cho trạm",
+    "live.end": "Kết thúc phát trực tiếp",
+    "policy.update": "Sửa quy định phát",
+    "relay.cancel": "Huỷ tiếp sóng",
+    "update.upload": "Tải lên bản cập nhật phần mềm",
+    "update.rollout": "Triển khai cập nhật phần mềm",
+    "user.create": "Tạo tài khoản",
+    "user.activate": "Mở khoá tài khoản",
+    "user.deactivate": "Khoá tài khoản",
 }
 
 
@@ -141,6 +160,13 @@ async def export(request: Request, fmt: str, start: str = "", end: str = "", com
     )
 
 
+def _audit_row(e: AuditEntry, who: str | None, zone: Any, _: Any) -> dict[str, Any]:
+    """An audit entry in words (the raw object and detail only as a tooltip: issue 20)."""
+    return {"e": e, "who": who, "object": words.audit_object(e.object_type, e.object_id, _),
+            "words": words.audit_detail(e.detail, zone, _),
+            "raw": f"{e.object_type} {e.object_id or ''} {e.detail or ''}"}  # fmt: skip
+
+
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(
     request: Request,
@@ -180,7 +206,8 @@ def audit_page(
             .limit(AUDIT_PAGE)
             .offset((page - 1) * AUDIT_PAGE)
         ).all()
-        entries = [{"e": e, "who": who} for e, who in rows]
+        _ = gettext_for(ctx.lang)
+        entries = [_audit_row(e, who, zone, _) for e, who in rows]
         for r in entries:
             s.expunge(r["e"])
         kinds = sorted(set(AUDIT_ACTIONS) | ({action} if action else set()))  # no scan of the whole log

@@ -21,6 +21,7 @@ from controller.db.statuses import PlayStatus
 from controller.schemas.targets import Targets
 from controller.services.targets import commune_ids
 from controller.usecases import agenda
+from controller.web.pagekit import Slot
 
 UPCOMING_DAYS = 7  # today and the six days after it
 MAX_UPCOMING = 40
@@ -76,6 +77,19 @@ def build(s: Session, user: User, zone: ZoneInfo, now: datetime, _: Callable[...
                   [ln for ln in lines if ln.at.date() > today][:MAX_UPCOMING])  # fmt: skip
 
 
+def week_slots(s: Session, user: User, first: date, zone: ZoneInfo, now: datetime) -> list[Slot]:
+    """The week grid's slots from the same entries: schedules and one-off broadcasts alike."""
+    start = datetime.combine(first, time(0), zone)
+    return [
+        Slot(e.at.astimezone(zone), e.title, "draft" if e.awaiting_approval else "other", _href(e))
+        for e in agenda.entries(s, user, start, start + timedelta(days=7), now=now)
+    ]
+
+
+def _href(e: agenda.Entry) -> str:
+    return f"/schedules/{e.ref_id}/edit" if e.source == "schedule" else f"/playlog?broadcast_id={e.ref_id}"
+
+
 def _line(s: Session, e: agenda.Entry, zone: ZoneInfo, now: datetime, _: Callable[..., str],
           names: dict[int, str]) -> Line:  # fmt: skip
     local = e.at.astimezone(zone)
@@ -83,9 +97,8 @@ def _line(s: Session, e: agenda.Entry, zone: ZoneInfo, now: datetime, _: Callabl
     kind = _(SCHEDULED) if e.source == "schedule" else _(ONE_OFF)
     if e.priority in PRIORITY:
         kind += " · " + _(PRIORITY[e.priority])
-    href = f"/schedules/{e.ref_id}/edit" if e.source == "schedule" else f"/playlog?broadcast_id={e.ref_id}"
     return Line(local, local.strftime("%H:%M"), local.strftime("%d/%m/%Y"), e.title, kind,
-                where(s, e.targets, _, names), outcome(e, past, _), past, href)  # fmt: skip
+                where(s, e.targets, _, names), outcome(e, past, _), past, _href(e))  # fmt: skip
 
 
 def outcome(e: agenda.Entry, past: bool, _: Callable[..., str]) -> str:

@@ -144,7 +144,7 @@ def schedule_list(request: Request, week: str = "", view: str = "auto") -> Respo
             count = station_count(s, Targets.model_validate(sc.targets))
             rows.append(Row(sc, describe(sc, ctx.lang), nxt[0].start if nxt else None, count))
             s.expunge(sc)
-        grid = week_grid(monday, _slots(s, ctx, monday, zone))
+        grid = week_grid(monday, agenda_view.week_slots(s, ctx.user, monday, zone, now))
     drafts = [r for r in rows if r.schedule.status == ScheduleStatus.DRAFT]
     return render(
         request,

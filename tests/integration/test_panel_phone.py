@@ -122,6 +122,7 @@ def test_agenda_lists_today_and_upcoming_with_what_happened_in_the_callers_area(
     heads = re.findall(r"<th(?!ead)(?! class=\"hour\")([^>]*)>", grid[: grid.index("</thead>")])
     assert len(heads) == 7 and heads[0] == ' class="today" aria-current="date"', heads
     assert re.search(r'slot slot-other slot-past" title="' + MIDNIGHT_TITLE, grid)
+    assert f'title="{LATER_TITLE}"' in grid and OTHER_TITLE not in grid  # one-off bulletins too, in the area
 
     # Anonymous: to the login page.
     r = panel.client().http.get("/schedules", follow_redirects=False)

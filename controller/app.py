@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers: dict[str, str] = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         headers |= getattr(exc, "headers", {})  # RetryLater: Retry-After
         return JSONResponse(
-            {"detail": t(exc.key, lang, **exc.params), "code": exc.key},
+            {"detail": t(exc.key, lang, **exc.params), "code": exc.key, **exc.details()},
             status_code=exc.status,
             headers=headers,
         )

@@ -23,6 +23,7 @@ from controller.mqtt.tls import broker_tls_context
 from controller.services import broker_auth, metrics, seed, signing_keys, telemetry
 from controller.services.alarms.engine import AlarmEngine
 from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
+from controller.services.alarms.personal import personal_notifiers
 from controller.services.audio_lanes import AudioLanes
 from controller.services.backup.nightly import NightlyBackup
 from controller.services.broker_outages import OutageRecorder
@@ -82,7 +83,7 @@ class Runtime:
             signing_keys.ensure_genesis(s, keys_dir, settings.signing_key_path)
         with db.session() as s:
             signer = Signer(signing_keys.active_pair(s, keys_dir, settings.signing_key_path))
-        notifications = NotificationHub(notifiers_from_settings(settings))
+        notifications = NotificationHub(notifiers_from_settings(settings) + personal_notifiers(db, settings))
         alarms = AlarmEngine(db, settings, notifications)
         provincial = ProvincialSettings()
         ingest = Ingest(db, after_store=alarms.submit,

@@ -178,6 +178,25 @@ _communecast_setup() (
         rm -f "$stamp"
     fi
 
+    # --- front-end libraries (the panel's map: Leaflet, docs/map.md) ------------------------
+    # From the npm registry with the committed lock file; never committed, never a CDN. Without
+    # node/npm the map still works (the server draws the stations as SVG): say so and go on.
+    frontend="$root/controller/web/frontend"
+    if [[ -f $frontend/package-lock.json ]]; then
+        if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+            lock_sum=$(cksum <"$frontend/package-lock.json" | cut -d' ' -f1)
+            lock_stamp="$frontend/node_modules/.communecast-lock.cksum"
+            if [[ $(cat "$lock_stamp" 2>/dev/null || true) != "$lock_sum" ]]; then
+                say "npm ci in controller/web/frontend (Leaflet for the panel's map)"
+                quietly npm-ci npm ci --prefix "$frontend" --no-audit --no-fund --ignore-scripts
+                printf '%s\n' "$lock_sum" >"$lock_stamp"
+            fi
+        else
+            echo "[setup] WARNING: node and npm not found: the panel's map will show stations on a plain SVG" \
+                "background without Leaflet (install them, e.g. apt-get install nodejs npm, and run setup again)" >&2
+        fi
+    fi
+
     # --- the project itself -------------------------------------------------------------
     want=$("$venv/bin/python" -c \
         'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' \

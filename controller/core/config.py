@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     # Every time shown to people, every local day and month (reports, policy windows, schedules
     # without their own zone) is in this zone; services receive it from their caller.
     timezone: str = DEFAULT_TIMEZONE
+    # The panel's map (/map, docs/map.md): a tile URL template such as
+    # "https://tile.openstreetmap.org/{z}/{x}/{y}.png" (or a province's own tile server) and its
+    # attribution. Empty (the default): no tiles, the stations on a plain background.
+    map_tile_url: str = ""
+    map_tile_attribution: str = "© OpenStreetMap contributors"
     media_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # Any other request body (JSON, forms) above this gets 413 before it is read; uploads have
     # their own limits (media_max_bytes, cap_max_bytes). See controller/request_guard.py.
@@ -178,6 +183,21 @@ class Settings(BaseSettings):
     alarm_email_to: list[str] = Field(default_factory=list)
     # More notifiers: "module:factory" paths, each factory(settings) -> Notifier.
     alarm_notifiers: list[str] = Field(default_factory=list)
+    # Alarms where people are (issue 20 item 9, docs/health.md "Per-user SMS and Zalo"): each user
+    # sets their number, Zalo user id, channels and quiet hours (account page). SMS goes through a
+    # GSM modem on this pyserial URL (/dev/ttyUSB2, socket://host:port); none: no SMS.
+    alarm_sms_port: str | None = None
+    alarm_sms_baudrate: int = Field(default=115200, ge=1200)
+    alarm_sms_attempts: int = Field(default=3, ge=1, le=10)
+    alarm_sms_retry_s: float = Field(default=2.0, ge=0, le=300)
+    # Zalo Official Account messages: the OA access token only from the environment
+    # (COMMUNECAST_ZALO_OA_ACCESS_TOKEN); none: no Zalo.
+    zalo_oa_url: str = "https://openapi.zalo.me/v3.0/oa/message/cs"
+    zalo_oa_access_token: SecretStr | None = None
+    zalo_attempts: int = Field(default=4, ge=1, le=10)
+    zalo_retry_s: float = Field(default=1.0, ge=0, le=300)
+    # Kinds that reach people also during their quiet hours.
+    alarm_critical_kinds: list[str] = Field(default_factory=lambda: ["offline", "mains_loss"])
     # /metrics: with a token, a bearer token is required; without, only loopback clients get it.
     metrics_token: str | None = None
 

@@ -142,6 +142,11 @@ class Media(Base):
     normalization: Mapped[str | None] = mapped_column(String(16))
     warnings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     origin: Mapped[str | None] = mapped_column(String(16))  # upload | tts | asset
+    # Media library (migration 0025_media_library): the name people see, tags, and a date after
+    # which it may not be used in a new broadcast or schedule (controller/services/media_library.py).
+    title: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Broadcast(Base):

@@ -209,6 +209,9 @@ class BroadcastCreate(BaseModel):
     text: str | None = Field(default=None, min_length=1, max_length=1000)
     voice: str = Field(default="vi-north", max_length=32)
     repeat: str | None = Field(default=None, min_length=6, max_length=1000)
+    # Emergency only: a shorter text for the LED boards than the one read out (issue 20 item 8,
+    # emergency presets); without it the boards show `text`.
+    led_text: str | None = Field(default=None, min_length=1, max_length=200)
 
     def playlist(self) -> list[str]:
         return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)

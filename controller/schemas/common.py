@@ -41,6 +41,7 @@ class PolicyOutcome(Out):
     status: str
     reason: str | None = None
     rule: dict[str, Any] | None = None
+    where: list[dict[str, Any]] | None = None  # a recording still in use: what uses it
     code: str | None = None
 
 

@@ -80,6 +80,18 @@ class AreaOut(Out):
     commune_ids: list[int] | None = None  # a group's communes (groups only)
 
 
+class AreaImportOut(Out):
+    """What an import of a province from the packages did (or would do, on a dry run)."""
+
+    province: str
+    province_id: int | None = None
+    dry_run: bool
+    created: int
+    updated: int
+    unchanged: int
+    changes: list[str] = Field(default_factory=list)  # "created Xã Tam Dương (8869)"...
+
+
 # -- requests ------------------------------------------------------------------------------------------
 class DeviceCreate(BaseModel):
     """POST /api/v1/devices (and each row of a CSV import)."""
@@ -112,3 +124,12 @@ class AreaCreate(BaseModel):
                                        description="a group's member communes (ids or official codes)")
     group_ids: list[AreaRef] = Field(default_factory=list, max_length=50,
                                      description="a commune's groups (ids or codes)")
+
+
+class AreaImport(BaseModel):
+    """POST /api/v1/areas/import: a province by official code ("25") or name ("Phú Thọ")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    province: str = Field(min_length=1, max_length=100)
+    dry_run: bool = False

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from controller.core.i18n import t
 from controller.db.models import Media
@@ -35,6 +35,9 @@ class MediaOut(Out):
     normalization: str | None = None
     origin: str | None = None
     warnings: list[MediaWarning]
+    title: str | None = None  # the name people see (the file name until someone renames it)
+    tags: list[str] = Field(default_factory=list)
+    expires_at: str | None = None
 
     @classmethod
     def body(cls, m: Media, language: str = "vi") -> dict[str, Any]:
@@ -53,6 +56,9 @@ class MediaOut(Out):
             "codec": m.codec,
             "original_name": m.original_name,
             "url": f"/media/{m.sha256}",
+            "title": m.title or m.original_name,
+            "tags": m.tags or [],
+            "expires_at": m.expires_at.isoformat() if m.expires_at else None,
             "created_at": m.created_at.isoformat(),
             "loudness_lufs": m.loudness_lufs,
             "true_peak_dbtp": m.true_peak_dbtp,
@@ -91,3 +97,13 @@ class TtsRequest(BaseModel):
     voice: str = "vi-north"
     rate: float = 1.0
     title: str | None = Field(default=None, max_length=200)
+
+
+class MediaPatch(BaseModel):
+    """PATCH /api/v1/media/{sha256}: any of a new title, the tags, an expiry (null clears it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=200)
+    tags: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(default=None, max_length=20)
+    expires_at: AwareDatetime | None = None

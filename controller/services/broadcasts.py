@@ -12,7 +12,7 @@ from controller.core.errors import NotFound, UserError
 from controller.db.models import Broadcast, Delivery, Device, Media, User
 from controller.db.statuses import BroadcastStatus, DeviceKind
 from controller.schemas.broadcasts import BroadcastCreate
-from controller.services import approval, audit, dispatch, policy, recurrence
+from controller.services import approval, audit, dispatch, media_library, policy, recurrence
 from controller.services.targets import resolve, stored
 from protocol.messages import MediaRef, Priority, ScheduleItem
 
@@ -67,6 +67,7 @@ def create(
     for sha in playlist:
         if sha not in media:
             raise NotFound("media.not_found", sha256=sha)
+    media_library.check_usable(list(media.values()), now)
     start_at = req.start_at.astimezone(UTC) if req.start_at else now + NOW_LEAD
     if start_at < now - PAST_TOLERANCE:
         raise UserError(422, "broadcast.in_past", start_at=start_at.isoformat())

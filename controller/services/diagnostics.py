@@ -93,6 +93,37 @@ async def send(
     return row
 
 
+async def send_many(
+    link: StationCommands, s: Session, user: User, stations: list[Device], req: DiagnosticRequest
+) -> list[DiagnosticCommandRow]:
+    """One action on many stations already checked by the caller (usecases/stations.py): every
+    station's kind and params are checked before anything is stored, all rows are committed in
+    one transaction, then published. So a refusal leaves nothing behind and nothing is sent."""
+    checked = [(device, *check(device, req)) for device in stations]
+    if not link.bus.connected.is_set():
+        raise UserError(503, "ops.broker_down")
+    sealed: list[tuple[Device, DiagnosticCommandRow, bytes]] = []
+    for device, action, params in checked:
+        body = {"action": action.value, "params": params}
+        env = Envelope.new(CommandKind.DIAGNOSTIC, f"dev/{device.uid}", body, ttl=COMMAND_TTL,
+                           priority=Priority.FILLER)
+        row = DiagnosticCommandRow(id=env.id, device_id=device.id, action=action.value, params=params,
+                                   state=DiagnosticState.PENDING, created_by=user.id,
+                                   expires_at=env.expires_at)
+        s.add(row)
+        audit.record(s, user.id, f"device.diagnostic.{action.value}", "device", device.id,
+                     command_id=env.id, params=params, bulk=len(stations))
+        sealed.append((device, row, SignedMessage.seal(env, link.signer).to_bytes()))
+    s.commit()
+    for device, row, payload in sealed:
+        try:
+            await link.bus.publish(topics.cmd(device.uid), payload, qos=1)
+        except ConnectionError:  # the broker went away mid-way: say so on the rows not sent
+            row.state, row.result, row.finished_at = "error", {"error": "not_sent"}, datetime.now(UTC)
+    s.commit()
+    return [row for _d, row, _p in sealed]
+
+
 def get(s: Session, user: User, device_id: int, command_id: str) -> DiagnosticCommandRow:
     _device_for(s, user, device_id, Action.VIEW)
     row = s.get(DiagnosticCommandRow, command_id)

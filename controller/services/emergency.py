@@ -41,7 +41,7 @@ from controller.db.statuses import (
     ScheduleStatus,
 )
 from controller.schemas.broadcasts import BroadcastCreate
-from controller.services import approval, audit, dispatch, led, policy, recurrence
+from controller.services import approval, audit, dispatch, led, media_library, policy, recurrence
 from controller.services.broadcasts import check_emergency_fields, item_id_for
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets, commune_ids, normalized
@@ -383,6 +383,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     for sha in playlist:
         if sha not in media:
             raise NotFound("media.not_found", sha256=sha)
+    media_library.check_usable(list(media.values()))
     rec = None
     if req.repeat:  # validate before anything is stored or sent
         check_rule_text(req.repeat)
@@ -413,12 +414,13 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
                             lead_ms=round(lead.seconds * 1000, 1), lead_basis=lead.basis[:200],
                             requested_at=now, status=EmergencyStatus.ACTIVE)
     boards: list[int] = []
-    if req.text:
-        boards = led.mirror_emergency_text(session, req.targets, req.text, None, user_id=uid, now=now)
+    board_text = req.led_text or req.text  # a preset's short LED line, else the read-out text
+    if board_text:
+        boards = led.mirror_emergency_text(session, req.targets, board_text, None, user_id=uid, now=now)
         if boards:
             em.led_message_id = session.scalar(
                 select(LedMessageRow.id).where(LedMessageRow.source == "emergency",
-                                               LedMessageRow.text == req.text)
+                                               LedMessageRow.text == board_text)
                 .order_by(LedMessageRow.id.desc()).limit(1))
     if rec is not None and req.repeat:
         sc = _repeat_schedule(req, rec, playlist, duration_s, start_at, uid)

@@ -314,6 +314,8 @@ def clear_retained(bus: CommandBus, uid: str) -> None:
 class CsvProblem:
     line: int
     problem: str
+    column: str = ""  # the column at fault, and what is wrong (pydantic's error type or "no_commune"):
+    kind: str = ""    # the panel words it in Vietnamese from these (routes_stations.py)
 
 
 def parse_csv(session: Session, data: bytes) -> tuple[list[devices.DeviceCreate], list[CsvProblem]]:
@@ -346,7 +348,8 @@ def parse_csv(session: Session, data: bytes) -> tuple[list[devices.DeviceCreate]
         if commune_id is None and row.get("commune_code"):
             commune_id = codes.get(row["commune_code"])
             if commune_id is None:
-                problems.append(CsvProblem(line, f"commune_code {row['commune_code']!r}: no such commune"))
+                problems.append(CsvProblem(line, f"commune_code {row['commune_code']!r}: no such commune",
+                                           "commune_code", "no_commune"))
                 continue
         try:
             req = devices.DeviceCreate(
@@ -357,11 +360,12 @@ def parse_csv(session: Session, data: bytes) -> tuple[list[devices.DeviceCreate]
         except ValidationError as exc:
             for err in exc.errors():
                 field = ".".join(str(p) for p in err.get("loc", ()))
-                problems.append(CsvProblem(line, f"{field}: {err['msg']}"))
+                problems.append(CsvProblem(line, f"{field}: {err['msg']}", field, str(err.get("type", ""))))
             continue
         area = session.get(Area, req.commune_id)
         if area is None or area.level != AreaLevel.COMMUNE:
-            problems.append(CsvProblem(line, f"commune_id {req.commune_id}: no such commune"))
+            problems.append(CsvProblem(line, f"commune_id {req.commune_id}: no such commune",
+                                       "commune_id", "no_commune"))
             continue
         out.append(req)
     return out, problems

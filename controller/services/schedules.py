@@ -23,7 +23,7 @@ from controller.db.statuses import (
     ScheduleStatus,
 )
 from controller.schemas.schedules import ScheduleIn
-from controller.services import approval, audit, dispatch, policy
+from controller.services import approval, audit, dispatch, media_library, policy
 from controller.services.recurrence import (
     CHECK_WINDOW,
     MAX_CHECKED,
@@ -53,6 +53,7 @@ def _validate(
     for sha in req.media:
         if sha not in media:
             raise NotFound("media.not_found", sha256=sha)
+    media_library.check_usable(list(media.values()))
     check_rule_text(req.rrule)
     rec = Recurrence.of(req.rrule, req.dtstart, req.until, req.exdates, req.timezone)
     check_rule(rec.rule, req.rrule, limits)  # the rule dateutil built, not its text

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from controller.core.errors import UserError
 from controller.core.permissions import Action, communes_in_scope
 from controller.db.models import User
-from controller.services import areas
+from controller.services import area_import, areas
 from controller.usecases.access import require
 
 
@@ -24,8 +24,23 @@ def listing(session: Session, user: User, f: areas.AreaFilter) -> list[dict[str,
     return areas.listing(session, f)
 
 
-def create(session: Session, user: User, req: areas.NewArea) -> dict[str, Any]:
-    """Only an admin shapes the tree (the importer, `communecast areas import`, is the usual way)."""
+def _admin(user: User) -> None:
     if user.role != "admin" or not user.active:
         raise UserError(403, "auth.forbidden")
+
+
+def create(session: Session, user: User, req: areas.NewArea) -> dict[str, Any]:
+    """Only an admin shapes the tree (the importer, `communecast areas import`, is the usual way)."""
+    _admin(user)
     return areas.create(session, user.id, req)
+
+
+def import_province(session: Session, user: User, ref: str, *, dry_run: bool) -> area_import.ImportResult:
+    """A province and its communes from the packages (services/area_import.py), as
+    `communecast areas import` does; admins only. The caller commits (nothing to commit on a
+    dry run)."""
+    _admin(user)
+    try:
+        return area_import.import_province(session, ref.strip(), dry_run=dry_run, user_id=user.id)
+    except area_import.ImportError_ as exc:
+        raise UserError(422, "areas.unknown_province", province=ref.strip()[:100]) from exc

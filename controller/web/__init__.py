@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from controller.web import vendor
 from controller.web.panel import HERE, BadCsrf, Forbidden, LoginRequired, redirect, render, with_headers
 from controller.web.routes import router
 
@@ -33,6 +34,8 @@ def mount_panel(app: FastAPI) -> None:
     for feature in feature_routers():
         app.include_router(feature)
     app.mount(STATIC_PREFIX, StaticFiles(directory=HERE / "static"), name="panel-static")
+    # npm-installed front-end libraries (controller/web/vendor.py); absent until setup.sh ran npm ci.
+    app.mount(vendor.PREFIX, StaticFiles(directory=vendor.NODE_MODULES, check_dir=False), name="panel-vendor")
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:

@@ -17,6 +17,7 @@ from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.core.permissions import Action, all_in_scope
 from controller.services.targets import Targets
+from controller.web import target_picker
 from controller.web.panel import Ctx, Forbidden, check_csrf, current, runtime
 
 Message = tuple[str, dict[str, Any]]  # (Vietnamese msgid, params): translated by the template
@@ -62,6 +63,9 @@ def communes(s: Session, scope: set[int] | None) -> list[tuple[int, str]]:
 def targets_from_form(s: Session, ctx: Ctx, form: Any) -> Targets:
     """'all' (= all of the user's area) or chosen communes; outside the area is a 403."""
     mode = str(form.get("target", "all"))
+    if mode == "picked":  # by name: communes, groups, stations (target_picker.py); outside: 403
+        picks = [str(v) for v in form.getlist("pick")]
+        return target_picker.to_targets(target_picker.picked(s, ctx, picks))
     if mode == "communes":
         ids = [i for i in (to_int(v) for v in form.getlist("communes")) if i is not None]
         if not ids:

@@ -43,6 +43,8 @@ ROLE_NAMES = {
     "viewer": "Người xem", "operator": "Cán bộ vận hành",
 }  # fmt: skip
 NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from the URL
+    "media_saved": "Đã lưu thông tin bản ghi âm.",
+    "media_deleted": "Đã xoá bản ghi âm.",
     "uploaded": "Đã tải lên bản tin. Nghe thử trước khi phát.",
     "sent": "Đã gửi lệnh phát tới các trạm.",
     "sent_broker_down": "Đã lưu lệnh phát, nhưng máy chủ MQTT hiện không trả lời: các trạm sẽ nhận "
@@ -63,6 +65,10 @@ NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from 
     "diag_sent": "Đã gửi lệnh kiểm tra tới trạm.",
     "alarm_acked": "Đã xác nhận cảnh báo.",
     "emergency_cancelled": "Đã dừng phát khẩn cấp.",
+    "position_saved": "Đã lưu vị trí trạm.",
+    # alarms where people are, emergency presets (issue 20 items 8 and 9)
+    "alerts": "Đã lưu cài đặt nhận cảnh báo.",
+    "preset_saved": "Đã lưu mẫu thông báo khẩn cấp.",
 }
 EVENT_KINDS = {
     "ack": "Đã nhận lệnh", "rejected": "Từ chối lệnh", "play_started": "Bắt đầu phát",

@@ -142,8 +142,19 @@ class StationPage:
 
 
 def station_filter(q: str, commune_id: int | None, state: str, kind: str,
-                   scope: set[int] | None) -> list[Any]:
+                   scope: set[int] | None, group_id: int | None = None) -> list[Any]:
     cond = _active(scope)
+    if group_id:  # a group of communes (docs/areas.md): its member communes
+        from controller.db.models import AreaGroupMember
+
+        members = select(AreaGroupMember.commune_id).where(AreaGroupMember.group_id == group_id)
+        cond.append(Device.commune_id.in_(members))
+    if state == "alarm":  # an alarm not resolved yet (open or acknowledged)
+        from controller.db.models_health import Alarm
+        from controller.db.statuses import AlarmState
+
+        alarmed = select(Alarm.device_id).where(Alarm.state != AlarmState.RESOLVED)
+        cond.append(Device.id.in_(alarmed))
     if q:
         like = f"%{q.strip().lower()}%"
         cond.append(or_(func.lower(Device.name).like(like), func.lower(Device.uid).like(like)))
@@ -161,8 +172,9 @@ def station_filter(q: str, commune_id: int | None, state: str, kind: str,
 
 
 def stations(s: Session, *, q: str = "", commune_id: int | None = None, state: str = "", kind: str = "",
-             page: int = 1, scope: set[int] | None = None, page_size: int = PAGE_SIZE) -> StationPage:
-    cond = station_filter(q, commune_id, state, kind, scope)
+             page: int = 1, scope: set[int] | None = None, page_size: int = PAGE_SIZE,
+             group_id: int | None = None) -> StationPage:
+    cond = station_filter(q, commune_id, state, kind, scope, group_id)
     total = s.scalar(select(func.count()).select_from(Device).where(*cond)) or 0
     pages = max(1, math.ceil(total / page_size))
     page = min(max(page, 1), pages)

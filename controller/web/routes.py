@@ -18,7 +18,6 @@ from controller.core.errors import NotFound
 from controller.core.permissions import visible_device
 from controller.db.models import Area
 from controller.web import dashboard_alarms, dashboard_backup, queries
-from controller.web.pagekit import to_int
 from controller.web.panel import (
     BadCsrf,
     Forbidden,
@@ -84,16 +83,7 @@ async def stream(request: Request) -> Response:
 # ---- stations -----------------------------------------------------------------------------
 
 
-@router.get("/stations", response_class=HTMLResponse)
-def station_list(request: Request, q: str = "", commune: str = "", state: str = "", kind: str = "",
-                 page: int = 1) -> Response:
-    with runtime(request).db.session() as s:
-        ctx = current(request, s)
-        result = queries.stations(s, q=q[:100], commune_id=to_int(commune), state=state, kind=kind,
-                                  page=page, scope=ctx.scope)
-        communes = queries.communes(s, ctx.scope)
-    return render(request, "stations.html", ctx=ctx, result=result, communes=communes,
-                  f={"q": q[:100], "commune": to_int(commune), "state": state, "kind": kind})
+# The list itself (filters, bulk actions, CSV): routes_stations.py.
 
 
 @router.get("/stations/{device_id}", response_class=HTMLResponse)

@@ -20,7 +20,7 @@ from controller.services import audit, broadcasts
 from controller.services.media import record_media
 from controller.services.targets import Targets, group_members
 from controller.usecases import broadcasts as sending
-from controller.web import queries
+from controller.web import queries, target_picker
 from controller.web.lateness import late_stations
 from controller.web.pagekit import BAD_DATETIME, authorized_form, parse_local, to_int
 from controller.web.panel import (
@@ -39,9 +39,11 @@ router = APIRouter(include_in_schema=False)
 
 
 def _bulletins_page(request: Request, ctx: Ctx, *, status: int = 200, error: Any = None,
-                    selected: str | None = None, form: dict[str, Any] | None = None) -> Response:
+                    selected: str | None = None, form: dict[str, Any] | None = None,
+                    posted: Any = None) -> Response:
     rt = runtime(request)
     with rt.db.session() as s:
+        picker = target_picker.picker(s, ctx, posted)  # the send form's targets by name
         media = list(s.scalars(select(Media).order_by(Media.created_at.desc()).limit(30)))
         recent_q = select(Broadcast).order_by(Broadcast.created_at.desc()).limit(15)
         if ctx.scope is not None:
@@ -56,7 +58,8 @@ def _bulletins_page(request: Request, ctx: Ctx, *, status: int = 200, error: Any
              for w in (getattr(chosen, "warnings", None) or []) if w.get("code")]
     return render(request, "bulletins.html", status=status, ctx=ctx, media=media, recent=recent,
                   communes=communes, groups=groups, error=error, selected=selected, notes=notes,
-                  form=form or {})
+                  form=form or {}, picker=picker, picker_action="/bulletins/pick",
+                  picker_kinds=target_picker.KIND_LABELS)
 
 
 @router.get("/bulletins", response_class=HTMLResponse)
@@ -91,6 +94,8 @@ def form_targets(s: Any, ctx: Ctx, form: Any) -> Targets:
     stations), each checked against the caller's area: the bulletin and live-relay pages share it."""
     mode = str(form.get("target", ""))
     if mode == "all":
+        if form.getlist("pick"):  # "all" and some places ticked: ask rather than guess
+            raise ValueError("all and picks")
         if ctx.scope is None:
             return Targets(all=True)
         return Targets(communes=sorted(ctx.scope))
@@ -106,6 +111,8 @@ def form_targets(s: Any, ctx: Ctx, form: Any) -> Targets:
         if not all_in_scope(s, ctx.user, group_members(s, ids)):
             raise Forbidden()
         return Targets(groups=ids)
+    if mode == "picked":  # by name (target_picker.py); a pick outside the area is a 403
+        return target_picker.to_targets(target_picker.picked(s, ctx, [str(v) for v in form.getlist("pick")]))
     if mode == "stations":
         words = [w for w in str(form.get("stations", "")).replace(";", ",").replace(" ", ",").split(",") if w]
         ids = {i for i in (to_int(w) for w in words) if i is not None}
@@ -116,6 +123,17 @@ def form_targets(s: Any, ctx: Ctx, form: Any) -> Targets:
             raise Forbidden()
         return Targets(devices=[i for i, _c in rows] or [-1])
     raise ValueError("no target")
+
+
+@router.post("/bulletins/pick", response_class=HTMLResponse)
+async def pick_targets(request: Request) -> Response:
+    """The send form posted back to search for targets (no JavaScript): the page again with what
+    was typed and ticked kept, and the results for `target_q`. Nothing is sent."""
+    _rt, form, ctx = await authorized_form(request, Action.BROADCAST_SEND)
+    values: dict[str, Any] = {k: str(form.get(k, "")) for k in ("title", "media_sha256", "start_local",
+                                                                  "priority")}
+    values["target"] = "picked"
+    return _bulletins_page(request, ctx, form=values, posted=form, selected=values["media_sha256"] or None)
 
 
 @router.post("/bulletins/send", response_class=HTMLResponse)
@@ -133,7 +151,8 @@ async def send(request: Request) -> Response:
         try:
             start_at = parse_local(values["start_local"], ZoneInfo(rt.settings.timezone))
         except ValueError:  # dd/mm/yyyy HH:MM, the panel's own format (templates/_fields.html)
-            return _bulletins_page(request, ctx, status=422, form=values, error=(BAD_DATETIME, {}))
+            return _bulletins_page(request, ctx, status=422, form=values, posted=form,
+                                   error=(BAD_DATETIME, {}))
     try:
         with rt.db.session() as s:
             targets = form_targets(s, ctx, form)
@@ -155,9 +174,9 @@ async def send(request: Request) -> Response:
             error = ("Hãy chọn một bản tin âm thanh.", {})
         else:
             error = ("Hãy chọn nơi phát: tất cả, một số xã hoặc một số trạm.", {})
-        return _bulletins_page(request, ctx, status=422, form=values, error=error)
+        return _bulletins_page(request, ctx, status=422, form=values, error=error, posted=form)
     except UserError as exc:
-        return _bulletins_page(request, ctx, status=exc.status, form=values,
+        return _bulletins_page(request, ctx, status=exc.status, form=values, posted=form,
                                error=(t(exc.key, ctx.lang, **exc.params), {}))
     if not airs:
         return redirect(f"/playlog?broadcast_id={bc_id}&ok=draft")

@@ -26,6 +26,8 @@ from controller.services import broadcast_status, emergency, rrule_text
 from controller.services.targets import Targets
 from controller.services.tts import VOICES
 from controller.usecases import broadcasts as sending
+from controller.usecases import presets
+from controller.web import target_picker
 from controller.web.lateness import describe
 from controller.web.pagekit import authorized_form, communes, page_ctx, targets_from_form, to_int, user_error
 from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
@@ -54,23 +56,27 @@ def _repeat_rule(values: dict[str, Any]) -> str | None:
 
 
 def _read(form: Any) -> dict[str, Any]:
-    keys = ("title", "text", "media", "voice", "target", "repeat", "every_hours")
+    keys = ("title", "text", "media", "voice", "target", "repeat", "every_hours", "led_text")
     values: dict[str, Any] = {k: str(form.get(k, "")).strip() for k in keys}
     values["communes"] = [to_int(v) for v in form.getlist("communes")]
+    values["pick"] = [str(v) for v in form.getlist("pick")][:200]  # targets by name (target_picker.py)
     values["title"] = values["title"] or "Thông báo khẩn cấp"
     return values
 
 
 def _form_page(
-    request: Request, ctx: Ctx, *, status: int = 200, values: dict[str, Any] | None = None, error: Any = None
+    request: Request, ctx: Ctx, *, status: int = 200, values: dict[str, Any] | None = None, error: Any = None,
+    posted: Any = None,
 ) -> Response:
     with runtime(request).db.session() as s:
         choices = communes(s, ctx.scope)
+        picker = target_picker.picker(s, ctx, posted if posted is not None else values)
         media = [
             (m.sha256, m.original_name, m.duration_s)
             for m in s.scalars(select(Media).order_by(Media.created_at.desc()).limit(30))
         ]
         recent = sending.visible_emergencies(s, ctx.user, 10)  # the API's rule, as `_visible`
+        offered = presets.presets(s, ctx.user)  # the user's province's (issue 20 item 8)
     return render(
         request,
         "emergency.html",
@@ -83,6 +89,8 @@ def _form_page(
         or {"target": "all", "communes": [], "repeat": "none", "every_hours": "2", "voice": "vi-north"},
         voices=[(v, VOICE_NAMES.get(v, v)) for v in VOICES],
         error=error,
+        picker=picker, picker_action="/emergency/pick", picker_kinds=target_picker.KIND_LABELS,
+        presets=offered,
     )
 
 
@@ -102,9 +110,30 @@ def _visible(s: Session, ctx: Ctx, broadcast_id: int) -> Broadcast | None:
         return None
 
 
+@router.post("/emergency/pick", response_class=HTMLResponse)
+async def pick_targets(request: Request) -> Response:
+    """The form posted back to search for targets by name (no JavaScript); nothing is sent."""
+    _rt, form, ctx = await authorized_form(request, Action.BROADCAST_EMERGENCY)
+    values = _read(form) | {"target": "picked"}
+    return _form_page(request, ctx, values=values, posted=form)
+
+
 @router.get("/emergency", response_class=HTMLResponse)
-def emergency_form(request: Request) -> Response:
-    return _form_page(request, page_ctx(request, Action.BROADCAST_EMERGENCY))
+def emergency_form(request: Request, preset: str | None = None) -> Response:
+    """`?preset=flood`: the form filled from the user's province's preset (one tap, no script)."""
+    ctx = page_ctx(request, Action.BROADCAST_EMERGENCY)
+    if preset:
+        with ctx.rt.db.session() as s:
+            chosen = next((p for p in presets.presets(s, ctx.user) if p.key == preset), None)
+        if chosen is not None:
+            return _form_page(request, ctx, values=_preset_values(chosen))
+    return _form_page(request, ctx)
+
+
+def _preset_values(p: presets.Preset) -> dict[str, Any]:
+    return {"title": p.title, "text": p.text, "led_text": p.led_text, "voice": p.voice, "target": "all",
+            "communes": [], "repeat": "hours" if p.repeat_hours else "none",
+            "every_hours": str(p.repeat_hours or 2), "preset": p.key}
 
 
 def _request(s: Any, ctx: Ctx, form: Any, values: dict[str, Any]) -> BroadcastCreate:
@@ -118,14 +147,18 @@ def _request(s: Any, ctx: Ctx, form: Any, values: dict[str, Any]) -> BroadcastCr
         text=values["text"] or None,
         voice=values["voice"] or "vi-north",
         repeat=_repeat_rule(values),
+        led_text=values.get("led_text", "")[:200] or None,
     )
 
 
 def _area_names(s: Any, targets: Targets, ctx: Ctx) -> list[str]:
     if targets.all:
         return ["Tất cả các trạm"]
-    ids = list(targets.communes)
-    return [n for (n,) in s.execute(select(Area.name).where(Area.id.in_(ids)).order_by(Area.name))]
+    ids = [*targets.communes, *targets.groups]
+    names = [n for (n,) in s.execute(select(Area.name).where(Area.id.in_(ids)).order_by(Area.name))]
+    if targets.devices:  # stations picked by name
+        names += [n for (n,) in s.execute(select(Device.name).where(Device.id.in_(targets.devices)))]
+    return names
 
 
 @router.post("/emergency/confirm", response_class=HTMLResponse)

@@ -24,8 +24,11 @@ from controller.db.models import Area, Device
 from controller.db.statuses import DeviceKind
 from controller.services import devices, enrollment
 from controller.usecases import enrollment as enrolling
-from controller.web.pagekit import authorized_form, communes, line_chart, page_ctx, to_int, user_error
+from controller.web.charts import Threshold, line_chart, number
+from controller.web.i18n import gettext_for
+from controller.web.pagekit import authorized_form, communes, page_ctx, to_int, user_error
 from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
+from controller.web.vendor import map_assets, with_map_headers
 
 router = APIRouter(include_in_schema=False)
 CHARTS = (
@@ -90,7 +93,7 @@ def _ops_page(
         for d, _n in recent:
             s.expunge(d)
         choices = communes(s, ctx.scope)
-    return render(
+    return with_map_headers(request, render(
         request,
         "ops.html",
         status=status,
@@ -99,7 +102,8 @@ def _ops_page(
         communes=choices,
         error=error,
         form=form or {},
-    )
+        **map_assets(request),
+    ))
 
 
 @router.post("/ops/stations", response_class=HTMLResponse)
@@ -133,6 +137,11 @@ async def create_station(request: Request) -> Response:
         s.commit()
         device_id = device.id
     return _station_page(request, ctx, device_id, issued=issued)
+
+
+def station_page(request: Request, ctx: Ctx, device_id: int, *, status: int, error: Any) -> Response:
+    """The technician's station page with a refusal on it (the position form posts elsewhere)."""
+    return _station_page(request, ctx, device_id, status=status, error=error)
 
 
 def _issue(rt: Any, s: Any, device_id: int, ctx: Ctx) -> enrollment.IssuedCode:
@@ -178,6 +187,7 @@ def _station_page(
         assert device is not None
         commune = s.get(Area, device.commune_id)
         charts = []
+        thresholds = alarm_thresholds(rt.settings, gettext_for(ctx.lang)("Ngưỡng cảnh báo"))
         if telemetry is not None:
             for metric, title, unit in CHARTS:
                 # Raw samples while they are kept (a new station has no rollups yet), else rollups.
@@ -188,7 +198,8 @@ def _station_page(
                 )
                 pts = [(datetime.fromisoformat(p["ts"]), p.get("value", p.get("avg"))) for p in series.points]
                 if pts:
-                    charts.append(line_chart(title, unit, pts))
+                    charts.append(line_chart(title, unit, pts, metric=metric, lang=ctx.lang,
+                                             thresholds=thresholds.get(metric, ()), tz=rt.settings.timezone))
         station_alarms = (
             alarms.list_alarms(s, state="active", device_id=device_id, kind=None, limit=50) if alarms else []
         )
@@ -200,7 +211,7 @@ def _station_page(
         from controller.api.routes.enrollment import qr_payload
 
         command, qr = qr_payload(rt, issued.code), _qr_svg(rt, issued.code)
-    return render(
+    return with_map_headers(request, render(
         request,
         "ops_station.html",
         status=status,
@@ -221,7 +232,21 @@ def _station_page(
         alarm_kind=lambda k: t(f"alarm.kind.{k}", ctx.lang),
         may_ack=any(ctx.can(a) for a in ACK_ACTIONS),
         parse_iso=datetime.fromisoformat,
-    )
+        number=lambda v: number(v, ctx.lang),
+        **map_assets(request),
+    ))
+
+
+def alarm_thresholds(settings: Any, label: str) -> dict[str, tuple[Threshold, ...]]:
+    """The lines a chart draws: each threshold rule's opening value (both signs when it compares |value|)."""
+    from controller.services.alarms.rules import ThresholdRule, telemetry_rules
+
+    out: dict[str, tuple[Threshold, ...]] = {}
+    for rule in telemetry_rules(settings):
+        if isinstance(rule, ThresholdRule):
+            values = (rule.open_at, -rule.open_at) if rule.absolute else (rule.open_at,)
+            out[rule.metric] = tuple(Threshold(v, label) for v in values)
+    return out
 
 
 @router.get("/ops/stations/{device_id}", response_class=HTMLResponse)

@@ -8,7 +8,7 @@ one commune of their own area at a time, so nothing outside it is ever in a file
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 
 from controller.core.permissions import Action
 from controller.db.models import AuditEntry, User
-from controller.services import reports
+from controller.services import availability, reports
 from controller.web import words
+from controller.web.charts import Bar, bar_chart
 from controller.web.i18n import gettext_for
 from controller.web.pagekit import BAD_DATE, communes, dmy, page_ctx, parse_dmy, to_int, tz
 from controller.web.panel import Ctx, Forbidden, render, runtime, with_headers
@@ -69,6 +70,11 @@ AUDIT_ACTIONS = {
     "user.create": "Tạo tài khoản",
     "user.activate": "Mở khoá tài khoản",
     "user.deactivate": "Khoá tài khoản",
+    "user.alert_prefs": "Đổi cách nhận cảnh báo",
+    "device.position": "Đặt vị trí trạm",
+    "emergency.preset": "Sửa mẫu phát khẩn cấp",
+    "media.update": "Sửa thông tin tệp âm thanh",
+    "media.delete": "Xoá tệp âm thanh",
 }
 
 
@@ -107,15 +113,22 @@ def _filters(
                "to_text": dmy(d_to), "commune": commune_id}  # fmt: skip
 
 
+def _availability_kind(percent: float) -> str:
+    """Red below 90 %, amber below 98 %: the stations a technician should look at first."""
+    return "bad" if percent < 90 else "warn" if percent < 98 else ""
+
+
 @router.get("/reports", response_class=HTMLResponse)
 def reports_page(request: Request, start: str = "", end: str = "", commune: str = "") -> Response:
     ctx = page_ctx(request, Action.REPORT_VIEW)
+    _ = gettext_for(ctx.lang)
     try:
         f, shown = _filters(request, ctx, start, end, commune)
     except ValueError:
         return _bad_day(request, ctx)
     with runtime(request).db.session() as s:
         monthly = reports.monthly(s, f)
+        up = availability.per_station(s, f, datetime.now(UTC))
         choices = communes(s, ctx.scope)
     query = f"start={shown['from']}&end={shown['to']}" + (
         f"&commune={shown['commune']}" if shown["commune"] else ""
@@ -125,6 +138,13 @@ def reports_page(request: Request, start: str = "", end: str = "", commune: str 
         "reports.html",
         ctx=ctx,
         monthly=monthly,
+        minutes_bars=bar_chart([Bar(f"{m['commune']} · {m['month']}", float(m["minutes"])) for m in monthly],
+                               unit=_("phút"), lang=ctx.lang, title=_("Số phút phát theo tháng, từng xã")),
+        availability_bars=bar_chart(
+            [Bar(a.name, a.percent, href=f"/stations/{a.device_id}", kind=_availability_kind(a.percent))
+             for a in up],
+            unit="%", lang=ctx.lang, max_value=100.0, title=_("Tỉ lệ hoạt động của từng trạm")),
+        availability_count=len(up),
         communes=choices,
         f=shown,
         query=query,

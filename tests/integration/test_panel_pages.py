@@ -377,8 +377,8 @@ def test_technician_creates_a_station_with_code_and_qr_alarms_and_acks(lite: Pan
     health = tech.http.get(f"/ops/stations/{device_id}").text
     assert (
         health.count('<svg class="chart"') == 2
-        and "51.0 °C" in health
-        and re.search(r'<path d="M4\.0,', health)
+        and "51 °C" in health
+        and re.search(r'<path class="chart-line" d="M48\.0,', health)
     )
     # The commune operator: sees only their commune's alarm, may acknowledge it.
     op = _login(lite, "canbo.hophoa")

@@ -159,7 +159,7 @@ def test_agenda_words_have_english() -> None:
 def test_days_and_times_are_typed_the_vietnamese_way_and_wrong_ones_get_a_clear_422(panel: Panel) -> None:
     panel.seed(stations_per_commune=1)
     admin = _login(panel, "admin")
-    for path in ("/reports", "/audit", "/schedules/new", "/bulletins", "/led"):
+    for path in ("/reports", "/audit", "/schedules/new", "/bulletins", "/led", "/account/alerts", "/library"):
         page = admin.http.get(path).text
         assert not re.search(r'type="(date|time|datetime-local|month|week)"', page), path
     reports = admin.http.get("/reports", params={"start": "01/12/2026", "end": "06/12/2026"})

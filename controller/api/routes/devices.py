@@ -12,9 +12,11 @@ from controller.api.params import Id, Limit, QueryId
 from controller.core.permissions import communes_in_scope, in_scope, visible_device
 from controller.db.models import Device, DeviceEvent, User
 from controller.runtime import Runtime
-from controller.schemas.common import NOT_FOUND, BodyId
+from controller.schemas.common import NOT_FOUND, BodyId, ErrorBody
 from controller.schemas.devices import (
     AreaCreate,
+    AreaImport,
+    AreaImportOut,
     AreaOut,
     Credentials,
     CredentialsBatch,
@@ -23,6 +25,7 @@ from controller.schemas.devices import (
 )
 from controller.schemas.targets import note_deprecated
 from controller.services import areas, devices, enrollment
+from controller.services.area_import import ImportResult
 from controller.usecases import areas as area_cases
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -142,6 +145,23 @@ def create_area(
     return out
 
 
+@router.post("/areas/import", response_model=AreaImportOut, responses={
+    403: {"model": ErrorBody, "description": "not an admin"},
+    422: {"model": ErrorBody, "description": "a province the packages do not know"}})
+def import_areas(
+    req: AreaImport, user: User = Depends(current_user), s: Session = Depends(db_session)
+) -> dict[str, Any]:
+    """A province and all its communes, with official names, kinds, codes and former names, from
+    the administrative-unit packages (as `communecast areas import`); admins only. Idempotent: a
+    second run changes nothing. `dry_run` reports what would change and changes nothing."""
+    result = area_cases.import_province(s, user, req.province, dry_run=req.dry_run)
+    if req.dry_run:
+        s.rollback()
+    else:
+        s.commit()
+    return import_body(result, req.dry_run)
+
+
 @router.get("/areas", response_model=list[AreaOut], response_model_exclude_unset=True)
 def list_areas(
     level: Annotated[str | None, Query(pattern=r"^(province|group|commune|village|district)$")] = None,
@@ -156,3 +176,9 @@ def list_areas(
         note_deprecated(areas.DEPRECATED_DISTRICT_LEVEL)
         level = "group"
     return area_cases.listing(s, user, areas.AreaFilter(level=level, q=q, parent_id=parent_id, code=code))
+
+
+def import_body(result: ImportResult, dry_run: bool) -> dict[str, Any]:
+    return {"province": result.province, "province_id": result.province_id, "dry_run": dry_run,
+            "created": result.created, "updated": result.updated, "unchanged": result.unchanged,
+            "changes": result.changes[:500]}  # fmt: skip

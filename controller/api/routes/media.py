@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, runtime
@@ -20,10 +19,11 @@ from controller.core.i18n import human_size, t
 from controller.core.permissions import Action, can
 from controller.db.models import Media, User
 from controller.runtime import Runtime
-from controller.schemas.common import NOT_FOUND
-from controller.schemas.media import AssetOut, MediaOut
+from controller.schemas.common import NOT_FOUND, ErrorBody
+from controller.schemas.media import AssetOut, MediaOut, MediaPatch
 from controller.services import audit
 from controller.services.media import STORED_CONTENT_TYPE, ensure_assets, record_media
+from controller.usecases import media as library
 
 router = APIRouter(tags=["media"])
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -62,12 +62,41 @@ async def upload_media(
 @router.get("/api/v1/media", response_model=list[MediaOut], response_model_exclude_unset=True)
 def list_media(
     limit: Limit = 200,
-    _: User = Depends(current_user),
+    q: Annotated[str | None, Query(max_length=200, description="title, file name, tag, hash prefix")] = None,
+    user: User = Depends(current_user),
     s: Session = Depends(db_session),
     language: str = Depends(lang),
 ) -> list[dict[str, Any]]:
-    q = select(Media).order_by(Media.created_at.desc()).limit(min(limit, 5000))
-    return [MediaOut.body(m, language) for m in s.scalars(q)]
+    """The media library: newest first, what the caller's area uploaded (everything for an
+    unscoped user) and the generated chimes; `q` searches, diacritics ignored."""
+    return [MediaOut.body(m, language) for m in library.listing(s, user, q, limit)]
+
+
+@router.patch("/api/v1/media/{sha256}", response_model=MediaOut, response_model_exclude_unset=True,
+              responses=NOT_FOUND)
+def change_media(
+    sha256: str, req: MediaPatch, user: User = Depends(current_user), s: Session = Depends(db_session),
+    language: str = Depends(lang),
+) -> dict[str, Any]:
+    """Rename, tag, or set / clear an expiry (after it, no new broadcast or schedule may use it)."""
+    row = library.change(s, user, sha256, library.MediaChange(
+        title=req.title, tags=req.tags, expires_at=req.expires_at,
+        clear_expiry="expires_at" in req.model_fields_set and req.expires_at is None))  # fmt: skip
+    s.commit()
+    return MediaOut.body(row, language)
+
+
+@router.delete("/api/v1/media/{sha256}", status_code=204, responses={
+    **NOT_FOUND, 409: {"model": ErrorBody, "description": "still used (`where`), or a generated chime"}})
+def delete_media(
+    sha256: str, user: User = Depends(current_user), s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    """Deleted, row and file, unless something still to come uses it: then 409 with `where`."""
+    library.delete(s, user, sha256)
+    s.commit()
+    rt.media.path_for(sha256).unlink(missing_ok=True)
+    return Response(status_code=204)
 
 
 @router.get("/api/v1/media/assets", response_model=list[AssetOut], response_model_exclude_unset=True)

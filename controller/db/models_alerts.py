@@ -1,0 +1,50 @@
+"""Alarms where people are, and emergency presets (issue 20 items 8 and 9).
+
+`UserAlertPrefs`: one row per user who wants alarms on their phone: the SMS number, the Zalo
+Official Account user id, which channels, and quiet hours (local "HH:MM"). Kept apart from
+`users` so the account table stays the login table and a user without the row gets nothing.
+
+`EmergencyPreset`: a province's ready-made emergency texts (storm, flood, ...), edited by its
+operators and admins; `area_id` NULL is the installation-wide default an unscoped admin edits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from controller.db.models import Base, utcnow
+from controller.db.types import UTCDateTime
+
+
+class UserAlertPrefs(Base):
+    __tablename__ = "user_alert_prefs"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    phone: Mapped[str | None] = mapped_column(String(20))  # E.164 or national, digits and a leading +
+    zalo_user_id: Mapped[str | None] = mapped_column(String(64))
+    sms: Mapped[bool] = mapped_column(Boolean, default=False)
+    zalo: Mapped[bool] = mapped_column(Boolean, default=False)
+    quiet_start: Mapped[str | None] = mapped_column(String(5))  # "22:00", local time
+    quiet_end: Mapped[str | None] = mapped_column(String(5))  # "06:00"
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class EmergencyPreset(Base):
+    __tablename__ = "emergency_presets"
+    __table_args__ = (UniqueConstraint("area_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(32))  # storm, flood, flash_flood, fire, epidemic, all_clear
+    label: Mapped[str] = mapped_column(String(60))  # the button: "Bão", "Lũ", ...
+    title: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    led_text: Mapped[str] = mapped_column(String(200))
+    voice: Mapped[str] = mapped_column(String(32), default="vi-north")
+    repeat_hours: Mapped[int | None] = mapped_column(Integer)  # None: once; n: every n hours until cancelled
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 
 DATE_TIME = "dd/MM/yyyy HH:mm"
 DATE_TIME_SECONDS = "dd/MM/yyyy HH:mm:ss"
@@ -50,3 +51,14 @@ def month(value: datetime, tz: str | ZoneInfo, lang: str = "vi") -> str:
 def day(value: date, lang: str = "vi") -> str:
     """dd/mm/yyyy of a calendar day (already local: no zone)."""
     return format_date(value, DAY, locale=lang if lang in ("vi", "en") else "vi")
+
+
+def number(value: float | int | None, digits: int | None = None, *, empty: str = EMPTY) -> str:
+    """1.234,5: thousands dot, decimal comma (Vietnamese practice, Babel's `vi` symbols), in
+    English too, as the dates: an operator switching language reads the same figures.
+    `digits` fixes the decimals shown (None: as many as the value has, at most 3)."""
+    if value is None:
+        return empty
+    decimals = ".###" if digits is None else "." + "0" * digits if digits > 0 else ""
+    pattern = "#,##0" + decimals
+    return format_decimal(value, format=pattern, locale="vi")

@@ -6,7 +6,7 @@ Kept apart from routes.py so a feature page needs only this and panel.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -85,21 +85,49 @@ def tz(request: Request) -> ZoneInfo:
 
 
 def parse_local(value: str, zone: ZoneInfo) -> datetime | None:
-    """A datetime-local / date input (local wall time) as an aware UTC instant; None if empty."""
+    """A local day and time as typed (dd/mm/yyyy HH:MM, see `parse_dmy_hm`) as an aware UTC
+    instant; None if empty. ValueError when it is not a real day and time."""
     value = value.strip()
     if not value:
         return None
-    naive = datetime.fromisoformat(value)
-    return naive.replace(tzinfo=zone).astimezone(UTC)
+    return parse_dmy_hm(value).replace(tzinfo=zone).astimezone(UTC)
+
+
+# The panel's own date and time fields (issue 20, templates/_fields.html): text inputs, not
+# <input type="date">, whose look follows the browser's language (mm/dd/yyyy, AM/PM in English).
+BAD_DATE = "Ngày không hợp lệ. Hãy viết ngày theo dạng ngày/tháng/năm, ví dụ 02/09/2026."
+BAD_DATETIME = "Thời điểm không hợp lệ. Hãy viết ngày/tháng/năm giờ:phút (24 giờ), ví dụ 02/09/2026 07:30."
+
+
+def parse_dmy_hm(value: str) -> datetime:
+    """dd/mm/yyyy HH:MM[:SS] (24-hour, as people write it; ISO yyyy-mm-ddTHH:MM still read)
+    as a naive local datetime. ValueError otherwise."""
+    value = value.strip()
+    if "/" not in value:
+        return datetime.fromisoformat(value)
+    day_part, _sep, clock = value.replace("T", " ").partition(" ")
+    parts = clock.strip().split(":")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 2 for p in parts):
+        raise ValueError(value)
+    hour, minute, second = (int(p) for p in (*parts, "0")[:3])
+    return datetime.combine(parse_dmy(day_part), time(hour, minute, second))
 
 
 def parse_dmy(value: str) -> date:
-    """dd/mm/yyyy (as people write it) or yyyy-mm-dd (a date input)."""
+    """dd/mm/yyyy (as people write it) or yyyy-mm-dd (links and older forms). ValueError otherwise."""
     value = value.strip()
     if "/" in value:
-        d, m, y = (int(x) for x in value.split("/"))
+        parts = value.split("/")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts) or len(parts[2]) != 4:
+            raise ValueError(value)
+        d, m, y = (int(x) for x in parts)
         return date(y, m, d)
     return date.fromisoformat(value)
+
+
+def dmy(value: date | datetime | None) -> str:
+    """A day as the panel writes it (dd/mm/yyyy); empty for None."""
+    return value.strftime("%d/%m/%Y") if value else ""
 
 
 # -- week grid --------------------------------------------------------------------------------------

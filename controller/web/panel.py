@@ -16,7 +16,9 @@ from controller.core.permissions import Action, can, communes_in_scope
 from controller.db.models import Area, User
 from controller.db.models_web import WebSession
 from controller.db.statuses import PlayStatus
+from controller.i18n import formats
 from controller.runtime import Runtime
+from controller.web import words
 from controller.web.i18n import LANG_COOKIE, LANGS, fmt_dt, gettext_for
 from controller.web.sessions import SESSION_COOKIE, csrf_ok, load_session
 
@@ -28,8 +30,11 @@ templates = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+templates.filters["num"] = lambda value, digits=None: formats.number(value, digits)  # 1.234,5 (Babel)
+templates.globals["play_reason"] = words.play_reason  # a station's reason as a sentence (issue 20)
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-src 'self'; "
-       "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+       "script-src 'self'; connect-src 'self'; worker-src 'self'; manifest-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
 
 ROLE_NAMES = {
     "admin": "Quản trị hệ thống", "province": "Cán bộ cấp tỉnh",

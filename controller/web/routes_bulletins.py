@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +22,7 @@ from controller.services.targets import Targets, group_members
 from controller.usecases import broadcasts as sending
 from controller.web import queries, target_picker
 from controller.web.lateness import late_stations
-from controller.web.pagekit import authorized_form, to_int
+from controller.web.pagekit import BAD_DATETIME, authorized_form, parse_local, to_int
 from controller.web.panel import (
     Ctx,
     Forbidden,
@@ -150,11 +149,10 @@ async def send(request: Request) -> Response:
     start_at = None
     if values["start_local"]:
         try:
-            naive = datetime.fromisoformat(values["start_local"])
-            start_at = naive.replace(tzinfo=ZoneInfo(rt.settings.timezone)).astimezone(UTC)
-        except ValueError:
+            start_at = parse_local(values["start_local"], ZoneInfo(rt.settings.timezone))
+        except ValueError:  # dd/mm/yyyy HH:MM, the panel's own format (templates/_fields.html)
             return _bulletins_page(request, ctx, status=422, form=values, posted=form,
-                                   error=("Thời điểm phát không hợp lệ.", {}))
+                                   error=(BAD_DATETIME, {}))
     try:
         with rt.db.session() as s:
             targets = form_targets(s, ctx, form)

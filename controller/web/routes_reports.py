@@ -20,9 +20,10 @@ from sqlalchemy import func, select
 from controller.core.permissions import Action
 from controller.db.models import AuditEntry, User
 from controller.services import availability, reports
+from controller.web import words
 from controller.web.charts import Bar, bar_chart
 from controller.web.i18n import gettext_for
-from controller.web.pagekit import communes, page_ctx, to_int, tz
+from controller.web.pagekit import BAD_DATE, communes, dmy, page_ctx, parse_dmy, to_int, tz
 from controller.web.panel import Ctx, Forbidden, render, runtime, with_headers
 
 router = APIRouter(include_in_schema=False)
@@ -52,14 +53,39 @@ AUDIT_ACTIONS = {
     "device.diagnostic.test_tone": "Phát tiếng thử",
     "device.diagnostic.relay_click": "Bật/tắt rơ-le",
     "device.diagnostic.set_volume": "Đặt âm lượng",
+    # the other actions the code records (issue 20: no action shown as its raw name)
+    "alarm.resolve": "Đóng cảnh báo",
+    "area.create": "Thêm địa bàn",
+    "area.import": "Nhập danh mục địa bàn",
+    "area.update": "Sửa địa bàn",
+    "cap.receive": "Nhận cảnh báo CAP",
+    "cap.draft": "Tạo bản tin nháp từ cảnh báo CAP",
+    "cap.failed": "Không xử lý được cảnh báo CAP",
+    "device.credentials": "Cấp lại khoá cho trạm",
+    "live.end": "Kết thúc phát trực tiếp",
+    "policy.update": "Sửa quy định phát",
+    "relay.cancel": "Huỷ tiếp sóng",
+    "update.upload": "Tải lên bản cập nhật phần mềm",
+    "update.rollout": "Triển khai cập nhật phần mềm",
+    "user.create": "Tạo tài khoản",
+    "user.activate": "Mở khoá tài khoản",
+    "user.deactivate": "Khoá tài khoản",
+    "user.alert_prefs": "Đổi cách nhận cảnh báo",
+    "device.position": "Đặt vị trí trạm",
+    "emergency.preset": "Sửa mẫu phát khẩn cấp",
+    "media.update": "Sửa thông tin tệp âm thanh",
+    "media.delete": "Xoá tệp âm thanh",
 }
 
 
 def _day(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
+    """A filter day as typed (dd/mm/yyyy; yyyy-mm-dd from the export links); None when empty.
+    ValueError when it is not a day: the page says so (422) rather than quietly ignoring it."""
+    return parse_dmy(value[:40]) if value.strip() else None
+
+
+def _bad_day(request: Request, ctx: Ctx) -> Response:
+    return render(request, "error.html", status=422, ctx=ctx, message=(BAD_DATE, {}))
 
 
 def _filters(
@@ -83,7 +109,8 @@ def _filters(
         None if ctx.scope is None else frozenset(ctx.scope),  # the service filters by area too
         zone,
     )
-    return f, {"from": d_from.isoformat(), "to": d_to.isoformat(), "commune": commune_id}
+    return f, {"from": d_from.isoformat(), "to": d_to.isoformat(), "from_text": dmy(d_from),
+               "to_text": dmy(d_to), "commune": commune_id}  # fmt: skip
 
 
 def _availability_kind(percent: float) -> str:
@@ -95,7 +122,10 @@ def _availability_kind(percent: float) -> str:
 def reports_page(request: Request, start: str = "", end: str = "", commune: str = "") -> Response:
     ctx = page_ctx(request, Action.REPORT_VIEW)
     _ = gettext_for(ctx.lang)
-    f, shown = _filters(request, ctx, start, end, commune)
+    try:
+        f, shown = _filters(request, ctx, start, end, commune)
+    except ValueError:
+        return _bad_day(request, ctx)
     with runtime(request).db.session() as s:
         monthly = reports.monthly(s, f)
         up = availability.per_station(s, f, datetime.now(UTC))
@@ -127,7 +157,10 @@ async def export(request: Request, fmt: str, start: str = "", end: str = "", com
     ctx = page_ctx(request, Action.REPORT_VIEW)
     if fmt not in ("csv", "xlsx"):
         raise Forbidden()
-    f, _shown = _filters(request, ctx, start, end, commune)
+    try:
+        f, _shown = _filters(request, ctx, start, end, commune)
+    except ValueError:
+        return _bad_day(request, ctx)
 
     def build() -> bytes:
         with runtime(request).db.session() as s:
@@ -147,6 +180,13 @@ async def export(request: Request, fmt: str, start: str = "", end: str = "", com
     )
 
 
+def _audit_row(e: AuditEntry, who: str | None, zone: Any, _: Any) -> dict[str, Any]:
+    """An audit entry in words (the raw object and detail only as a tooltip: issue 20)."""
+    return {"e": e, "who": who, "object": words.audit_object(e.object_type, e.object_id, _),
+            "words": words.audit_detail(e.detail, zone, _),
+            "raw": f"{e.object_type} {e.object_id or ''} {e.detail or ''}"}  # fmt: skip
+
+
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(
     request: Request,
@@ -164,10 +204,14 @@ def audit_page(
         cond.append(AuditEntry.action == action[:64])
     if object_type:
         cond.append(AuditEntry.object_type == object_type[:32])
-    if (d := _day(start)) is not None:
-        cond.append(AuditEntry.ts >= datetime.combine(d, time(0), zone))
-    if (d := _day(end)) is not None:
-        cond.append(AuditEntry.ts < datetime.combine(d + timedelta(days=1), time(0), zone))
+    try:
+        first, last = _day(start), _day(end)
+    except ValueError:
+        return _bad_day(request, ctx)
+    if first is not None:
+        cond.append(AuditEntry.ts >= datetime.combine(first, time(0), zone))
+    if last is not None:
+        cond.append(AuditEntry.ts < datetime.combine(last + timedelta(days=1), time(0), zone))
     with runtime(request).db.session() as s:
         if user:
             cond.append(AuditEntry.user_id.in_(select(User.id).where(User.username == user[:64])))
@@ -182,7 +226,8 @@ def audit_page(
             .limit(AUDIT_PAGE)
             .offset((page - 1) * AUDIT_PAGE)
         ).all()
-        entries = [{"e": e, "who": who} for e, who in rows]
+        _ = gettext_for(ctx.lang)
+        entries = [_audit_row(e, who, zone, _) for e, who in rows]
         for r in entries:
             s.expunge(r["e"])
         kinds = sorted(set(AUDIT_ACTIONS) | ({action} if action else set()))  # no scan of the whole log

@@ -30,11 +30,13 @@ from controller.services.policy import PolicyViolation
 from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets, commune_ids, resolve
 from controller.usecases import schedules as planning
+from controller.web import agenda as agenda_view
+from controller.web.i18n import gettext_for
 from controller.web.pagekit import (
     Slot,
     authorized_form,
     communes,
-    monday_of,
+    dmy,
     page_ctx,
     parse_dmy,
     targets_from_form,
@@ -118,26 +120,31 @@ def _slots(s: Session, ctx: Ctx, monday: date, zone: Any, *, skip: int | None = 
 
 
 def _week_param(request: Request, week: str) -> date:
+    """The week view's first day: today by default (today's plays in view, not last Monday's)."""
     try:
-        return monday_of(date.fromisoformat(week))
+        return date.fromisoformat(week)
     except ValueError:
-        return monday_of(datetime.now(tz(request)).date())
+        return datetime.now(tz(request)).date()
+
+
+VIEWS = ("auto", "week", "agenda")  # auto: the agenda on a phone, the week grid on a wide screen
 
 
 @router.get("/schedules", response_class=HTMLResponse)
-def schedule_list(request: Request, week: str = "") -> Response:
+def schedule_list(request: Request, week: str = "", view: str = "auto") -> Response:
     ctx = page_ctx(request)
     zone = tz(request)
-    monday = _week_param(request, week)
+    monday = _week_param(request, week)  # the grid's first day (any weekday)
     now = datetime.now(UTC)
     with runtime(request).db.session() as s:
+        plan = agenda_view.build(s, ctx.user, zone, now, gettext_for(ctx.lang))
         rows = []
         for sc in reversed(planning.visible(s, ctx.user)):  # the API's GET /schedules, newest first
             nxt = recurrence.occurrences(sc, now, now + timedelta(days=400), limit=1)
             count = station_count(s, Targets.model_validate(sc.targets))
             rows.append(Row(sc, describe(sc, ctx.lang), nxt[0].start if nxt else None, count))
             s.expunge(sc)
-        grid = week_grid(monday, _slots(s, ctx, monday, zone))
+        grid = week_grid(monday, agenda_view.week_slots(s, ctx.user, monday, zone, now))
     drafts = [r for r in rows if r.schedule.status == ScheduleStatus.DRAFT]
     return render(
         request,
@@ -148,6 +155,9 @@ def schedule_list(request: Request, week: str = "") -> Response:
         week=grid,
         week_days=WEEK_DAYS,
         status_name=STATUS,
+        agenda=plan,
+        now_local=now.astimezone(zone),
+        view=view if view in VIEWS else "auto",
     )
 
 
@@ -165,7 +175,7 @@ def _defaults(request: Request, media: str) -> dict[str, Any]:
         "times": "06:00",
         "every_hours": "2",
         "minute": "0",
-        "start_date": today.isoformat(),
+        "start_date": dmy(today),
         "until_date": "",
         "exdates": "",
         "rrule_raw": "",
@@ -183,8 +193,8 @@ def _from_schedule(sc: Schedule) -> dict[str, Any]:
         "priority": sc.priority,
         "target": "communes" if sc.targets.get("communes") else "all",
         "communes": sc.targets.get("communes", []),
-        "start_date": start.date().isoformat(),
-        "until_date": datetime.fromisoformat(sc.until).date().isoformat() if sc.until else "",
+        "start_date": dmy(start.date()),
+        "until_date": dmy(datetime.fromisoformat(sc.until).date()) if sc.until else "",
         "exdates": ", ".join(
             sorted({datetime.fromisoformat(e).strftime("%d/%m/%Y") for e in sc.exdates or []})
         ),

@@ -414,7 +414,7 @@ def test_reports_are_scoped_and_the_audit_log_filters_and_pages(lite: Panel) -> 
         s.commit()
     op = _login(lite, "canbo.hophoa")
     page = op.http.get("/reports").text
-    assert "Xã Hợp Hòa" in page and "Xã Xuân Hòa" not in page and ">6.0<" in page  # 3 plays x 2 minutes
+    assert "Xã Hợp Hòa" in page and "Xã Xuân Hòa" not in page and ">6,0<" in page  # 3 plays x 2 minutes
     rows = list(csv.reader(io.StringIO(op.http.get("/reports/play-log.csv").content.decode("utf-8-sig"))))
     assert rows[0][0] == "Thời gian bắt đầu" and len(rows) == 4 and {r[2] for r in rows[1:]} == {"Xã Hợp Hòa"}
     assert op.http.get(f"/reports/play-log.csv?commune={ids['xuan_hoa']}").status_code == 403

@@ -186,3 +186,12 @@ async def shot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def open_menu(page: Any) -> None:
+    """On a phone-wide page the links sit behind "Menu" (base.html, shell.js): open it if it is shut."""
+    button = page.locator("#menu-button")
+    shut = await button.count() and await button.is_visible()
+    if shut and await button.get_attribute("aria-expanded") != "true":
+        await button.click()
+        await page.wait_for_selector("#site-menu nav", state="visible")

@@ -23,7 +23,7 @@ import pytest
 
 from testkit.harness import System
 from tests.support.audio import chirp
-from tests.support.browser import chromium, chromium_problem, shot, skip_or_fail
+from tests.support.browser import chromium, chromium_problem, open_menu, shot, skip_or_fail
 
 PW = "mat-khau-an-toan-7"
 PAGES = ["/", "/stations", "/bulletins", "/approvals", "/playlog", "/admin/users", "/account/password"]
@@ -111,7 +111,7 @@ async def test_operator_uploads_sends_and_sees_proof_of_play(
     # Send it to "all" (all of *their* stations) a little ahead, typed in local time (UTC+7).
     start = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).replace(microsecond=0) + timedelta(seconds=20)
     await op.fill('#send-form input[name="title"]', "Thông báo lịch tiêm chủng đợt 2")
-    await op.fill('#send-form input[name="start_local"]', start.strftime("%Y-%m-%dT%H:%M:%S"))
+    await op.fill('#send-form input[name="start_local"]', start.strftime("%d/%m/%Y %H:%M:%S"))
     await op.click("#send-button")
     await op.wait_for_url(re.compile(r".*/playlog\?broadcast_id=\d+.*"))
     # A commune operator's bulletin waits for an approver.
@@ -183,13 +183,16 @@ async def test_operator_uploads_sends_and_sees_proof_of_play(
     # English switch on every page (admin sees them all), and back.
     for path in PAGES:
         await admin.goto(path)
+        await open_menu(admin)
         await admin.click("#lang-en")
-        await admin.wait_for_selector("#lang-vi")
+        await admin.wait_for_selector("#lang-vi", state="attached")
         assert admin.url.endswith(path), (admin.url, path)
+        await open_menu(admin)
         nav = await admin.locator("header").inner_text()
         assert "Play log" in nav and "Log out" in nav and "Nhật ký phát" not in nav, path
         if path == "/":
             await shot(admin, "08-admin-dashboard-english")
         await admin.click("#lang-vi")
-        await admin.wait_for_selector("#lang-en")
+        await admin.wait_for_selector("#lang-en", state="attached")
+        await open_menu(admin)
         assert "Nhật ký phát" in await admin.locator("header").inner_text()

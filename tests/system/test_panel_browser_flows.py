@@ -28,7 +28,7 @@ import pytest
 from device_agents.enroll import enroll, load
 from firmware_sim.bench import start_simulated_station
 from testkit.harness import System
-from tests.support.browser import PanelClient, chromium, chromium_problem, shot, skip_or_fail
+from tests.support.browser import PanelClient, chromium, chromium_problem, open_menu, shot, skip_or_fail
 
 PW = "mat-khau-an-toan-8"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -89,6 +89,7 @@ async def test_technician_enrolls_and_tests_operator_schedules_tts_approver_appr
     async with chromium() as browser:
         # -- 1. technician: create, enroll, online, test tone --------------------------------------
         tech = await login(browser, system.base_url, "kythuat", PW)
+        await open_menu(tech)
         await tech.click('nav a[href="/ops"]')
         await tech.fill('#station-form input[name="name"]', "Cụm loa thôn Đông")
         await tech.select_option('#station-form select[name="commune_id"]', str(hop_hoa["id"]))
@@ -118,6 +119,7 @@ async def test_technician_enrolls_and_tests_operator_schedules_tts_approver_appr
 
             # -- 2. operator: TTS preview, schedule, approval, play, play log ---------------------
             op = await login(browser, system.base_url, "canbo.hophoa", PW)
+            await open_menu(op)
             await op.click('nav a[href="/bulletins"]')
             await op.click("#tts-link")
             await op.fill('#tts-form input[name="title"]', "Họp dân thôn Đông")
@@ -143,7 +145,7 @@ async def test_technician_enrolls_and_tests_operator_schedules_tts_approver_appr
                 if await box.get_attribute("value") != str(start.weekday()):
                     await box.uncheck()
             await op.fill('#schedule-form input[name="times"]', start.strftime("%H:%M:%S"))
-            await op.fill('#schedule-form input[name="until_date"]', start.date().isoformat())
+            await op.fill('#schedule-form input[name="until_date"]', start.strftime("%d/%m/%Y"))
             await op.click("#schedule-check-button")
             description = await op.locator("#schedule-description").inner_text()
             weekday = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")[
@@ -185,7 +187,7 @@ async def test_technician_enrolls_and_tests_operator_schedules_tts_approver_appr
             await shot(op, "flow-08-operator-play-log")
 
             # -- 3. the same operator: emergency, confirmation, live progress, cancel -------------
-            await op.click('nav a[href="/emergency"]')
+            await op.click("#emergency-action")  # in the header, one tap away (not behind the menu)
             await op.fill("#emergency-text", "Bão số 3 sắp đổ bộ. Người dân ở trong nhà.")
             await op.check('#emergency-form input[name="repeat"][value="hours"]')
             await op.click("#emergency-next")

@@ -79,6 +79,8 @@ class Device(Base):
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[DeviceKind] = mapped_column(String(16))
     commune_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    # The village (thôn, tổ dân phố, bản, ấp) inside its commune, when known (issue 19).
+    village_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
@@ -90,7 +92,7 @@ class Device(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    commune: Mapped[Area] = relationship()
+    commune: Mapped[Area] = relationship(foreign_keys=[commune_id])
 
 
 class User(Base):

@@ -16,6 +16,7 @@ class DeviceOut(Out):
     name: str
     kind: str
     commune_id: int
+    village_id: int | None = None
     tags: list[str]
     lat: Number | None = None
     lon: Number | None = None
@@ -101,6 +102,7 @@ class DeviceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kind: str = Field(pattern=r"^(speaker|led)$")
     commune_id: BodyId
+    village_id: BodyId | None = Field(default=None, description="a village of that commune (optional)")
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     tags: list[str] = Field(default_factory=list, max_length=20)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from controller.core.errors import NotFound
+from controller.core.errors import NotFound, UserError
 from controller.core.permissions import Action, device_for_action, require_area_action
 from controller.core.security import mosquitto_password_hash, new_secret
 from controller.db.models import Area, Device, User
@@ -29,13 +29,32 @@ def create(session: Session, req: DeviceCreate, user_id: int | None, *, actor: U
         raise NotFound("area.not_found", id=req.commune_id)
     if actor is not None:
         require_area_action(session, actor, Action.DEVICE_MANAGE, req.commune_id)
+    if req.village_id is not None:
+        check_village(session, req.village_id, req.commune_id)
     device = Device(
         uid=new_uid(req.kind), name=req.name, kind=req.kind, commune_id=req.commune_id,
-        lat=req.lat, lon=req.lon, tags=req.tags, reported={},
+        village_id=req.village_id, lat=req.lat, lon=req.lon, tags=req.tags, reported={},
     )  # fmt: skip
     session.add(device)
     session.flush()
     audit.record(session, user_id, "device.create", "device", device.id, name=req.name)
+    return device
+
+
+def check_village(session: Session, village_id: int, commune_id: int) -> None:
+    """422 unless `village_id` is a village of the station's own commune."""
+    village = session.get(Area, village_id)
+    if village is None or village.level != AreaLevel.VILLAGE or village.parent_id != commune_id:
+        raise UserError(422, "device.village_mismatch", id=village_id)
+
+
+def set_village(session: Session, device_id: int, village_id: int | None, actor: User) -> Device:
+    """Name (or clear) the village a station stands in; technicians and admins of its commune."""
+    device = device_for_action(session, actor, Action.DEVICE_MANAGE, device_id)
+    if village_id is not None:
+        check_village(session, village_id, device.commune_id)
+    device.village_id = village_id
+    audit.record(session, actor.id, "device.village", "device", device.id, village_id=village_id)
     return device
 
 
@@ -84,6 +103,7 @@ def to_json(device: Device) -> dict[str, Any]:
         "name": device.name,
         "kind": device.kind,
         "commune_id": device.commune_id,
+        "village_id": device.village_id,
         "tags": device.tags or [],
         "lat": device.lat,
         "lon": device.lon,

@@ -37,6 +37,7 @@ from controller.db.models_enrollment import EnrollmentCode, EnrollmentFailure
 from controller.db.statuses import AreaLevel
 from controller.i18n import formats
 from controller.services import audit, devices, dispatch
+from controller.services.areas import fold
 from controller.services.broker_auth import DynsecAdmin, DynsecError
 from controller.services.targets import groups_of
 from protocol import topics
@@ -318,10 +319,17 @@ class CsvProblem:
     kind: str = ""    # the panel words it in Vietnamese from these (routes_stations.py)
 
 
+def _village(session: Session, commune_id: int, text: str) -> int | None:
+    villages = session.scalars(select(Area).where(Area.level == AreaLevel.VILLAGE,
+                                                  Area.parent_id == commune_id))
+    return next((v.id for v in villages if (v.code and v.code == text) or fold(v.name) == fold(text)), None)
+
+
 def parse_csv(session: Session, data: bytes) -> tuple[list[devices.DeviceCreate], list[CsvProblem]]:
     """Rows -> validated requests, or the problems by line (nothing is stored either way).
 
-    Columns: name, kind (speaker|led), commune_id or commune_code, lat, lon, tags (';'-separated).
+    Columns: name, kind (speaker|led), commune_id or commune_code, village (optional: name or code
+    of a village of that commune), lat, lon, tags (';'-separated).
     """
     try:
         text = data.decode("utf-8-sig")
@@ -367,5 +375,12 @@ def parse_csv(session: Session, data: bytes) -> tuple[list[devices.DeviceCreate]
             problems.append(CsvProblem(line, f"commune_id {req.commune_id}: no such commune",
                                        "commune_id", "no_commune"))
             continue
+        if row.get("village"):  # a village of that commune, by name (diacritics ignored) or code
+            village = _village(session, area.id, row["village"])
+            if village is None:
+                why = f"village {row['village']!r}: no such village in {area.name}"
+                problems.append(CsvProblem(line, why, "village", "no_village"))
+                continue
+            req = req.model_copy(update={"village_id": village})
         out.append(req)
     return out, problems

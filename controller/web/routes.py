@@ -96,10 +96,11 @@ def station_detail(request: Request, device_id: int) -> Response:
             return render(request, "error.html", status=404, ctx=ctx,
                           message=("Không tìm thấy trạm {id}.", {"id": device_id}))
         commune = s.get(Area, device.commune_id)
+        village = s.get(Area, device.village_id) if device.village_id else None
         events = queries.recent_events(s, device_id)
         plays = queries.play_log(s, device_id=device_id, page_size=30)
-    return render(request, "station.html", ctx=ctx, device=device, commune=commune, events=events,
-                  plays=plays, telemetry=(device.reported or {}).get("telemetry") or {})
+    return render(request, "station.html", ctx=ctx, device=device, commune=commune, village=village,
+                  events=events, plays=plays, telemetry=(device.reported or {}).get("telemetry") or {})
 
 
 def error_page(request: Request, status: int, message: str) -> Response:

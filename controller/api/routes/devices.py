@@ -60,6 +60,24 @@ def create_device(
     return devices.to_json(device)
 
 
+class VillageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    village_id: BodyId | None  # null: no village named
+
+
+@router.put("/devices/{device_id}/village", response_model=DeviceOut, response_model_exclude_unset=True,
+            responses=NOT_FOUND)
+def set_village(
+    device_id: Id, req: VillageIn, user: User = Depends(current_user), s: Session = Depends(db_session)
+) -> dict[str, Any]:
+    """Name the village (thôn, tổ dân phố…) of the station's commune it stands in, or clear it;
+    technicians and admins of that commune. A village of another commune is a 422."""
+    device = devices.set_village(s, device_id, req.village_id, user)
+    s.commit()
+    return devices.to_json(device)
+
+
 @router.post("/devices/{device_id}/credentials", status_code=201, response_model=Credentials,
              response_model_exclude_unset=True, responses=NOT_FOUND)
 def issue_credentials(

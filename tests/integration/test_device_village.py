@@ -43,12 +43,13 @@ def test_a_station_names_its_village_and_only_its_own_communes(panel: Panel) -> 
     tech, far, viewer = (_token(panel, "kythuat.hophoa"), _token(panel, "kythuat.kimlong"),
                          _token(panel, "nguoixem"))  # fmt: skip
 
-    made = http.post("/api/v1/devices", json={"name": "Cụm loa Đồng Bùa", "kind": "speaker",
-                                              "commune_id": ids["hop_hoa"], "village_id": thon_id}, headers=tech)
+    body = {"name": "Cụm loa Đồng Bùa", "kind": "speaker", "commune_id": ids["hop_hoa"],
+            "village_id": thon_id}
+    made = http.post("/api/v1/devices", json=body, headers=tech)
     assert made.status_code == 201, made.text
     assert made.json()["village_id"] == thon_id
-    wrong = http.post("/api/v1/devices", json={"name": "Sai thôn", "kind": "speaker",
-                                               "commune_id": ids["hop_hoa"], "village_id": other_id}, headers=tech)
+    wrong = http.post("/api/v1/devices", json={**body, "name": "Sai thôn", "village_id": other_id},
+                      headers=tech)
     assert wrong.status_code == 422 and "không thuộc xã" in wrong.json()["detail"]
 
     station = ids["devices"][ids["hop_hoa"]][0]

@@ -72,6 +72,7 @@ AUDIT_ACTIONS = {
     "user.deactivate": "Khoá tài khoản",
     "user.alert_prefs": "Đổi cách nhận cảnh báo",
     "device.position": "Đặt vị trí trạm",
+    "device.village": "Đặt thôn, tổ dân phố của trạm",
     "emergency.preset": "Sửa mẫu phát khẩn cấp",
     "media.update": "Sửa thông tin tệp âm thanh",
     "media.delete": "Xoá tệp âm thanh",

@@ -28,9 +28,7 @@ def panel(tmp_path: Path, database_url: str) -> Iterator[Panel]:
 
 
 def _token(panel: Panel, username: str, password: str = PW) -> dict[str, str]:
-    http = panel.client().http
-    token = http.post("/api/v1/auth/token", data={"username": username, "password": password}).json()
-    return {"Authorization": f"Bearer {token['access_token']}", "Accept-Language": "vi"}
+    return panel.bearer(username, password)
 
 
 def _media(panel: Panel) -> str:

@@ -23,9 +23,7 @@ def panel(tmp_path: Path, database_url: str) -> Iterator[Panel]:
 
 
 def _token(panel: Panel, username: str, password: str = PW) -> dict[str, str]:
-    http = panel.client().http
-    token = http.post("/api/v1/auth/token", data={"username": username, "password": password}).json()
-    return {"Authorization": f"Bearer {token['access_token']}", "Accept-Language": "vi"}
+    return panel.bearer(username, password)
 
 
 def test_a_station_names_its_village_and_only_its_own_communes(panel: Panel) -> None:

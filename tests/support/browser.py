@@ -87,6 +87,12 @@ class Panel:
     def rt(self) -> Any:
         return self.app.state.runtime
 
+    def bearer(self, username: str, password: str = PW) -> dict[str, str]:
+        """API headers of a user logged in through POST /api/v1/auth/token (Vietnamese replies)."""
+        login = {"username": username, "password": password}
+        token = self.client().http.post("/api/v1/auth/token", data=login)
+        return {"Authorization": f"Bearer {token.json()['access_token']}", "Accept-Language": "vi"}
+
     def client(self) -> PanelClient:
         """Another browser on the same running app (the first client ran its lifespan)."""
         return PanelClient(TestClient(self.app, base_url="http://testserver"))

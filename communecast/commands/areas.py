@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,14 @@ def _report(result: Any, dry_run: bool, verbose: bool) -> None:
           f"{result.unchanged} unchanged{' (dry run: nothing written)' if dry_run else ''}")
 
 
-def _import(args: argparse.Namespace) -> int:
-    from controller.services import area_import
-
+def _run(args: argparse.Namespace, load: Callable[[Any], Any], refused: tuple[type[Exception], ...]) -> int:
+    """One import in one transaction (rolled back on --dry-run); 2 with the reason on stderr."""
     db = _database(args)
     try:
         with db.session() as s:
             try:
-                result = area_import.import_province(s, args.province, dry_run=args.dry_run)
-            except area_import.ImportError_ as exc:
+                result = load(s)
+            except refused as exc:
                 print(str(exc), file=sys.stderr)
                 return 2
             _report(result, args.dry_run, args.verbose)
@@ -51,25 +51,20 @@ def _import(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from controller.services import area_import
+
+    return _run(args, lambda s: area_import.import_province(s, args.province, dry_run=args.dry_run),
+                (area_import.ImportError_,))
 
 
 def _import_villages(args: argparse.Namespace) -> int:
     from controller.services import area_import
 
-    db = _database(args)
-    try:
-        with db.session() as s:
-            try:
-                result = area_import.import_villages(s, Path(args.file), dry_run=args.dry_run)
-            except (area_import.ImportError_, OSError) as exc:
-                print(str(exc), file=sys.stderr)
-                return 2
-            _report(result, args.dry_run, args.verbose)
-            if args.dry_run:
-                s.rollback()
-    finally:
-        db.dispose()
-    return 0
+    return _run(args, lambda s: area_import.import_villages(s, Path(args.file), dry_run=args.dry_run),
+                (area_import.ImportError_, OSError))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -26,6 +26,18 @@ async def system(tmp_path: Path, database_url: str) -> AsyncIterator[System]:
 
 
 @pytest.fixture
+async def sqlite_system(tmp_path: Path) -> AsyncIterator[System]:
+    """A whole running system on SQLite only: for tests of the stations' or the media side,
+    where the database kind plays no part."""
+    system = System(tmp_path / "sys", f"sqlite:///{tmp_path / 'c.db'}")
+    await system.start()
+    try:
+        yield system
+    finally:
+        await system.stop()
+
+
+@pytest.fixture
 def api(system: System) -> Api:
     """The admin's API driver for the `system` fixture (upload, send, wait for acks, play log)."""
     return Api.of(system)

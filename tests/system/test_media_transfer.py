@@ -4,7 +4,6 @@ the horn. Real controller process, SQLite (the storage path does not depend on t
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,13 +19,8 @@ from tests.support.audio import tone
 
 
 @pytest.fixture
-async def controller(tmp_path: Path) -> AsyncIterator[System]:
-    system = System(tmp_path / "sys", f"sqlite:///{tmp_path / 'c.db'}")
-    await system.start()
-    try:
-        yield system
-    finally:
-        await system.stop()
+def controller(sqlite_system: System) -> System:
+    return sqlite_system
 
 
 async def _upload(system: System, path: Path) -> MediaRef:

@@ -23,13 +23,8 @@ pytestmark = pytest.mark.solo
 
 
 @pytest.fixture
-async def station_system(tmp_path: Path):  # type: ignore[no-untyped-def]
-    system = System(tmp_path / "sys", f"sqlite:///{tmp_path / 'c.db'}")
-    await system.start()
-    try:
-        yield system
-    finally:
-        await system.stop()
+def station_system(sqlite_system: System) -> System:
+    return sqlite_system
 
 
 def _command(

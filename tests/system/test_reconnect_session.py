@@ -6,7 +6,6 @@ media again. Only what is new after the restart is acknowledged."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,14 +18,8 @@ from tests.support.audio import tone
 
 
 @pytest.fixture
-async def controller(tmp_path: Path) -> AsyncIterator[System]:
-    # The station's side is under test: one database kind is enough.
-    system = System(tmp_path / "sys", f"sqlite:///{tmp_path / 'c.db'}")
-    await system.start()
-    try:
-        yield system
-    finally:
-        await system.stop()
+def controller(sqlite_system: System) -> System:
+    return sqlite_system  # the station's side is under test: one database kind is enough
 
 
 async def test_a_reconnect_neither_re_acknowledges_nor_re_downloads(

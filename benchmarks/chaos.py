@@ -17,9 +17,12 @@ from pathlib import Path
 
 from testkit.chaos import FAULT_MIX, ChaosSettings, run_chaos, write_json
 from testkit.harness import System
+from testkit.pgtemp import fresh_database
 
 
-async def bench_chaos(settings: ChaosSettings, keep: str | None = None) -> int:
+async def bench_chaos(
+    settings: ChaosSettings, keep: str | None = None, database_url: str | None = None
+) -> int:
     # Fifty agents log every play and reconnect at INFO: the ledger is the output here.
     for name in ("firmware_sim", "device_agents", "mqtt_adapter", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -27,13 +30,18 @@ async def bench_chaos(settings: ChaosSettings, keep: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cc-bench-chaos-") as tmp:
         root = Path(keep) if keep else Path(tmp)
         horizon = max(8, int(settings.days) + 3)
-        system = System(root / "system", f"sqlite:///{root / 'chaos.db'}",
-                        controller_env={"COMMUNECAST_HORIZON_DAYS": str(horizon)})
-        await system.start()
+        url, drop = f"sqlite:///{root / 'chaos.db'}", None
+        if database_url and database_url.startswith("postgresql"):
+            url, drop = fresh_database(database_url, prefix="cc_bench_chaos")  # never the server's own
+        print(f"database: {url.split('://')[0]}")
+        system = System(root / "system", url, controller_env={"COMMUNECAST_HORIZON_DAYS": str(horizon)})
         try:
+            await system.start()
             result = await run_chaos(system, settings, root / "work")
         finally:
             await system.stop()
+            if drop is not None:
+                drop()
     print(result.summary())
     for item in result.ledger.breaking[:20]:
         print(f"  ! {item}")
@@ -51,4 +59,4 @@ def run(args: argparse.Namespace) -> int:
                              emergencies_per_day=args.emergencies_per_day, speed=args.speed,
                              settle_s=args.settle, kinds=kinds)
     settings._json = args.json  # type: ignore[attr-defined]
-    return asyncio.run(bench_chaos(settings, args.keep))
+    return asyncio.run(bench_chaos(settings, args.keep, args.database_url))

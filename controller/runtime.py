@@ -19,6 +19,7 @@ from controller.db import id_floors
 from controller.db.models import Device
 from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
+from controller.mqtt.receipts import ReceiptSender
 from controller.mqtt.tls import broker_tls_context
 from controller.services import broker_auth, metrics, seed, signing_keys, telemetry
 from controller.services.alarms.engine import AlarmEngine
@@ -86,8 +87,6 @@ class Runtime:
         notifications = NotificationHub(notifiers_from_settings(settings) + personal_notifiers(db, settings))
         alarms = AlarmEngine(db, settings, notifications)
         provincial = ProvincialSettings()
-        ingest = Ingest(db, after_store=alarms.submit,
-                        play_log_hook=provincial_outbox.enqueue_play_logs if provincial.enabled else None)
         tls = broker_tls_context(settings)  # None: plain MQTT
         bus = MqttBus(
             settings.mqtt_host,
@@ -95,10 +94,14 @@ class Runtime:
             client_id=settings.mqtt_client_id,
             username=settings.mqtt_username,
             password=settings.mqtt_password,
-            on_batch=ingest.handle_batch,
+            # The ingest (below) needs the bus for its receipts; the bus calls this once running.
+            on_batch=lambda batch: ingest.handle_batch(batch),
             share_group=settings.mqtt_share_group,
             tls_context=tls,
         )
+        ingest = Ingest(db, after_store=alarms.submit,
+                        play_log_hook=provincial_outbox.enqueue_play_logs if provincial.enabled else None,
+                        receipts=ReceiptSender(bus.send_now))
         publisher = DesiredStatePublisher(
             db, bus, signer, timedelta(days=settings.horizon_days),
             sources=horizon_sources.standard(),

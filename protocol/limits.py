@@ -18,3 +18,6 @@ EVENT_REASON_MAX_CHARS = 1000
 # An event's `detail` as compact JSON: an ack's item list of a full horizon is ~tens of KiB.
 EVENT_DETAIL_MAX_BYTES = 256 * 1024
 TRUNCATED_MARK = "…[truncated]"
+
+# Event ids named in one receipt (controller -> station); more go in several receipts.
+RECEIPT_MAX_IDS = 500

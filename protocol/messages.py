@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -16,6 +16,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from protocol.limits import RECEIPT_MAX_IDS
 
 
 class Priority(StrEnum):
@@ -71,6 +73,9 @@ class RejectReason(StrEnum):
     UNSUPPORTED = "unsupported"
     REVOKED_KEY = "revoked_key"  # signed by a key the controller revoked (docs/security.md)
     BAD_KEY_LINK = "bad_key_link"  # a link or revocation of cc/v1/keys that does not verify
+
+
+EventId = Annotated[str, Field(min_length=8, max_length=64)]
 
 
 class _Model(BaseModel):
@@ -221,6 +226,18 @@ class Event(_Report):
     broadcast_id: int | None = None
     reason: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Receipt(_Model):
+    """Controller -> device on cc/v1/dev/{uid}/rcpt: these events of yours are stored.
+
+    A station keeps each event in its outbox until it is named here, not merely until the
+    broker's PUBACK: a broker or controller killed between the two hops would otherwise lose
+    a proof of play (docs/architecture.md, step 7). Not signed: all it can do is make a station
+    forget events it already sent, which whoever can write this topic (the controller alone, by
+    the broker's ACL) could achieve just as well by dropping them."""
+
+    ids: list[EventId] = Field(min_length=1, max_length=RECEIPT_MAX_IDS)
 
 
 class ReportedState(_Report):

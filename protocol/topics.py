@@ -5,6 +5,7 @@ Controller -> device:  cc/v1/dev/{uid}/cmd      signed commands, QoS 1, not reta
                        cc/v1/grp/{level}/{id}/cmd  signed group commands (one publish, many stations)
                        cc/v1/grp/all/cmd        every station
                        cc/v1/keys               the signing-key chain (protocol/keychain.py), retained
+                       cc/v1/dev/{uid}/rcpt     event receipts: "these events are stored", QoS 0
 Device -> controller:  cc/v1/dev/{uid}/state    reported state, retained (birth + Last Will)
                        cc/v1/dev/{uid}/evt      events (acks, proof of play, faults), QoS 1
                        cc/v1/dev/{uid}/tele     telemetry, QoS 0
@@ -19,7 +20,7 @@ ROOT = "cc/v1"
 GroupLevel = Literal["province", "district", "commune", "village", "tag"]
 GROUP_LEVELS: tuple[str, ...] = ("province", "district", "commune", "village", "tag")
 
-DEVICE_CHANNELS = ("cmd", "desired", "state", "evt", "tele")
+DEVICE_CHANNELS = ("cmd", "desired", "rcpt", "state", "evt", "tele")
 
 # The controller's signing-key chain (links and revocations, protocol/keychain.py): one retained
 # message for every station, written only by the controller (docs/security.md, key rotation).
@@ -39,6 +40,10 @@ def cmd(uid: str) -> str:
 
 def desired(uid: str) -> str:
     return device(uid, "desired")
+
+
+def receipts(uid: str) -> str:
+    return device(uid, "rcpt")
 
 
 def state(uid: str) -> str:

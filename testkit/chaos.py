@@ -734,6 +734,7 @@ async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> Cha
         cfg = cfg.model_copy(update={
             "late_start_tolerance_s": TOLERANCE_S, "prepare_ahead_s": TOLERANCE_S, "mqtt_port": proxy.port,
             "mqtt_reconnect_cap_s": 4.0, "mqtt_reconnect_base_s": 0.5,
+            "receipt_wait_s": 3.0, "receipt_wait_cap_s": 12.0,  # real seconds: the week runs fast
         })  # fmt: skip
         sclock = StationClock(clock)
         dev = devices[cfg.uid]["id"]

@@ -100,6 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bc.add_argument("--speed", type=float, default=3600.0, help="virtual seconds per real second")
     bc.add_argument("--settle", type=float, default=60.0, help="real seconds to wait for the last proofs")
     bc.add_argument("--keep", help="run in this directory and keep it (logs, stores) instead of a temp dir")
+    bc.add_argument("--database-url", help="default: a fresh SQLite file; with a PostgreSQL URL a fresh "
+                    "database is created on that server (and dropped after)")
     bc.add_argument("--json", help="also write the ledger, the faults and the breaking items here")
     bc.set_defaults(func=_runner("chaos"))
 

@@ -184,6 +184,18 @@ class MqttBus:
         async with self._in_flight:
             await self._publish_now(topic, payload, qos=qos, retain=retain)
 
+    def send_now(self, topic: str, payload: bytes) -> bool:
+        """QoS 0, handed to the socket at once, without waiting: for messages whose loss only
+        costs a resend (event receipts). False when not connected."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            client.publish_nowait(topic, payload, qos=0)
+        except PublishError:
+            return False
+        return True
+
     async def _publish_now(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
         """One publish, outside the window: the health probe uses it directly, so that a burst
         of 10,000 desired states queued in the window does not make a working broker look

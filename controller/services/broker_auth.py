@@ -40,6 +40,7 @@ STATION_PATTERNS = (
     f"pattern write {topics.ROOT}/dev/%u/tele",
     f"pattern read {topics.ROOT}/dev/%u/cmd",
     f"pattern read {topics.ROOT}/dev/%u/desired",
+    f"pattern read {topics.ROOT}/dev/%u/rcpt",  # receipts for its events (protocol.messages.Receipt)
     f"pattern read {topics.KEYS}",  # the signing-key chain, the same for every station
 )
 
@@ -153,7 +154,7 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
 def station_acls(uid: str, groups: dict[str, int]) -> list[dict[str, Any]]:
     """Exactly the station's own topics; literal subscriptions only, so '#' or '+' is refused."""
     acls = [_acl("publishClientSend", topics.device(uid, ch)) for ch in ("state", "evt", "tele")]
-    reads = [topics.cmd(uid), topics.desired(uid), topics.group_cmd("all"), topics.KEYS]
+    reads = [topics.cmd(uid), topics.desired(uid), topics.receipts(uid), topics.group_cmd("all"), topics.KEYS]
     reads += [topics.group_cmd(level, area_id) for level, area_id in sorted(groups.items())]
     for topic in reads:
         acls += [_acl("subscribeLiteral", topic), _acl("publishClientReceive", topic)]
@@ -338,10 +339,12 @@ class DynsecAdmin:
         if usernames:
             await self.checked([{"command": "setClientId", "username": u, "clientid": u} for u in usernames])
 
-    async def grant_key_chain(self, uids: list[str]) -> None:
-        """Let station accounts made before key rotation read cc/v1/keys (docs/security.md)."""
-        commands = [{"command": "addRoleACL", "rolename": station_role(u), **_acl(t, topics.KEYS)}
-                    for u in uids for t in ("subscribeLiteral", "publishClientReceive")]
+    async def grant_later_reads(self, uids: list[str]) -> None:
+        """Let station accounts made by an older controller read what was added since: cc/v1/keys
+        (key rotation, docs/security.md) and their event receipts (docs/architecture.md)."""
+        commands = [{"command": "addRoleACL", "rolename": station_role(u), **_acl(t, topic)}
+                    for u in uids for topic in (topics.KEYS, topics.receipts(u))
+                    for t in ("subscribeLiteral", "publishClientReceive")]
         for cmd, resp in zip(commands, await self.execute(commands) if commands else [], strict=True):
             error = str(resp.get("error") or "")
             if error and "already exists" not in error.lower():
@@ -373,12 +376,12 @@ async def _bind_unbound(admin: DynsecAdmin, uids: list[str], batch: int = 200) -
             return
 
 
-async def _grant_key_chain(admin: DynsecAdmin, uids: list[str], batch: int = 200) -> None:
+async def _grant_later_reads(admin: DynsecAdmin, uids: list[str], batch: int = 200) -> None:
     for i in range(0, len(uids), batch):
         try:
-            await admin.grant_key_chain(uids[i : i + batch])
+            await admin.grant_later_reads(uids[i : i + batch])
         except DynsecError as exc:
-            log.warning("could not let station accounts read %s: %s", topics.KEYS, exc)
+            log.warning("could not let station accounts read %s and their receipts: %s", topics.KEYS, exc)
             return
 
 
@@ -405,7 +408,7 @@ async def reconcile_dynsec(admin: DynsecAdmin, db: Any, *, attempts: int = 30) -
         except DynsecError as exc:
             log.warning("could not remove broker account %s: %s", uid, exc)
     await _bind_unbound(admin, sorted(u for u in present & active if _looks_like_station(u)))
-    await _grant_key_chain(admin, sorted(u for u in present & active if _looks_like_station(u)))
+    await _grant_later_reads(admin, sorted(u for u in present & active if _looks_like_station(u)))
     for uid in sorted(active - present):
         log.warning("station %s has no broker account (the broker lost its dynamic-security file?): "
                     "issue it a new enrollment code", uid)

@@ -3,8 +3,11 @@
 Messages are queued by the MQTT handler (a whole socket read at a time) and written by
 one worker in one transaction per batch, in a thread, while the next batch is parsed.
 Events are stored once by id, so a QoS 1 redelivery or an outbox replay after
-reconnection never doubles a play-log entry. A message that does not parse is counted
-and logged, never stored half-way.
+reconnection never doubles a play-log entry. After each commit the stations are told which
+of their events are stored (`Receipts`): only then do they forget them, so the messages this
+process acknowledged to the broker and holds in memory are not the only copy (a kill -9
+before the commit loses nothing, the stations send them again). A message that does not
+parse is counted and logged, never stored half-way.
 """
 
 from __future__ import annotations
@@ -81,15 +84,32 @@ _MODELS: dict[str, type[ReportedState | Event | Telemetry]] = {
 
 AfterStore = Callable[[list[tuple[str, Telemetry]], list[tuple[str, Event]]], None]
 PlayLogHook = Callable[[Session, list[PlayLog]], object]
+# Given, after each commit, the ids of the events now stored, by station uid (controller/mqtt/receipts.py).
+Receipts = Callable[[dict[str, list[str]]], None]
+
+
+@dataclass
+class Stored:
+    """What one committed batch did with its events."""
+
+    refused: set[str] = field(default_factory=set)  # play events stored but not as proof of play
+    by_station: dict[str, list[str]] = field(default_factory=dict)  # stored now or before, by uid
+
+    def merge(self, other: Stored) -> None:
+        self.refused |= other.refused
+        for uid, ids in other.by_station.items():
+            self.by_station.setdefault(uid, []).extend(ids)
 
 
 class Ingest:
     def __init__(
-        self, db: Database, *, after_store: AfterStore | None = None, play_log_hook: PlayLogHook | None = None
+        self, db: Database, *, after_store: AfterStore | None = None,
+        play_log_hook: PlayLogHook | None = None, receipts: Receipts | None = None,
     ) -> None:
         """`after_store`: given each stored batch (the alarm engine, docs/health.md).
         `play_log_hook`: queues reported play logs in the ingest's transaction (the provincial
-        connector's outbox, docs/provincial.md). Both are fixed at construction."""
+        connector's outbox, docs/provincial.md). `receipts`: tells the stations what is stored
+        (None: nobody is told, stations send again after their wait). All fixed at construction."""
         self._db = db
         self._queue: asyncio.Queue[list[Message]] = asyncio.Queue()
         self.stats = IngestStats()
@@ -104,6 +124,7 @@ class Ingest:
         self.write_lock = asyncio.Lock()
         self.after_store = after_store
         self.play_log_hook = play_log_hook
+        self._receipts = receipts
 
     async def handle(self, topic: str, payload: bytes) -> None:
         self.handle_batch([Message(topic, payload)])
@@ -138,19 +159,25 @@ class Ingest:
             parsed = await parsed_q.get()
             metrics.count_channels(p.channel for p in parsed)
             started = time.perf_counter()
-            refused: set[str] = set()
+            stored = Stored()
             try:
                 async with self.write_lock:
-                    refused = await asyncio.to_thread(self.store, parsed)
+                    stored = await asyncio.to_thread(self.store, parsed)
             except Exception:
                 log.exception("ingest batch failed; storing one by one")
                 for p in parsed:
                     try:
-                        refused |= await asyncio.to_thread(self.store, [p])
+                        stored.merge(await asyncio.to_thread(self.store, [p]))
                     except Exception:
                         self.stats.rejected += 1
                         log.exception("dropping unstorable message from %s", p.uid)
             metrics.INGEST_BATCH.observe(time.perf_counter() - started)
+            refused = stored.refused
+            if self._receipts is not None and stored.by_station:
+                try:
+                    self._receipts(stored.by_station)
+                except Exception:
+                    log.exception("could not send event receipts (stations will send again)")
             if self.after_store is not None:
                 try:
                     kept = [p for p in parsed if not (isinstance(p.model, Event) and p.model.id in refused)]
@@ -185,12 +212,13 @@ class Ingest:
             model = _cap_free_text(where.uid, model)
         return _Parsed(where.uid, where.channel, model)
 
-    def store(self, parsed: list[_Parsed]) -> set[str]:
+    def store(self, parsed: list[_Parsed]) -> Stored:
         """One transaction per batch, with set-based reads and one bulk insert of events.
 
         Per-row ORM round trips capped ingest at a few hundred messages/s; this keeps
-        it at thousands (see `communecast bench ingest`). Returns the ids of the play
-        events refused (`_refuse_undelivered`): stored as events, not as proof of play.
+        it at thousands (see `communecast bench ingest`). Returns the event ids now stored
+        by station (to receipt once committed) and those of the play events refused
+        (`_refuse_undelivered`): stored as events, not as proof of play.
         """
         now = datetime.now(UTC)
         with self._db.session() as s, s.no_autoflush:
@@ -215,6 +243,7 @@ class Ingest:
             patches: dict[int, dict[str, object]] = {}
             online: dict[int, bool] = {}
             seen: set[int] = set()
+            by_station: dict[str, list[str]] = {}  # stored by this batch, or already (a resend)
             for p in parsed:
                 device_id = self._device_ids.get(p.uid, -1)
                 if device_id not in live:
@@ -231,6 +260,7 @@ class Ingest:
                     samples.append(telemetry.sample_row(device_id, p.model))
                 else:
                     ev = p.model
+                    by_station.setdefault(p.uid, []).append(ev.id)
                     if ev.id in known:
                         self.stats.duplicates += 1
                         continue
@@ -292,7 +322,7 @@ class Ingest:
             ops.apply_events(s, [(d, e) for d, e in to_apply if e.kind in ops.OPS_EVENTS])
         for d in seen:  # committed: remember when last_seen was written
             self._last_seen[d] = now
-        return refused
+        return Stored(refused, by_station)
 
     def _refuse_undelivered(
         self, s: Session, parsed: list[_Parsed], events: list[tuple[int, Event]]

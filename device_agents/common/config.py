@@ -24,6 +24,10 @@ class AgentConfig(BaseSettings):
     # so a fleet does not come back in lockstep after a broker restart.
     mqtt_reconnect_base_s: float = Field(default=1.0, gt=0)
     mqtt_reconnect_cap_s: float = Field(default=30.0, gt=0)
+    # An event the broker acknowledged and no controller receipt named this long after is sent
+    # again; the wait grows (x2, jittered) while none comes, up to the cap (device_agents/common/link.py).
+    receipt_wait_s: float = Field(default=15.0, gt=0)
+    receipt_wait_cap_s: float = Field(default=600.0, gt=0)
     # TLS to the broker (docs/enrollment.md, "TLS"): TLS 1.2+, certificate and host name always
     # verified. CA file: the broker's CA (enrollment stores it next to config.json; relative paths
     # are in data_dir); None = the system's trust store. Client cert/key only for mutual TLS.

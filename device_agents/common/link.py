@@ -1,8 +1,14 @@
 """The agent's MQTT link: own credentials, birth + Last Will, subscriptions, outbox.
 
 It reconnects forever with backoff. Events never go straight to the broker: they are
-in the store's outbox first, and an entry is deleted only after the broker's PUBACK,
-so an outage delays proof of play but never loses it. An event is handed to the socket
+in the store's outbox first, and an entry is deleted only when the controller's receipt
+(cc/v1/dev/{uid}/rcpt) says it is stored. The broker's PUBACK is one hop, not the end: a
+broker killed before it forwarded the event, or a controller killed after its PUBACK but
+before its commit, lost proofs of play that way (`communecast bench chaos`). Events the
+broker acknowledged and no receipt named within `receipt_wait_s` are sent again, with a
+growing, jittered wait while none comes (the controller is down), and the controller stores
+each event id once. So an outage or a crash delays proof of play but never loses it. An
+event is handed to the socket
 in the same event-loop step that stored it (`wake_outbox`), not a few loop rounds later by
 a woken task: a simulator running thousands of stations in one loop measured each such
 round as seconds (docs/scaling.md). The connection is `mqtt_adapter.StationClient`; each
@@ -19,20 +25,24 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
+from pydantic import ValidationError
 
-from device_agents.common.store import AgentStore
+from device_agents.common.store import AgentStore, OutboxEntry
 from mqtt_adapter import Backoff, Pending, PublishError, StationClient
+from protocol.messages import Receipt
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
 OUTBOX_WINDOW = 20  # events on the wire awaiting their PUBACK (paho's own in-flight limit)
+RECEIPT_WAIT_GROWTH = 2.0  # each send again without a receipt waits this much longer, up to the cap
 
 
 class AgentLink:
@@ -53,12 +63,21 @@ class AgentLink:
         on_message: MessageHandler,
         tls: ssl.SSLContext | None = None,
         backoff: Backoff | None = None,
+        receipt_topic: str | None = None,
+        receipt_wait_s: float = 15.0,
+        receipt_wait_cap_s: float = 600.0,
     ) -> None:
+        """`receipt_topic`: where the controller names the stored events (subscribed here, never
+        passed to `on_message`); without it events are forgotten at the broker's PUBACK."""
         self._host, self._port = host, port
         self._client_id = client_id
         self._username, self._password = username, password
         self._keepalive = keepalive
-        self._subscriptions = subscriptions
+        self._subscriptions = [*subscriptions, *([receipt_topic] if receipt_topic else [])]
+        self._receipt_topic = receipt_topic
+        self._receipt_base_s = receipt_wait_s
+        self._receipt_cap_s = max(receipt_wait_cap_s, receipt_wait_s)
+        self._receipt_wait_s = receipt_wait_s  # grows while no receipt comes, back to base at one
         self._state_topic = state_topic
         self._birth = birth
         self._last_will = last_will
@@ -69,8 +88,13 @@ class AgentLink:
         self.last_error: str | None = None  # why the last connection attempt failed (doctor, tests)
         self._client: StationClient | None = None
         self._outbox_wakeup = asyncio.Event()
-        self._in_flight: deque[tuple[int, Pending]] = deque()  # (outbox seq, its publish)
+        self._in_flight: deque[tuple[OutboxEntry, Pending]] = deque()  # awaiting the broker's PUBACK
         self._sent_upto = 0  # highest outbox seq handed to the current connection
+        # Acknowledged by the broker, awaiting the controller's receipt: seq -> when (monotonic),
+        # oldest first; and the ones to send again, served before new entries.
+        self._awaiting: dict[int, float] = {}
+        self._resend: deque[int] = deque()
+        self.sent_again = 0  # events sent again for want of a receipt (tests, diagnostics)
         self.connected = asyncio.Event()
         self.connections = 0
         self.connected_at: float | None = None  # wall time of the latest connection (reconnect spread)
@@ -92,22 +116,32 @@ class AgentLink:
         self._send_outbox()
         self._outbox_wakeup.set()
 
+    @property
+    def awaiting_receipt(self) -> int:
+        """Events the broker acknowledged that no receipt has named yet."""
+        return len(self._awaiting)
+
     def _send_outbox(self) -> None:
-        """Hand outbox entries not yet sent on this connection to the socket, oldest first.
-        They stay in the outbox until their PUBACK (`_flush_outbox`)."""
+        """Hand outbox entries to the socket: first those to send again, then the ones not yet
+        sent on this connection, oldest first. They stay in the outbox until a receipt names
+        them (`_receipted`), or, without an event id, until their PUBACK (`_flush_outbox`)."""
         client = self._client
         room = OUTBOX_WINDOW - len(self._in_flight)
-        if client is None or room <= 0 or self._store.outbox_last_seq <= self._sent_upto:
+        if client is None or room <= 0 or not self.connected.is_set():
             return
-        if not self.connected.is_set():
-            return
-        for entry in self._store.outbox_head(room, after=self._sent_upto):
+        entries: list[OutboxEntry] = []
+        if self._resend:
+            again = [self._resend.popleft() for _ in range(min(room, len(self._resend)))]
+            entries = self._store.outbox_entries(again)
+        if len(entries) < room and self._store.outbox_last_seq > self._sent_upto:
+            entries += self._store.outbox_head(room - len(entries), after=self._sent_upto)
+        for entry in entries:
             try:
                 pending = client.publish_nowait(entry.topic, entry.payload, qos=1)
             except PublishError:
                 return  # the connection is going: the next one sends from the outbox again
-            self._in_flight.append((entry.seq, pending))
-            self._sent_upto = entry.seq
+            self._in_flight.append((entry, pending))
+            self._sent_upto = max(self._sent_upto, entry.seq)
 
     def _warn_if_clear_text(self) -> None:
         if self._tls is not None or _is_loopback(self._host):
@@ -139,8 +173,7 @@ class AgentLink:
                     await client.subscribe([(t, 1) for t in self._subscriptions])
                     await client.publish(self._state_topic, self._birth(), qos=1, retain=True)
                     self._client = client
-                    self._in_flight.clear()  # a new connection sends the whole outbox again
-                    self._sent_upto = 0
+                    self._forget_sent()  # a new connection sends the whole outbox again
                     self.connections += 1
                     self.connected_at = time.time()
                     self.last_error = None
@@ -149,6 +182,9 @@ class AgentLink:
                     flusher = asyncio.create_task(self._flush_outbox(client))
                     try:
                         async for message in client.messages:
+                            if message.topic == self._receipt_topic:
+                                self._receipted(message.payload)
+                                continue
                             self.last_arrival = message.arrived_at
                             self.last_socket_arrival = message.reached_socket_at
                             try:
@@ -175,13 +211,20 @@ class AgentLink:
             finally:
                 self.connected.clear()
                 self._client = None
-                self._in_flight.clear()
+                self._forget_sent()
             if self._stopping:
                 break
             await asyncio.sleep(self._backoff.next_delay() if delay is None else delay)
 
+    def _forget_sent(self) -> None:
+        self._in_flight.clear()
+        self._sent_upto = 0
+        self._awaiting.clear()
+        self._resend.clear()
+
     async def _flush_outbox(self, client: StationClient) -> None:
-        """Delete each sent entry at its PUBACK, in order, and keep the window full.
+        """Take each sent entry's PUBACK, in order, and keep the window full; send again what
+        the broker acknowledged and no receipt named in time.
 
         It waits for a PUBACK however long the broker takes: a dead connection ends this task
         (the link cancels it), a slow one must not (aiomqtt's default 10 s timeout once killed
@@ -190,14 +233,54 @@ class AgentLink:
             self._send_outbox()
             if not self._in_flight:
                 self._outbox_wakeup.clear()
-                await self._outbox_wakeup.wait()
+                try:
+                    async with asyncio.timeout(self._receipt_due_in()):
+                        await self._outbox_wakeup.wait()
+                except TimeoutError:
+                    self._send_unreceipted_again()
                 continue
-            seq, pending = self._in_flight[0]
+            entry, pending = self._in_flight[0]
             await pending.acked.wait()
             if not pending.published:  # the connection ended first: the next one sends it again
                 return
             self._in_flight.popleft()
-            self._store.outbox_done(seq)
+            if entry.event_id is None or self._receipt_topic is None:
+                self._store.outbox_done(entry.seq)
+            else:
+                self._awaiting[entry.seq] = time.monotonic()
+
+    def _receipt_due_in(self) -> float | None:
+        """Seconds until the oldest acknowledged event has waited too long for its receipt."""
+        if not self._awaiting:
+            return None
+        oldest = next(iter(self._awaiting.values()))
+        return max(0.0, oldest + self._receipt_wait_s - time.monotonic())
+
+    def _send_unreceipted_again(self) -> None:
+        now = time.monotonic()
+        late = [seq for seq, at in self._awaiting.items() if now - at >= self._receipt_wait_s]
+        if not late:
+            return
+        for seq in late:
+            del self._awaiting[seq]
+        self._resend.extend(late)
+        self.sent_again += len(late)
+        log.info("%s: no receipt for %d event(s) within %.0f s (controller away?): sending them again",
+                 self._client_id, len(late), self._receipt_wait_s)
+        grown = self._receipt_wait_s * RECEIPT_WAIT_GROWTH
+        # Jittered, so a fleet whose controller is down does not send again in lockstep.
+        self._receipt_wait_s = min(self._receipt_cap_s, grown) * random.uniform(0.8, 1.0)  # noqa: S311 (spread, not secrecy)
+
+    def _receipted(self, payload: bytes) -> None:
+        """The controller stored these events: forget them (and wait the base time again)."""
+        try:
+            receipt = Receipt.model_validate_json(payload)
+        except ValidationError as exc:
+            log.warning("%s: malformed receipt ignored: %s", self._client_id, exc.errors()[0].get("msg"))
+            return
+        for seq in self._store.outbox_receipted(receipt.ids):
+            self._awaiting.pop(seq, None)
+        self._receipt_wait_s = self._receipt_base_s
 
     async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> bool:
         """Best-effort publish for data that is worthless when late (telemetry, state)."""

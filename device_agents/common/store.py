@@ -1,7 +1,8 @@
 """The agent's local memory (SQLite): schedule, what already played, seen ids, outbox.
 
 It is what makes a station offline-first: items and media survive a network outage
-or a reboot, and events wait in the outbox until the broker has acknowledged them.
+or a reboot, and events wait in the outbox until the controller's receipt says they are
+stored (protocol.messages.Receipt; the broker's PUBACK is not enough, docs/architecture.md).
 Each state change and the event that reports it are written in one transaction, so
 a crash can neither lose a proof of play nor let an item play twice.
 """
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    event_id TEXT            -- NULL: forgotten at the broker's PUBACK (no receipt will name it)
 );
 """
 
@@ -46,6 +48,16 @@ class OutboxEntry:
     seq: int
     topic: str
     payload: bytes
+    event_id: str | None = None  # set: kept until a receipt names it
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """An event ready for the outbox: where it goes, its bytes, and the id a receipt will name."""
+
+    topic: str
+    payload: bytes
+    event_id: str
 
 
 class AgentStore:
@@ -63,6 +75,9 @@ class AgentStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
         if "source" not in columns:  # a store written by an older agent
             self._db.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT 'desired'")
+        if "event_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}:
+            self._db.execute("ALTER TABLE outbox ADD COLUMN event_id TEXT")  # an older agent's store
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_event ON outbox(event_id)")
         self._remembered = 0
         # The newest outbox seq, so the link can tell "nothing new to send" without a query.
         self.outbox_last_seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
@@ -159,7 +174,7 @@ class AgentStore:
         state: str,
         outcome: str | None = None,
         *,
-        event: tuple[str, bytes] | None = None,
+        event: QueuedEvent | None = None,
         expect: str | None = None,
     ) -> bool:
         """Move an item to `state` and queue its event atomically.
@@ -180,32 +195,54 @@ class AgentStore:
             if cur.rowcount != 1:
                 return False
             if event is not None:
-                self._outbox_insert(event[0], event[1])
+                self._outbox_insert(event.topic, event.payload, event.event_id)
         return True
 
     def prune_items(self, older_than: float) -> None:
         self._db.execute("DELETE FROM items WHERE state='done' AND start_at < ?", (older_than,))
 
     # -- outbox ---------------------------------------------------------------------
-    def enqueue(self, topic: str, payload: bytes) -> None:
-        self._outbox_insert(topic, payload)
+    def enqueue(self, topic: str, payload: bytes, event_id: str | None = None) -> None:
+        """Queue a message; with `event_id` it stays until a receipt names that id."""
+        self._outbox_insert(topic, payload, event_id)
 
-    def _outbox_insert(self, topic: str, payload: bytes) -> None:
+    def _outbox_insert(self, topic: str, payload: bytes, event_id: str | None) -> None:
         cur = self._db.execute(
-            "INSERT INTO outbox(topic, payload, created_at) VALUES (?, ?, ?)",
-            (topic, payload, time.time()),
+            "INSERT INTO outbox(topic, payload, created_at, event_id) VALUES (?, ?, ?, ?)",
+            (topic, payload, time.time(), event_id),
         )
         self.outbox_last_seq = max(self.outbox_last_seq, int(cur.lastrowid or 0))
 
     def outbox_head(self, limit: int = 100, *, after: int = 0) -> list[OutboxEntry]:
         """The oldest entries (with `after`: only those queued after that seq)."""
         rows = self._db.execute(
-            "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            "SELECT seq, topic, payload, event_id FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
         ).fetchall()
-        return [OutboxEntry(r[0], r[1], bytes(r[2])) for r in rows]
+        return [OutboxEntry(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+
+    def outbox_entries(self, seqs: list[int]) -> list[OutboxEntry]:
+        """The entries among `seqs` still in the outbox (a receipt may have taken some), in order."""
+        found: list[OutboxEntry] = []
+        for seq in sorted(seqs):  # a window's worth (OUTBOX_WINDOW) at a time
+            sql = "SELECT seq, topic, payload, event_id FROM outbox WHERE seq=?"
+            row = self._db.execute(sql, (seq,)).fetchone()
+            if row is not None:
+                found.append(OutboxEntry(row[0], row[1], bytes(row[2]), row[3]))
+        return found
 
     def outbox_done(self, seq: int) -> None:
         self._db.execute("DELETE FROM outbox WHERE seq=?", (seq,))
+
+    def outbox_receipted(self, event_ids: list[str]) -> list[int]:
+        """Forget the events a receipt names; the seqs that were still here. SELECT then DELETE,
+        not DELETE ... RETURNING: Raspberry Pi OS 11 ships SQLite 3.34, older than RETURNING."""
+        gone: list[int] = []
+        with self._tx() as db:
+            for event_id in event_ids:
+                gone += [r[0] for r in db.execute("SELECT seq FROM outbox WHERE event_id=?", (event_id,))]
+                db.execute("DELETE FROM outbox WHERE event_id=?", (event_id,))
+        return gone
 
     def outbox_size(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from device_agents.common.store import AgentStore
+from device_agents.common.store import AgentStore, QueuedEvent
 from protocol import topics
 from protocol.messages import Event, EventKind
 
@@ -23,14 +23,14 @@ class EventLog:
         self._store = store
         self._wake = wake
 
-    def build(self, kind: EventKind, **fields: Any) -> tuple[str, bytes]:
-        """The event's topic and payload, for a caller that stores it in its own transaction."""
+    def build(self, kind: EventKind, **fields: Any) -> QueuedEvent:
+        """The event ready for the outbox, for a caller that stores it in its own transaction."""
         event = Event(id=uuid.uuid4().hex, kind=kind, ts=now(), **fields)
-        return topics.events(self.uid), event.model_dump_json().encode()
+        return QueuedEvent(topics.events(self.uid), event.model_dump_json().encode(), event.id)
 
     def emit(self, kind: EventKind, **fields: Any) -> None:
-        topic, payload = self.build(kind, **fields)
-        self._store.enqueue(topic, payload)
+        queued = self.build(kind, **fields)
+        self._store.enqueue(queued.topic, queued.payload, queued.event_id)
         self._wake()
 
     def stored(self) -> None:

@@ -71,6 +71,9 @@ class StationHost(Generic[R]):
             tls=agent_context(config),  # None: plain MQTT (docs/enrollment.md, TLS)
             backoff=Backoff(base_s=config.mqtt_reconnect_base_s,
                             cap_s=max(config.mqtt_reconnect_cap_s, config.mqtt_reconnect_base_s)),
+            receipt_topic=topics.receipts(config.uid),
+            receipt_wait_s=config.receipt_wait_s,
+            receipt_wait_cap_s=config.receipt_wait_cap_s,
         )
         self.events = EventLog(self.uid, self.store, self.link.wake_outbox)
         self.role: R = make_role(RoleKit(config=config, store=self.store, events=self.events,

@@ -2,7 +2,8 @@
 (device_agents/common/link.py), against a real Mosquitto: messages arrive once and in order,
 a payload larger than the socket buffer still goes out whole, a lost broker ends the
 message loop instead of hanging it, and an outbox larger than the in-flight window reaches
-the broker in order and is emptied only by PUBACKs."""
+the broker in order and is emptied only by PUBACKs (events with an id: only by the
+controller's receipt, and sent again while none comes)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from communecast.mosquitto import PrivateMosquitto, free_port
 from device_agents.common.link import OUTBOX_WINDOW, AgentLink
 from device_agents.common.store import AgentStore
 from mqtt_adapter import StationClient
+from protocol import topics
 from protocol.limits import MAX_PACKET_SIZE
+from protocol.messages import Receipt
 from testkit.waiting import eventually
 
 USER, PASSWORD = "ctl", "pw"
@@ -111,6 +114,41 @@ async def test_outbox_beyond_the_window_arrives_in_order_and_empties_on_pubacks(
             with contextlib.suppress(asyncio.CancelledError):
                 await running
     assert got == [f"e{i}".encode() for i in range(n)]
+
+
+async def test_an_event_stays_until_the_controllers_receipt_and_is_sent_again_while_none_comes(
+    broker: PrivateMosquitto,
+) -> None:
+    """The broker's PUBACK is one hop: the station keeps the event, sends it again when no
+    receipt names it in time (the controller crashed before storing it), and forgets it at
+    the receipt; a malformed receipt is ignored, not fatal."""
+    store = AgentStore(None)
+    uid = "spk-r"
+    store.enqueue(topics.events(uid), b"proof", "event-proof-1")
+    link = AgentLink(host="127.0.0.1", port=broker.port, client_id=uid, username=USER, password=PASSWORD,
+                     keepalive=30, subscriptions=[topics.cmd(uid)], state_topic=topics.state(uid),
+                     birth=lambda: b"{}", last_will=b"{}", store=store,
+                     on_message=lambda _t, _p: asyncio.sleep(0), receipt_topic=topics.receipts(uid),
+                     receipt_wait_s=1.0, receipt_wait_cap_s=2.0)  # fmt: skip
+    got: list[bytes] = []
+    async with _client(broker, "controller") as controller:
+        await controller.subscribe(topics.events(uid), qos=1)
+        collecting = asyncio.create_task(_collect(controller, 2, got))
+        running = asyncio.create_task(link.run())
+        try:
+            await asyncio.wait_for(collecting, 15)  # the first send, then the same event again
+            assert got == [b"proof", b"proof"]
+            assert store.outbox_size() == 1 and link.sent_again >= 1
+            await controller.publish(topics.receipts(uid), b"not json", qos=0)
+            await controller.publish(topics.receipts(uid), Receipt(ids=["event-proof-1"]).model_dump_json(),
+                                     qos=0)  # fmt: skip
+            await eventually(_outbox_size(store), lambda k: k == 0, timeout=10, what="the receipt's effect")
+            assert link.connected.is_set()
+        finally:
+            await link.close()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
 
 def _outbox_size(store: AgentStore):  # type: ignore[no-untyped-def]

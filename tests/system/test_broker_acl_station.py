@@ -42,11 +42,13 @@ async def test_a_station_may_touch_only_its_own_topics(system: System) -> None:
     await a.running.stop()  # the probe below takes A's client id, which its agent would take back
     async with station_client(a) as probe, controller_client(system) as spy:
         for topic in ("#", "cc/v1/#", "cc/v1/dev/+/cmd", topics.cmd(b.uid), topics.desired(b.uid),
-                      topics.events(b.uid), "$CONTROL/dynamic-security/#"):
+                      topics.events(b.uid), topics.receipts(b.uid), "$CONTROL/dynamic-security/#"):
             (code,) = await probe.subscribe(topic, qos=1)
             assert code.value == REFUSED, f"{a.uid} was allowed to subscribe to {topic}"
         (own,) = await probe.subscribe(topics.cmd(a.uid), qos=1)
         assert own.value < REFUSED
+        (receipts,) = await probe.subscribe(topics.receipts(a.uid), qos=1)
+        assert receipts.value < REFUSED
         (group,) = await probe.subscribe(topics.group_cmd("commune", a.config.groups["commune"]), qos=1)
         assert group.value < REFUSED
 
@@ -58,6 +60,9 @@ async def test_a_station_may_touch_only_its_own_topics(system: System) -> None:
             topics.events(b.uid): b'{"id": "forged", "kind": "play_finished"}',
             topics.cmd(b.uid): b'{"kid": "forged", "payload": "", "sig": ""}',
             topics.desired(a.uid): b'{"forged": true}',  # nor its own desired state
+            # A forged receipt would make B forget proofs of play it has not delivered yet.
+            topics.receipts(b.uid): b'{"ids": ["forged-receipt"]}',
+            topics.receipts(a.uid): b'{"ids": ["forged-own"]}',
         }
         for topic, payload in forged.items():
             await probe.publish(topic, payload, qos=1)

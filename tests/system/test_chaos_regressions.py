@@ -5,14 +5,14 @@
    session) and the controller showed the station `pending` for good. Now a station that comes
    back with an unacknowledged delivery gets its desired state, which carries the broadcast,
    again (services/ingest.py `_unacknowledged`).
-2. Open: proof of play is acknowledged hop by hop. A station deletes an event from its outbox
+2. Fixed: proof of play was acknowledged hop by hop. A station deleted an event from its outbox
    at the broker's PUBACK, and the controller PUBACKs a message before its ingest has stored it
-   ("messages wait (acknowledged, in memory)", services/ingest.py). So a broker kill -9 loses
+   ("messages wait (acknowledged, in memory)", services/ingest.py). So a broker kill -9 lost
    what it held for the controller (its session, when never saved, and its queue), and a
-   controller kill -9 loses the batch it had acknowledged but not committed: the speaker
-   sounded, the controller never learns it. Fixing this needs an end-to-end receipt (the
-   station keeps each event until the controller says it is stored), not a small change; the
-   two tests below are strict xfails that will pass once it exists.
+   controller kill -9 lost the batch it had acknowledged but not committed: the speaker
+   sounded, the controller never learnt it. Now the station keeps each event until the
+   controller's receipt names it, and sends again what no receipt named in time
+   (device_agents/common/link.py, controller/mqtt/receipts.py).
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ from tests.support.audio import tone
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-LOST_PROOF = ("bench chaos: proof of play is acknowledged hop by hop (station -> broker -> controller "
-              "memory), so a crash of either loses it; needs an end-to-end receipt")
+# Short waits for a receipt, so the tests see the stations send again within their deadlines.
+QUICK_RESEND = {"receipt_wait_s": 2.0, "receipt_wait_cap_s": 4.0}
 
 
-async def _outbox_empty(st: Station) -> None:
-    await eventually(lambda: _ready(st.running.agent.store.outbox_size()), lambda n: n == 0,
-                     timeout=20, what="the station's outbox to drain (broker PUBACKs)")
+async def _broker_acknowledged(st: Station, count: int) -> None:
+    """The broker PUBACKed `count` events that no receipt has named: before the end-to-end
+    receipt, the station forgot them right here."""
+    await eventually(lambda: _ready(st.running.agent.link.awaiting_receipt), lambda n: n >= count,
+                     timeout=20, what=f"{count} events acknowledged by the broker, not yet receipted")
 
 
 async def _ready(value: int) -> int:
@@ -86,10 +88,10 @@ async def _health(system: System) -> int:
     return r.status_code
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_PROOF)
 async def test_proof_of_play_survives_a_broker_crash_while_the_controller_is_away(
     system: System, api: Api, tmp_path: Path
 ) -> None:
+    system.agent_overrides.update(QUICK_RESEND)
     (st,) = await system.add_stations(1)
     media = await api.upload(tone(tmp_path / "b.wav", freq=440, seconds=1.0))
     bc = await api.send(media, datetime.now(UTC) + timedelta(seconds=8), {"devices": [st.device_id]})
@@ -98,17 +100,20 @@ async def test_proof_of_play_survives_a_broker_crash_while_the_controller_is_awa
     system.broker.kill()  # ... when the broker crashes: its memory had the controller's session
     system.broker.start()
     await _played(st, 1)
-    await _outbox_empty(st)  # the broker acknowledged play_started / play_finished: the station forgets them
+    await _broker_acknowledged(st, 2)  # play_started / play_finished, held for a session the broker lost
+    assert st.running.agent.store.outbox_size() >= 2
     system.controller.start()
     await system.controller.wait_healthy()
     await eventually(lambda: api.play_log(bc["id"]), lambda rs: bool(rs) and rs[0]["status"] == "played",
-                     timeout=15, what="proof of play after the broker crash")
+                     timeout=30, what="proof of play after the broker crash")
+    await eventually(lambda: _ready(st.running.agent.store.outbox_size()), lambda n: n == 0,
+                     timeout=20, what="the station's outbox emptied by the receipt")
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_PROOF)
 async def test_proof_of_play_survives_a_controller_kill_before_its_batch_is_stored(
     system: System, api: Api, tmp_path: Path
 ) -> None:
+    system.agent_overrides.update(QUICK_RESEND)
     (st,) = await system.add_stations(1)
     media = await api.upload(tone(tmp_path / "b.wav", freq=440, seconds=1.0))
     bc = await api.send(media, datetime.now(UTC) + timedelta(seconds=6), {"devices": [st.device_id]})
@@ -120,7 +125,7 @@ async def test_proof_of_play_survives_a_controller_kill_before_its_batch_is_stor
     hold.execute("BEGIN EXCLUSIVE")
     try:
         await _played(st, 1)
-        await _outbox_empty(st)
+        await _broker_acknowledged(st, 2)
         await asyncio.sleep(1.0)  # the broker delivered them to the controller and got its PUBACK
         system.controller.stop(signal.SIGKILL)
     finally:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from device_agents.common.store import AgentStore
+from device_agents.common.store import AgentStore, QueuedEvent
 from device_agents.hardware.amplifier import NoAmplifier
 from device_agents.host.events import EventLog
 from device_agents.speaker.horn import Horn
@@ -29,7 +30,7 @@ def test_an_item_moves_to_playing_once(tmp_path: Path) -> None:
     assert [i.item_id for i in store.upsert_items([item("b1"), item("b2")])] == ["b1", "b2"]
     assert store.transition("b1", "playing", expect="pending")
     assert not store.transition("b1", "playing", expect="pending")  # the second attempt loses
-    store.transition("b1", "done", "played", event=("t", b"e1"))
+    store.transition("b1", "done", "played", event=QueuedEvent("t", b"e1", "event-e1"))
     # Redelivery of the same desired state re-arms only what is still pending.
     assert [i.item_id for i in store.upsert_items([item("b1"), item("b2")])] == ["b2"]
     assert store.item_state("b1") == "done"
@@ -49,7 +50,8 @@ def test_replay_memory_and_outbox_survive_restart(tmp_path: Path) -> None:
     assert store.remember("env-1", time.time() + 60)
     assert not store.remember("env-1", time.time() + 60)
     store.enqueue("cc/v1/dev/x/evt", b"one")
-    store.transition("missing", "done", event=("t", b"lost?"))  # unknown item: nothing queued
+    # An unknown item: nothing queued.
+    store.transition("missing", "done", event=QueuedEvent("t", b"lost?", "event-lost"))
     store.close()
     again = AgentStore(path)
     assert not again.remember("env-1", time.time() + 60)
@@ -93,3 +95,29 @@ def test_an_item_is_finished_once_a_late_missed_never_overwrites_played(tmp_path
     assert on_air.finish(other, EventKind.MISSED, "missed", reason="start passed before it could play")
     assert not on_air.finish(other, EventKind.MISSED, "missed", reason="again")
     assert len(store.outbox_head()) == 2
+
+
+def test_a_receipt_forgets_only_the_events_it_names(tmp_path: Path) -> None:
+    store = AgentStore(tmp_path / "a.sqlite3")
+    for name in ("e1", "e2", "e3"):
+        store.enqueue("cc/v1/dev/spk-1/evt", name.encode(), f"event-{name}")
+    first, second, third = (e.seq for e in store.outbox_head())
+    assert sorted(store.outbox_receipted(["event-e1", "event-e3", "event-never-sent"])) == [first, third]
+    assert [(e.seq, e.event_id) for e in store.outbox_head()] == [(second, "event-e2")]
+    assert store.outbox_receipted(["event-e1"]) == []  # a second receipt for the same event changes nothing
+    assert [e.payload for e in store.outbox_entries([first, second, third])] == [b"e2"]
+
+
+def test_an_older_agents_outbox_is_kept_and_gains_event_ids(tmp_path: Path) -> None:
+    """A store written before receipts: its waiting events survive the upgrade (forgotten at
+    their PUBACK, as they were), and new ones carry their id."""
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+                "payload BLOB NOT NULL, created_at REAL NOT NULL)")
+    old.execute("INSERT INTO outbox(topic, payload, created_at) VALUES ('t', x'6f6c64', 0)")
+    old.commit()
+    old.close()
+    store = AgentStore(path)
+    store.enqueue("t", b"new", "event-new")
+    assert [(e.payload, e.event_id) for e in store.outbox_head()] == [(b"old", None), (b"new", "event-new")]

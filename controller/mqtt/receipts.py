@@ -1,0 +1,33 @@
+"""Event receipts: after each ingest commit, each station is told which of its events are stored.
+
+A station forgets an event only then (device_agents/common/link.py), so the broker's memory
+and the controller's unstored batch are never the only copy of a proof of play. QoS 0 on
+purpose: a lost receipt costs one resend, which the ingest recognises by event id and
+receipts again; a QoS 1 receipt would double the packets on the emergency's ack path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from protocol import topics
+from protocol.limits import RECEIPT_MAX_IDS
+from protocol.messages import Receipt
+
+Send = Callable[[str, bytes], bool]
+
+
+class ReceiptSender:
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.sent = 0  # receipts handed to the broker connection
+        self.unsent = 0  # not connected at the time: those stations will send their events again
+
+    def __call__(self, stored: dict[str, list[str]]) -> None:
+        for uid, ids in stored.items():
+            for i in range(0, len(ids), RECEIPT_MAX_IDS):
+                payload = Receipt(ids=ids[i : i + RECEIPT_MAX_IDS]).model_dump_json().encode()
+                if self._send(topics.receipts(uid), payload):
+                    self.sent += 1
+                else:
+                    self.unsent += 1

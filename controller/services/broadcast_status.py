@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import Broadcast, Delivery, Device, DeviceEvent, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
-from controller.db.statuses import DeliveryState
+from controller.db.statuses import BroadcastStatus, DeliveryState
 from controller.services import broker_outages
 from controller.services.lateness import Outage, StationTimes, explain
 from protocol.messages import EventKind
@@ -68,8 +68,11 @@ def station_states(session: Session, bc: Broadcast, now: datetime | None = None)
         offset = (reported or {}).get("clock_offset_ms")
         times = StationTimes(start_at=bc.start_at, created_at=bc.created_at, sent_at=d.sent_at,
                              received_at=d.acked_at, status=play.status if play else None,
-                             start_error_ms=play.start_error_ms if play else None)
-        late = explain(times, outages, now) if state not in ("rejected", "cancelled") else None
+                             start_error_ms=play.start_error_ms if play else None,
+                             cancelled=bc.status == BroadcastStatus.CANCELLED)
+        # Lateness follows the broadcast's own status (a cancelled one: only stations that did
+        # start can be late), not a per-station state; a station that refused it is not late.
+        late = explain(times, outages, now) if state != "rejected" else None
         out.append({
             "device_id": d.device_id, "uid": uid, "name": name, "state": state, "reason": reason,
             "sent_at": _iso(d.sent_at), "acked_at": _iso(d.acked_at),

@@ -52,6 +52,7 @@ class StationTimes:
     received_at: datetime | None  # the station's acknowledgement
     status: str | None  # the play log's status; None: nothing reported yet
     start_error_ms: float | None
+    cancelled: bool = False  # the broadcast's own status (`bc.status`) says it was cancelled
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,14 @@ class Lateness:
 
 
 def is_late(t: StationTimes, now: datetime) -> bool:
-    """Started more than LATE_MS late, missed, or still not started LATE_MS after the start."""
+    """Started more than LATE_MS late, missed, or still not started LATE_MS after the start.
+
+    A cancelled broadcast is not late where it did not start: no station was to play it any
+    more (one that went on air before the cancel keeps its measured lateness)."""
     if t.status in STARTED:
         return t.start_error_ms is not None and t.start_error_ms > LATE_MS
+    if t.cancelled:
+        return False
     if t.status == "missed":
         return True
     return t.status is None and now - t.start_at > timedelta(milliseconds=LATE_MS)

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from controller.core.errors import NotFound, UserError
 from controller.core.i18n import t
-from controller.core.permissions import Action, all_in_scope
-from controller.db.models import Broadcast, Device, Media, PlayLog, User
+from controller.core.permissions import Action, all_in_scope, in_scope
+from controller.db.models import Broadcast, Delivery, Device, Media, PlayLog, User
 from controller.db.statuses import BroadcastStatus
 from controller.services import audit, broadcasts
 from controller.services.media import record_media
@@ -230,9 +230,15 @@ def playlog(request: Request, broadcast_id: str = "", page: int = 1) -> Response
         late: list[dict[str, Any]] = []
         if broadcast is not None:
             late = late_stations(s, broadcast, ctx.scope, runtime(request).settings.timezone, ctx.lang)
-            for (st,) in s.execute(select(PlayLog.status).where(PlayLog.broadcast_id == broadcast.id)):
+            # Counted on the caller's stations only: a commune operator looking at a province-wide
+            # bulletin sees their commune's stations, as the play log's rows below.
+            mine = in_scope(ctx.scope, Device.commune_id)
+            for (st,) in s.execute(select(PlayLog.status).join(Device, Device.id == PlayLog.device_id)
+                                   .where(PlayLog.broadcast_id == broadcast.id, *mine)):
                 summary[st] = summary.get(st, 0) + 1
-            expected = len(broadcast.deliveries)
+            expected = s.scalar(select(func.count()).select_from(Delivery)
+                                .join(Device, Device.id == Delivery.device_id)
+                                .where(Delivery.broadcast_id == broadcast.id, *mine)) or 0
         else:
             expected = 0
     return render(request, "playlog.html", ctx=ctx, result=result, broadcast=broadcast, summary=summary,

@@ -3,6 +3,10 @@
 The synthesis is the API's own path (`controller.api.routes.tts`: the TTS service, the
 media pipeline, `record_media(origin="tts")`), so a typed bulletin is the same media object
 an upload makes: it can then be sent (/bulletins) or scheduled (/schedules/new).
+
+The province's ready texts (usecases/presets.py, the emergency form's presets) fill the form too
+(`/bulletins/tts?preset=all_clear`, no script): an all-clear or an epidemic advice is often a
+normal bulletin, not an emergency, and is sent or scheduled like any other (issue 20 walk-through).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from controller.schemas.media import TtsRequest
 from controller.services import audit
 from controller.services.media import record_media
 from controller.services.tts import VOICES, TtsError
+from controller.usecases import presets
 from controller.web.pagekit import authorized_form, page_ctx, user_error
 from controller.web.panel import Ctx, render
 
@@ -40,6 +45,8 @@ def _page(
     spoken: str = "",
     error: Any = None,
 ) -> Response:
+    with ctx.rt.db.session() as s:
+        offered = presets.presets(s, ctx.user)  # the user's province's, as the emergency form's
     return render(
         request,
         "bulletin_tts.html",
@@ -51,20 +58,28 @@ def _page(
         error=error,
         voices=[(v, VOICE_NAMES.get(v, v)) for v in VOICES],
         rates=RATES,
+        presets=offered,
     )
 
 
 @router.get("/bulletins/tts", response_class=HTMLResponse)
-def tts_page(request: Request) -> Response:
+def tts_page(request: Request, preset: str | None = None) -> Response:
+    """`?preset=all_clear`: the form filled with that preset's title, text and voice."""
     ctx = page_ctx(request, Action.MEDIA_UPLOAD)
-    return _page(request, ctx)
+    form: dict[str, str] = {}
+    if preset:
+        with ctx.rt.db.session() as s:
+            chosen = next((p for p in presets.presets(s, ctx.user) if p.key == preset), None)
+        if chosen is not None:
+            form = {"title": chosen.title, "text": chosen.text, "voice": chosen.voice, "preset": chosen.key}
+    return _page(request, ctx, form=form)
 
 
 @router.post("/bulletins/tts", response_class=HTMLResponse)
 async def tts_preview(request: Request) -> Response:
     """Synthesize now and show the player; the media is kept (it is the bulletin)."""
     rt, form, ctx = await authorized_form(request, Action.MEDIA_UPLOAD)
-    values = {k: str(form.get(k, "")) for k in ("text", "voice", "rate", "title")}
+    values = {k: str(form.get(k, "")) for k in ("text", "voice", "rate", "title", "preset")}
     text, title = values["text"].strip(), " ".join(values["title"].split())[:200]
     if not text:
         return _page(request, ctx, status=422, form=values, error=("Hãy nhập nội dung bản tin.", {}))

@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.core.permissions import Action
+from controller.core.permissions import Action, in_scope
 from controller.db.models import Device, Media
 from controller.db.models_schedules import Schedule
 from controller.db.statuses import PLANNED_SCHEDULE, DeviceKind, ScheduleStatus
@@ -79,11 +79,16 @@ def _reach(s: Session, targets: Targets) -> Any:
     return or_(Device.id.in_(targets.devices), Device.commune_id.in_(commune_ids(s, targets)))
 
 
-def station_count(s: Session, targets: Targets) -> int:
+def station_count(s: Session, targets: Targets, scope: set[int] | None) -> int:
+    """The active speakers the targets name that the caller may see (`scope`: the caller's
+    communes, `communes_in_scope`; None: all): a commune operator looking at a province-wide
+    schedule counts their own stations, not the province's."""
     if targets.tags:
-        return len(resolve(s, targets, kind=DeviceKind.SPEAKER))
+        found = resolve(s, targets, kind=DeviceKind.SPEAKER)
+        return sum(1 for d in found if scope is None or d.commune_id in scope)
     q = (select(func.count()).select_from(Device)
-         .where(Device.kind == DeviceKind.SPEAKER, Device.retired_at.is_(None)))
+         .where(Device.kind == DeviceKind.SPEAKER, Device.retired_at.is_(None),
+                *in_scope(scope, Device.commune_id)))  # fmt: skip
     if not targets.all:
         q = q.where(_reach(s, targets))
     return s.scalar(q) or 0
@@ -141,7 +146,7 @@ def schedule_list(request: Request, week: str = "", view: str = "auto") -> Respo
         rows = []
         for sc in reversed(planning.visible(s, ctx.user)):  # the API's GET /schedules, newest first
             nxt = recurrence.occurrences(sc, now, now + timedelta(days=400), limit=1)
-            count = station_count(s, Targets.model_validate(sc.targets))
+            count = station_count(s, Targets.model_validate(sc.targets), ctx.scope)
             rows.append(Row(sc, describe(sc, ctx.lang), nxt[0].start if nxt else None, count))
             s.expunge(sc)
         grid = week_grid(monday, agenda_view.week_slots(s, ctx.user, monday, zone, now))

@@ -154,3 +154,25 @@ def test_bad_preset_is_a_clear_422(panel: Panel) -> None:
     r = edit_flood(c, ids["province"], voice="robot")
     assert r.status_code == 422 and "There is no voice “robot”" in r.text  # type: ignore[attr-defined]
     assert edit_flood(c, 999999).status_code == 404  # type: ignore[attr-defined]
+
+
+def test_a_preset_fills_a_normal_tts_bulletin(panel: Panel) -> None:
+    """The same presets start a normal typed bulletin (/bulletins/tts): an all-clear or an epidemic
+    advice is sent or scheduled like any bulletin, not as an emergency (issue 20 walk-through)."""
+    ids = seed(panel)
+    assert edit_flood(login(panel, "tinh.phutho"), ids["province"]).status_code == 303  # type: ignore[attr-defined]
+    c = login(panel, "canbo.hophoa")
+    page = c.http.get("/bulletins/tts").text
+    keys = re.findall(r'class="preset-button[^"]*" href="/bulletins/tts\?preset=(\w+)"', page)
+    assert keys == ["storm", "flood", "flash_flood", "fire", "epidemic", "all_clear"]
+    assert "<textarea" in page and field(page, "text") == ""
+    page = c.http.get("/bulletins/tts?preset=all_clear").text
+    assert field(page, "title") == "Hết cảnh báo" and field(page, "preset") == "all_clear"
+    assert field(page, "text").startswith("Thông báo: Tình huống khẩn cấp đã qua")
+    assert re.search(r'<option value="vi-north" selected', page) and 'aria-current="true"' in page
+    # The province's own version, as on the emergency form; an unknown key fills nothing.
+    flood = field(c.http.get("/bulletins/tts?preset=flood").text, "text")
+    assert flood.startswith("Thông báo khẩn: Nước sông Lô")
+    assert field(c.http.get("/bulletins/tts?preset=robot").text, "text") == ""
+    c.http.get("/lang?to=en")
+    assert "Start from a preset:" in c.http.get("/bulletins/tts").text

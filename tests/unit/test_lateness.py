@@ -66,3 +66,14 @@ def test_missed_and_still_silent_stations_are_reported_without_a_duration() -> N
     assert silent is not None and silent.cause is LateCause.RECEIVED_LATE
     assert describe(silent.body(), "Asia/Ho_Chi_Minh", "en") == (
         "Not started. The station has not received the command (it is offline or its link is slow).")
+
+
+def test_a_broadcast_cancelled_before_its_start_has_no_late_station() -> None:
+    """No station was supposed to play it any more: silence is not lateness, whatever the broker did."""
+    open_outage = Outage(T0 - timedelta(seconds=5), None)
+    for status in (None, "missed"):
+        silent = times(status=status, received_at=None, start_error_ms=None, cancelled=True)
+        assert explain(silent, [open_outage], NOW) is None
+    # Cancelled after it went on air: a station that really started late still says so.
+    started = explain(times(start_error_ms=4200.0, cancelled=True), [], NOW)
+    assert started is not None and started.cause is LateCause.STARTED_LATE

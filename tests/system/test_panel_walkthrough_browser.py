@@ -49,6 +49,10 @@ def _communes() -> list[dict[str, Any]]:
              "former_names": list(by_code[c].former_names)} for c in (TAM_DUONG, TAM_DUONG_BAC)]  # fmt: skip
 
 
+# The walk is the panel's; the database's part in it is covered by every other system test on both.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 async def system(tmp_path: Path, database_url: str) -> AsyncIterator[System]:
     if chromium_problem():  # do not pay for a system start just to skip

@@ -30,16 +30,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def station_states(session: Session, bc: Broadcast, now: datetime | None = None) -> list[dict[str, Any]]:
+def station_states(
+    session: Session, bc: Broadcast, now: datetime | None = None, *, communes: set[int] | None = None
+) -> list[dict[str, Any]]:
     """Per station: pending / acked / playing / played / interrupted / failed / missed / rejected /
     offline, with the reason, from the deliveries, the play log and the station's presence;
-    and, for a station that started late or not at all, how late and why (services/lateness.py)."""
+    and, for a station that started late or not at all, how late and why (services/lateness.py).
+    `communes`: only the stations of these communes (the caller's area; None: every station)."""
     now = now or datetime.now(UTC)
-    rows = session.execute(
-        select(Delivery, Device.uid, Device.name, Device.online, Device.reported)
-        .join(Device, Device.id == Delivery.device_id)
-        .where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id)
-    ).all()
+    q = (select(Delivery, Device.uid, Device.name, Device.online, Device.reported)
+         .join(Device, Device.id == Delivery.device_id)
+         .where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))  # fmt: skip
+    if communes is not None:
+        q = q.where(Device.commune_id.in_(communes or {-1}))
+    rows = session.execute(q).all()
     plays = {p.device_id: p for p in session.scalars(select(PlayLog).where(PlayLog.broadcast_id == bc.id))}
     # A station that refused the group PLAY (expired, bad signature...) names its envelope, not the item.
     play_ids = session.scalar(select(EmergencyBroadcast.play_ids)
@@ -115,15 +119,21 @@ def _stats(values: list[float], p50: float) -> dict[str, float]:
     return {"p50": round(p50, 2), "p99": round(percentile(values, 0.99), 2), "max": round(max(values), 2)}
 
 
-def summary(session: Session, bc: Broadcast) -> dict[str, Any] | None:
-    """The emergency part of GET /api/v1/broadcasts/{id} (None for other broadcasts)."""
-    em = session.get(EmergencyBroadcast, bc.id)
-    if em is None:
-        return None
-    states = station_states(session, bc)
+def stations_part(session: Session, bc: Broadcast, communes: set[int] | None) -> dict[str, Any]:
+    """Station states, counts per state and skew, over the stations of `communes` (None: all)."""
+    states = station_states(session, bc, communes=communes)
     counts: dict[str, int] = {}
     for s in states:
         counts[s["state"]] = counts.get(s["state"], 0) + 1
+    return {"station_states": states, "counts": counts, "skew": skew(states)}
+
+
+def summary(session: Session, bc: Broadcast, communes: set[int] | None = None) -> dict[str, Any] | None:
+    """The emergency part of GET /api/v1/broadcasts/{id} (None for other broadcasts), over the
+    stations of `communes` (the caller's area; None: every station)."""
+    em = session.get(EmergencyBroadcast, bc.id)
+    if em is None:
+        return None
     sender = session.get(User, bc.created_by) if bc.created_by else None
     return {
         "emergency": {
@@ -135,9 +145,7 @@ def summary(session: Session, bc: Broadcast) -> dict[str, Any] | None:
             "broker_ack_ms": em.broker_ack_ms,
             "cancelled_at": _iso(em.cancelled_at),
         },
-        "station_states": states,
-        "counts": counts,
-        "skew": skew(states),
+        **stations_part(session, bc, communes),
     }  # fmt: skip
 
 

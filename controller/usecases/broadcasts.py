@@ -13,11 +13,18 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from controller.core.permissions import Action, broadcast_filter, require_targets_in_scope, visible_broadcast
-from controller.db.models import Broadcast, User
+from controller.core.permissions import (
+    Action,
+    broadcast_filter,
+    communes_in_scope,
+    require_targets_in_scope,
+    visible_broadcast,
+)
+from controller.db.models import Broadcast, Delivery, Device, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.statuses import DeviceKind
-from controller.services import approval, broadcasts, emergency
+from controller.schemas.broadcasts import BroadcastOut
+from controller.services import approval, broadcast_status, broadcasts, emergency
 from controller.services.broadcasts import BroadcastCreate, Created
 from controller.usecases.access import require
 
@@ -77,6 +84,23 @@ def get(session: Session, user: User, broadcast_id: int) -> Broadcast:
     """The broadcast if it reaches the caller's area (or they sent it); otherwise 404."""
     bc: Broadcast = visible_broadcast(session, user, broadcast_id)
     return bc
+
+
+def detail(session: Session, user: User, broadcast_id: int) -> dict[str, Any]:
+    """GET /broadcasts/{id}: the broadcast with its deliveries, each station's state, the counts
+    and the start skew, over the stations in the caller's area only. A commune operator reading a
+    province-wide broadcast sees their commune's stations, never the names, states or lateness
+    of another commune's (the broadcast itself they may see: it reaches them)."""
+    bc = get(session, user, broadcast_id)
+    communes = communes_in_scope(session, user)
+    q = select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id)
+    if communes is not None:
+        q = q.join(Device, Device.id == Delivery.device_id).where(Device.commune_id.in_(communes or {-1}))
+    body = BroadcastOut.body(bc, list(session.scalars(q)))
+    extra = broadcast_status.summary(session, bc, communes)
+    if extra is None:
+        extra = {"emergency": None, **broadcast_status.stations_part(session, bc, communes)}
+    return body | extra
 
 
 def visible_emergencies(session: Session, user: User, limit: int) -> list[Row[Any]]:

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from babel.numbers import format_decimal
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.db.models import Broadcast, Device
+from controller.db.models import Broadcast
 from controller.i18n import formats
 from controller.services import broadcast_status
 from controller.web.i18n import gettext_for
@@ -63,10 +62,6 @@ def late_stations(
 ) -> list[dict[str, Any]]:
     """The stations of `bc` in the viewer's area (`scope`: commune ids, None for all) that
     started late or not at all, each with its sentence."""
-    late = [x for x in broadcast_status.station_states(s, bc) if x["lateness"]]
-    if scope is not None and late:
-        mine = set(s.scalars(select(Device.id).where(Device.id.in_([x["device_id"] for x in late]),
-                                                     Device.commune_id.in_(scope or {-1}))))
-        late = [x for x in late if x["device_id"] in mine]
+    late = [x for x in broadcast_status.station_states(s, bc, communes=scope) if x["lateness"]]
     return [{"device_id": x["device_id"], "name": x["name"] or x["uid"],
              "text": describe(x["lateness"], tz, lang)} for x in late]  # fmt: skip

@@ -225,20 +225,10 @@ def _progress(request: Request, ctx: Ctx, broadcast_id: int) -> dict[str, Any] |
         bc = _visible(s, ctx, broadcast_id)
         if bc is None:
             return None
-        info = broadcast_status.summary(s, bc)
+        info = broadcast_status.summary(s, bc, ctx.scope)  # only the caller's stations
         if info is None:
             return None
         states = info["station_states"]
-        if ctx.scope is not None:
-            mine = set(
-                s.scalars(
-                    select(Device.id).where(
-                        Device.id.in_([x["device_id"] for x in states]),
-                        Device.commune_id.in_(ctx.scope or {-1}),
-                    )
-                )
-            )
-            states = [x for x in states if x["device_id"] in mine]
         em = info["emergency"]
         return {
             "id": bc.id,

@@ -155,6 +155,39 @@ def test_broadcasts_api_refuses_sending_or_cancelling_outside_the_area(panel: Pa
     assert kept["status"] != "cancelled"
 
 
+@pytest.mark.parametrize("priority", ["normal", "emergency"])
+def test_a_broadcast_reaching_two_communes_shows_each_operator_only_their_stations(
+    panel: Panel, priority: str
+) -> None:
+    """GET /broadcasts/{id} of a broadcast reaching Hợp Hòa and Xuân Hòa: the Hợp Hòa operator
+    may read it (it reaches them) but sees only Hợp Hòa's stations (deliveries, per-station
+    states, counts); the names and states of another commune's stations are not theirs to read."""
+    ids = panel.seed(stations_per_commune=2)
+    sha = _media(panel)
+    http = panel.client().http
+    commune_op, admin = _token(panel, "canbo.hophoa"), _token(panel, "admin", panel.settings.admin_password)
+    sent = http.post("/api/v1/broadcasts", headers=admin, json={
+        "title": "Thông báo chung", "media_sha256": sha,
+        "targets": {"communes": [ids["hop_hoa"], ids["xuan_hoa"]]},
+        "start_at": "2030-01-01T06:00:00+07:00"})  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    if priority == "emergency":  # no broker here: its emergency record as emergency.start writes it
+        from controller.db.models_emergency import EmergencyBroadcast
+
+        with panel.rt.db.session() as s:
+            s.add(EmergencyBroadcast(broadcast_id=sent.json()["id"], text="Bão số 3", lead_ms=1500.0))
+    url = f"/api/v1/broadcasts/{sent.json()['id']}"
+    everything = http.get(url, headers=admin).json()
+    mine = http.get(url, headers=commune_op).json()
+    own, other = set(ids["devices"][ids["hop_hoa"]]), set(ids["devices"][ids["xuan_hoa"]])
+    assert {x["device_id"] for x in everything["station_states"]} == own | other
+    assert {x["device_id"] for x in mine["station_states"]} == own
+    assert sum(mine["counts"].values()) == len(own)
+    assert {x["device_id"] for x in mine.get("stations", [])} <= own
+    assert len(mine.get("stations", [])) == len(own)
+    assert (mine["emergency"] is not None) is (priority == "emergency")
+
+
 def test_panel_follows_the_apis_rule_for_the_callers_own_broadcast(panel: Panel) -> None:
     """A broadcast is visible when it reaches the caller's area or the caller sent it, on the
     API and on the panel's play-log page alike (the panel used to check the stations only)."""

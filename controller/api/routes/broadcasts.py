@@ -29,7 +29,7 @@ from controller.schemas.broadcasts import (
     iso,
 )
 from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
-from controller.services import broadcast_status, broadcasts
+from controller.services import broadcasts
 from controller.services.policy import PolicyViolation
 from controller.usecases import broadcasts as usecase
 from protocol.messages import Priority
@@ -121,21 +121,9 @@ def get_broadcast(
 ) -> dict[str, Any]:
     """The broadcast, every station's state (with the reason when it is not on air) and the
     measured start skew; for an emergency also who sent it, its topics, lead and timings.
-    Another area's broadcast is not found."""
-    bc = usecase.get(s, user, broadcast_id)
-    deliveries = list(
-        s.scalars(select(Delivery).where(Delivery.broadcast_id == bc.id).order_by(Delivery.device_id))
-    )
-    body = BroadcastOut.body(bc, deliveries)
-    extra = broadcast_status.summary(s, bc)
-    if extra is None:
-        states = broadcast_status.station_states(s, bc)
-        counts: dict[str, int] = {}
-        for st in states:
-            counts[st["state"]] = counts.get(st["state"], 0) + 1
-        extra = {"emergency": None, "station_states": states, "counts": counts,
-                 "skew": broadcast_status.skew(states)}
-    return body | extra
+    Another area's broadcast is not found; of one that reaches the caller's area only the
+    caller's stations are told."""
+    return usecase.detail(s, user, broadcast_id)
 
 
 @router.post("/broadcasts/{broadcast_id}/cancel", response_model=StatusOut, response_model_exclude_unset=True,

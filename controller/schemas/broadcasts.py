@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from controller.db.models import Broadcast, Delivery
 from controller.db.statuses import DeliveryState
@@ -87,6 +87,19 @@ class BroadcastCreated(BroadcastOut):
     approved: bool
     policy: PolicyOutcome | None = None
     emergency: EmergencySent | None = None
+    # Set when the broker did not answer at the time: saved, but the stations hear of it late.
+    warnings: list[str] | None = None
+
+
+class BroadcastMoved(BroadcastOut):
+    """PATCH /broadcasts/{id}: the broadcast at its new start, how many stations are told again,
+    whether it airs (else a draft waiting for an approver), the policy outcome at the new time
+    and the start it had before."""
+
+    stations: int
+    approved: bool
+    policy: PolicyOutcome | None = None
+    previous_start_at: str | None = None
     # Set when the broker did not answer at the time: saved, but the stations hear of it late.
     warnings: list[str] | None = None
 
@@ -215,3 +228,22 @@ class BroadcastCreate(BaseModel):
 
     def playlist(self) -> list[str]:
         return ([self.media_sha256] if self.media_sha256 else []) + list(self.media)
+
+
+class BroadcastPatch(BaseModel):
+    """PATCH /api/v1/broadcasts/{id}: a new start for a one-off broadcast not started yet (the
+    same stations, title and recording). `override_reason` as in BroadcastCreate, when the new
+    time breaks a commune's policy and the caller may override it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_at: AwareDatetime
+    override_reason: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("start_at")
+    @classmethod
+    def _a_plausible_year(cls, value: datetime) -> datetime:
+        """Years 2000-2100: beyond, the UTC conversion and the policy's day arithmetic overflow."""
+        if not 2000 <= value.year <= 2100:
+            raise ValueError("start_at must lie between the years 2000 and 2100")
+        return value

@@ -1,16 +1,19 @@
-"""One-off broadcasts: validate, resolve targets, record deliveries."""
+"""One-off broadcasts: validate, resolve targets, record deliveries; move one not started yet."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
 from controller.db.models import Broadcast, Delivery, Device, Media, User
-from controller.db.statuses import BroadcastStatus, DeviceKind
+from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.statuses import PLANNED_BROADCAST, BroadcastStatus, DeliveryState, DeviceKind
+from controller.i18n import formats
 from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, media_library, policy, recurrence
 from controller.services.targets import resolve, stored
@@ -124,6 +127,68 @@ def cancel(session: Session, broadcast_id: int, user_id: int | None) -> list[int
     ids = [d.device_id for d in bc.deliveries]
     dispatch.stations_changed(session, ids)
     return ids
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What `reschedule` did: the broadcast at its new start, its stations (told again), the
+    policy outcome at the new time, whether it airs (else a draft waiting for an approver) and
+    the start it had before."""
+
+    broadcast: Broadcast
+    device_ids: list[int]
+    policy: dict[str, object]
+    approved: bool
+    previous_start: datetime
+
+
+def reschedule(
+    session: Session, bc: Broadcast, new_start: datetime, user: User, *, override_reason: str | None = None,
+    now: datetime | None = None, tz: ZoneInfo = policy.TZ,
+) -> Moved:
+    """Move a one-off broadcast that has not started yet to `new_start` (aware), on the same
+    stations (its deliveries). Emergencies (and the group fan-out of priority ones), cancelled
+    broadcasts, live streams and relays, and a broadcast already started are refused (409, saying
+    why); a new start in the past is a 422. The new time goes through the create path's checks:
+    the recording still usable, the communes' broadcast policy (its old time not counted against
+    the day's minutes) with the same override rule, and content approval: a mover without the
+    approval right for every commune leaves a draft for an approver, as `create` does. The
+    stations are queued for their new desired state in the caller's transaction."""
+    now = now or datetime.now(UTC)
+    if Priority(bc.priority) is Priority.EMERGENCY or session.get(EmergencyBroadcast, bc.id) is not None:
+        raise UserError(409, "broadcast.move_emergency", title=bc.title)
+    if bc.status == BroadcastStatus.CANCELLED:
+        raise UserError(409, "broadcast.move_cancelled", title=bc.title)
+    if bc.status not in PLANNED_BROADCAST:  # a live voice or a relay (status "stream")
+        raise UserError(409, "broadcast.move_not_one_off", title=bc.title)
+    if bc.start_at <= now:
+        raise UserError(409, "broadcast.move_started", title=bc.title, at=formats.time_date(bc.start_at, tz))
+    new_start = new_start.astimezone(UTC)
+    if new_start < now - PAST_TOLERANCE:
+        raise UserError(422, "broadcast.move_past", at=formats.time_date(new_start, tz))
+    media_library.check_usable(list(session.scalars(select(Media).where(Media.sha256.in_(bc.media)))), now)
+    deliveries = list(bc.deliveries)
+    ids = sorted(d.device_id for d in deliveries)
+    communes = sorted(set(session.scalars(select(Device.commune_id).where(Device.id.in_(ids or [-1])))))
+    occurrence = recurrence.Occurrence(new_start, bc.duration_s)
+    outcome = policy.enforce(session, user, communes, [occurrence], Priority(bc.priority), override_reason,
+                             exclude_broadcast=bc.id, tz=tz)  # fmt: skip
+    approved = approval.can_approve(session, user, communes)
+    previous, was = bc.start_at, bc.status
+    bc.start_at = new_start
+    bc.status = BroadcastStatus.SCHEDULED if approved else BroadcastStatus.DRAFT
+    for d in deliveries:  # the stations hear of the new time in their next desired state
+        d.state, d.sent_at, d.acked_at, d.detail = DeliveryState.PENDING, None, None, None
+    audit.record(session, user.id, "broadcast.reschedule", "broadcast", bc.id, title=bc.title,
+                 previous_start_at=previous.isoformat(), start_at=new_start.isoformat(),
+                 stations=len(ids), policy=outcome, status=bc.status)  # fmt: skip
+    if outcome.get("status") == "override":
+        audit.record(session, user.id, "policy.override", "broadcast", bc.id,
+                     reason=override_reason, rule=outcome.get("rule"))
+    if approved and was == BroadcastStatus.DRAFT:
+        audit.record(session, user.id, "broadcast.approve", "broadcast", bc.id, automatic=True)
+    dispatch.stations_changed(session, ids)  # also when now a draft: its item leaves their horizon
+    return Moved(bc, ids, outcome, approved, previous)
 
 
 def horizon_items(

@@ -105,9 +105,10 @@ def _check_one(p: CommunePolicy, name: str, occ: _Occ, tz: ZoneInfo) -> PolicyVi
 
 def _existing_minutes(
     session: Session, commune_id: int, start: datetime, end: datetime, exclude_schedule: int | None,
-    tz: ZoneInfo,
+    tz: ZoneInfo, exclude_broadcast: int | None = None,
 ) -> dict[str, float]:
-    """Minutes already planned per local day (YYYY-MM-DD) on one commune's stations."""
+    """Minutes already planned per local day (YYYY-MM-DD) on one commune's stations (without the
+    schedule or broadcast being changed: its old time must not count against its new one)."""
     per_day: dict[str, float] = defaultdict(float)
     # (ids first: PostgreSQL cannot DISTINCT rows that hold JSON columns)
     on_commune = (select(Delivery.broadcast_id).join(Device, Device.id == Delivery.device_id)
@@ -115,7 +116,7 @@ def _existing_minutes(
     q = select(Broadcast).where(Broadcast.id.in_(on_commune), Broadcast.status.in_(PLANNED_BROADCAST),
                                 Broadcast.start_at >= start, Broadcast.start_at <= end)
     for bc in session.scalars(q):
-        if Priority(bc.priority) is not Priority.EMERGENCY:
+        if bc.id != exclude_broadcast and Priority(bc.priority) is not Priority.EMERGENCY:
             per_day[bc.start_at.astimezone(tz).date().isoformat()] += bc.duration_s / 60
     for sc in session.scalars(select(Schedule).where(Schedule.status.in_(PLANNED_SCHEDULE))):
         if sc.id == exclude_schedule or Priority(sc.priority) is Priority.EMERGENCY:
@@ -129,7 +130,7 @@ def _existing_minutes(
 
 def check(
     session: Session, commune_ids: Iterable[int], occs: Sequence[_Occ], *,
-    exclude_schedule: int | None = None, tz: ZoneInfo = TZ,
+    exclude_schedule: int | None = None, exclude_broadcast: int | None = None, tz: ZoneInfo = TZ,
 ) -> PolicyViolation | None:
     """The first rule broken by any occurrence on any commune, or None."""
     ids = sorted(set(commune_ids))
@@ -147,7 +148,8 @@ def check(
         if p.max_minutes_per_day is not None:
             first = min(o.start for o in occs) - timedelta(days=1)
             last = max(o.start for o in occs) + timedelta(days=1)
-            per_day = _existing_minutes(session, p.commune_id, first, last, exclude_schedule, tz)
+            per_day = _existing_minutes(session, p.commune_id, first, last, exclude_schedule, tz,
+                                        exclude_broadcast)
             for occ in occs:
                 day = occ.start.astimezone(tz).date().isoformat()
                 per_day[day] += occ.duration_s / 60
@@ -166,13 +168,15 @@ def check(
 
 def enforce(
     session: Session, user: User, commune_ids: Iterable[int], occs: Sequence[_Occ], priority: Priority,
-    override_reason: str | None, *, exclude_schedule: int | None = None, tz: ZoneInfo = TZ,
+    override_reason: str | None, *, exclude_schedule: int | None = None,
+    exclude_broadcast: int | None = None, tz: ZoneInfo = TZ,
 ) -> dict[str, Any]:
     """Refuse (raise PolicyViolation) or say why it may air: ok, exempt, override."""
     ids = sorted(set(commune_ids))
     if priority is Priority.EMERGENCY:
         return {"status": "exempt", "reason": "emergency"}
-    bad = check(session, ids, occs, exclude_schedule=exclude_schedule, tz=tz)
+    bad = check(session, ids, occs, exclude_schedule=exclude_schedule, exclude_broadcast=exclude_broadcast,
+                tz=tz)
     if bad is None:
         return {"status": "ok"}
     reason = (override_reason or "").strip()

@@ -5,6 +5,11 @@ occurrences the stations' horizons get) with one-off broadcasts, and for the pla
 past it counts what the play log says happened, only on the stations the caller may see.
 The area rules are the ones of `schedules.visible` and `broadcasts.visible`, so the panel's
 agenda never shows what the API would not.
+
+The month calendar (controller/web/calendar.py) asks for `history`: what was planned and then
+taken back still happened in part, so past days also keep cancelled broadcasts (a stopped
+emergency is one) and the occurrences a schedule had before it was deleted, each with its
+play log.
 """
 
 from __future__ import annotations
@@ -15,12 +20,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from controller.core.permissions import broadcast_filter, communes_in_scope
 from controller.db.models import Broadcast, Device, PlayLog, User
-from controller.db.statuses import PLANNED_BROADCAST, PLANNED_SCHEDULE, BroadcastStatus, PlayStatus
+from controller.db.models_emergency import EmergencyBroadcast
+from controller.db.statuses import (
+    PLANNED_BROADCAST,
+    PLANNED_SCHEDULE,
+    BroadcastStatus,
+    PlayStatus,
+    ScheduleStatus,
+)
 from controller.services import recurrence
 from controller.usecases import schedules as planning
 
@@ -40,36 +52,62 @@ class Entry:
     priority: str
     item_id: str = ""
     outcome: Counter[PlayStatus] = field(default_factory=Counter)  # play log, caller's stations only
+    emergency: bool = False  # sent through the emergency fan-out (services/emergency.py)
+    cancelled: bool = False  # only with `history`: a broadcast cancelled (before or while it played)
 
 
-def entries(session: Session, user: User, start: datetime, end: datetime, *, now: datetime) -> list[Entry]:
+def entries(session: Session, user: User, start: datetime, end: datetime, *, now: datetime,
+            per_schedule: int = MAX_PER_SCHEDULE, history: bool = False) -> list[Entry]:  # fmt: skip
     """Every play between `start` and `end` (aware) that reaches the caller's area, in time order;
-    the ones that began before `now` carry their play-log outcome."""
-    found = [*_schedule_entries(session, user, start, end), *_broadcast_entries(session, user, start, end)]
+    the ones that began before `now` carry their play-log outcome. `per_schedule`: at most this
+    many occurrences of one schedule; `history`: also, before `now`, cancelled broadcasts and
+    the occurrences deleted schedules had before their deletion (cancelled broadcasts are marked
+    `cancelled`; a deleted schedule's past occurrences aired as any other)."""
+    found = [*_schedule_entries(session, user, start, end, per_schedule, now if history else None),
+             *_broadcast_entries(session, user, start, end, now if history else None)]  # fmt: skip
     found.sort(key=lambda e: (e.at, e.title))
     past = [e for e in found if e.at <= now]
     _attach_outcomes(session, user, past)
     return found
 
 
-def _schedule_entries(session: Session, user: User, start: datetime, end: datetime) -> Iterable[Entry]:
-    for sc in planning.visible(session, user):  # area rule of GET /schedules
-        if sc.status not in PLANNED_SCHEDULE:
+def _schedule_entries(session: Session, user: User, start: datetime, end: datetime, per_schedule: int,
+                      history_until: datetime | None) -> Iterable[Entry]:  # fmt: skip
+    """`history_until` (now): deleted schedules too, from their approval up to their deletion
+    (never after it; one deleted as a draft never aired)."""
+    for sc in planning.visible(session, user, include_deleted=history_until is not None):  # GET /schedules
+        lo, hi, deleted = start, end, sc.status == ScheduleStatus.DELETED
+        if deleted and history_until is not None and sc.approved_at is not None:
+            lo, hi = max(start, sc.approved_at), min(end, history_until, sc.updated_at)
+        elif sc.status not in PLANNED_SCHEDULE:
             continue
-        for occ in recurrence.occurrences(sc, start, end, limit=MAX_PER_SCHEDULE):
+        if hi <= lo:
+            continue
+        for occ in recurrence.occurrences(sc, lo, hi, limit=per_schedule):
             yield Entry(occ.start, sc.title, "schedule", sc.id, dict(sc.targets), sc.status == "draft",
                         sc.priority, item_id=recurrence.item_id(sc.id, occ.start))  # fmt: skip
 
 
-def _broadcast_entries(session: Session, user: User, start: datetime, end: datetime) -> Iterable[Entry]:
+def _broadcast_entries(session: Session, user: User, start: datetime, end: datetime,
+                       history_until: datetime | None) -> Iterable[Entry]:  # fmt: skip
+    """`history_until` (now): cancelled broadcasts that were due before it too."""
+    planned = Broadcast.status.in_(PLANNED_BROADCAST)
+    if history_until is not None:
+        planned = or_(planned, and_(Broadcast.status == BroadcastStatus.CANCELLED,
+                                    Broadcast.start_at <= history_until))  # fmt: skip
     q = (select(Broadcast)
-         .where(Broadcast.start_at >= start, Broadcast.start_at < end,
-                Broadcast.status.in_(PLANNED_BROADCAST),
+         .where(Broadcast.start_at >= start, Broadcast.start_at < end, planned,
                 *broadcast_filter(session, user))  # the area rule of GET /broadcasts
          .order_by(Broadcast.start_at).limit(500))  # fmt: skip
-    for bc in session.scalars(q):
+    rows = list(session.scalars(q))
+    ids = [bc.id for bc in rows]
+    fanout = set(session.scalars(select(EmergencyBroadcast.broadcast_id)
+                                 .where(EmergencyBroadcast.broadcast_id.in_(ids or [-1]))))  # fmt: skip
+    for bc in rows:
         yield Entry(bc.start_at, bc.title, "broadcast", bc.id, dict(bc.targets),
-                    bc.status == BroadcastStatus.DRAFT, bc.priority)  # fmt: skip
+                    bc.status == BroadcastStatus.DRAFT, bc.priority,
+                    emergency=bc.id in fanout or bc.priority == "emergency",
+                    cancelled=bc.status == BroadcastStatus.CANCELLED)  # fmt: skip
 
 
 def _attach_outcomes(session: Session, user: User, past: list[Entry]) -> None:

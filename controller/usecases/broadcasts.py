@@ -1,4 +1,5 @@
-"""Broadcasts: send (normal or emergency), approve, cancel, list (emergencies too) and read one.
+"""Broadcasts: send (normal or emergency), approve, cancel, move (reschedule), list (emergencies
+too) and read one.
 
 Every function takes the caller: the role's right (`access.require`) and the area scope
 (`require_targets_in_scope`, `broadcast_filter`, `visible_broadcast`) are checked here, for
@@ -8,7 +9,9 @@ transaction (services/dispatch.py); the caller commits.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
@@ -24,8 +27,8 @@ from controller.db.models import Broadcast, Delivery, Device, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.statuses import DeviceKind
 from controller.schemas.broadcasts import BroadcastOut
-from controller.services import approval, broadcast_status, broadcasts, emergency
-from controller.services.broadcasts import BroadcastCreate, Created
+from controller.services import approval, broadcast_status, broadcasts, emergency, policy
+from controller.services.broadcasts import BroadcastCreate, Created, Moved
 from controller.usecases.access import require
 
 
@@ -71,6 +74,22 @@ async def cancel_emergency(
     """Withdraws the PLAY on every group topic (emergency.stop); the same scope rule as `cancel`."""
     require_may_cancel(session, user, broadcast_id)
     await emergency.stop(deps, session, broadcast_id, user)
+
+
+def reschedule(
+    session: Session, user: User, broadcast_id: int, new_start: datetime, *,
+    override_reason: str | None = None, now: datetime | None = None, tz: ZoneInfo = policy.TZ,
+) -> Moved:
+    """Move a one-off broadcast not started yet to `new_start` (PATCH /api/v1/broadcasts/{id} and
+    the panel's calendar alike). The right to send; another area's broadcast is not found (404,
+    as GET); one the caller sees but could not have sent (it reaches beyond their area) is a 403
+    naming the area, as for cancel. Then services/broadcasts.reschedule: what may not move (409),
+    the policy at the new time, approval, the stations' dispatch. The caller commits."""
+    require(user, Action.BROADCAST_SEND)
+    bc: Broadcast = visible_broadcast(session, user, broadcast_id)
+    require_targets_in_scope(session, user, bc.targets or {}, DeviceKind.SPEAKER)
+    return broadcasts.reschedule(session, bc, new_start, user, override_reason=override_reason, now=now,
+                                 tz=tz)
 
 
 def visible(session: Session, user: User, limit: int) -> list[Broadcast]:

@@ -34,6 +34,7 @@ OUTCOME = {
     PlayStatus.FAILED: "Lỗi phát ở {n} trạm",
 }
 NO_REPORT = "Chưa có trạm nào báo đã phát."
+CANCELLED = "Đã huỷ, không phát."
 COMING = "Sắp phát"
 AWAITING = "Chờ duyệt: chỉ phát khi được duyệt."
 ALL_STATIONS = "Tất cả các trạm"
@@ -58,6 +59,7 @@ class Line:
     outcome: str
     past: bool
     href: str | None
+    move_href: str | None = None  # a one-off bulletin not started yet: the calendar's "Đổi giờ" form
 
 
 @dataclass
@@ -75,6 +77,13 @@ def build(s: Session, user: User, zone: ZoneInfo, now: datetime, _: Callable[...
     lines = [_line(s, e, zone, now, _, names) for e in agenda.entries(s, user, start, end, now=now)]
     return Agenda(today, [ln for ln in lines if ln.at.date() == today],
                   [ln for ln in lines if ln.at.date() > today][:MAX_UPCOMING])  # fmt: skip
+
+
+def lines(s: Session, found: list[agenda.Entry], zone: ZoneInfo, now: datetime,
+          _: Callable[..., str]) -> list[Line]:  # fmt: skip
+    """Entries in words (the month view's chosen day)."""
+    names: dict[int, str] = {}
+    return [_line(s, e, zone, now, _, names) for e in found]
 
 
 def week_slots(s: Session, user: User, first: date, zone: ZoneInfo, now: datetime) -> list[Slot]:
@@ -98,16 +107,29 @@ def _line(s: Session, e: agenda.Entry, zone: ZoneInfo, now: datetime, _: Callabl
     if e.priority in PRIORITY:
         kind += " · " + _(PRIORITY[e.priority])
     return Line(local, local.strftime("%H:%M"), local.strftime("%d/%m/%Y"), e.title, kind,
-                where(s, e.targets, _, names), outcome(e, past, _), past, _href(e))  # fmt: skip
+                where(s, e.targets, _, names), outcome(e, past, _), past, _href(e),
+                move_href(e, past))  # fmt: skip
+
+
+def movable(e: agenda.Entry, past: bool) -> bool:
+    """A one-off bulletin not started yet, not an emergency nor cancelled (usecases.broadcasts
+    .reschedule says the same, with its reasons, to whoever tries anyway)."""
+    return e.source == "broadcast" and not past and not e.emergency and not e.cancelled
+
+
+def move_href(e: agenda.Entry, past: bool) -> str | None:
+    return f"/schedules/broadcasts/{e.ref_id}/move" if movable(e, past) else None
 
 
 def outcome(e: agenda.Entry, past: bool, _: Callable[..., str]) -> str:
     """What happened (past) or will happen, as a sentence."""
+    parts = [_(text, n=e.outcome[st]) for st, text in OUTCOME.items() if e.outcome.get(st)]
+    if e.cancelled:  # a stopped emergency played (interrupted) before it was cancelled
+        return "; ".join(parts) + "." if parts else _(CANCELLED)
     if e.awaiting_approval:
         return _(AWAITING)
     if not past:
         return _(COMING)
-    parts = [_(text, n=e.outcome[st]) for st, text in OUTCOME.items() if e.outcome.get(st)]
     return "; ".join(parts) + "." if parts else _(NO_REPORT)
 
 

@@ -37,6 +37,7 @@ AUDIT_ACTIONS = {
     "broadcast.approve": "Duyệt bản tin",
     "broadcast.send": "Gửi lệnh phát",
     "broadcast.cancel": "Huỷ lệnh phát",
+    "broadcast.reschedule": "Đổi giờ lệnh phát",
     "broadcast.emergency": "Phát khẩn cấp",
     "schedule.create": "Tạo lịch phát",
     "schedule.update": "Sửa lịch phát",

@@ -31,6 +31,7 @@ from controller.services.schedule_limits import Limits
 from controller.services.targets import Targets, commune_ids, resolve
 from controller.usecases import schedules as planning
 from controller.web import agenda as agenda_view
+from controller.web import calendar as month_view
 from controller.web.i18n import gettext_for
 from controller.web.pagekit import (
     Slot,
@@ -132,24 +133,33 @@ def _week_param(request: Request, week: str) -> date:
         return datetime.now(tz(request)).date()
 
 
-VIEWS = ("auto", "week", "agenda")  # auto: the agenda on a phone, the week grid on a wide screen
+# auto: the agenda on a phone, the week grid on a wide screen; month: controller/web/calendar.py
+VIEWS = ("auto", "week", "agenda", "month")
 
 
 @router.get("/schedules", response_class=HTMLResponse)
-def schedule_list(request: Request, week: str = "", view: str = "auto") -> Response:
+def schedule_list(request: Request, week: str = "", view: str = "auto", month: str = "",
+                  day: str = "") -> Response:  # fmt: skip
     ctx = page_ctx(request)
     zone = tz(request)
+    view = view if view in VIEWS else "auto"
     monday = _week_param(request, week)  # the grid's first day (any weekday)
     now = datetime.now(UTC)
+    plan = grid = cal = None
     with runtime(request).db.session() as s:
-        plan = agenda_view.build(s, ctx.user, zone, now, gettext_for(ctx.lang))
+        if view == "month":  # the same entries (and area rules) as the agenda, over a month
+            chosen = month_view.day_param(day)
+            first = month_view.month_param(month, chosen, now.astimezone(zone).date())
+            cal = month_view.build(s, ctx.user, zone, now, first, chosen, gettext_for(ctx.lang))
+        else:
+            plan = agenda_view.build(s, ctx.user, zone, now, gettext_for(ctx.lang))
+            grid = week_grid(monday, agenda_view.week_slots(s, ctx.user, monday, zone, now))
         rows = []
         for sc in reversed(planning.visible(s, ctx.user)):  # the API's GET /schedules, newest first
             nxt = recurrence.occurrences(sc, now, now + timedelta(days=400), limit=1)
             count = station_count(s, Targets.model_validate(sc.targets), ctx.scope)
             rows.append(Row(sc, describe(sc, ctx.lang), nxt[0].start if nxt else None, count))
             s.expunge(sc)
-        grid = week_grid(monday, agenda_view.week_slots(s, ctx.user, monday, zone, now))
     drafts = [r for r in rows if r.schedule.status == ScheduleStatus.DRAFT]
     return render(
         request,
@@ -161,8 +171,11 @@ def schedule_list(request: Request, week: str = "", view: str = "auto") -> Respo
         week_days=WEEK_DAYS,
         status_name=STATUS,
         agenda=plan,
+        month=cal,
+        short_days=month_view.SHORT_DAYS,
+        verdicts=month_view.VERDICTS,
         now_local=now.astimezone(zone),
-        view=view if view in VIEWS else "auto",
+        view=view,
     )
 
 

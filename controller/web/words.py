@@ -61,6 +61,7 @@ AUDIT_LABELS = {
     "priority": "Mức ưu tiên",
     "status": "Trạng thái",
     "start_at": "Thời điểm phát",
+    "previous_start_at": "Thời điểm phát trước khi đổi",
     "end_at": "Kết thúc",
     "dtstart": "Bắt đầu",
     "until": "Đến",

@@ -9,13 +9,14 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from controller.db import statuses
-from controller.db.models import User
+from controller.db.models import Broadcast, User
 from controller.db.models_health import Alarm
 from controller.services import audit
 from tests.support import agenda_data
@@ -80,6 +81,12 @@ def _plant_words(panel: Panel, ids: dict[str, object]) -> None:
         audit.record(s, admin.id, "led.cancel", "led_message", 1, source="operator")
 
 
+def _later_bulletin(panel: Panel) -> int:
+    """The one-off bulletin agenda_data.plant puts in the coming hour (its "Đổi giờ" form)."""
+    with panel.rt.db.session() as s:
+        return int(s.scalars(select(Broadcast.id).where(Broadcast.title == agenda_data.LATER_TITLE)).one())
+
+
 def _pages(panel: Panel, c: PanelClient, ids: dict[str, object]) -> list[str]:
     device = ids["devices"][ids["hop_hoa"]][0]  # type: ignore[index]
     planted = agenda_data.plant(panel.rt, ids)  # type: ignore[arg-type]
@@ -91,6 +98,9 @@ def _pages(panel: Panel, c: PanelClient, ids: dict[str, object]) -> list[str]:
         "/approvals",
         "/playlog",
         "/schedules",
+        "/schedules?view=month",
+        f"/schedules?view=month&day={planted['today'] - timedelta(days=1)}",
+        f"/schedules/broadcasts/{_later_bulletin(panel)}/move",
         "/schedules/new",
         f"/schedules/{planted['schedule']}/edit",
         "/led",

@@ -5,6 +5,8 @@ en-US so that every date and time seen is the app's own format, not the browser'
   header, tap targets are at least 44 px; the schedules page opens on the agenda with
   today's play and what happened; at 1366 px the links and the week grid (from today) show;
 - dates and times on the schedules, play log, audit and report pages read dd/mm/yyyy, 24-hour;
+- the month view at 390 px: whole weeks from Monday that fit the screen, today marked, a tap on
+  today lists its plays, a coming bulletin moved with a typed day and 24-hour time;
 - the manifest's icons load, the service worker is registered and controls the page; with
   the network gone a page navigation gets the offline page (never the old page) and an
   /api/ request fails instead of being answered from a cache.
@@ -15,14 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support import agenda_data
-from tests.support.agenda_data import MIDNIGHT_TITLE, TZ
+from tests.support.agenda_data import LATER_TITLE, MIDNIGHT_TITLE, TZ
 from tests.support.browser import PW, Panel, chromium, chromium_problem, open_menu, shot, skip_or_fail
 from tests.support.served_panel import ServedPanel, served_panel
 
@@ -121,6 +123,73 @@ async def test_phone_menu_emergency_action_and_agenda(panel: ServedPanel, browse
     for path in MAIN_PAGES:
         await wide.goto(path)
         await shot(wide, f"wide-1366{path.replace('/', '-') if path != '/' else '-dashboard'}")
+
+
+async def test_phone_month_view_tap_today_and_move_a_bulletin(panel: ServedPanel, browser: Any) -> None:
+    """The calendar at 390 px (issue 20 item 4): the switch to "Tháng", a grid of whole weeks
+    from Monday that fits the screen, today marked; tapping today lists its plays with what
+    happened; the coming bulletin's "Đổi giờ" form takes a day and a 24-hour time."""
+    ids = Panel.seed(panel)  # type: ignore[arg-type]
+    planted = agenda_data.plant(panel.rt, ids)
+    page = await _page(browser, panel, PHONE, "canbo.hophoa", PW)
+    await page.goto("/schedules")
+    switch = page.locator("#view-switch a")
+    assert await switch.count() == 3
+    for link in await switch.all():
+        box = await link.bounding_box()
+        assert box and box["height"] >= 44 and box["width"] >= 44, await link.inner_text()
+    await page.click("#view-month")
+    await page.wait_for_url("**/schedules?view=month*")
+    grid = page.locator("#month-grid")
+    assert await grid.is_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scroll
+    assert await page.locator("#month-grid thead th").first.inner_text() == "T2"
+    today = planted["today"]
+    cell = page.locator(f'#month-grid td[data-day="{today:%d/%m/%Y}"]')
+    assert "today" in (await cell.get_attribute("class") or "")
+    assert await cell.get_attribute("aria-current") == "date"
+    for link in await page.locator("#month-grid a.day-link").all():
+        box = await link.bounding_box()
+        assert box and box["height"] >= 44 and box["width"] >= 44
+    await shot(page, "phone-390-schedules-month")
+
+    await page.click("#month-prev")  # another month first ...
+    await page.wait_for_url("**month=*")
+    assert not await page.locator("#day-list").count()
+    await page.click("#month-now")  # ... then back, and tap today
+    await page.wait_for_url("**/schedules?view=month*")
+    await page.locator(f'#month-grid td[data-day="{today:%d/%m/%Y}"] a.day-link').click()
+    await page.wait_for_url(f"**day={today.isoformat()}*")
+    title = await page.locator("#day-title").inner_text()
+    assert today.strftime("%d/%m/%Y") in title and "Hôm nay" in title
+    first = await page.locator("#day-list li").first.inner_text()
+    assert "00:00" in first and MIDNIGHT_TITLE in first and "Đã phát ở 1 trạm." in first
+    await shot(page, "phone-390-schedules-month-today")
+
+    # The bulletin in an hour: "Đổi giờ", a day and a 24-hour time typed, the month again.
+    later = planted["later"].astimezone(TZ)
+    move = page.locator("#day-list a.move-link")
+    if later.date() != today:  # past 23:00 the bulletin is tomorrow's
+        await page.goto(f"/schedules?view=month&day={later.date().isoformat()}#day")
+    box = await move.first.bounding_box()
+    assert box and box["height"] >= 44
+    await move.first.click()
+    await page.wait_for_url("**/move")
+    assert await page.locator("#move-clock").input_value() == later.strftime("%H:%M")
+    moved = later + timedelta(hours=1)
+    await page.fill("#move-day", moved.strftime("%d/%m/%Y"))
+    await page.fill("#move-clock", moved.strftime("%H:%M"))
+    await shot(page, "phone-390-move-bulletin")
+    await page.click("#move-submit")
+    await page.wait_for_url(f"**day={moved.date().isoformat()}*")
+    assert "Đã đổi giờ phát" in await page.locator("main").inner_text()
+    listed = await page.locator("#day-list").inner_text()
+    assert f"{moved:%H:%M}" in listed and LATER_TITLE in listed
+
+    wide = await _page(browser, panel, WIDE, "canbo.hophoa", PW)
+    await wide.goto("/schedules?view=month")
+    assert await wide.locator("#month-grid .day-first").first.is_visible()  # titles, not only counts
+    await shot(wide, "wide-1366-schedules-month")
 
 
 async def test_dates_and_times_are_the_apps_own_in_an_english_browser(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,11 +25,13 @@ from controller.schemas.broadcasts import (
     Approved,
     BroadcastCreated,
     BroadcastDetail,
+    BroadcastMoved,
     BroadcastOut,
+    BroadcastPatch,
     PlayLogEntry,
     iso,
 )
-from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, StatusOut
+from controller.schemas.common import NOT_FOUND, POLICY_REFUSAL, ErrorBody, StatusOut
 from controller.services import broadcasts
 from controller.services.policy import PolicyViolation
 from controller.usecases import broadcasts as usecase
@@ -124,6 +127,38 @@ def get_broadcast(
     Another area's broadcast is not found; of one that reaches the caller's area only the
     caller's stations are told."""
     return usecase.detail(s, user, broadcast_id)
+
+
+MAY_NOT_MOVE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "started, cancelled, an emergency or a stream: may not move"}}
+
+
+@router.patch("/broadcasts/{broadcast_id}", response_model=BroadcastMoved, response_model_exclude_unset=True,
+              responses={**NOT_FOUND, **POLICY_REFUSAL, **MAY_NOT_MOVE})
+def move_broadcast(
+    broadcast_id: Id,
+    req: BroadcastPatch,
+    request: Request,
+    user: User = Depends(current_user),
+    s: Session = Depends(db_session),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """A new start for a one-off broadcast that has not started yet, on the same stations. The
+    use case checks the right, the area (another area's: 404; one reaching beyond the caller's
+    area: 403), refuses what may not move (409), runs the policy at the new time (422 with
+    `rule`, or an override with `override_reason`) and approval (no approval right: a draft)."""
+    try:
+        moved = usecase.reschedule(s, user, broadcast_id, req.start_at, override_reason=req.override_reason,
+                                   tz=ZoneInfo(rt.settings.timezone))  # fmt: skip
+    except PolicyViolation as exc:
+        return policy_refusal(exc, lang(request))  # type: ignore[return-value]
+    s.commit()  # the stations' dispatch is queued in this same transaction
+    body = BroadcastOut.body(moved.broadcast) | {
+        "stations": len(moved.device_ids), "approved": moved.approved, "policy": moved.policy,
+        "previous_start_at": iso(moved.previous_start)}
+    if not rt.broker_answering():
+        body["warnings"] = [t("broker.unreachable_on_create", lang(request))]
+    return body
 
 
 @router.post("/broadcasts/{broadcast_id}/cancel", response_model=StatusOut, response_model_exclude_unset=True,

@@ -21,7 +21,7 @@ from controller.db.session import Database
 from controller.mqtt.bus import MqttBus
 from controller.mqtt.receipts import ReceiptSender
 from controller.mqtt.tls import broker_tls_context
-from controller.services import broker_auth, metrics, seed, signing_keys, telemetry
+from controller.services import broker_auth, emergency, metrics, seed, signing_keys, telemetry
 from controller.services.alarms.engine import AlarmEngine
 from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
 from controller.services.alarms.personal import personal_notifiers
@@ -173,6 +173,7 @@ class Runtime:
             asyncio.create_task(self.keyring_watcher().run(), name="signing-keys"),
         ]
         self.tasks.append(asyncio.create_task(self._roll_horizon(), name="horizon-roll"))
+        self.tasks.append(asyncio.create_task(self._recover_emergencies(), name="emergency-recovery"))
         outages = OutageRecorder(self.db, self.bus, observer=self.settings.mqtt_client_id)
         self.tasks.append(asyncio.create_task(outages.run(), name="broker-outages"))
         if self.provincial is not None:
@@ -205,6 +206,16 @@ class Runtime:
                 self.publisher.mark_dirty(ids)
             except Exception:
                 log.exception("horizon roll failed; retrying next period")
+
+    async def _recover_emergencies(self) -> None:
+        """An emergency answered just before a crash gets its per-station rows (emergency.py)."""
+        while True:
+            if self.publisher.is_leader:
+                try:
+                    await asyncio.to_thread(emergency.recover_deliveries, self.db)
+                except Exception:
+                    log.exception("emergency recovery failed; trying again")
+            await asyncio.sleep(emergency.RECOVER_EVERY_S)
 
     async def _telemetry_maintenance(self) -> None:
         """Roll up finished 5-minute buckets and prune old samples; only the dispatch-lease

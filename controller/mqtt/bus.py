@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from mqtt_adapter import Backoff, BatchHandler, ControllerClient, Message, PublishError
+from mqtt_adapter import Backoff, BatchHandler, ControllerClient, Message, Pending, PublishError
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,38 @@ class MqttBus:
         PUBLISH_WINDOW publishes wait for their PUBACK at once."""
         async with self._in_flight:
             await self._publish_now(topic, payload, qos=qos, retain=retain)
+
+    def hand_over(self, messages: list[tuple[str, bytes]]) -> Awaitable[None]:
+        """QoS 1 publishes handed to the socket now, in this loop turn; returns what to await for
+        their PUBACKs (ConnectionError when one is refused, lost or later than the client's
+        timeout). Raises ConnectionError at once when the broker is not connected. Lets an
+        emergency answer its operator as soon as its PLAYs are on their way (docs/emergency.md)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise ConnectionError("MQTT broker not connected")
+        pendings: list[Pending] = []
+        for topic, payload in messages:
+            try:
+                pendings.append(client.publish_nowait(topic, payload, qos=1))
+            except PublishError as exc:
+                for p in pendings:
+                    client.forget(p)
+                raise ConnectionError(f"MQTT publish refused: {exc}") from None
+        return self._all_acked(client, pendings)
+
+    @staticmethod
+    async def _all_acked(client: ControllerClient, pendings: list[Pending]) -> None:
+        try:
+            async with asyncio.timeout(client.timeout):
+                for pending in pendings:
+                    await pending.acked.wait()  # also set when the connection drops
+        except TimeoutError:
+            raise ConnectionError(f"no PUBACK from the broker within {client.timeout} s") from None
+        finally:
+            for pending in pendings:
+                client.forget(pending)
+        if not all(p.published for p in pendings):
+            raise ConnectionError("MQTT connection lost before the broker's PUBACK")
 
     def send_now(self, topic: str, payload: bytes) -> bool:
         """QoS 0, handed to the socket at once, without waiting: for messages whose loss only

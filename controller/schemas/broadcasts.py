@@ -67,13 +67,16 @@ class BroadcastOut(Out):
 
 
 class EmergencySent(Out):
-    """How an emergency went out: the group topics, the lead and the measured timings."""
+    """How an emergency went out: the group topics, the lead and the measured timings. The POST
+    answers once the PLAYs are handed to the broker (`publish_ms`); the broker's PUBACK
+    (`broker_ack_ms`) and the per-station states follow at `status_url`."""
 
     topics: list[str] | None = None
     lead_ms: Number | None = None
     lead_basis: str | None = None
     publish_ms: Number | None = None
     broker_ack_ms: Number | None = None
+    status_url: str | None = None
     volume: Number | None = None
     schedule_id: int | None = None
     led_message_id: int | None = None

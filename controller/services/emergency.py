@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,11 @@ LEAD_HISTORY = 5
 PLAY_TTL_AFTER_START = timedelta(seconds=60)
 # Acks that raced the Delivery rows are looked for again this long after the publish.
 ACK_RECHECK_S = 5.0
+# Emergencies this recent and at least RECOVER_AFTER old without Delivery rows get them
+# (`recover_deliveries`, every RECOVER_EVERY_S).
+RECOVER_WINDOW = timedelta(hours=2)
+RECOVER_AFTER = timedelta(seconds=20)
+RECOVER_EVERY_S = 10.0
 # The audio counts as already on the stations when this share of them played it before.
 HELD_SHARE = 0.99
 
@@ -314,9 +320,16 @@ def _record_deliveries(session: Session, bc_id: int, item_id: str, stations: lis
     _apply_early_acks(session, bc_id, item_id)
 
 
-def _after_publish(session: Session, bc_id: int, item_id: str, fan: Fanout, sent_at: datetime) -> None:
-    _record_deliveries(session, bc_id, item_id, fan.stations(session), sent_at)
-    session.commit()
+def _after_publish(db: Database, bc_id: int, item_id: str, fan: Fanout, sent_at: datetime,
+                   publish_ms: float, broker_ack_ms: float | None) -> None:
+    with db.session() as session:
+        _record_deliveries(session, bc_id, item_id, fan.stations(session), sent_at)
+        em = session.get(EmergencyBroadcast, bc_id)
+        if em is not None:
+            em.published_at, em.publish_ms, em.broker_ack_ms = sent_at, publish_ms, broker_ack_ms
+        if broker_ack_ms is None:  # the PLAY may not have left: the desired state carries it
+            dispatch.stations_changed(session, [st.id for st in fan.stations(session)])
+        session.commit()
 
 
 def _apply_early_acks(session: Session, bc_id: int, item_id: str) -> int:
@@ -345,19 +358,11 @@ def _recheck_acks(deps: EmergencyDeps, bc_id: int, item_id: str) -> None:
         log.exception("re-checking the acks of emergency %s failed", bc_id)
 
 
-async def _publish_all(deps: EmergencyDeps, messages: list[tuple[str, bytes]]) -> None:
-    results = await asyncio.gather(*(deps.bus.publish(t, p, qos=1) for t, p in messages),
-                                   return_exceptions=True)
-    failed = [t for (t, _), r in zip(messages, results, strict=True) if isinstance(r, BaseException)]
-    if failed:
-        log.error("emergency publish failed on %s: %r", failed, [r for r in results if r is not None])
-        raise UserError(503, "emergency.broker_down")
-
-
-async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, user: User | None) -> Broadcast:
-    """Validate; record the broadcast, LED mirror, repeat schedule and audit; commit; publish one
-    signed PLAY per group topic; then write the per-station Delivery rows (after the publish, so
-    10,000 rows never delay the first word on air) and return the broadcast."""
+async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, user: User | None) -> Started:
+    """Validate; record the broadcast, LED mirror, repeat schedule and audit; commit; hand one
+    signed PLAY per group topic to the broker connection; answer. The broker's PUBACK and the
+    per-station Delivery rows follow after the answer (`_after_answer`): 10,000 rows never
+    delay the first word on air nor the operator's confirmation (issue 21, docs/emergency.md)."""
     t0 = time.monotonic()
     now = datetime.now(UTC)
     if req.priority not in (Priority.EMERGENCY, Priority.PRIORITY):
@@ -449,37 +454,101 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
               for t in fan.topics]
     em.play_ids = [env_id for _, env_id, _ in signed]
     phases.mark("record+sign")
-    session.commit()  # small on purpose: the per-station rows are written after the publish
+    session.commit()  # small on purpose: the per-station rows are written after the answer
     phases.mark("commit")
-    publish_ms = round((time.monotonic() - t0) * 1000, 2)  # the PLAYs leave in this loop turn
     try:
-        await _publish_all(deps, [(t, payload) for t, _, payload in signed])
-    except UserError:
+        acked = deps.bus.hand_over([(t, payload) for t, _, payload in signed])
+    except ConnectionError as exc:
+        log.error("emergency %s: PLAY not sent, broker unreachable: %s", bc.id, exc)
         # The broadcast is stored as 'scheduled': the desired state carries it to every station
         # as soon as the broker is back (late stations report 'missed', never a silent gap).
         stations = fan.stations(session)
         _record_deliveries(session, bc.id, item_id, stations, now)
         dispatch.stations_changed(session, [st.id for st in stations])
         session.commit()
-        raise
-    em.broker_ack_ms = round((time.monotonic() - t0) * 1000, 2)
-    phases.mark("broker ack")
-    em.published_at = datetime.now(UTC)
-    em.publish_ms = publish_ms
-    # In a worker thread: 10,000 rows written on the event loop kept the controller from reading
-    # the very acks the stations were sending meanwhile (they waited in the socket for seconds).
-    async with deps.write_lock:
-        await asyncio.to_thread(_after_publish, session, bc.id, item_id, fan, now)
-    phases.mark("deliveries")
-    # An ack stored between the publish and the commit above found no Delivery row to mark (and
-    # on PostgreSQL one may race the commit): look again once they have all come in.
-    loop = asyncio.get_running_loop()
-    loop.call_later(ACK_RECHECK_S, lambda: loop.run_in_executor(None, _recheck_acks, deps, bc.id, item_id))
-    log.info("emergency %s: %d stations on %d topics, start in %.0f ms (%s), published in %.1f ms, "
-             "broker ack in %.1f ms (%s)",
-             bc.id, fan.count, len(fan.topics), lead.seconds * 1000, lead.basis, em.publish_ms,
-             em.broker_ack_ms, phases)
-    return bc
+        raise UserError(503, "emergency.broker_down") from None
+    publish_ms = round((time.monotonic() - t0) * 1000, 2)  # the PLAYs are in the socket now
+    phases.mark("hand-over")
+    # Answer first: the broker's PUBACK and the per-station rows follow in the background.
+    _in_background(_after_answer(deps, bc.id, item_id, fan, now, t0, publish_ms, acked, phases))
+    log.info("emergency %s: %d stations on %d topics, start in %.0f ms (%s), answered in %.1f ms (%s)",
+             bc.id, fan.count, len(fan.topics), lead.seconds * 1000, lead.basis, publish_ms, phases)
+    return Started(bc, fan.count, publish_ms)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What the operator is told at once: the broadcast, how many stations it reaches, and how
+    long the PLAYs took to leave (the broker's PUBACK and the per-station rows come after)."""
+
+    broadcast: Broadcast
+    stations: int
+    publish_ms: float
+
+
+_TASKS: set[asyncio.Task[None]] = set()  # the background work of answered requests (kept referenced)
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+async def _after_answer(deps: EmergencyDeps, bc_id: int, item_id: str, fan: Fanout, sent_at: datetime,
+                        t0: float, publish_ms: float, acked: Awaitable[None], phases: _Phases) -> None:
+    """After the operator has their answer: the broker's PUBACK, then one Delivery row per station.
+
+    Durable without waiting for it: the broadcast row was committed before the PLAYs left, and a
+    controller killed before these rows exist writes them at its next start
+    (`recover_deliveries`), with the stations' desired state carrying the broadcast."""
+    try:
+        broker_ack_ms: float | None = None
+        try:
+            await acked
+            broker_ack_ms = round((time.monotonic() - t0) * 1000, 2)
+        except ConnectionError as exc:
+            log.error("emergency %s: the broker did not acknowledge the PLAY (%s); the stations' "
+                      "desired state carries it", bc_id, exc)
+        phases.mark("broker ack")
+        async with deps.write_lock:
+            # In a worker thread: 10,000 rows written on the event loop kept the controller from
+            # reading the very acks the stations were sending meanwhile (they waited for seconds).
+            await asyncio.to_thread(_after_publish, deps.db, bc_id, item_id, fan, sent_at,
+                                    publish_ms, broker_ack_ms)
+        phases.mark("deliveries")
+        # An ack stored between the publish and the rows found no Delivery row to mark (and on
+        # PostgreSQL one may race the commit): look again once they have all come in.
+        loop = asyncio.get_running_loop()
+        loop.call_later(ACK_RECHECK_S,
+                        lambda: loop.run_in_executor(None, _recheck_acks, deps, bc_id, item_id))
+        log.info("emergency %s: after the answer %s", bc_id, phases)
+    except Exception:
+        log.exception("emergency %s: recording its deliveries failed (written at the next start)", bc_id)
+
+
+def recover_deliveries(db: Database, now: datetime | None = None) -> int:
+    """Emergencies answered by a controller killed before their Delivery rows were written (rows
+    are due within a second or so of the answer) get them now, and their stations' desired state
+    is sent again: it carries the broadcast, so a station that missed the group PLAY still plays
+    it or reports `missed`, never a silent gap. Run every RECOVER_EVERY_S by the leader (the
+    runtime). Returns how many emergencies were recovered."""
+    now = now or datetime.now(UTC)
+    with db.session() as s:
+        has_rows = select(Delivery.id).where(Delivery.broadcast_id == Broadcast.id).exists()
+        q = (select(Broadcast).join(EmergencyBroadcast, EmergencyBroadcast.broadcast_id == Broadcast.id)
+             .where(EmergencyBroadcast.status == EmergencyStatus.ACTIVE,
+                    EmergencyBroadcast.requested_at < now - RECOVER_AFTER,
+                    Broadcast.start_at > now - RECOVER_WINDOW, ~has_rows))  # fmt: skip
+        found = list(s.scalars(q))
+        for bc in found:
+            stations = plan(s, Targets.model_validate(bc.targets)).stations(s)
+            _record_deliveries(s, bc.id, item_id_for(bc.id), stations, now)
+            dispatch.stations_changed(s, [st.id for st in stations])
+            log.warning("emergency %s: its per-station rows were never written (the controller stopped "
+                        "after answering); written now for %d stations", bc.id, len(stations))
+        s.commit()
+    return len(found)
 
 
 def _repeat_schedule(req: BroadcastCreate, rec: recurrence.Recurrence, playlist: list[str],
@@ -510,7 +579,7 @@ async def stop(deps: EmergencyDeps, session: Session, broadcast_id: int, user: U
         # Already cancelled: say it again on the air (harmless to stations that heard it), so a
         # retry after the broker was down at the first cancel does reach them.
         try:
-            await _publish_all(deps, _cancels(deps, em, Priority(bc.priority), [item_id_for(bc.id)]))
+            _send_cancels(deps, bc.id, _cancels(deps, em, Priority(bc.priority), [item_id_for(bc.id)]))
         except UserError:
             log.warning("emergency %s: repeated cancel not sent (broker down)", bc.id)
         return
@@ -540,7 +609,25 @@ async def stop(deps: EmergencyDeps, session: Session, broadcast_id: int, user: U
     if boards or speakers:
         dispatch.stations_changed(session, boards + speakers)
     session.commit()
-    await _publish_all(deps, _cancels(deps, em, Priority(bc.priority), item_ids))
+    _send_cancels(deps, bc.id, _cancels(deps, em, Priority(bc.priority), item_ids))
+
+
+def _send_cancels(deps: EmergencyDeps, bc_id: int, messages: list[tuple[str, bytes]]) -> None:
+    """Hand the CANCELs to the broker connection and answer; their PUBACK is awaited after the
+    answer. Not connected: 503, the operator retries (a repeated cancel is sent again)."""
+    try:
+        acked = deps.bus.hand_over(messages)
+    except ConnectionError as exc:
+        log.error("emergency %s: CANCEL not sent, broker unreachable: %s", bc_id, exc)
+        raise UserError(503, "emergency.broker_down") from None
+    _in_background(_cancel_acked(bc_id, acked))
+
+
+async def _cancel_acked(bc_id: int, acked: Awaitable[None]) -> None:
+    try:
+        await acked
+    except ConnectionError as exc:
+        log.error("emergency %s: the broker did not acknowledge the CANCEL (%s): cancel again", bc_id, exc)
 
 
 def _cancels(

@@ -7,6 +7,7 @@ tested with only what they use, and no service imports controller.runtime.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,8 @@ class CommandBus(Protocol):
     def connected(self) -> asyncio.Event: ...
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
+
+    def hand_over(self, messages: list[tuple[str, bytes]]) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True)

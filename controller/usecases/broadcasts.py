@@ -42,7 +42,7 @@ def send(session: Session, user: User, req: BroadcastCreate) -> Created:
 
 async def send_emergency(
     deps: emergency.EmergencyDeps, session: Session, user: User, req: BroadcastCreate
-) -> Broadcast:
+) -> emergency.Started:
     """The group fan-out (docs/emergency.md); emergency.start checks the emergency right."""
     require_targets_in_scope(session, user, req.targets, DeviceKind.SPEAKER)
     return await emergency.start(deps, session, req, user)

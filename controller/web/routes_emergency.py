@@ -209,8 +209,7 @@ async def start(request: Request) -> Response:
     with rt.db.session() as s:
         try:
             req = _request(s, ctx, form, values)
-            bc = await sending.send_emergency(rt.emergency_deps, s, ctx.user, req)
-            bc_id = bc.id
+            bc_id = (await sending.send_emergency(rt.emergency_deps, s, ctx.user, req)).broadcast.id
         except (ValidationError, ValueError):
             return _no_targets_page(request, ctx, values)
         except UserError as exc:

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.api.deps import OPERATOR_ROLES, current_user, db_session, lang, require_role, runtime
@@ -17,7 +17,7 @@ from controller.core.permissions import (
     communes_in_scope,
     in_scope,
 )
-from controller.db.models import Delivery, Device, PlayLog, User
+from controller.db.models import Device, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.statuses import BroadcastStatus
 from controller.runtime import Runtime
@@ -65,20 +65,21 @@ async def _create(req: broadcasts.BroadcastCreate, request: Request, user: User,
                   rt: Runtime) -> dict[str, Any]:  # fmt: skip
     if _is_emergency(req):
         try:
-            bc = await usecase.send_emergency(rt.emergency_deps, s, user, req)  # checks the area
+            # Answers once the PLAYs are handed to the broker: the PUBACK and the per-station
+            # rows follow (services/emergency.py `_after_answer`), shown at `status_url`.
+            started = await usecase.send_emergency(rt.emergency_deps, s, user, req)  # checks the area
         except PolicyViolation as exc:
             return policy_refusal(exc, lang(request))  # type: ignore[return-value]
+        bc = started.broadcast
         em = s.get(EmergencyBroadcast, bc.id)
-        stations = int(s.scalar(select(func.count()).select_from(Delivery)
-                                .where(Delivery.broadcast_id == bc.id)) or 0)
-        return BroadcastOut.body(bc) | {"stations": stations, "approved": True,
+        return BroadcastOut.body(bc) | {"stations": started.stations, "approved": True,
                                      "policy": {"status": "exempt", "reason": "emergency"},
                                      "emergency": None if em is None else {
                                          "topics": em.topics, "lead_ms": em.lead_ms,
-                                         "lead_basis": em.lead_basis, "publish_ms": em.publish_ms,
-                                         "broker_ack_ms": em.broker_ack_ms, "volume": em.volume,
-                                         "schedule_id": em.schedule_id,
-                                         "led_message_id": em.led_message_id}}
+                                         "lead_basis": em.lead_basis, "publish_ms": started.publish_ms,
+                                         "volume": em.volume, "schedule_id": em.schedule_id,
+                                         "led_message_id": em.led_message_id,
+                                         "status_url": f"/api/v1/broadcasts/{bc.id}"}}
     return await run_in_threadpool(_create_normal, req, request, user, s)
 
 

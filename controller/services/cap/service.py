@@ -295,7 +295,7 @@ async def _act(
         req = broadcasts.BroadcastCreate(title=title, media_sha256=media.sha256, targets=targets,
                                          priority=prio, text=led_text(info))
         try:
-            bc = await emergency.start(deps, session, req, user)
+            bc = (await emergency.start(deps, session, req, user)).broadcast
         except PolicyViolation as exc:  # priority in quiet hours etc.: an approver decides
             area_detail["policy"] = exc.key
         except UserError as exc:

@@ -111,6 +111,9 @@ def reload_broker(pid_file: Path | None) -> bool:
 
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 DYNSEC_RESPONSE_TOPIC = f"{DYNSEC_TOPIC}/response"
+# One request to the plugin stays well under the broker's max_packet_size (protocol/limits.py);
+# its answer (one response per command) too.
+DYNSEC_REQUEST_MAX_BYTES = 256 * 1024
 CONTROLLER_ROLE = "cc-controller"
 STATION_ROLE_PREFIX = "cc-station-"
 
@@ -246,7 +249,16 @@ class DynsecAdmin:
         self._slots = asyncio.Semaphore(4)
 
     async def execute(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send the commands as one request; return one response per command, in order."""
+        """Send the commands in as few requests as fit the broker's packet limit; return one
+        response per command, in order. One request of 1,000 station accounts once crossed
+        `max_packet_size` (1 MiB) when a topic was added to every station's role: the broker
+        dropped the connection and the credentials request hung until its timeout."""
+        responses: list[dict[str, Any]] = []
+        for chunk in _chunks_under(commands, DYNSEC_REQUEST_MAX_BYTES):
+            responses += await self._execute_one(chunk)
+        return responses
+
+    async def _execute_one(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         import aiomqtt
 
         tag = secrets.token_hex(6)
@@ -355,6 +367,20 @@ class DynsecAdmin:
         if resp.get("error"):
             raise DynsecError(f"listClients: {resp['error']}")
         return [str(c) for c in resp.get("data", {}).get("clients", [])]
+
+
+def _chunks_under(commands: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+    """Consecutive runs of commands whose JSON stays under `budget` bytes (one command each at least)."""
+    chunks: list[list[dict[str, Any]]] = []
+    size = budget
+    for cmd in commands:
+        n = len(json.dumps(cmd)) + 64  # its correlation data and separators
+        if size + n > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(cmd)
+        size += n
+    return chunks
 
 
 def _looks_like_station(username: str) -> bool:

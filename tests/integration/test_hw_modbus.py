@@ -205,6 +205,22 @@ async def test_garbled_replies_raise_and_device_sees_nothing_wrong(
     assert stats.good_frames == stats.replies >= 5
 
 
+async def test_garbled_requests_are_rejected_by_crc_counted_and_not_acted_on(
+    station: SimStationHardware, amp: ModbusAmplifier
+) -> None:
+    assert (await amp.read()).relay_on is False
+    station.faults.set("garble_requests", True)  # noise on the way to the cabinet
+    rejected = station.cabinet.stats.rejected_frames
+    with pytest.raises(HardwareError):
+        await amp.set_power(True)
+    assert station.line.garbled_requests >= 1
+    assert station.cabinet.stats.rejected_frames >= rejected + station.line.garbled_requests
+    assert station.cabinet.relay_on is False and station.cabinet.relay_history == []
+    station.faults.set("garble_requests", False)
+    await amp.set_power(True)
+    assert station.cabinet.relay_on is True
+
+
 async def test_garbage_on_the_line_is_rejected_and_does_not_switch(
     station: SimStationHardware, amp: ModbusAmplifier
 ) -> None:

@@ -34,7 +34,14 @@ class AmplifierRelay:
             self._off.cancel()
             self._off = None
         if self._users == 1:
-            await self._set(True)
+            try:
+                await self._set(True)
+            except asyncio.CancelledError:
+                # Cancelled while the relay switches (a new desired state re-arms a pending item;
+                # slow on a noisy RS-485 line): this user never got the amplifier. Kept counted,
+                # the relay would stay "in use" for good, and no later item would switch it on.
+                self.release()
+                raise
 
     def release(self) -> None:
         self._users -= 1

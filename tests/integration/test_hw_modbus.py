@@ -17,8 +17,10 @@ from device_agents.hardware.amplifier import (
     NoAmplifier,
 )
 from device_agents.hardware.audio import PreparedAudio
+from device_agents.speaker.relay import AmplifierRelay
 from firmware_sim.modbus_rtu import RtuSlave, SlaveDevice, crc16_modbus, with_crc
 from firmware_sim.station import SimStationHardware
+from testkit.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -219,6 +221,42 @@ async def test_garbled_requests_are_rejected_by_crc_counted_and_not_acted_on(
     station.faults.set("garble_requests", False)
     await amp.set_power(True)
     assert station.cabinet.relay_on is True
+
+
+async def test_a_switch_on_cancelled_on_a_garbled_line_does_not_keep_the_relay(
+    station: SimStationHardware,
+) -> None:
+    # Found while putting a garbled line under the chaos run (serial_garble, docs/chaos.md): a
+    # pending item is re-armed (its runner cancelled) by every new desired state, also while its
+    # relay switches on, which lasts the line's timeouts when the line is noisy. The cancelled user
+    # stayed counted: the relay stayed "in use" for good, and the next item played with the
+    # amplifier off and no fault reported.
+    amp = ModbusAmplifier(ModbusBusConfig(url=station.modbus_url, timeout_s=0.2, retries=0))
+    faults: list[tuple[bool, str]] = []
+    relay = AmplifierRelay(amp, hold_s=0.01, on_fault=lambda on, error: faults.append((on, error)))
+    try:
+        station.faults.set("garble_requests", True)
+        switching = asyncio.create_task(relay.acquire())
+        await station.cabinet.slave.wait_stats(lambda s: s.rejected_frames >= 1, timeout=5)
+        switching.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await switching
+        station.faults.set("garble_requests", False)
+        assert not relay.busy
+        async with relay.held():
+            assert station.cabinet.relay_on is True  # the next item switches the amplifier on
+        await eventually(_now(lambda: station.cabinet.relay_on), lambda on: on is False, timeout=5,
+                         what="relay off after the hold")
+    finally:
+        relay.close()
+        await amp.close()
+
+
+def _now(value):  # type: ignore[no-untyped-def]
+    async def probe():  # type: ignore[no-untyped-def]
+        return value()
+
+    return probe
 
 
 async def test_garbage_on_the_line_is_rejected_and_does_not_switch(

@@ -252,6 +252,34 @@ async def test_a_switch_on_cancelled_on_a_garbled_line_does_not_keep_the_relay(
         await amp.close()
 
 
+async def test_a_stopped_relay_switches_nothing_afterwards(station: SimStationHardware) -> None:
+    # Seen at the end of chaos runs (docs/chaos.md): a station stopped while its idle switch-off
+    # was on its way (slow on a noisy line), or while a play let go of the relay; the off then
+    # reached the board after the stop and its fault went to the stopped station's closed store.
+    amp = ModbusAmplifier(ModbusBusConfig(url=station.modbus_url, timeout_s=0.2, retries=0))
+    faults: list[tuple[bool, str]] = []
+    relay = AmplifierRelay(amp, hold_s=0.01, on_fault=lambda on, error: faults.append((on, error)))
+    try:
+        async with relay.held():
+            assert station.cabinet.relay_on is True
+        station.faults.set("garble_requests", True)  # the idle switch-off is slow to come back
+        await station.cabinet.slave.wait_stats(lambda s: s.rejected_frames >= 1, timeout=5)
+        relay.close()  # the station stops
+        station.faults.set("garble_requests", False)
+        await asyncio.sleep(0.4)
+        assert faults == []  # nothing reported from a stopped station
+        again = AmplifierRelay(amp, hold_s=0.01, on_fault=lambda on, error: faults.append((on, error)))
+        await again.acquire()  # a play holds the relay...
+        again.close()
+        again.release()  # ...and lets go of it as the stop cancels it
+        await asyncio.sleep(0.2)
+        assert station.cabinet.relay_on is True
+        assert [on for _, on in station.cabinet.relay_history] == [True]
+    finally:
+        relay.close()
+        await amp.close()
+
+
 def _now(value):  # type: ignore[no-untyped-def]
     async def probe():  # type: ignore[no-untyped-def]
         return value()

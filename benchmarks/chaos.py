@@ -28,6 +28,7 @@ async def bench_chaos(
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # paho's "connection reset": the faults' doing
     logging.getLogger("firmware_sim").setLevel(logging.ERROR)  # CRC rejections: serial_garble's doing
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # "no response received": the same
     with tempfile.TemporaryDirectory(prefix="cc-bench-chaos-") as tmp:
         root = Path(keep) if keep else Path(tmp)
         horizon = max(8, int(settings.days) + 3)

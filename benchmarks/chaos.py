@@ -27,6 +27,8 @@ async def bench_chaos(
     for name in ("firmware_sim", "device_agents", "mqtt_adapter", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # paho's "connection reset": the faults' doing
+    logging.getLogger("firmware_sim").setLevel(logging.ERROR)  # CRC rejections: serial_garble's doing
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # "no response received": the same
     with tempfile.TemporaryDirectory(prefix="cc-bench-chaos-") as tmp:
         root = Path(keep) if keep else Path(tmp)
         horizon = max(8, int(settings.days) + 3)
@@ -43,7 +45,8 @@ async def bench_chaos(
             if drop is not None:
                 drop()
     print(result.summary())
-    for item in result.ledger.breaking[:20]:
+    ledger = result.ledger
+    for item in [*ledger.breaking[:20], *ledger.serial.breaking[:10], *ledger.led.breaking[:10]]:
         print(f"  ! {item}")
     if args_json := getattr(settings, "_json", None):
         write_json(result, args_json)
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"unknown fault kinds: {sorted(unknown)} (known: {', '.join(FAULT_MIX)})")
     settings = ChaosSettings(stations=args.stations, days=args.days, seed=args.seed, faults=args.faults,
                              emergencies_per_day=args.emergencies_per_day, speed=args.speed,
-                             settle_s=args.settle, kinds=kinds)
+                             settle_s=args.settle, kinds=kinds, serial_every=args.serial_every,
+                             led_boards=args.led_boards)
     settings._json = args.json  # type: ignore[attr-defined]
     return asyncio.run(bench_chaos(settings, args.keep, args.database_url))

@@ -36,6 +36,7 @@ class Faults:
 
     no_reply: bool = False  # the RS-485 bus swallows every reply (cable unplugged)
     garble: bool = False  # replies arrive with flipped bits (noise, bad termination)
+    garble_requests: bool = False  # so do the requests the device gets (noise on the whole bus)
     cut_speaker_line: bool = False  # amplifier idles even while audio plays
     mains_loss: bool = False  # meter reads 0 V / 0 A
     overheat: bool = False  # cabinet sensor reads 68 °C

@@ -6,7 +6,7 @@
   URL handler), as with an RS-485-to-Ethernet converter.
 
 Line faults live here because they are properties of the wire: ``no_reply`` drops
-every reply, ``garble`` flips bits in them.
+every reply, ``garble`` flips bits in them, ``garble_requests`` in what the device gets.
 """
 
 from __future__ import annotations
@@ -49,12 +49,21 @@ class _Line:
         self.bytes_in = 0
         self.bytes_out = 0
         self.dropped_replies = 0
+        self.garbled_replies = 0
+        self.garbled_requests = 0  # chunks of bytes corrupted on their way to the device
+
+    def _incoming(self, data: bytes) -> bytes:
+        if self.faults.garble_requests and data:
+            self.garbled_requests += 1
+            return garble_bytes(data)
+        return data
 
     def _outgoing(self, data: bytes) -> bytes | None:
         if self.faults.no_reply:
             self.dropped_replies += 1
             return None
         if self.faults.garble:
+            self.garbled_replies += 1
             return garble_bytes(data)
         return data
 
@@ -109,7 +118,7 @@ class PtyLine(_Line):
             return
         if data:
             self.bytes_in += len(data)
-            self.handler.feed(data, self._reply)
+            self.handler.feed(self._incoming(data), self._reply)
 
     def _reply(self, data: bytes) -> None:
         out = self._outgoing(data)
@@ -193,7 +202,7 @@ class TcpSerialLine(_Line):
         try:
             while data := await reader.read(4096):
                 self.bytes_in += len(data)
-                self.handler.feed(data, reply)
+                self.handler.feed(self._incoming(data), reply)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:

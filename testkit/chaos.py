@@ -11,7 +11,10 @@ What is simulated: the speakers (`LedgerSink`, a `SimAudioSink` that notes every
 moment it begins), the passage of time (one `AcceleratedClock`, each station reading it
 through its own `StationClock` so its clock can be stepped), a station's network (each one's
 MQTT goes through its own `CuttableProxy`; media over HTTP is not cut), a full disk (the
-station's media cache fails its downloads with ENOSPC).
+station's media cache fails its downloads with ENOSPC). Every `serial_every`-th station drives
+its amplifier cabinet through the real Modbus RTU driver on a pty to the cabinet simulator, and
+`serial_garble` puts noise on that line (testkit/chaos_serial.py); `led_boards` LED boards run
+the real LED agent against byte-level board simulators on ptys (testkit/chaos_led.py).
 
 Time: SPEED virtual seconds per real second (default one virtual hour per real second). The
 agents' real-time tolerances are scaled as in tests/system/test_week_simulated.py: late-start
@@ -43,23 +46,34 @@ import struct
 import time
 import wave
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from communecast.stations import ApiClient, provision
+from communecast.stations import ApiClient, provision, provision_led
 from device_agents.common.clock import AcceleratedClock, Clock
 from device_agents.common.config import AgentConfig
-from device_agents.hardware.amplifier import NoAmplifier
+from device_agents.hardware.amplifier import Amplifier, ModbusAmplifier, ModbusBusConfig, NoAmplifier
 from device_agents.hardware.audio import PlaybackResult, PreparedAudio
 from device_agents.host.host import StationHost
 from device_agents.speaker import role as speaker_role
 from device_agents.speaker.role import SpeakerRole, speaker_station
 from firmware_sim.audio_sink import SimAudioSink
 from protocol.messages import MediaRef
+from testkit.chaos_led import LED_PROTOCOLS, ChaosBoard, LedLedger, LedPlan, led_ledger
+from testkit.chaos_serial import (
+    MODBUS_RETRIES,
+    MODBUS_TIMEOUT_S,
+    Cabinet,
+    RecordingAmplifier,
+    SerialLedger,
+    probe,
+    serial_config,
+    serial_ledger,
+)
 from testkit.harness import System
 from testkit.proxy import CuttableProxy
 from testkit.waiting import eventually
@@ -86,6 +100,7 @@ class Sound:
     started_at: float  # when the first sample went out (station clock)
     true_started_at: float  # the same on the run's clock (a stepped station clock differs)
     completed: bool | None = None  # None: the station lost power while it sounded
+    amp_on: bool | None = None  # the cabinet's amplifier relay as the sound began (None: no cabinet)
 
 
 class LedgerSink(SimAudioSink):
@@ -107,6 +122,7 @@ class LedgerSink(SimAudioSink):
         self.true_clock = true_clock
         self.sounds: list[Sound] = []
         self._current: Sound | None = None
+        self.amp_on: Callable[[], bool] | None = None  # the cabinet's relay, on a station that has one
 
     async def prepare(self, files: Sequence[Path]) -> PreparedAudio:
         key = tuple(Path(f).name for f in files)
@@ -119,7 +135,8 @@ class LedgerSink(SimAudioSink):
     async def _wait_for_start(self, start_at: float, stop_event: asyncio.Event) -> float | None:
         began = await super()._wait_for_start(start_at, stop_event)
         if began is not None:
-            self._current = Sound(self.device_id, self._sha, start_at, began, self.true_clock.time())
+            self._current = Sound(self.device_id, self._sha, start_at, began, self.true_clock.time(),
+                                  amp_on=self.amp_on() if self.amp_on is not None else None)
             self.sounds.append(self._current)
         return began
 
@@ -171,11 +188,30 @@ class ChaosStation:
     disk_full: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     power_cuts: int = 0
+    cabinet: Cabinet | None = None  # a relay board on a real serial line (else no amplifier)
+
+    async def add_cabinet(self, true_clock: AcceleratedClock) -> None:
+        """The station's amplifier cabinet on a pty, for every life of its agent (it is hardware)."""
+        self.cabinet = cab = Cabinet(lambda: (self.sink.playing, self.sink.volume), true_clock)
+        await cab.start()
+        self.sink.amp_on = lambda: cab.cabinet.relay_on
+        self.config = self.config.model_copy(update={"modbus_url": cab.url,
+                                                     **serial_config(true_clock.speed)})
 
     def build(self) -> StationHost[SpeakerRole]:
-        self.host = speaker_station(self.config, self.sink, NoAmplifier(), clock=self.clock)
+        amp: Amplifier = NoAmplifier()
+        if self.cabinet is not None:  # the agent's own Modbus RTU driver, as on a Pi
+            bus = ModbusBusConfig(url=self.cabinet.url, timeout_s=MODBUS_TIMEOUT_S, retries=MODBUS_RETRIES)
+            amp = RecordingAmplifier(ModbusAmplifier(bus), self.cabinet, self.clock)
+        self.host = speaker_station(self.config, self.sink, amp, clock=self.clock)
         self._apply_disk()
         return self.host
+
+    @property
+    def modbus(self) -> ModbusAmplifier | None:
+        """The running agent's Modbus driver (None: no cabinet, or the agent is down)."""
+        amp = self.host.role.amp if self.host is not None else None
+        return amp.inner if isinstance(amp, RecordingAmplifier) else None
 
     def _apply_disk(self) -> None:
         """A full disk: the media cache cannot write a download (ENOSPC); what it holds stays."""
@@ -198,6 +234,14 @@ class ChaosStation:
             with contextlib.suppress(Exception):
                 await self.host.stop()
             self.host = None
+
+    def relay_held(self) -> bool:
+        """The agent's relay is in use while nothing sounds and nobody switched it for a virtual
+        hour: a user that never let go (an item holds it from its relay lead to its end)."""
+        if self.host is None or self.cabinet is None or not self.host.role.relay.busy or self.sink.playing:
+            return False
+        last = max((w.at for w in self.cabinet.switches), default=0.0)
+        return self.clock.time() - last > HOUR
 
 
 class LoopLag:
@@ -257,6 +301,7 @@ class Fault:
     began: float | None = None  # virtual instants it really began and ended
     ended: float | None = None
     note: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
 
     async def begin(self, world: World) -> None:
         raise NotImplementedError
@@ -278,7 +323,8 @@ class Fault:
         return {"kind": self.kind, "at": _iso(self.at), "target": self._target_name(),
                 "duration_virtual_s": round(self.duration), "value": self.value,
                 "began": _iso(self.began) if self.began else None,
-                "ended": _iso(self.ended) if self.ended else None, "note": self.note}
+                "ended": _iso(self.ended) if self.ended else None, "note": self.note,
+                **({"detail": self.detail} if self.detail else {})}
 
     def _target_name(self) -> str:
         return f"station {self.target}" if self.target is not None else self.kind.split("_")[0]
@@ -379,8 +425,39 @@ class DiskFull(Fault):
         world.stations[self.target or 0].disk_full = False
 
 
+class SerialGarble(Fault):
+    """Noise on the station's RS-485 line for `duration`: in bursts, the requests to its cabinet or
+    the cabinet's replies arrive with flipped bits (firmware_sim's own `garble_requests` and
+    `garble` line faults), then the line is clean again and the agent's own Modbus driver must
+    answer a read (it did not hang). Only stations with a cabinet (testkit/chaos_serial.py)."""
+
+    kind = "serial_garble"
+
+    async def begin(self, world: World) -> None:
+        st = world.stations[self.target or 0]
+        assert st.cabinet is not None, "serial_garble on a station without a cabinet"
+        self.detail = {"device_id": st.device_id, "station": st.index, "began": world.vtime(),
+                       "before": st.cabinet.counters()}
+        self._noise = asyncio.create_task(st.cabinet.noise(random.Random(self.value)))  # noqa: S311
+
+    async def end(self, world: World) -> None:
+        st = world.stations[self.target or 0]
+        assert st.cabinet is not None
+        self._noise.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._noise
+        self.detail["ended"] = world.vtime()
+        amp = st.modbus
+        answered = await probe(amp) if amp is not None else None
+        self.detail |= {"after": st.cabinet.counters(), "probe_s": answered}
+        c = {k: self.detail["after"][k] - self.detail["before"][k] for k in self.detail["after"]}
+        self.note = (f"garbled {c['garbled_requests']} requests (rejected {c['rejected_frames']}), "
+                     f"{c['garbled_replies']} replies; {c['relay_errors']} relay errors; driver answered "
+                     + ("never" if answered is None else f"{answered * 1000:.0f} ms real") + " after")
+
+
 FAULT_KINDS: dict[str, type[Fault]] = {f.kind: f for f in (
-    BrokerRestart, BrokerFreeze, ControllerKill, Partition, PowerCut, ClockStep, DiskFull)}
+    BrokerRestart, BrokerFreeze, ControllerKill, Partition, PowerCut, ClockStep, DiskFull, SerialGarble)}
 # (weight, shortest, longest duration in virtual seconds)
 FAULT_MIX: dict[str, tuple[int, float, float]] = {
     "broker_restart": (2, 0.1 * HOUR, 0.5 * HOUR),
@@ -390,6 +467,8 @@ FAULT_MIX: dict[str, tuple[int, float, float]] = {
     "power_cut": (4, 0.1 * HOUR, 4 * HOUR),
     "clock_step": (2, 0.0, 0.0),
     "disk_full": (2, 1 * HOUR, 6 * HOUR),
+    # at least 3 h: every item of a station with a cabinet (3 h apart) switches its relay in the noise
+    "serial_garble": (2, 3 * HOUR, 6 * HOUR),
 }
 # After a broker or controller fault ends, the next one comes at least this much later (virtual):
 # the controller takes 1-2 s real to start (1-2 virtual hours at the default speed), and a
@@ -399,8 +478,9 @@ STATION_GAP_S = 0.5 * HOUR  # the same between two faults on one station
 
 
 def plan_faults(rng: random.Random, count: int, v0: float, v_end: float, stations: int,
-                kinds: Sequence[str] = tuple(FAULT_MIX)) -> list[Fault]:
+                kinds: Sequence[str] = tuple(FAULT_MIX), serial_stations: Sequence[int] = ()) -> list[Fault]:
     """`count` faults from the seeded `rng`: at least one of each kind, then by weight.
+    `serial_garble` goes to one of `serial_stations` (those with a cabinet on a serial line).
 
     Faults never overlap on one target: a broker or controller fault is placed after the
     previous one has ended (plus INFRA_GAP_S; when the day is full it becomes a station
@@ -428,12 +508,15 @@ def plan_faults(rng: random.Random, count: int, v0: float, v_end: float, station
             infra_free_at = at + duration + INFRA_GAP_S
         else:
             span = (at - STATION_GAP_S, at + duration + STATION_GAP_S)
-            free = [i for i in range(stations) if all(e < span[0] or s > span[1] for s, e in busy[i])]
+            pool = serial_stations if name == "serial_garble" else range(stations)
+            free = [i for i in pool if all(e < span[0] or s > span[1] for s, e in busy[i])]
             if not free:
                 continue
             target = rng.choice(free)
             busy[target].append((at, at + duration))
         value = rng.choice((-300.0, 300.0)) if name == "clock_step" else None
+        if name == "serial_garble":
+            value = float(rng.randrange(1 << 30))  # seeds the noise's bursts
         faults.append(cls(at=at, duration=duration, target=target, value=value))
     return faults
 
@@ -458,6 +541,8 @@ class ChaosSettings:
     speed: float = SPEED
     settle_s: float = 60.0  # real seconds to wait for the last proofs of play
     kinds: tuple[str, ...] = tuple(FAULT_MIX)
+    serial_every: int = 10  # every n-th station has its cabinet on a real serial line (0: none)
+    led_boards: int = 3
 
     @property
     def fault_count(self) -> int:
@@ -506,6 +591,9 @@ class Ledger:
     outcomes: Counter[str] = field(default_factory=Counter)  # played, interrupted, missed, failed, ...
     reasons: Counter[str] = field(default_factory=Counter)  # "missed: start passed ..." -> count
     breaking: list[dict[str, Any]] = field(default_factory=list)
+    items: dict[tuple[int, str], str] = field(default_factory=dict)  # (device, item) -> its outcome
+    serial: SerialLedger = field(default_factory=SerialLedger)  # the stations with a serial line
+    led: LedLedger = field(default_factory=LedLedger)  # the LED boards
 
     def count(self, kind: str) -> int:
         return sum(1 for b in self.breaking if b["kind"] == kind)
@@ -517,7 +605,7 @@ class Ledger:
 
     @property
     def ok(self) -> bool:
-        return not self.breaking
+        return not self.breaking and self.serial.ok and self.led.ok
 
 
 def reconcile(
@@ -567,35 +655,35 @@ def reconcile(
         if len(got) > 1:
             heard_at = [_iso(s.true_started_at) for s in got]
             ledger.breaking.append({"kind": "duplicate", **where, "sounded": heard_at})
-            continue
-        if got:
+        elif got:
             status = row["status"] if row else None
             if status in ("played", "interrupted"):
                 ledger.outcomes[status] += 1
                 if status == "interrupted":
                     ledger.reasons[f"interrupted: {row.get('reason')}"] += 1  # type: ignore[union-attr]
+                ledger.items[key] = status
             elif status in ("missed", "failed"):
                 ledger.breaking.append({"kind": "misreported", **where, "status": status,
                                         "reason": row.get("reason")})  # type: ignore[union-attr]
             else:
                 ledger.breaking.append({"kind": "lost_proof", **where, "proof": status})
-            continue
-        if row is not None and row["status"] in REPORTED and row.get("reason"):
+        elif row is not None and row["status"] in REPORTED and row.get("reason"):
             ledger.outcomes[row["status"]] += 1
             ledger.reasons[f"{row['status']}: {_short(row['reason'])}"] += 1
-            continue
-        if row is not None and row["status"] in ("played", "playing"):
+            ledger.items[key] = f"{row['status']}: {_short(row['reason'])}"
+        elif row is not None and row["status"] in ("played", "playing"):
             ledger.breaking.append({"kind": "phantom_proof", **where, "proof": row["status"]})
-            continue
-        state = station_states.get(key)
-        if state is not None and state.get("reason") and state["state"] not in ("pending", "acked", "played",
-                                                                                 "playing"):
+        elif (state := station_states.get(key)) is not None and state.get("reason") and (
+                state["state"] not in ("pending", "acked", "played", "playing")):
             ledger.outcomes[state["state"]] += 1
             ledger.reasons[f"{state['state']}: {_short(state['reason'])}"] += 1
-            continue
-        ledger.breaking.append({"kind": "silent_gap", **where,
-                                "proof": row["status"] if row else None,
-                                "controller_state": state["state"] if state else None})
+            ledger.items[key] = f"{state['state']}: {_short(state['reason'])}"
+        else:
+            ledger.breaking.append({"kind": "silent_gap", **where,
+                                    "proof": row["status"] if row else None,
+                                    "controller_state": state["state"] if state else None})
+        if key not in ledger.items:
+            ledger.items[key] = ledger.breaking[-1]["kind"]
     return ledger
 
 
@@ -630,6 +718,8 @@ class ChaosResult:
             "faults": [f.record() for f in self.faults],
             "fault_counts": dict(Counter(f.kind for f in self.faults)),
             "emergencies": self.emergencies, "breaking": self.ledger.breaking[:500],
+            "serial": self.ledger.serial.as_json(), "serial_breaking": self.ledger.serial.breaking[:100],
+            "led": self.ledger.led.as_json(), "led_breaking": self.ledger.led.breaking[:100],
             "timings_real_s": self.timings, "loop_stalls": self.stalls,
         }
 
@@ -648,6 +738,8 @@ class ChaosResult:
             f"  breaking items with a broker or controller crash around their instant: {self.near_crash} of "
             f"{len(self.ledger.breaking)}",
             f"  reasons: {dict(self.ledger.reasons.most_common(8))}",
+            *self.ledger.serial.summary(),
+            *self.ledger.led.summary(),
             "  real time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()),
             f"  event-loop stalls over 0.25 s real: {len(self.stalls)} {self.stalls[:6]}",
             f"  {'LEDGER BALANCED' if self.ledger.ok else 'LEDGER BROKEN'} (seed {s.seed})",
@@ -692,7 +784,12 @@ async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> Cha
             "tags": ["ven-song"] if i % 5 == 0 else [],
         })  # fmt: skip
     configs = await provision(ApiClient(system.base_url, system.token), n, system.root / "stations")
-    devices = {d["uid"]: d for d in await system.api_json("GET", "/api/v1/devices")}
+    board_configs = []
+    if settings.led_boards:
+        board_configs = await provision_led(ApiClient(system.base_url, system.token), settings.led_boards,
+                                            system.root / "boards", protocols=LED_PROTOCOLS)
+    every = {d["uid"]: d for d in await system.api_json("GET", "/api/v1/devices")}
+    devices = {uid: d for uid, d in every.items() if d["kind"] == "speaker"}
     clips = [await _upload_tone(system, work, f"lich{k}", f) for k, f in enumerate((440, 660, 880))]
     emergency_count = max(1, round(settings.emergencies_per_day * settings.days))
     em_clips = [await _upload_tone(system, work, f"khan{k}", 300 + 37 * k) for k in range(emergency_count)]
@@ -740,12 +837,20 @@ async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> Cha
         dev = devices[cfg.uid]["id"]
         stations.append(ChaosStation(i, dev, cfg, proxy, sclock, LedgerSink(dev, sclock, clock)))
     world = World(system, clock, stations)
-    faults = plan_faults(rng, settings.fault_count, v0, v_end, n, settings.kinds)
+    serial = [i for i in range(n) if settings.serial_every and i % settings.serial_every == 0]
+    faults = plan_faults(rng, settings.fault_count, v0, v_end, n, settings.kinds, serial)
+    link = ("mqtt_reconnect_cap_s", "mqtt_reconnect_base_s", "receipt_wait_s", "receipt_wait_cap_s")
+    fast = {k: getattr(stations[0].config, k) for k in link}  # the boards' link runs as fast as the speakers'
+    boards = [ChaosBoard(k, every[cfg.uid]["id"], cfg.model_copy(update=fast))
+              for k, cfg in enumerate(board_configs)]
+    led = LedPlan(system, clock, boards)
     slots = [v0 + k * 3 * HOUR + 0.5 * HOUR for k in range(int(settings.days * 8))]
     em_sends = sorted(rng.sample(slots, min(emergency_count, len(slots))))
     emergencies: list[dict[str, Any]] = []
     lag = LoopLag(clock)
     try:
+        for i in serial:
+            await stations[i].add_cabinet(clock)
         # Fetch and decode the schedules' audio before virtual time runs (an installer's first boot);
         # the emergencies' clips are fetched when they come.
         for st in stations:
@@ -765,28 +870,53 @@ async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> Cha
                     for st in stations]
 
         await eventually(horizons, all, timeout=120, interval=0.2, what="each station's horizon in its store")
+        for board in boards:
+            await board.start()
+        if boards:
+            welcome = await led.post("Chào mừng đến với xã – bản tin lúc 6h và 18h", "normal",
+                                     "welcome (no end)", duration_s=1)
+
+            async def shown() -> list[bool]:
+                return [b.showing == welcome.on_board for b in boards]
+
+            await eventually(shown, all, timeout=60, interval=0.2, what="the welcome text on every LED board")
         timings["stations_ready"] = time.monotonic() - t_start
 
         t_run = time.monotonic()
         clock.run()
         lag.start()
         tasks = [asyncio.create_task(f.run(world), name=f"chaos-{f.kind}") for f in faults]
-        tasks += [asyncio.create_task(_emergency(world, at, em_clips[k], k, settings.seed, emergencies))
+        tasks += [asyncio.create_task(_emergency(world, at, em_clips[k], k, settings.seed, emergencies,
+                                                 led if boards else None))
                   for k, at in enumerate(em_sends)]
+        days = [v0 + d * 86400 for d in range(math.ceil(settings.days))] if boards else []
+        tasks += [asyncio.create_task(led.day(v_day, d, v_end)) for d, v_day in enumerate(days)]
         await clock.sleep_until(v_end)
         results = await asyncio.gather(*tasks, return_exceptions=True)
-        for f, res in zip(faults + [None] * len(em_sends), results, strict=True):
+        steps = [f.kind for f in faults] + ["emergency"] * len(em_sends) + ["led day"] * len(days)
+        for step, res in zip(steps, results, strict=True):
             if isinstance(res, BaseException):
-                raise RuntimeError(f"chaos step {f.kind if f else 'emergency'} failed: {res!r}") from res
+                raise RuntimeError(f"chaos step {step} failed: {res!r}") from res
         timings["run"] = time.monotonic() - t_run
         for e in emergencies:
             for st in stations:
                 occurrences.append(Occurrence(st.device_id, e["item_id"], e["sha256"], e["start"],
                                               "emergency"))
 
+        starts = {(o.device_id, o.item_id): o.start for o in occurrences}
+
+        async def sections(ledger: Ledger) -> None:
+            """The serial lines' and the LED boards' parts of the ledger."""
+            ledger.serial = serial_ledger(
+                [(st.device_id, st.cabinet, st.sink.sounds, st.relay_held(), await _relay_faults(system, st))
+                 for st in stations if st.cabinet is not None],
+                [f.detail for f in faults if f.kind == "serial_garble" and "after" in f.detail],
+                ledger.items, starts, lead_s=0.1 * HOUR)
+            ledger.led = await led_ledger(system, boards, led.texts) if boards else LedLedger()
+
         t_settle = time.monotonic()
         ledger = await _settle(world, occurrences, [e["broadcast_id"] for e in emergencies], v_end,
-                               settings.settle_s)
+                               settings.settle_s, sections)
         timings["settle"] = time.monotonic() - t_settle
         _blame(ledger, occurrences, faults)
         with (work / "sounds.jsonl").open("w") as out:  # what every speaker sounded, for a post-mortem
@@ -798,6 +928,10 @@ async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> Cha
         for st in stations:
             await st.stop()
             await st.proxy.close()
+            if st.cabinet is not None:
+                await st.cabinet.close()
+        for board in boards:
+            await board.stop()
     timings["total"] = time.monotonic() - t_start
     timings["worst_loop_stall"] = lag.worst
     return ChaosResult(settings, ledger, faults, emergencies, (v0, v_end), timings,
@@ -805,10 +939,12 @@ async def _run_chaos(system: System, settings: ChaosSettings, work: Path) -> Cha
 
 
 async def _emergency(world: World, send_at: float, clip: dict[str, Any], k: int, seed: int,
-                     out: list[dict[str, Any]]) -> None:
+                     out: list[dict[str, Any]], led: LedPlan | None = None) -> None:
     """An operator sends an emergency at `send_at`, to play EMERGENCY_LEAD_S later (virtual); a
     controller that does not answer is asked again (and asked first whether the first try
-    got through, so the retry never makes a second emergency)."""
+    got through, so the retry never makes a second emergency). With LED boards it carries an
+    LED text, which the controller mirrors on every board; the operator takes it down 2 virtual
+    hours after the emergency played."""
     await world.clock.sleep_until(send_at)
     title = f"Khẩn cấp {k + 1} (chaos seed {seed})"
     tries = 0
@@ -824,7 +960,8 @@ async def _emergency(world: World, send_at: float, clip: dict[str, Any], k: int,
             start = datetime.fromtimestamp(world.vtime() + EMERGENCY_LEAD_S, UTC)
             created = await world.system.api_json("POST", "/api/v1/broadcasts", json={
                 "title": title, "priority": "emergency", "media_sha256": clip["sha256"],
-                "targets": {"all": True}, "start_at": start.isoformat()})
+                "targets": {"all": True}, "start_at": start.isoformat(),
+                **({"led_text": f"KHẨN CẤP {k + 1}: nước lũ lên nhanh, di dời ngay"} if led else {})})
             break
         except Exception as exc:  # the controller is down (killed by a fault): try again
             log.info("emergency %d not sent yet (%r); retrying", k, exc)
@@ -839,11 +976,14 @@ async def _emergency(world: World, send_at: float, clip: dict[str, Any], k: int,
     out.append({"broadcast_id": created["id"], "item_id": f"b{created['id']}", "sha256": clip["sha256"],
                 "sent": _iso(send_at), "start": datetime.fromisoformat(bc["start_at"]).timestamp(),
                 "start_local": _iso(datetime.fromisoformat(bc["start_at"]).timestamp()), "tries": tries})
+    if led is not None:
+        await led.emergency(created["id"], datetime.fromisoformat(bc["start_at"]).timestamp(), k)
 
 
 async def _settle(world: World, occurrences: list[Occurrence], broadcast_ids: list[int], v_end: float,
-                  settle_s: float) -> Ledger:
-    """Reconcile until nothing more can arrive: the ledger balances, or `settle_s` real seconds."""
+                  settle_s: float, sections: Callable[[Ledger], Any]) -> Ledger:
+    """Reconcile until nothing more can arrive: the ledger balances, or `settle_s` real seconds.
+    `sections` adds the serial lines' and the LED boards' parts."""
     deadline = time.monotonic() + settle_s
     while True:
         rows = await world.system.api_json("GET", "/api/v1/play-log", params={"limit": 10000})
@@ -857,6 +997,7 @@ async def _settle(world: World, occurrences: list[Occurrence], broadcast_ids: li
         index = {st.device_id: st.index for st in world.stations}
         for b in ledger.breaking:
             b["station_index"] = index.get(b.get("device_id"))  # type: ignore[arg-type]
+        await sections(ledger)
         if ledger.ok or time.monotonic() > deadline:
             return ledger
         await asyncio.sleep(1.0)
@@ -875,6 +1016,13 @@ def _blame(ledger: Ledger, occurrences: Sequence[Occurrence], faults: Sequence[F
             if f.began is not None and f.began <= t + TOLERANCE_S and (f.ended or f.began) >= t - HOUR
             and (f.infra or b.get("station_index") == f.target)
         })
+
+
+async def _relay_faults(system: System, st: ChaosStation) -> int:
+    """The amplifier_relay faults the controller holds from the station."""
+    events = await system.api_json("GET", f"/api/v1/devices/{st.device_id}/events",
+                                   params={"kind": "fault", "limit": 5000})
+    return sum(1 for e in events if e.get("reason") == "amplifier_relay")
 
 
 def _station_items(world: World) -> dict[tuple[int, str], tuple[str, str | None]]:

@@ -95,7 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bc.add_argument("--seed", type=int, default=1, help="seeds the faults and the emergencies' instants")
     bc.add_argument("--faults", type=int, help="how many faults (default: 24 per virtual day)")
     bc.add_argument("--faults-kinds", help="comma-separated subset of: broker_restart, broker_freeze, "
-                    "controller_kill, partition, power_cut, clock_step, disk_full (default: all)")
+                    "controller_kill, partition, power_cut, clock_step, disk_full, serial_garble "
+                    "(default: all)")
+    bc.add_argument("--serial-every", type=int, default=10, help="every n-th station drives its amplifier "
+                    "cabinet over Modbus RTU on a pty (serial_garble's targets; 0: none)")
+    bc.add_argument("--led-boards", type=int, default=3, help="LED boards (Alpha, BX-5K simulators on ptys)")
     bc.add_argument("--emergencies-per-day", type=int, default=2)
     bc.add_argument("--speed", type=float, default=3600.0, help="virtual seconds per real second")
     bc.add_argument("--settle", type=float, default=60.0, help="real seconds to wait for the last proofs")

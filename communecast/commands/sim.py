@@ -148,7 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     stations.add_argument("--data-dir", default=os.environ.get("COMMUNECAST_DATA_DIR", "./sim-data"))
     stations.add_argument("--fault", action="append", default=[], metavar="NAME",
                           help="switch a simulated fault on in every station (repeatable): cut_speaker_line, "
-                          "mains_loss, overheat, clock_drift, no_reply, garble (docs/health.md)")
+                          "mains_loss, overheat, clock_drift, no_reply, garble, garble_requests "
+                          "(docs/health.md)")
     stations.add_argument("--control", metavar="HOST:PORT",
                           help="serve the HTTP/JSON fault control (GET /faults, POST /faults/<uid|all>)")
     stations.set_defaults(func=_stations)

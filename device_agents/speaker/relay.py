@@ -22,6 +22,8 @@ class AmplifierRelay:
         self._on_fault = on_fault  # (wanted on, error): the role reports an amplifier_relay fault
         self._users = 0
         self._off: asyncio.TimerHandle | None = None
+        self._switching_off: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def busy(self) -> bool:
@@ -34,13 +36,23 @@ class AmplifierRelay:
             self._off.cancel()
             self._off = None
         if self._users == 1:
-            await self._set(True)
+            try:
+                await self._set(True)
+            except asyncio.CancelledError:
+                # Cancelled while the relay switches (a new desired state re-arms a pending item;
+                # slow on a noisy RS-485 line): this user never got the amplifier. Kept counted,
+                # the relay would stay "in use" for good, and no later item would switch it on.
+                self.release()
+                raise
 
     def release(self) -> None:
         self._users -= 1
-        if self._users == 0:
-            loop = asyncio.get_running_loop()
-            self._off = loop.call_later(self._hold_s, lambda: loop.create_task(self._idle_off()))
+        if self._users == 0 and not self._closed:
+            self._off = asyncio.get_running_loop().call_later(self._hold_s, self._switch_off)
+
+    def _switch_off(self) -> None:
+        self._off = None
+        self._switching_off = asyncio.get_running_loop().create_task(self._idle_off())
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
@@ -51,10 +63,16 @@ class AmplifierRelay:
             self.release()
 
     def close(self) -> None:
-        """The idle switch-off: nothing is left to switch when the station stops."""
+        """The idle switch-off: nothing is left to switch when the station stops — neither an off
+        already on its way to the board nor one a play let go of while the station stopped (it
+        would reach the board, or the stopped station's store, after the stop)."""
+        self._closed = True
         if self._off is not None:
             self._off.cancel()
             self._off = None
+        if self._switching_off is not None:
+            self._switching_off.cancel()
+            self._switching_off = None
 
     async def _idle_off(self) -> None:
         if self._users == 0:

@@ -3,9 +3,15 @@
 50 stations, one virtual day at one virtual hour per real second (testkit/chaos.py: schedules
 at 03, 06, 09, 12, 15, 18 and 21 h, two emergencies with clips the stations have not fetched),
 and 24 seeded faults of every kind: broker kill -9 and freeze, controller kill -9, TCP
-partitions, power cuts, clock steps of ±5 min, full disks. At the end every planned
+partitions, power cuts, clock steps of ±5 min, full disks, noise on the RS-485 line of a
+station whose amplifier cabinet is on a real serial line (every tenth). At the end every planned
 (occurrence, station) is played exactly once or reported missed / failed / interrupted with a
-reason: no duplicate, no unsigned play, no lost proof of play, no silent gap.
+reason: no duplicate, no unsigned play, no lost proof of play, no silent gap. The garbled
+frames were rejected by CRC and not acted on, the agents' Modbus driver answered after the
+noise, no sound began with the amplifier off unless a failed switch was reported. Three LED
+boards (real LED agent, byte-level Alpha / BX-5K simulators) got operator texts and the
+emergencies' mirror: each was shown in its window (or outranked, or never acknowledged by the
+board in time), and at the end each board shows what it should, never a cancelled or expired text.
 
 Tolerances come from the design, not from luck: the agents' late-start tolerance and
 decode-ahead are 2 virtual hours (2 s real); items on a station are 1.5 virtual hours apart at
@@ -44,6 +50,14 @@ async def test_a_chaos_day_balances_its_ledger(system: System, tmp_path: Path) -
     assert result.emergencies, "emergencies were sent during the day"
     totals = result.ledger.totals
     assert totals["planned"] >= 50 * 2, totals
-    assert result.ledger.ok, f"seed {SEED}: {totals}; first breaking items: {result.ledger.breaking[:10]}"
+    ledger = result.ledger
+    assert ledger.ok, (f"seed {SEED}: {totals}; first breaking items: {ledger.breaking[:10]}; serial "
+                       f"{ledger.serial.breaking[:5]}; LED {ledger.led.breaking[:5]}")
     # Every planned occurrence has exactly one outcome.
     assert sum(n for k, n in totals.items() if k != "planned") == totals["planned"]
+    serial, led = result.ledger.serial, result.ledger.led
+    assert serial.stations == 5 and serial.faults, "stations with a cabinet on a serial line, and noise on it"
+    assert serial.totals["garbled_requests"] + serial.totals["garbled_replies"] > 0, serial.totals
+    assert serial.ok, serial.breaking
+    assert led.boards == 3 and led.planned >= 3 * 5 and led.outcomes["shown"] > 0, led.outcomes
+    assert led.ok, led.breaking

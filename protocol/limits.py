@@ -19,5 +19,17 @@ EVENT_REASON_MAX_CHARS = 1000
 EVENT_DETAIL_MAX_BYTES = 256 * 1024
 TRUNCATED_MARK = "…[truncated]"
 
+# Audio carried inside a signed emergency PLAY (`MediaRef.inline`: base64 of the stored file;
+# docs/protocol.md "Media", docs/emergency.md "Audio inside the PLAY"). 128 KiB of stored media
+# is 20 s of the stored Opus even for tonal audio such as a siren (the 32 kbit/s VBR encoder
+# spends ~6.2 KB/s on a pure tone) and ~30 s of speech (~4 KB/s). On the wire it grows by 16/9
+# (base64 inside the JSON, then the envelope's base64url): ~230 KiB per clip, a quarter of
+# MAX_PACKET_SIZE. Why not more: the broker hands the whole PLAY to every station of the group
+# topic (N x the packet through one broker, and on each station's 4G plan), and a command this
+# size already takes a Pi's agent a few milliseconds to verify; longer audio keeps the HTTP path.
+INLINE_MEDIA_MAX_BYTES = 128 * 1024
+# All the inline media of one item together: its signed PLAY stays under half of MAX_PACKET_SIZE.
+INLINE_ITEM_MAX_BYTES = 256 * 1024
+
 # Event ids named in one receipt (controller -> station); more go in several receipts.
 RECEIPT_MAX_IDS = 500

@@ -103,6 +103,8 @@ RECOVER_AFTER = timedelta(seconds=20)
 RECOVER_EVERY_S = 10.0
 # The audio counts as already on the stations when this share of them played it before.
 HELD_SHARE = 0.99
+# Audio inside the PLAY on the wire: base64 in the envelope JSON, base64url around that.
+INLINE_WIRE_FACTOR = 16 / 9
 
 
 # -- fan-out planning ---------------------------------------------------------------------------------
@@ -212,7 +214,8 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
          + media fetch estimate, 0 when the stations already hold the audio
            (stations x bytes / throughput + stations / request rate)
            or when it travels inside the PLAY (`inline`, sha -> base64): instead the broker's
-           fan-out of those bytes (stations x PLAY bytes / emergency_inline_bytes_per_s)
+           fan-out of the bigger PLAY (stations x its extra bytes on the wire, beyond those of
+           the emergency the delivery was learnt from, / emergency_inline_bytes_per_s)
          + a margin for preempting what plays and starting the output,
     clamped to [min, max]. A fixed `emergency_lead_s` overrides it. `fresh`: the media the
     stations do not hold yet, when the caller has found them already (`fresh_media`).
@@ -221,12 +224,14 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
     if cfg.emergency_lead_s is not None:
         return Lead(cfg.emergency_lead_s, "fixed (emergency_lead_s)")
     delivery, basis = _default_delivery(cfg, stations), "default delivery"
+    learnt_inline = 0  # audio bytes inside the PLAY whose acks taught `delivery`
     rows = session.execute(
-        select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.requested_at)
+        select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.requested_at,
+               EmergencyBroadcast.inline_bytes)
         .where(EmergencyBroadcast.published_at.is_not(None))
         .order_by(EmergencyBroadcast.broadcast_id.desc()).limit(LEAD_HISTORY)
     ).all()
-    for bc_id, requested in rows:  # the most recent emergency with enough acks teaches the lead
+    for bc_id, requested, learnt_bytes in rows:  # the most recent emergency with enough acks teaches it
         total, acked = session.execute(
             select(func.count(), func.count(Delivery.acked_at)).where(Delivery.broadcast_id == bc_id)).one()
         if acked >= 10:
@@ -239,6 +244,7 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
             p99 = max(0.0, (p99_at - requested).total_seconds())
             delivery = p99 * max(1.0, stations / total)  # a bigger fan-out takes longer
             basis = f"p99 ack {p99 * 1000:.0f} ms of emergency {bc_id} ({total} stations)"
+            learnt_inline = learnt_bytes or 0
             break
     basis = f"{basis} {delivery * 1000:.0f} ms"
     if fresh is None:
@@ -249,14 +255,14 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
     if fetched:
         fetch = (stations * sum(m.size for m in fetched) / cfg.emergency_media_bytes_per_s
                  + stations / cfg.emergency_media_requests_per_s)
-    # On the wire the base64 grows once more (the envelope's base64url): 4/3.
-    carried = stations * sum(len(text) for text in inline.values()) * 4 / 3 / cfg.emergency_inline_bytes_per_s
+    inline_bytes = sum({m.sha256: m.size for m in fresh if m.sha256 in inline}.values())
+    extra = max(0, inline_bytes - learnt_inline) * INLINE_WIRE_FACTOR
+    carried = stations * extra / cfg.emergency_inline_bytes_per_s
     lead = delivery + fetch + carried + cfg.emergency_lead_margin_s
     lead = min(max(lead, cfg.emergency_lead_min_s), cfg.emergency_lead_max_s)
     how = []
     if inline:
-        kib = sum(m.size for m in fresh if m.sha256 in inline) / 1024
-        how.append(f"audio inside the PLAY ({kib:.0f} KiB, fan-out {carried * 1000:.0f} ms)")
+        how.append(f"audio inside the PLAY ({inline_bytes / 1024:.0f} KiB, fan-out {carried * 1000:.0f} ms)")
     if fetched:
         how.append(f"media fetch {fetch * 1000:.0f} ms")
     held = "; ".join(how) or "audio already on the stations"
@@ -493,7 +499,8 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     em = EmergencyBroadcast(broadcast_id=bc.id, text=req.text, voice=req.voice if req.text else None,
                             repeat=req.repeat, volume=volume, topics=fan.topics,
                             lead_ms=round(lead.seconds * 1000, 1), lead_basis=lead.basis[:200],
-                            requested_at=now, status=EmergencyStatus.ACTIVE)
+                            requested_at=now, status=EmergencyStatus.ACTIVE,
+                            inline_bytes=sum(media[s].size for s in inline) or None)
     boards: list[int] = []
     board_text = req.led_text or req.text  # a preset's short LED line, else the read-out text
     if board_text:

@@ -143,7 +143,7 @@ async def test_a_fresh_short_clip_plays_everywhere_with_no_download(
 async def test_a_clip_over_the_limit_keeps_the_http_path(sqlite_system: System, tmp_path: Path) -> None:
     system = sqlite_system
     stations = await online(system, 2)
-    media = await Api.of(system).upload(tone(tmp_path / "long.wav", freq=660, seconds=24.0))
+    media = await Api.of(system).upload(tone(tmp_path / "long.wav", freq=660, seconds=30.0))
     assert media["size"] > INLINE_MEDIA_MAX_BYTES, media["size"]  # a pure tone: ~6.2 kB/s stored
     served = await media_served(system)
     async with wire(system) as w:

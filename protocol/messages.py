@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
@@ -114,20 +115,25 @@ class MediaRef(_Model):
     duration_s: float = Field(gt=0)
     inline: str | None = Field(default=None, min_length=4, max_length=_INLINE_MAX_CHARS,
                                exclude_if=lambda v: v is None)
+    _inline_data: bytes | None = PrivateAttr(default=None)  # decoded once, by the validation
 
-    @field_validator("inline")
-    @classmethod
-    def _inline_base64(cls, value: str | None) -> str | None:
-        if value is not None:
-            _decode_inline(value)
-        return value
+    @model_validator(mode="after")
+    def _inline_base64(self) -> MediaRef:
+        if self.inline is not None:
+            self._inline_data = _decode_inline(self.inline)
+        return self
 
     def inline_bytes(self) -> bytes | None:
-        """The audio carried inline (validated base64, not yet checked against sha256/size)."""
-        return None if self.inline is None else _decode_inline(self.inline)
+        """The audio carried inline (valid base64 within the limit; not yet checked against
+        sha256 and size: MediaCache.put_verified does that)."""
+        if self.inline is not None and self._inline_data is None:  # built without validation
+            self._inline_data = _decode_inline(self.inline)
+        return self._inline_data
 
     def without_inline(self) -> MediaRef:
-        return self if self.inline is None else self.model_copy(update={"inline": None})
+        if self.inline is None:
+            return self
+        return MediaRef(sha256=self.sha256, size=self.size, duration_s=self.duration_s)
 
 
 def _decode_inline(text: str) -> bytes:

@@ -27,6 +27,7 @@ import math
 import multiprocessing
 import secrets
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -298,6 +299,7 @@ async def _one_emergency(
 ) -> dict[str, Any]:
     """Send one emergency to all and measure it (the sinks record each playback when it ends)."""
     await fleet.call(fleet_probe.reset_probe)
+    counters0 = _media_counters(await fleet.call(fleet_probe.media_counters))
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
@@ -317,6 +319,8 @@ async def _one_emergency(
     seen = fleet_probe.merged(parts)
     # The fleet's processes (and the probe's own bookkeeping in them), request to everyone played.
     fleet_cpu_s = sum(await fleet.call(fleet_probe.cpu_seconds)) - cpu0
+    counters1 = _media_counters(await fleet.call(fleet_probe.media_counters))
+    counters = [b - a for a, b in zip(counters0, counters1, strict=True)]
     if profiler and profile:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -337,6 +341,8 @@ async def _one_emergency(
         "handling_p99_ms": handling["p99"], "handling_ms": handling,
         "cpu_wait_ms": stats_ms(seen["waited"]),
         "media_fetched_ms": stats_ms([t - t_req for t in seen["fetched"]]),
+        "media_http_downloads": counters[0], "media_bytes_downloaded": counters[1],
+        "media_stored_inline": counters[2], "inline_bytes": detail["emergency"].get("inline_bytes"),
         "audio_prepared_ms": stats_ms([t - t_req for t in seen["prepared"]]),
         **_ack_figures(ack_stored, t_req, devices, t_ack), "acked_rows": acked,
         "post_ms": round((t_resp - t_req) * 1000, 1),
@@ -346,6 +352,31 @@ async def _one_emergency(
         "lead_basis": detail["emergency"]["lead_basis"], "topics": detail["emergency"]["topics"],
         "controller_skew": detail["skew"],
     }  # fmt: skip
+
+
+def _media_counters(parts: list[list[float]]) -> list[float]:
+    return [sum(p[i] for p in parts) for i in range(3)]
+
+
+FRESH_CLIP_S = 20.0  # `--audio fresh`: the issue's case, a never-fetched 20 s recording
+
+
+def siren(path: Path, seconds: float, round_no: int) -> Path:
+    """A siren sweeping around a centre of 700 Hz (+40 Hz per round, so every round's clip is new
+    to every station): stored, 20 s of it is ~124 kB of Opus (tonal audio, the encoder's
+    expensive case; speech is ~80 kB)."""
+    centre = 700 + 40 * round_no
+    expr = f"0.8*sin(2*PI*({centre}*t-150/(2*PI*0.5)*cos(2*PI*0.5*t)))"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", f"aevalsrc={expr}:s=48000:d={seconds}", str(path)], check=True)  # fmt: skip
+    return path
+
+
+async def _upload(system: System, path: Path) -> dict[str, Any]:
+    with path.open("rb") as fh:
+        r = await system.api("POST", "/api/v1/media", files={"file": (path.name, fh)})
+    r.raise_for_status()
+    return dict(r.json())
 
 
 async def bench_fanout(
@@ -368,21 +399,26 @@ async def bench_fanout(
                 configs = await provision_fleet(system.base_url, system.token, devices, root / "fleet")
                 fleet, fleet_start_s = await fleet_probe.start_fleet(configs, processes)
                 await fleet.call(fleet_probe.attach_probe)
-                with tone(root / "siren.wav", 3.0).open("rb") as fh:
-                    files = {"file": ("siren.wav", fh)}
-                    media = (await system.api("POST", "/api/v1/media", files=files)).json()
-                if held:
+                if held:  # a 3 s clip every station holds and played in a drill
+                    media = await _upload(system, tone(root / "siren.wav", 3.0))
                     await preposition(system, fleet, devices, media["sha256"])
                 await asyncio.sleep(1.0)  # let births and first state settle
                 for i in range(rounds):
-                    runs.append(await _one_emergency(system, fleet, devices, media["sha256"],
-                                                     profile if i == rounds - 1 else None))
+                    if not held:  # each round a new 20 s clip no station has ever fetched
+                        media = await _upload(system, siren(root / f"siren-{i}.wav", FRESH_CLIP_S, i))
+                        await asyncio.sleep(1.0)
+                    run = await _one_emergency(system, fleet, devices, media["sha256"],
+                                               profile if i == rounds - 1 else None)
+                    runs.append(run | {"media_size": media["size"], "media_duration_s": media["duration_s"]})
                     await asyncio.sleep(1.0)
                 rss_mb = round(sum(await fleet.call(fleet_probe.rss)) / 2**20, 1)
             finally:
                 if fleet is not None:
                     await fleet.stop()
-            baseline = await bare_baseline(system.broker.port, system.mqtt_password, devices, 1500, processes)
+            # A payload the size of the last PLAY (audio inside it: ~16/9 of the clip on the wire).
+            play_size = 1500 + round((runs[-1]["inline_bytes"] or 0) * 16 / 9)
+            baseline = await bare_baseline(system.broker.port, system.mqtt_password, devices, play_size,
+                                           processes)
             bare_acks = await bare_ack_round(system, [c.uid for _, c in configs], processes, media["sha256"])
         finally:
             await system.stop()
@@ -398,9 +434,14 @@ async def bench_fanout(
         "ratio_p99": _ratio(last["p99_ms"], base_p99),
         "reached_ratio_p99": _ratio(last["reached_socket_ms"]["p99"], baseline["reached_ms"]["p99"]),
         "fleet_start_s": round(fleet_start_s, 1), "fleet_rss_mb": rss_mb,
-        "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms")}
-                   | {"sink_start_p99_ms": r["sink_start_ms"]["p99"], "skew_p99_ms": r["skew_ms"]["p99"],
-                      "start_error_p99_ms": r["start_error_ms"]["p99"]} for r in runs],
+        "baseline_payload_bytes": play_size,
+        "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms",
+                                      "media_size", "inline_bytes", "media_http_downloads")}
+                   | {"sink_start_p99_ms": r["sink_start_ms"]["p99"],
+                      "sink_start_max_ms": r["sink_start_ms"]["max"], "skew_p99_ms": r["skew_ms"]["p99"],
+                      "start_error_p99_ms": r["start_error_ms"]["p99"],
+                      "media_fetched_p99_ms": r["media_fetched_ms"]["p99"], "started": r["started"]}
+                   for r in runs],
     }  # fmt: skip
 
 
@@ -433,6 +474,10 @@ def print_fanout(r: dict[str, Any]) -> None:
           f"p99 {r['handling_p99_ms']} ms")
     print(f"  waiting for the fleet's shared CPU (off the socket -> handler start): p50 {w['p50']} ms, "
           f"p99 {w['p99']} ms (a real station has its own CPU)")
+    print(f"  audio: {r['media_duration_s']} s, {r['media_size']} bytes stored; inside the PLAY: "
+          f"{r['inline_bytes'] or 0} bytes; HTTP media downloads by the stations: "
+          f"{r['media_http_downloads']} ({r['media_bytes_downloaded']} bytes); files stored from inside "
+          f"the PLAY: {r['media_stored_inline']}")
     print(f"  request -> media fetched: p99 {r['media_fetched_ms']['p99']} ms; -> audio prepared: "
           f"p99 {r['audio_prepared_ms']['p99']} ms")
     print(f"  request -> sink start:     p50 {s['p50']} ms, p99 {s['p99']} ms, max {s['max']} ms "
@@ -448,8 +493,11 @@ def print_fanout(r: dict[str, Any]) -> None:
     print(f"  fleet RSS {r['fleet_rss_mb']} MB; fleet CPU for the whole emergency (receipt to played): "
           f"{r['fleet_cpu_ms_per_station']} ms per station")
     for i, rd in enumerate(r["rounds"], 1):
-        print(f"  round {i}: lead {rd['lead_ms']} ms ({rd['lead_basis']}); sink start p99 "
-              f"{rd['sink_start_p99_ms']} ms, start error p99 {rd['start_error_p99_ms']} ms, skew p99 "
+        print(f"  round {i}: {rd['media_size']} bytes of audio ({rd['inline_bytes'] or 0} inside the PLAY, "
+              f"{rd['media_http_downloads']} HTTP downloads, fetched p99 {rd['media_fetched_p99_ms']} ms); "
+              f"lead {rd['lead_ms']} ms ({rd['lead_basis']}); sink start p99 "
+              f"{rd['sink_start_p99_ms']} ms (max {rd['sink_start_max_ms']}, {rd['started']} started), "
+              f"start error p99 {rd['start_error_p99_ms']} ms, skew p99 "
               f"{rd['skew_p99_ms']} ms, receipt p99 {rd['p99_ms']} ms, publish {rd['publish_ms']} ms")
 
 

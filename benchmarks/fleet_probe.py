@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,8 @@ class ReceiptProbe:
         self.reached.clear()
         self.waited.clear()
         self.handled.clear()
+        self.fetched.clear()
+        self.prepared.clear()
 
     def _wrap(self, uid: str, link: AgentLink,
               inner: Callable[[str, bytes], Awaitable[None]]) -> Callable[[str, bytes], Awaitable[None]]:
@@ -120,6 +123,20 @@ async def hold_media(fleet: Fleet, stored: str, sha: str) -> None:
     """Put the clip in every station's cache (as the emergency kit would)."""
     for st in fleet.stations:
         shutil.copyfile(stored, st.agent.role.media.path_for(sha))
+
+
+async def media_counters(fleet: Fleet) -> list[float]:
+    """Over this process's stations: HTTP media downloads, bytes downloaded, files that came
+    inside a signed PLAY (device_agents/common/media_cache.py; NaN where the agent does not
+    count it, e.g. an agent older than audio inside the PLAY)."""
+    caches = [st.agent.role.media for st in fleet.stations]
+
+    def total(name: str) -> float:
+        if not all(hasattr(c, name) for c in caches):
+            return math.nan
+        return float(sum(getattr(c, name) for c in caches))
+
+    return [total("downloads"), total("bytes_downloaded"), total("stored_inline")]
 
 
 async def cpu_seconds(fleet: Fleet) -> float:

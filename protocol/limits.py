@@ -19,5 +19,19 @@ EVENT_REASON_MAX_CHARS = 1000
 EVENT_DETAIL_MAX_BYTES = 256 * 1024
 TRUNCATED_MARK = "…[truncated]"
 
+# Audio carried inside a signed emergency PLAY (`MediaRef.inline`: base64 of the stored file;
+# docs/protocol.md "Media", docs/emergency.md "Audio inside the PLAY"). 160 KiB of stored media
+# is 20 s of the stored Opus whatever it carries: the 32 kbit/s VBR encoder spends ~3.6-4 kB/s
+# on speech (20 s: ~80 kB, ~40 s fit) but up to ~7.8 kB/s on a pure tone (20 s of a siren sweep:
+# 124 kB; of steady tones: 124-156 kB). On the wire it grows by 16/9 (base64 inside the JSON,
+# then the envelope's base64url): ~285 KiB for a full clip, under a third of MAX_PACKET_SIZE.
+# Why not more: the broker hands the whole PLAY to every station of the group topic (N times
+# the packet out of one broker host, and on each station's 4G plan), which is what the lead
+# allows for; longer audio keeps the HTTP path (GET /media/<sha256>).
+INLINE_MEDIA_MAX_BYTES = 160 * 1024
+# All the inline media of one item together: its signed PLAY (~16/9 of this, ~455 KiB) stays
+# under half of MAX_PACKET_SIZE.
+INLINE_ITEM_MAX_BYTES = 256 * 1024
+
 # Event ids named in one receipt (controller -> station); more go in several receipts.
 RECEIPT_MAX_IDS = 500

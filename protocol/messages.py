@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -11,13 +14,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from protocol.limits import RECEIPT_MAX_IDS
+from protocol.limits import INLINE_ITEM_MAX_BYTES, INLINE_MEDIA_MAX_BYTES, RECEIPT_MAX_IDS
 
 
 class Priority(StrEnum):
@@ -73,6 +77,7 @@ class RejectReason(StrEnum):
     UNSUPPORTED = "unsupported"
     REVOKED_KEY = "revoked_key"  # signed by a key the controller revoked (docs/security.md)
     BAD_KEY_LINK = "bad_key_link"  # a link or revocation of cc/v1/keys that does not verify
+    MEDIA_MISMATCH = "media_mismatch"  # audio inside a PLAY does not hash to its MediaRef (never played)
 
 
 EventId = Annotated[str, Field(min_length=8, max_length=64)]
@@ -91,12 +96,65 @@ class _Report(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# The longest base64 text of INLINE_MEDIA_MAX_BYTES (checked before anything is decoded).
+_INLINE_MAX_CHARS = 4 * math.ceil(INLINE_MEDIA_MAX_BYTES / 3)
+
+
 class MediaRef(_Model):
-    """Audio is fetched over HTTP by content address, never carried over MQTT."""
+    """Audio by content address: fetched over HTTP (`GET /media/{sha256}`), or, for a short
+    emergency clip, carried inside the signed PLAY itself (`inline`, docs/protocol.md "Media").
+
+    `inline` is the base64 (RFC 4648, padded) of exactly the stored file's bytes, at most
+    INLINE_MEDIA_MAX_BYTES of them. Only a PLAY command carries it (a desired state never does:
+    retained messages stay small); a station stores it only once it hashes to `sha256` and
+    measures `size`. Left out of the JSON when unset, so every other message reads as before.
+    """
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=1)
     duration_s: float = Field(gt=0)
+    inline: str | None = Field(default=None, min_length=4, max_length=_INLINE_MAX_CHARS,
+                               exclude_if=lambda v: v is None)
+    _inline_data: bytes | None = PrivateAttr(default=None)  # decoded once, by the validation
+
+    @model_validator(mode="after")
+    def _inline_base64(self) -> MediaRef:
+        if self.inline is not None:
+            self._inline_data = _decode_inline(self.inline)
+        return self
+
+    def inline_bytes(self) -> bytes | None:
+        """The audio carried inline (valid base64 within the limit; not yet checked against
+        sha256 and size: MediaCache.put_verified does that)."""
+        if self.inline is not None and self._inline_data is None:  # built without validation
+            self._inline_data = _decode_inline(self.inline)
+        return self._inline_data
+
+    def without_inline(self) -> MediaRef:
+        if self.inline is None:
+            return self
+        return MediaRef(sha256=self.sha256, size=self.size, duration_s=self.duration_s)
+
+
+def _decode_inline(text: str) -> bytes:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("inline media is not valid base64") from exc
+    if len(data) > INLINE_MEDIA_MAX_BYTES:
+        raise ValueError(f"inline media is larger than {INLINE_MEDIA_MAX_BYTES} bytes")
+    return data
+
+
+def _inline_len(ref: MediaRef) -> int:
+    """Decoded length of a validated inline payload, without decoding it."""
+    text = ref.inline or ""
+    return len(text) // 4 * 3 - text[-2:].count("=")
+
+
+def _no_inline(refs: list[MediaRef], where: str) -> None:
+    if any(r.inline is not None for r in refs):
+        raise ValueError(f"{where} never carries inline media (only a PLAY command does)")
 
 
 class StreamRef(_Model):
@@ -116,6 +174,12 @@ class StreamRef(_Model):
     dead_air_s: float = Field(default=10.0, ge=0.5, le=600)
     # Live: the session's capability, sent as the X-Stream-Token header (never in a URL or a log).
     token: str | None = Field(default=None, max_length=128)
+
+    @field_validator("filler")
+    @classmethod
+    def _filler_by_http(cls, filler: list[MediaRef]) -> list[MediaRef]:
+        _no_inline(filler, "a stream's filler")
+        return filler
 
     @field_validator("url")
     @classmethod
@@ -151,6 +215,8 @@ class ScheduleItem(_Model):
             raise ValueError("a stream item needs end_at after start_at")
         if self.stream is None and self.end_at is not None:
             raise ValueError("end_at is for stream items")
+        if sum(_inline_len(m) for m in self.media) > INLINE_ITEM_MAX_BYTES:
+            raise ValueError(f"an item carries at most {INLINE_ITEM_MAX_BYTES} bytes of inline media")
         return self
 
     @model_serializer(mode="wrap")
@@ -161,6 +227,17 @@ class ScheduleItem(_Model):
             data.pop("stream", None)
             data.pop("end_at", None)
         return data
+
+    @property
+    def has_inline(self) -> bool:
+        return any(m.inline is not None for m in self.media)
+
+    def without_inline(self) -> ScheduleItem:
+        """The same item naming its audio by reference only (what a station stores and a desired
+        state carries)."""
+        if not self.has_inline:
+            return self
+        return self.model_copy(update={"media": [m.without_inline() for m in self.media]})
 
     @property
     def duration_s(self) -> float:
@@ -205,6 +282,14 @@ class DesiredState(_Model):
     horizon_until: AwareDatetime
     schedule: list[ScheduleItem] = Field(default_factory=list)
     led: LedContent | None = None  # LED boards only; speakers never get it
+
+    @field_validator("schedule")
+    @classmethod
+    def _by_reference(cls, schedule: list[ScheduleItem]) -> list[ScheduleItem]:
+        """Retained for every station: audio goes by reference only (inline is for a PLAY)."""
+        for item in schedule:
+            _no_inline(item.media, "a desired state")
+        return schedule
 
 
 class PlayCommand(_Model):

@@ -137,7 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bf.add_argument("--devices", type=int, default=200)
     bf.add_argument("--rounds", type=int, default=2, help="emergencies in a row (the lead learns)")
     bf.add_argument("--audio", choices=["held", "fresh"], default="held",
-                    help="held: the clip is on the stations already (drilled); fresh: all fetch it")
+                    help="held: a 3 s clip already on the stations (drilled); fresh: each round a new "
+                    "20 s siren no station has (inside the PLAY, or fetched over HTTP)")
     bf.add_argument("--database-url", help="default: a fresh SQLite file; with a PostgreSQL URL "
                     "a fresh database on that server")
     bf.add_argument("--json", help="also write the result here")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from protocol.limits import MAX_PACKET_SIZE
+from protocol.limits import INLINE_MEDIA_MAX_BYTES, MAX_PACKET_SIZE
 
 # The zone people read times in (the one literal of it in the controller): Settings.timezone
 # defaults to it, and a schedule row written without a zone gets it (controller/db/models_schedules.py).
@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     emergency_default_per_station_ms: float = Field(default=0.5, ge=0, le=100)
     emergency_media_bytes_per_s: float = Field(default=50e6, gt=0)
     emergency_media_requests_per_s: float = Field(default=200.0, gt=0)  # GET /media/<sha> served
+    # Audio inside the PLAY (docs/emergency.md): a fresh clip up to this size travels in the signed
+    # command instead of N downloads (0: never; protocol/limits.py caps it). The lead allows for the
+    # broker handing the bigger PLAY to every station at this rate: the broker host's network
+    # (1 Gbit/s by default; on loopback Mosquitto queued 1,000 x 220 kB in 0.23 s).
+    emergency_inline_max_bytes: int = Field(default=INLINE_MEDIA_MAX_BYTES, ge=0, le=INLINE_MEDIA_MAX_BYTES)
+    emergency_inline_bytes_per_s: float = Field(default=125e6, gt=0)
     horizon_days: int = Field(default=8, ge=1, le=60)
     # Re-publish every station this often so recurring schedules roll forward (docs/schedules.md).
     horizon_refresh_hours: float = Field(default=6.0, gt=0, le=24 * 7)

@@ -41,6 +41,9 @@ class EmergencyBroadcast(Base):
     # request -> the broker's last PUBACK (Mosquitto answers once it has queued the PLAY for
     # every subscriber, so this grows with the fan-out: ~250 ms at 10,000 stations)
     broker_ack_ms: Mapped[float | None] = mapped_column(Float)
+    # Bytes of stored audio carried inside the PLAY (docs/emergency.md, "Audio inside the PLAY");
+    # None: all by reference. The next lead knows from it how big the PLAY it learnt from was.
+    inline_bytes: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[EmergencyStatus] = mapped_column(String(16), default=EmergencyStatus.ACTIVE, index=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -76,6 +76,7 @@ class EmergencySent(Out):
     lead_basis: str | None = None
     publish_ms: Number | None = None
     broker_ack_ms: Number | None = None
+    inline_bytes: int | None = None  # audio carried inside the PLAY (None: stations fetch it)
     status_url: str | None = None
     volume: Number | None = None
     schedule_id: int | None = None

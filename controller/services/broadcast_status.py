@@ -142,7 +142,7 @@ def summary(session: Session, bc: Broadcast, communes: set[int] | None = None) -
             "lead_ms": em.lead_ms, "lead_basis": em.lead_basis, "status": em.status,
             "sent_by": sender.username if sender else None, "requested_at": _iso(em.requested_at),
             "published_at": _iso(em.published_at), "publish_ms": em.publish_ms,
-            "broker_ack_ms": em.broker_ack_ms,
+            "broker_ack_ms": em.broker_ack_ms, "inline_bytes": em.inline_bytes,
             "cancelled_at": _iso(em.cancelled_at),
         },
         **stations_part(session, bc, communes),

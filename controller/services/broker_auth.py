@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from controller.db.models import Device
 from controller.services.targets import groups_of
 from protocol import topics
+from protocol.limits import MAX_PACKET_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,6 @@ def reload_broker(pid_file: Path | None) -> bool:
 
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 DYNSEC_RESPONSE_TOPIC = f"{DYNSEC_TOPIC}/response"
-# One request to the plugin stays well under the broker's max_packet_size (protocol/limits.py);
-# its answer (one response per command) too.
-DYNSEC_REQUEST_MAX_BYTES = 256 * 1024
 CONTROLLER_ROLE = "cc-controller"
 STATION_ROLE_PREFIX = "cc-station-"
 
@@ -231,6 +229,28 @@ class DynsecError(RuntimeError):
 _GONE = ("not found",)
 
 
+# One dynamic-security request stays well under the broker's max_packet_size (a bigger one is
+# refused by the broker, which drops the connection: the request then only times out).
+DYNSEC_REQUEST_MAX_BYTES = MAX_PACKET_SIZE // 2
+
+
+def request_parts(
+    sent: list[dict[str, Any]], budget: int = DYNSEC_REQUEST_MAX_BYTES
+) -> list[list[dict[str, Any]]]:
+    """Commands in consecutive parts whose `{"commands": [...]}` JSON each fits in `budget` bytes
+    (a single bigger command goes alone)."""
+    parts: list[list[dict[str, Any]]] = []
+    size = 0
+    for command in sent:
+        n = len(json.dumps(command).encode()) + 2  # ", " between commands
+        if not parts or (parts[-1] and size + n > budget):
+            parts.append([])
+            size = len('{"commands": []}')
+        parts[-1].append(command)
+        size += n
+    return parts
+
+
 class DynsecAdmin:
     """Talks to the plugin over MQTT: one short connection per batch of commands.
 
@@ -249,21 +269,20 @@ class DynsecAdmin:
         self._slots = asyncio.Semaphore(4)
 
     async def execute(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send the commands in as few requests as fit the broker's packet limit; return one
-        response per command, in order. One request of 1,000 station accounts once crossed
-        `max_packet_size` (1 MiB) when a topic was added to every station's role: the broker
-        dropped the connection and the credentials request hung until its timeout."""
-        responses: list[dict[str, Any]] = []
-        for chunk in _chunks_under(commands, DYNSEC_REQUEST_MAX_BYTES):
-            responses += await self._execute_one(chunk)
-        return responses
-
-    async def _execute_one(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        import aiomqtt
-
+        """Send the commands (one request, or several in order when one would exceed the broker's
+        max_packet_size: 1,000 stations' accounts are ~2 MB); one response per command, in order."""
         tag = secrets.token_hex(6)
         sent = [dict(c, correlationData=f"{tag}-{i}") for i, c in enumerate(commands)]
-        timeout = self.timeout + 0.05 * len(commands)  # the plugin saves its file after each change
+        out: list[dict[str, Any]] = []
+        for part in request_parts(sent):
+            out += await self._request(tag, part)
+        return out
+
+    async def _request(self, tag: str, sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import aiomqtt
+
+        timeout = self.timeout + 0.05 * len(sent)  # the plugin saves its file after each change
+        wanted = {c["correlationData"] for c in sent}
         try:
             async with self._slots, asyncio.timeout(timeout), aiomqtt.Client(
                 self.host, self.port, identifier=f"cc-dynsec-{tag}", username=self.username,
@@ -278,7 +297,7 @@ class DynsecAdmin:
                     raw = payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
                     for resp in json.loads(raw).get("responses", []):
                         corr = str(resp.get("correlationData", ""))
-                        if corr.startswith(tag):
+                        if corr in wanted:
                             got[corr] = resp
                     if len(got) == len(sent):
                         break
@@ -367,20 +386,6 @@ class DynsecAdmin:
         if resp.get("error"):
             raise DynsecError(f"listClients: {resp['error']}")
         return [str(c) for c in resp.get("data", {}).get("clients", [])]
-
-
-def _chunks_under(commands: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
-    """Consecutive runs of commands whose JSON stays under `budget` bytes (one command each at least)."""
-    chunks: list[list[dict[str, Any]]] = []
-    size = budget
-    for cmd in commands:
-        n = len(json.dumps(cmd)) + 64  # its correlation data and separators
-        if size + n > budget:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(cmd)
-        size += n
-    return chunks
 
 
 def _looks_like_station(username: str) -> bool:

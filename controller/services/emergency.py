@@ -14,6 +14,8 @@ sends one CANCEL per group topic, ends the schedule and the LED mirror. docs/eme
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import math
 import time
@@ -44,10 +46,12 @@ from controller.db.statuses import (
 from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, led, media_library, policy, recurrence
 from controller.services.broadcasts import check_emergency_fields, item_id_for
+from controller.services.ingest import unreadable_command
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets, commune_ids, normalized
 from protocol import topics
 from protocol.envelope import Envelope, SignedMessage
+from protocol.limits import INLINE_ITEM_MAX_BYTES
 from protocol.messages import (
     CancelCommand,
     CommandKind,
@@ -99,6 +103,8 @@ RECOVER_AFTER = timedelta(seconds=20)
 RECOVER_EVERY_S = 10.0
 # The audio counts as already on the stations when this share of them played it before.
 HELD_SHARE = 0.99
+# Audio inside the PLAY on the wire: base64 in the envelope JSON, base64url around that.
+INLINE_WIRE_FACTOR = 16 / 9
 
 
 # -- fan-out planning ---------------------------------------------------------------------------------
@@ -198,7 +204,8 @@ def _default_delivery(cfg: Any, stations: int) -> float:
     return float(cfg.emergency_default_delivery_s + stations * cfg.emergency_default_per_station_ms / 1000)
 
 
-def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stations: int) -> Lead:
+def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stations: int, *,
+                fresh: list[Media] | None = None, inline: dict[str, str] | None = None) -> Lead:
     """start_at = now + lead: long enough that (almost) every station has the PLAY, the audio
     and its amplifier on, short enough that the emergency is on air at once.
 
@@ -206,19 +213,25 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
            is one: 250 ms + 0.5 ms per station)
          + media fetch estimate, 0 when the stations already hold the audio
            (stations x bytes / throughput + stations / request rate)
+           or when it travels inside the PLAY (`inline`, sha -> base64): instead the broker's
+           fan-out of the bigger PLAY (stations x its extra bytes on the wire, beyond those of
+           the emergency the delivery was learnt from, / emergency_inline_bytes_per_s)
          + a margin for preempting what plays and starting the output,
-    clamped to [min, max]. A fixed `emergency_lead_s` overrides it.
+    clamped to [min, max]. A fixed `emergency_lead_s` overrides it. `fresh`: the media the
+    stations do not hold yet, when the caller has found them already (`fresh_media`).
     """
     cfg = deps.settings
     if cfg.emergency_lead_s is not None:
         return Lead(cfg.emergency_lead_s, "fixed (emergency_lead_s)")
     delivery, basis = _default_delivery(cfg, stations), "default delivery"
+    learnt_inline = 0  # audio bytes inside the PLAY whose acks taught `delivery`
     rows = session.execute(
-        select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.requested_at)
+        select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.requested_at,
+               EmergencyBroadcast.inline_bytes)
         .where(EmergencyBroadcast.published_at.is_not(None))
         .order_by(EmergencyBroadcast.broadcast_id.desc()).limit(LEAD_HISTORY)
     ).all()
-    for bc_id, requested in rows:  # the most recent emergency with enough acks teaches the lead
+    for bc_id, requested, learnt_bytes in rows:  # the most recent emergency with enough acks teaches it
         total, acked = session.execute(
             select(func.count(), func.count(Delivery.acked_at)).where(Delivery.broadcast_id == bc_id)).one()
         if acked >= 10:
@@ -231,18 +244,59 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
             p99 = max(0.0, (p99_at - requested).total_seconds())
             delivery = p99 * max(1.0, stations / total)  # a bigger fan-out takes longer
             basis = f"p99 ack {p99 * 1000:.0f} ms of emergency {bc_id} ({total} stations)"
+            learnt_inline = learnt_bytes or 0
             break
     basis = f"{basis} {delivery * 1000:.0f} ms"
-    fresh = [m for m in media if not _held_by_stations(session, m.sha256, stations)]
-    size = sum(m.size for m in fresh)
+    if fresh is None:
+        fresh = fresh_media(session, media, stations)
+    inline = inline or {}
+    fetched = [m for m in fresh if m.sha256 not in inline]
     fetch = 0.0
-    if fresh:
-        fetch = (stations * size / cfg.emergency_media_bytes_per_s
+    if fetched:
+        fetch = (stations * sum(m.size for m in fetched) / cfg.emergency_media_bytes_per_s
                  + stations / cfg.emergency_media_requests_per_s)
-    lead = delivery + fetch + cfg.emergency_lead_margin_s
+    inline_bytes = sum({m.sha256: m.size for m in fresh if m.sha256 in inline}.values())
+    extra = max(0, inline_bytes - learnt_inline) * INLINE_WIRE_FACTOR
+    carried = stations * extra / cfg.emergency_inline_bytes_per_s
+    lead = delivery + fetch + carried + cfg.emergency_lead_margin_s
     lead = min(max(lead, cfg.emergency_lead_min_s), cfg.emergency_lead_max_s)
-    held = "audio already on the stations" if not fresh else f"media fetch {fetch * 1000:.0f} ms"
+    how = []
+    if inline:
+        how.append(f"audio inside the PLAY ({inline_bytes / 1024:.0f} KiB, fan-out {carried * 1000:.0f} ms)")
+    if fetched:
+        how.append(f"media fetch {fetch * 1000:.0f} ms")
+    held = "; ".join(how) or "audio already on the stations"
     return Lead(round(lead, 3), f"{basis}; {held} ({stations} stations)")
+
+
+def fresh_media(session: Session, media: list[Media], stations: int) -> list[Media]:
+    """The media (nearly) all of these stations do not hold yet."""
+    return [m for m in media if not _held_by_stations(session, m.sha256, stations)]
+
+
+def inline_payloads(deps: EmergencyDeps, fresh: list[Media]) -> dict[str, str]:
+    """Audio that travels inside the signed PLAY (docs/emergency.md, "Audio inside the PLAY"):
+    each fresh clip of at most `emergency_inline_max_bytes` (protocol/limits.py caps it),
+    together at most INLINE_ITEM_MAX_BYTES, read from the media store and checked against its
+    hash (a store file that no longer matches keeps the HTTP path, where stations refuse it
+    too). sha256 -> base64 of the stored file. Held media and bigger clips go by reference."""
+    limit = deps.settings.emergency_inline_max_bytes
+    out: dict[str, str] = {}
+    total = 0
+    for m in sorted(fresh, key=lambda m: m.size):  # the most clips within the item's limit
+        if m.sha256 in out or m.size > limit or total + m.size > INLINE_ITEM_MAX_BYTES:
+            continue
+        try:
+            data = deps.media.path_for(m.sha256).read_bytes()
+        except OSError as exc:
+            log.error("media %s not readable for the PLAY (%s): sent by reference", m.sha256[:12], exc)
+            continue
+        if len(data) != m.size or hashlib.sha256(data).hexdigest() != m.sha256:
+            log.error("media %s does not match its hash in the store: sent by reference", m.sha256[:12])
+            continue
+        out[m.sha256] = base64.b64encode(data).decode("ascii")
+        total += m.size
+    return out
 
 
 def _held_by_stations(session: Session, sha: str, stations: int) -> bool:
@@ -321,7 +375,7 @@ def _record_deliveries(session: Session, bc_id: int, item_id: str, stations: lis
 
 
 def _after_publish(db: Database, bc_id: int, item_id: str, fan: Fanout, sent_at: datetime,
-                   publish_ms: float, broker_ack_ms: float | None) -> None:
+                   publish_ms: float, broker_ack_ms: float | None, inline: bool = False) -> None:
     with db.session() as session:
         _record_deliveries(session, bc_id, item_id, fan.stations(session), sent_at)
         em = session.get(EmergencyBroadcast, bc_id)
@@ -329,7 +383,32 @@ def _after_publish(db: Database, bc_id: int, item_id: str, fan: Fanout, sent_at:
             em.published_at, em.publish_ms, em.broker_ack_ms = sent_at, publish_ms, broker_ack_ms
         if broker_ack_ms is None:  # the PLAY may not have left: the desired state carries it
             dispatch.stations_changed(session, [st.id for st in fan.stations(session)])
+        elif inline:
+            _resend_to_unreadable(session, bc_id, sent_at)
         session.commit()
+
+
+def _resend_to_unreadable(session: Session, bc_id: int, sent_at: datetime) -> None:
+    """Stations on an agent older than audio inside the PLAY refuse it as `malformed`; the ingest
+    then sends their desired state (ingest.unreadable_command), which carries the item by
+    reference. A refusal stored before these Delivery rows existed got a desired state without
+    the item: send it again now. One probe per station through the (device_id, ts) index."""
+    since = sent_at - timedelta(seconds=5)  # the stations' clocks, not ours
+    refused = (select(DeviceEvent.id)
+               .where(DeviceEvent.device_id == Delivery.device_id, DeviceEvent.ts >= since,
+                      DeviceEvent.kind == EventKind.REJECTED.value).exists())  # fmt: skip
+    devices = list(session.scalars(select(Delivery.device_id).where(Delivery.broadcast_id == bc_id, refused)))
+    if not devices:
+        return
+    unreadable = {d for d, body in session.execute(
+        select(DeviceEvent.device_id, DeviceEvent.body)
+        .where(DeviceEvent.device_id.in_(devices), DeviceEvent.ts >= since,
+               DeviceEvent.kind == EventKind.REJECTED.value))
+        if unreadable_command((body or {}).get("reason"), (body or {}).get("detail"))}  # fmt: skip
+    if unreadable:
+        log.warning("emergency %s: %d station(s) could not read the PLAY (an agent older than audio "
+                    "inside the PLAY?): their desired state carries it", bc_id, len(unreadable))
+        dispatch.stations_changed(session, unreadable)
 
 
 def _apply_early_acks(session: Session, bc_id: int, item_id: str) -> int:
@@ -395,7 +474,10 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
         rec = recurrence.Recurrence.of(req.repeat, now, None, [], deps.settings.timezone)
         check_rule(rec.rule, req.repeat, Limits.of(deps.settings))  # the parsed rule (docs/security.md)
     phases.mark("media")
-    lead = choose_lead(session, deps, [media[s] for s in playlist], fan.count)
+    listed = [media[s] for s in playlist]
+    fresh = fresh_media(session, listed, fan.count)
+    inline = inline_payloads(deps, fresh)  # the PLAY carries fresh short clips (never a desired state)
+    lead = choose_lead(session, deps, listed, fan.count, fresh=fresh, inline=inline)
     phases.mark("lead")
     now = datetime.now(UTC)  # again: text-to-speech may have taken seconds; the lead counts from here
     start_at = now + timedelta(seconds=lead.seconds)
@@ -417,7 +499,8 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     em = EmergencyBroadcast(broadcast_id=bc.id, text=req.text, voice=req.voice if req.text else None,
                             repeat=req.repeat, volume=volume, topics=fan.topics,
                             lead_ms=round(lead.seconds * 1000, 1), lead_basis=lead.basis[:200],
-                            requested_at=now, status=EmergencyStatus.ACTIVE)
+                            requested_at=now, status=EmergencyStatus.ACTIVE,
+                            inline_bytes=sum(media[s].size for s in inline) or None)
     boards: list[int] = []
     board_text = req.led_text or req.text  # a preset's short LED line, else the read-out text
     if board_text:
@@ -447,7 +530,9 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     item = ScheduleItem(
         item_id=item_id, broadcast_id=bc.id, title=req.title, start_at=start_at, priority=req.priority,
         volume=volume,
-        media=[MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in playlist])
+        media=[MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s,
+                        inline=inline.get(s) if s not in playlist[:i] else None)  # a clip twice: once
+               for i, s in enumerate(playlist)])
     body = PlayCommand(item=item).model_dump(mode="json")
     ttl = (start_at - now) + timedelta(seconds=duration_s) + PLAY_TTL_AFTER_START
     signed = [(t, *_sign_with_id(deps, CommandKind.PLAY, t, body, now=now, ttl=ttl, priority=req.priority))
@@ -470,7 +555,8 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     publish_ms = round((time.monotonic() - t0) * 1000, 2)  # the PLAYs are in the socket now
     phases.mark("hand-over")
     # Answer first: the broker's PUBACK and the per-station rows follow in the background.
-    _in_background(_after_answer(deps, bc.id, item_id, fan, now, t0, publish_ms, acked, phases))
+    _in_background(_after_answer(deps, bc.id, item_id, fan, now, t0, publish_ms, acked, phases,
+                                 inline=bool(inline)))
     log.info("emergency %s: %d stations on %d topics, start in %.0f ms (%s), answered in %.1f ms (%s)",
              bc.id, fan.count, len(fan.topics), lead.seconds * 1000, lead.basis, publish_ms, phases)
     return Started(bc, fan.count, publish_ms)
@@ -496,7 +582,8 @@ def _in_background(work: Coroutine[Any, Any, None]) -> None:
 
 
 async def _after_answer(deps: EmergencyDeps, bc_id: int, item_id: str, fan: Fanout, sent_at: datetime,
-                        t0: float, publish_ms: float, acked: Awaitable[None], phases: _Phases) -> None:
+                        t0: float, publish_ms: float, acked: Awaitable[None], phases: _Phases,
+                        inline: bool = False) -> None:
     """After the operator has their answer: the broker's PUBACK, then one Delivery row per station.
 
     Durable without waiting for it: the broadcast row was committed before the PLAYs left, and a
@@ -515,7 +602,7 @@ async def _after_answer(deps: EmergencyDeps, bc_id: int, item_id: str, fan: Fano
             # In a worker thread: 10,000 rows written on the event loop kept the controller from
             # reading the very acks the stations were sending meanwhile (they waited for seconds).
             await asyncio.to_thread(_after_publish, deps.db, bc_id, item_id, fan, sent_at,
-                                    publish_ms, broker_ack_ms)
+                                    publish_ms, broker_ack_ms, inline)
         phases.mark("deliveries")
         # An ack stored between the publish and the rows found no Delivery row to mark (and on
         # PostgreSQL one may race the commit): look again once they have all come in.

@@ -33,7 +33,7 @@ from controller.services import dispatch, metrics, proof_of_play, telemetry
 from mqtt_adapter import Message
 from protocol import topics
 from protocol.limits import EVENT_DETAIL_MAX_BYTES, EVENT_REASON_MAX_CHARS, TRUNCATED_MARK
-from protocol.messages import Event, EventKind, ReportedState, Telemetry
+from protocol.messages import Event, EventKind, RejectReason, ReportedState, Telemetry
 
 log = logging.getLogger(__name__)
 # A station that reports having applied a newer desired-state version than the database
@@ -314,6 +314,10 @@ class Ingest:
                 self.stats.by_kind[ev.kind.value] = self.stats.by_kind.get(ev.kind.value, 0) + 1
             telemetry.store_samples(s, samples)  # one insert for the batch (docs/health.md)
             _apply_deliveries(s, [(d, e) for d, e in to_apply if e.kind in DELIVERY_EVENTS], pg=pg)
+            unreadable = {d for d, e in to_apply
+                          if e.kind is EventKind.REJECTED and unreadable_command(e.reason, e.detail)}
+            if unreadable:  # e.g. an older agent and audio inside a PLAY: the desired state carries it
+                dispatch.stations_changed(s, unreadable)
             plays = [(d, e) for d, e in to_apply if e.kind in STATUS_BY_EVENT and e.id not in refused]
             changed = _apply_play_log(s, plays, pg=pg)
             if changed and self.play_log_hook is not None:
@@ -416,6 +420,16 @@ _PG_ACK_DELIVERIES = (
     "FROM json_to_recordset(%s::json) AS r(d int, i varchar, ts timestamptz) GROUP BY d, i) AS x "
     "WHERE d.device_id = x.d AND d.item_id = x.i AND d.state != 'acked'"
 )
+
+
+def unreadable_command(reason: object, detail: object) -> bool:
+    """A `rejected` event says the station could not read a command (`malformed` on a cmd topic:
+    an agent older than a field the command carries, e.g. audio inside an emergency PLAY). Its
+    desired state is sent again: it carries the same items by reference, in the form that agent
+    reads (docs/protocol.md, "Compatibility within v1"). Never for a refused desired state: that
+    would only repeat it. (emergency._after_publish covers a refusal stored before the rows.)"""
+    topic = detail.get("topic") if isinstance(detail, dict) else None
+    return reason == RejectReason.MALFORMED.value and isinstance(topic, str) and topic.endswith("/cmd")
 
 
 def _unacknowledged(s: Session, device_ids: list[int], now: datetime) -> set[int]:

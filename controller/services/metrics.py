@@ -61,6 +61,12 @@ EVENT_FIELDS_TRUNCATED = Counter(
     "Station events whose reason or detail was cut to its limit (protocol/limits.py), by field",
     ["field"], registry=REGISTRY,
 )  # fmt: skip
+MEDIA_SERVED = Counter(
+    "communecast_media_served_total",
+    "Media files served to stations (GET /media/<sha256>, a Range request included); audio inside "
+    "an emergency PLAY is not fetched (docs/emergency.md)",
+    registry=REGISTRY,
+)
 DESIRED_STATE_TRIMMED = Counter(
     "communecast_desired_state_trimmed_total",
     "Desired states cut to desired_state_max_bytes at publish time (items dropped from the far end)",

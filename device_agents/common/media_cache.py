@@ -1,7 +1,9 @@
 """Local media cache: download by content address, resume with Range, verify SHA-256.
 
 A file is used only if its bytes hash to the name the signed schedule gave, so a
-tampered mirror or a broken download can never reach the horn.
+tampered mirror or a broken download can never reach the horn. Audio that came inside a
+signed PLAY (`MediaRef.inline`, docs/protocol.md) enters through `put_verified`, under the
+same rule, and is then found by `ensure` as if it had been downloaded.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class MediaCache:
         self._owns_http = http is None
         self._locks: dict[str, asyncio.Lock] = {}
         self.bytes_downloaded = 0  # over the air: what a 4G data plan pays for
+        self.downloads = 0  # HTTP requests for media (a resumed download counts again)
+        self.stored_inline = 0  # files that came inside a signed PLAY (put_verified)
         directory.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, sha256: str) -> Path:
@@ -71,6 +75,23 @@ class MediaCache:
                     delay = min(delay * 2, 10.0)
             raise MediaError(f"could not fetch media {ref.sha256}: {last}")
 
+    def put_verified(self, ref: MediaRef, data: bytes) -> Path:
+        """Store audio that did not come over HTTP (the bytes inside a signed PLAY), only if it
+        is exactly what `ref` names: `size` bytes hashing to `sha256`. Raise MediaError
+        otherwise, and nothing is written. Written aside and renamed, as a download is."""
+        if len(data) != ref.size:
+            raise MediaError(f"{len(data)} bytes where the reference says {ref.size}")
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise MediaError(f"the bytes do not hash to {ref.sha256}")
+        final = self.path_for(ref.sha256)
+        if self.has(ref):
+            return final
+        aside = final.with_suffix(".inline")  # never the .part a download may be resuming
+        aside.write_bytes(data)
+        os.replace(aside, final)
+        self.stored_inline += 1
+        return final
+
     async def close(self) -> None:
         if self._owns_http and self._http is not None:
             await self._http.aclose()
@@ -87,6 +108,7 @@ class MediaCache:
         url = f"{self.base_url}/media/{ref.sha256}"
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self._timeout)
+        self.downloads += 1
         async with self._http.stream("GET", url, headers=headers) as resp:
             if resp.status_code == 200:
                 have = 0  # server ignored the range: start over

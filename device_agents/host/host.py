@@ -145,6 +145,7 @@ class StationHost(Generic[R]):
         if topic == topics.KEYS:
             await self._on_key_chain(payload)
             return
+        env: Envelope | None = None
         try:
             env = self.gate.open(payload)
             if env.kind is CommandKind.DESIRED_STATE:
@@ -166,7 +167,8 @@ class StationHost(Generic[R]):
                              detail={"topic": topic, "message": str(rej)})
         except ValueError as exc:  # a signed body that does not validate
             self.rejections["malformed"] = self.rejections.get("malformed", 0) + 1
-            self.events.emit(EventKind.REJECTED, reason=RejectReason.MALFORMED.value,
+            self.events.emit(EventKind.REJECTED, ref=env.id if env is not None else None,
+                             reason=RejectReason.MALFORMED.value,
                              detail={"topic": topic, "message": str(exc)[:300]})
 
     # -- the controller's key chain (protocol/keychain.py) --------------------------------------------

@@ -33,13 +33,14 @@ from device_agents.speaker.on_air import OnAir
 from device_agents.speaker.relay import AmplifierRelay
 from device_agents.speaker.stream import run_stream_item
 from device_agents.speaker.volume import Volume
-from protocol.envelope import Envelope
+from protocol.envelope import Envelope, Rejected
 from protocol.messages import (
     CancelCommand,
     CommandKind,
     DesiredState,
     EventKind,
     PlayCommand,
+    RejectReason,
     ScheduleItem,
 )
 from protocol.ops import DiagnosticAction
@@ -116,7 +117,7 @@ class SpeakerRole:
 
     async def command(self, env: Envelope) -> None:
         if env.kind is CommandKind.PLAY:
-            item = PlayCommand.model_validate(env.body).item
+            item = self._take_inline(env, PlayCommand.model_validate(env.body).item)
             self._accept([item], source="command")  # a later desired state must not drop it
             self.events.emit(EventKind.ACK, ref=env.id, item_id=item.item_id,
                              broadcast_id=item.broadcast_id, detail={"items": [item.item_id]})
@@ -126,6 +127,24 @@ class SpeakerRole:
             self.events.emit(EventKind.ACK, ref=env.id, item_id=cmd.item_id)
         else:
             raise unsupported(env)
+
+    def _take_inline(self, env: Envelope, item: ScheduleItem) -> ScheduleItem:
+        """Audio inside the PLAY (docs/emergency.md, "Audio inside the PLAY") goes into the media
+        cache, verified against its reference, before the item is stored or acknowledged; from
+        then on the item is played exactly as if its audio had been downloaded. Bytes that do
+        not match: the whole command is refused (`media_mismatch`), nothing is stored or played."""
+        for ref in item.media:
+            data = ref.inline_bytes()
+            if data is None:
+                continue
+            try:
+                self.media.put_verified(ref, data)
+            except MediaError as exc:
+                raise Rejected(RejectReason.MEDIA_MISMATCH,
+                               f"item {item.item_id}: audio inside the PLAY refused ({exc})", env.id) from exc
+            except OSError as exc:  # verified, but the disk would not take it: fetched over HTTP instead
+                log.warning("%s: could not store the audio inside PLAY %s (%s)", self.uid, env.id, exc)
+        return item.without_inline()
 
     async def telemetry(self) -> dict[str, Any]:
         self.store.prune_items(self.clock.time() - KEEP_DONE_S)  # housekeeping, once a period

@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from controller.db.models import Area, Broadcast, Delivery, Device
+from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent
 from controller.db.models_dispatch import DispatchQueue
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.session import Database
 from controller.services import emergency
+from controller.services.targets import Targets
 
 
 @pytest.fixture
@@ -79,3 +80,27 @@ def test_an_answered_emergency_without_station_rows_gets_them_and_its_stations_a
     assert _queued(db) >= set(ids)  # their desired state, carrying the broadcast, goes out again
     assert _rows(db, fresh) == [] and _rows(db, cancelled) == []
     assert emergency.recover_deliveries(db) == 0  # once only
+
+
+def test_a_station_that_could_not_read_the_play_before_its_row_existed_is_told_again(
+    db_with_stations: tuple[Database, int, list[int]],
+) -> None:
+    """Audio inside the PLAY (docs/emergency.md): an agent older than the field refuses the PLAY
+    as `malformed`; the ingest sends that station its desired state, which carries the emergency
+    only once its Delivery row exists. A refusal stored before the rows: told again after them."""
+    db, commune, (old, expired, other) = db_with_stations
+    bc_id = _emergency(db, commune, asked_ago=timedelta(0))
+    sent_at = datetime.now(UTC)
+    topic = f"cc/v1/grp/commune/{commune}/cmd"
+    with db.session() as s:
+        for i, (device, reason, on) in enumerate([(old, "malformed", topic), (expired, "expired", topic),
+                                                  (other, "malformed", "cc/v1/dev/spk-td2/desired")]):
+            body = {"id": f"evt-rej-{i:04d}", "kind": "rejected", "reason": reason,
+                    "detail": {"topic": on, "message": "Extra inputs are not permitted"}}
+            s.add(DeviceEvent(id=body["id"], device_id=device, kind="rejected", ts=sent_at, ref=None,
+                              item_id=None, body=body))
+        fan = emergency.plan(s, Targets(communes=[commune]))
+        s.commit()
+    emergency._after_publish(db, bc_id, f"b{bc_id}", fan, sent_at, 5.0, 9.0, inline=True)
+    assert _rows(db, bc_id) == [(i, "pending") for i in (old, expired, other)]
+    assert _queued(db) == {old}  # its desired state now carries the emergency, by reference

@@ -5,7 +5,10 @@ unless a commune topic already covers them; LED boards and retired stations are 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,8 +17,10 @@ from controller.core.config import Settings
 from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.session import Database
-from controller.services.emergency import choose_lead, plan
+from controller.services.emergency import choose_lead, inline_payloads, plan
+from controller.services.media import MediaStore
 from controller.services.targets import Targets
+from protocol.limits import INLINE_MEDIA_MAX_BYTES
 
 
 def test_targets_map_to_the_fewest_group_topics(database_url: str) -> None:
@@ -111,3 +116,70 @@ def test_the_lead_is_learnt_from_the_last_emergencys_p99_ack(database_url: str) 
             assert bigger.seconds == pytest.approx(2 * 0.99 + 0.35)
     finally:
         db.dispose()
+
+
+def test_audio_inside_the_play_needs_no_download_allowance(database_url: str) -> None:
+    """A fresh 100 kB clip for 1,000 stations: by HTTP the lead allows 1,000 downloads (7 s);
+    inside the PLAY only the broker's fan-out of the bigger PLAY (1,000 x 100 kB x 16/9 at
+    400 MB/s: 444 ms), and none once the lead is learnt from an emergency whose PLAY carried
+    as much (its p99 ack already includes it)."""
+    db = Database(database_url)
+    db.migrate()
+    rt = SimpleNamespace(settings=Settings(emergency_lead_margin_s=0.35, emergency_lead_max_s=60,
+                                           emergency_inline_bytes_per_s=400e6))
+    clip = SimpleNamespace(sha256="a" * 64, size=100_000)
+    inline = {clip.sha256: "…"}  # sha -> base64 of the clip
+    try:
+        with db.session() as s:
+            by_http = choose_lead(s, rt, [clip], 1000)  # type: ignore[arg-type,list-item]
+            assert by_http.seconds == pytest.approx(0.75 + 7.0 + 0.35)
+            assert "media fetch 7000 ms" in by_http.basis
+            carried = choose_lead(s, rt, [clip], 1000, inline=inline)  # type: ignore[arg-type,list-item]
+            assert carried.seconds == pytest.approx(0.75 + 1000 * 100_000 * 16 / 9 / 400e6 + 0.35, abs=1e-3)
+            assert "audio inside the PLAY (98 KiB, fan-out 444 ms)" in carried.basis
+            assert "media fetch" not in carried.basis
+
+            commune = Area(level="commune", name="Xã Đạo Tú")
+            s.add(commune)
+            s.flush()
+            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
+                           tags=[], reported={}) for i in range(1000)]
+            requested = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+            bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
+                           start_at=requested, duration_s=20.0, targets={"all": True})
+            s.add_all([*devs, bc])
+            s.flush()
+            s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=2000.0, requested_at=requested,
+                                     published_at=requested, inline_bytes=100_000))
+            s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
+                                acked_at=requested + timedelta(milliseconds=1 + i))
+                       for i, d in enumerate(devs)])
+            s.commit()
+            learnt = choose_lead(s, rt, [clip], 1000, inline=inline)  # type: ignore[arg-type,list-item]
+            assert learnt.seconds == pytest.approx(0.99 + 0.35)  # its p99 ack (990 ms) + the margin
+            assert "fan-out 0 ms" in learnt.basis
+    finally:
+        db.dispose()
+
+
+def test_only_fresh_clips_within_the_limit_go_inside(tmp_path: Path) -> None:
+    store = MediaStore(tmp_path / "media", max_bytes=2**20)
+    deps = SimpleNamespace(settings=Settings(), media=store)
+
+    def stored(size: int, *, corrupt: bool = False) -> SimpleNamespace:
+        data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        sha = hashlib.sha256(data).hexdigest()
+        path = store.path_for(sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data[:-1] + b"?" if corrupt else data)
+        return SimpleNamespace(sha256=sha, size=size, data=data)
+
+    short, long_, broken = stored(40_000), stored(INLINE_MEDIA_MAX_BYTES + 1), stored(1000, corrupt=True)
+    out = inline_payloads(deps, [short, long_, broken])  # type: ignore[arg-type,list-item]
+    assert list(out) == [short.sha256]  # over the limit, or not what its hash says: by HTTP
+    assert base64.b64decode(out[short.sha256]) == short.data
+    # Together at most INLINE_ITEM_MAX_BYTES (256 KiB): the third clip of 100 kB goes by reference.
+    three = [stored(100_000 + i) for i in (1, 2, 3)]
+    assert len(inline_payloads(deps, three)) == 2  # type: ignore[arg-type]
+    off = SimpleNamespace(settings=Settings(emergency_inline_max_bytes=0), media=store)
+    assert inline_payloads(off, [short]) == {}  # type: ignore[arg-type,list-item]

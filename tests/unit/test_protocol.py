@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from protocol import topics
 from protocol.envelope import Envelope, Rejected, SignedMessage, open_message
-from protocol.messages import CommandKind, DesiredState, Priority, RejectReason
+from protocol.limits import INLINE_MEDIA_MAX_BYTES, MAX_PACKET_SIZE
+from protocol.messages import (
+    CommandKind,
+    DesiredState,
+    MediaRef,
+    PlayCommand,
+    Priority,
+    RejectReason,
+    ScheduleItem,
+    StreamRef,
+)
 from protocol.signing import KeyPair, Signer, Verifier, b64u_encode
 
 KEYS = KeyPair.generate()
@@ -113,3 +126,55 @@ def test_reports_tolerate_newer_fields_but_commands_do_not() -> None:
     assert Event.model_validate({"id": "e" * 16, "kind": "ack", "ts": now, "future": 1}).kind == "ack"
     with pytest.raises(ValueError, match="extra"):
         DesiredState.model_validate({"version": 1, "horizon_until": now, "self_destruct": True})
+
+
+def _clip(n: int) -> bytes:
+    return bytes(range(256)) * (n // 256) + bytes(n % 256)
+
+
+def _ref(data: bytes, **kw: object) -> MediaRef:
+    return MediaRef(sha256=hashlib.sha256(data).hexdigest(), size=len(data), duration_s=2.0,
+                    inline=base64.b64encode(data).decode(), **kw)  # type: ignore[arg-type]
+
+
+def test_audio_inside_a_play_up_to_the_documented_limit() -> None:
+    """Issue 21: a short clip may travel inside the signed PLAY (base64 of the exact stored
+    bytes, at most INLINE_MEDIA_MAX_BYTES); an item without it serializes exactly as before."""
+    data = _clip(INLINE_MEDIA_MAX_BYTES)
+    item = ScheduleItem(item_id="b1", start_at=datetime.now(UTC), priority=Priority.EMERGENCY,
+                        media=[_ref(data)])
+    wire = PlayCommand.model_validate_json(PlayCommand(item=item).model_dump_json())
+    assert wire.item.media[0].inline_bytes() == data and wire.item.has_inline
+    assert not wire.item.without_inline().has_inline
+    plain = item.without_inline().model_dump(mode="json")
+    sha = hashlib.sha256(data).hexdigest()
+    assert plain["media"] == [{"sha256": sha, "size": len(data), "duration_s": 2.0}]
+    # The signed PLAY stays well under the broker's packet limit.
+    env = Envelope.new(CommandKind.PLAY, "grp/all", PlayCommand(item=item).model_dump(mode="json"),
+                       ttl=timedelta(minutes=1))
+    assert len(SignedMessage.seal(env, SIGNER).to_bytes()) < MAX_PACKET_SIZE // 3
+
+
+@pytest.mark.parametrize(("inline", "why"), [
+    (base64.b64encode(_clip(INLINE_MEDIA_MAX_BYTES + 1)).decode(), "larger than"),
+    (base64.b64encode(_clip(4 * INLINE_MEDIA_MAX_BYTES)).decode(), "at most"),  # refused before decoding
+    ("not*base64!", "not valid base64"),
+    ("QUJD\nREVG", "not valid base64"),  # no line breaks or other characters outside the alphabet
+    ("QUJDRA", "not valid base64"),  # unpadded
+])
+def test_oversize_or_invalid_inline_audio_is_refused(inline: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why):
+        MediaRef(sha256="0" * 64, size=1, duration_s=1.0, inline=inline)
+
+
+def test_inline_audio_only_in_a_play_and_bounded_per_item() -> None:
+    big = [_ref(_clip(100_000 + i)) for i in range(3)]  # three clips: over the item's limit
+    with pytest.raises(ValidationError, match="at most"):
+        ScheduleItem(item_id="b1", start_at=datetime.now(UTC), media=big)
+    assert ScheduleItem(item_id="b1", start_at=datetime.now(UTC), media=big[:2]).has_inline
+    item = ScheduleItem(item_id="b1", start_at=datetime.now(UTC), media=[_ref(b"abc")])
+    with pytest.raises(ValidationError, match="desired state never carries inline"):
+        DesiredState(version=1, horizon_until=datetime.now(UTC), schedule=[item])
+    assert DesiredState(version=1, horizon_until=datetime.now(UTC), schedule=[item.without_inline()])
+    with pytest.raises(ValidationError, match="filler never carries inline"):
+        StreamRef(url="/api/v1/live/1/stream", fallback="filler", filler=[_ref(b"abc")])

@@ -77,6 +77,7 @@ async def _create(req: broadcasts.BroadcastCreate, request: Request, user: User,
                                      "emergency": None if em is None else {
                                          "topics": em.topics, "lead_ms": em.lead_ms,
                                          "lead_basis": em.lead_basis, "publish_ms": started.publish_ms,
+                                         "inline_bytes": em.inline_bytes,
                                          "volume": em.volume, "schedule_id": em.schedule_id,
                                          "led_message_id": em.led_message_id,
                                          "status_url": f"/api/v1/broadcasts/{bc.id}"}}

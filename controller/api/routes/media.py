@@ -21,7 +21,7 @@ from controller.db.models import Media, User
 from controller.runtime import Runtime
 from controller.schemas.common import NOT_FOUND, ErrorBody
 from controller.schemas.media import AssetOut, MediaOut, MediaPatch
-from controller.services import audit
+from controller.services import audit, metrics
 from controller.services.media import STORED_CONTENT_TYPE, ensure_assets, record_media
 from controller.usecases import media as library
 
@@ -136,6 +136,7 @@ def serve_media(sha256: str, rt: Runtime = Depends(runtime)) -> FileResponse:
     path = rt.media.path_for(sha256)
     if not path.exists():
         raise NotFound("media.not_found", sha256=sha256)
+    metrics.MEDIA_SERVED.inc()
     return FileResponse(
         path,
         media_type=STORED_CONTENT_TYPE,

@@ -24,6 +24,10 @@ class AmplifierRelay:
         self._off: asyncio.TimerHandle | None = None
         self._switching_off: asyncio.Task[None] | None = None
         self._closed = False
+        # One switch at a time, in the order asked: an idle switch-off still retrying on a noisy
+        # RS-485 line while an item switches the relay on could reach the board last and leave
+        # the item unamplified (seen in the chaos run, docs/chaos.md).
+        self._switching = asyncio.Lock()
 
     @property
     def busy(self) -> bool:
@@ -75,11 +79,13 @@ class AmplifierRelay:
             self._switching_off = None
 
     async def _idle_off(self) -> None:
-        if self._users == 0:
-            await self._set(False)
+        await self._set(False)
 
     async def _set(self, on: bool) -> None:
-        try:
-            await self._amp.set_power(on)
-        except HardwareError as exc:
-            self._on_fault(on, str(exc))
+        async with self._switching:
+            if not on and (self._users > 0 or self._closed):
+                return  # someone took the amplifier while the off waited for its turn
+            try:
+                await self._amp.set_power(on)
+            except HardwareError as exc:
+                self._on_fault(on, str(exc))

@@ -153,6 +153,7 @@ async def test_cap_alert_update_cancel_and_what_never_airs(system: System) -> No
         assert old_bc["status"] == "cancelled"
 
         # Its Cancel stops it.
+        cancelled_at = time.monotonic()
         c = await post(system, alert_xml("VN-LU-3", msg_type="Cancel", refs=ref("VN-LU-2", update)), 200)
         assert c["outcome"] == "cancelled" and c["detail"]["stopped"] == [u["broadcast_id"]]
         stopped = await near.sink.wait_for(lambda p: True, timeout=15, start_index=1)
@@ -160,6 +161,10 @@ async def test_cap_alert_update_cancel_and_what_never_airs(system: System) -> No
         new_bc = await system.api_json("GET", f"/api/v1/broadcasts/{u['broadcast_id']}")
         assert new_bc["status"] == "cancelled"
 
+        # The CANCEL is handed to the broker after the answer: this subscriber may hear it after
+        # the station did. Counted from here, anything more came from the minor alert.
+        await eventually(_const(cmds), lambda c: any(t > cancelled_at for t, _ in c.seen), timeout=10,
+                         what="the CANCEL seen by the test's subscriber")
         # A minor alert waits for an approver: a draft broadcast, nothing sent.
         minor = alert_xml("VN-INFO-1", headline="Mực nước sông đã giảm", instruction="Tin để biết.").replace(
             b"<severity>Extreme</severity>", b"<severity>Minor</severity>")

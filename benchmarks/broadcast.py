@@ -126,7 +126,8 @@ def run(args: Any) -> int:
                     if label == "postgresql":
                         db_url, drop = fresh_database(db_url)
                     try:
-                        out.append(await bench_backend(db_url, label, rates, args.seconds, args.devices))
+                        out.append(await bench_backend(db_url, label, rates, args.seconds, args.devices,
+                                                       args.processes, args.climb, args.climb_max))
                     finally:
                         if drop:
                             drop()

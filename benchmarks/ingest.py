@@ -63,18 +63,33 @@ def _count(db: Database, tag: str) -> int:
                             .where(DeviceEvent.id.like(f"{tag}%"))) or 0)  # fmt: skip
 
 
-async def _run_rate(system: System, db: Database, rate: int, seconds: float, devices: int) -> dict[str, Any]:
+async def _publishers(auth: list[str], rate: int, seconds: float, devices: int, tag: str,
+                      processes: int, *extra: str) -> dict[str, Any]:
+    """Offer `rate` msg/s from `processes` load generators at once (one Python publisher tops
+    out near 10,000 msg/s here), each a share of the rate and of the devices, its own tag
+    suffix; their results summed as one publisher's."""
+    share = rate / processes
+    procs = [await _loadgen("publish", *auth, "--rate", f"{share:.3f}", "--seconds", str(seconds),
+                            "--devices", str(devices), "--tag", f"{tag}{k}-", *extra)
+             for k in range(processes)]  # fmt: skip
+    results = await asyncio.gather(*(_last_json(p) for p in procs))
+    published = sum(int(r["published"]) for r in results)
+    started = min(float(r["started_at"]) for r in results)
+    ended = max(float(r["started_at"]) + float(r["seconds"]) for r in results)
+    return {"published": published, "rate": published / max(ended - started, 1e-9), "started_at": started}
+
+
+async def _run_rate(system: System, db: Database, rate: int, seconds: float, devices: int,
+                    processes: int = 1) -> dict[str, Any]:
     auth = ["--port", str(system.broker.port), "--username", CONTROLLER_USER,
             "--password", system.mqtt_password]  # fmt: skip
     pid = system.controller.proc.pid  # type: ignore[union-attr]
     tag = f"r{rate}x"
     cpu0, _ = proc_stats(pid)
     t0 = time.time()  # wall clock: compared with the publisher's own start
-    pub = await _loadgen("publish", *auth, "--rate", str(rate), "--seconds", str(seconds),
-                         "--devices", str(devices), "--tag", tag)  # fmt: skip
     rss_max = 0.0
-    pub_task = asyncio.create_task(_last_json(pub))
-    total = int(rate * seconds)  # what the load generator publishes
+    pub_task = asyncio.create_task(_publishers(auth, rate, seconds, devices, tag, processes))
+    total = processes * int(rate / processes * seconds)  # what the load generators publish
     stored, t_done, last_change, last_n = 0, None, time.time(), -1
     while True:
         await asyncio.sleep(0.1)
@@ -108,17 +123,16 @@ async def _run_rate(system: System, db: Database, rate: int, seconds: float, dev
     }
 
 
-async def _baseline(system: System, rate: int, seconds: float, devices: int) -> dict[str, Any]:
+async def _baseline(system: System, rate: int, seconds: float, devices: int,
+                    processes: int = 1) -> dict[str, Any]:
     auth = ["--port", str(system.broker.port), "--username", CONTROLLER_USER,
             "--password", system.mqtt_password]  # fmt: skip
-    total = int(rate * seconds)
+    total = processes * int(rate / processes * seconds)
     drain = await _loadgen("drain", *auth, "--topic", "cc/v1/bench/+/evt", "--expect", str(total),
                            "--timeout", str(seconds + 30))  # fmt: skip
     assert drain.stdout is not None
     await drain.stdout.readline()  # {"ready": true}
-    pub = await _loadgen("publish", *auth, "--topic", "cc/v1/bench/{device}/evt", "--rate", str(rate),
-                         "--seconds", str(seconds), "--devices", str(devices), "--tag", "base")  # fmt: skip
-    await _last_json(pub)
+    await _publishers(auth, rate, seconds, devices, "base", processes, "--topic", "cc/v1/bench/{device}/evt")
     got = await _last_json(drain)
     return {"offered_per_s": rate, "received": got["received"], "msgs_per_s": round(got["rate"], 1),
             "lost": total - got["received"]}  # fmt: skip
@@ -134,8 +148,19 @@ def best_sustained(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(kept_up, key=lambda r: r["msgs_per_s"]) if kept_up else None
 
 
+def _climbing(runs: list[dict[str, Any]], step: float, ceiling: int) -> int | None:
+    """The next rate to offer when looking for the ceiling: `step` times the last one, while the
+    controller still kept up with it and the load generators still offered what was asked."""
+    last = runs[-1]
+    kept_up = best_sustained([last]) is not None
+    offered_enough = last["publisher_per_s"] >= 0.9 * last["offered_per_s"]
+    nxt = int(round(last["offered_per_s"] * step, -2))
+    return nxt if kept_up and offered_enough and nxt <= ceiling else None
+
+
 async def bench_backend(
-    url: str, label: str, rates: list[int], seconds: float, devices: int
+    url: str, label: str, rates: list[int], seconds: float, devices: int,
+    processes: int = 1, climb: float = 0.0, climb_max: int = 60_000,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cc-ingest-") as tmp:
         system = System(Path(tmp) / "sys", url)
@@ -146,8 +171,13 @@ async def bench_backend(
                 commune = system.communes[0]["id"]
                 s.add_all(Device(uid=f"bench-{i}", name=f"bench {i}", kind="speaker",
                                  commune_id=commune, tags=[], reported={}) for i in range(devices))
-            runs = [await _run_rate(system, db, r, seconds, devices) for r in rates]
-            baselines = [await _baseline(system, r, seconds, devices) for r in rates]
+            runs = [await _run_rate(system, db, r, seconds, devices, processes) for r in rates]
+            # --climb: past the given rates, keep raising the offer until the controller falls
+            # behind or loses (the ceiling), or the load generators cannot offer more.
+            while climb > 1 and (nxt := _climbing(runs, climb, climb_max)) is not None:
+                runs.append(await _run_rate(system, db, nxt, seconds, devices, processes))
+            baselines = [await _baseline(system, r["offered_per_s"], seconds, devices, processes)
+                         for r in runs]
         finally:
             db.dispose()
             await system.stop()
@@ -159,6 +189,9 @@ async def bench_backend(
         "sustained_offered_per_s": best["offered_per_s"] if best else 0,
         "lost": sum(r["lost"] for r in runs),
         "rss_mb": max(r["rss_mb"] for r in runs),
+        "controller_cpu_pct": best["controller_cpu_pct"] if best else None,
+        "generator_max_per_s": max(r["publisher_per_s"] for r in runs),
+        "processes": processes,
         "baseline_msgs_per_s": base_best,
         "runs": runs,
         "baseline_runs": baselines,
@@ -170,7 +203,10 @@ def print_ingest(results: list[dict[str, Any]]) -> None:
         print(f"bench ingest [{res['backend']}]: highest sustained zero-loss "
               f"{res['msgs_per_s']:.0f} msg/s (offered {res['sustained_offered_per_s']}/s; stored at >= 95 % "
               f"of the rate published), "
-              f"bare-subscriber baseline {res['baseline_msgs_per_s']:.0f} msg/s, max RSS {res['rss_mb']} MB")
+              f"controller CPU {res['controller_cpu_pct']}% there, "
+              f"bare-subscriber baseline {res['baseline_msgs_per_s']:.0f} msg/s, max RSS {res['rss_mb']} MB; "
+              f"the load generators ({res['processes']} process(es)) offered up to "
+              f"{res['generator_max_per_s']:.0f} msg/s")
         for r, b in zip(res["runs"], res["baseline_runs"], strict=True):
             print(f"  offered {r['offered_per_s']:>6}/s (published at {r['publisher_per_s']:>6.0f}/s): "
                   f"stored {r['stored']:>7} lost {r['lost']:>5} "

@@ -247,29 +247,39 @@ def _acks_stored_at(url: str, item_id: str) -> list[float]:
         db.dispose()
 
 
-def _ready_at(url: str, bc_id: int) -> list[float]:
+def _ready_at(url: str, bc_id: int) -> tuple[list[float], list[float]]:
     """When each station was ready to sound the emergency, as it reported (Delivery.ready_at:
-    audio verified and decoded, relay on; the station's clock, this machine's)."""
+    audio verified and decoded, relay on), and when it acked it (Delivery.acked_at): the two
+    bases of the lead, both on the stations' clocks (this machine's)."""
     from controller.db.models import Delivery
     from controller.db.session import Database
 
     db = Database(url)
     try:
         with db.session() as s:
-            return [t.timestamp() for t in s.scalars(select(Delivery.ready_at).where(
-                Delivery.broadcast_id == bc_id, Delivery.ready_at.is_not(None)))]
+            rows = s.execute(select(Delivery.ready_at, Delivery.acked_at)
+                             .where(Delivery.broadcast_id == bc_id))
+            ready, acked = [], []
+            for r, a in rows:
+                if r is not None:
+                    ready.append(r.timestamp())
+                if a is not None:
+                    acked.append(a.timestamp())
+            return ready, acked
     finally:
         db.dispose()
 
 
-async def _readiness(system: System, bc_id: int, n: int, timeout: float = 30.0) -> list[float]:
-    """The stations' readiness once the controller has stored it for `n` of them (it rides on
-    their play_started), or what it has after `timeout`."""
+async def _readiness(
+    system: System, bc_id: int, n: int, timeout: float = 30.0,
+) -> tuple[list[float], list[float]]:
+    """The stations' readiness (and acks) once the controller has stored it for `n` of them (it
+    rides on their play_started), or what it has after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        ready = await asyncio.to_thread(_ready_at, system.database_url, bc_id)
+        ready, acked = await asyncio.to_thread(_ready_at, system.database_url, bc_id)
         if len(ready) >= n or time.monotonic() > deadline:
-            return ready
+            return ready, acked
         await asyncio.sleep(0.2)
 
 
@@ -351,7 +361,7 @@ async def _one_emergency(
         profiler.disable()
         profiler.dump_stats(profile)
     ack_stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
-    ready = await _readiness(system, bc["id"], len(seen["started"]))
+    ready, acked_at = await _readiness(system, bc["id"], len(seen["started"]))
     prepare_s = min(await fleet.call(fleet_probe.prepare_alone, sha))
     detail = await system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}")
     start_at = datetime_ts(bc["start_at"])
@@ -378,6 +388,7 @@ async def _one_emergency(
         # `ready_own_cpu_ms` is what a station with its own CPU would see: the PLAY reached its
         # socket, its own handling, one decode of the clip alone (`prepare_alone_ms`).
         "ready_ms": stats_ms([t - t_req for t in ready]), "ready_reported": len(ready),
+        "acked_ms": stats_ms([t - t_req for t in acked_at]),  # the older basis, on the same clock
         "ready_own_cpu_ms": stats_ms([t - t_req + prepare_s for t in seen["own_handled"]]),
         "prepare_alone_ms": round(prepare_s * 1000, 2),
         **_ack_figures(ack_stored, t_req, devices, t_ack), "acked_rows": acked,
@@ -474,6 +485,7 @@ async def bench_fanout(
         "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms",
                                       "media_size", "inline_bytes", "media_http_downloads")}
                    | {"ready_ms": {q: r["ready_ms"][q] for q in ("p50", "p99")},
+                      "acked_ms": {q: r["acked_ms"][q] for q in ("p50", "p99")},
                       "ready_own_cpu_ms": {q: r["ready_own_cpu_ms"][q] for q in ("p50", "p99")},
                       "sink_start_p99_ms": r["sink_start_ms"]["p99"],
                       "sink_start_max_ms": r["sink_start_ms"]["max"], "skew_p99_ms": r["skew_ms"]["p99"],
@@ -540,7 +552,7 @@ def print_fanout(r: dict[str, Any]) -> None:
               f"{rd['media_http_downloads']} HTTP downloads, fetched p99 {rd['media_fetched_p99_ms']} ms); "
               f"lead {rd['lead_ms']} ms ({rd['lead_basis']}); ready p50/p99 {rd['ready_ms']['p50']}/"
               f"{rd['ready_ms']['p99']} ms (own CPU {rd['ready_own_cpu_ms']['p50']}/"
-              f"{rd['ready_own_cpu_ms']['p99']} ms); sink start p99 "
+              f"{rd['ready_own_cpu_ms']['p99']} ms; acked p99 {rd['acked_ms']['p99']} ms); sink start p99 "
               f"{rd['sink_start_p99_ms']} ms (max {rd['sink_start_max_ms']}, {rd['started']} started), "
               f"start error p99 {rd['start_error_p99_ms']} ms, skew p99 "
               f"{rd['skew_p99_ms']} ms, receipt p99 {rd['p99_ms']} ms, publish {rd['publish_ms']} ms")

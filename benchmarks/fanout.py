@@ -247,6 +247,42 @@ def _acks_stored_at(url: str, item_id: str) -> list[float]:
         db.dispose()
 
 
+def _ready_at(url: str, bc_id: int) -> tuple[list[float], list[float]]:
+    """When each station was ready to sound the emergency, as it reported (Delivery.ready_at:
+    audio verified and decoded, relay on), and when it acked it (Delivery.acked_at): the two
+    bases of the lead, both on the stations' clocks (this machine's)."""
+    from controller.db.models import Delivery
+    from controller.db.session import Database
+
+    db = Database(url)
+    try:
+        with db.session() as s:
+            rows = s.execute(select(Delivery.ready_at, Delivery.acked_at)
+                             .where(Delivery.broadcast_id == bc_id))
+            ready, acked = [], []
+            for r, a in rows:
+                if r is not None:
+                    ready.append(r.timestamp())
+                if a is not None:
+                    acked.append(a.timestamp())
+            return ready, acked
+    finally:
+        db.dispose()
+
+
+async def _readiness(
+    system: System, bc_id: int, n: int, timeout: float = 30.0,
+) -> tuple[list[float], list[float]]:
+    """The stations' readiness (and acks) once the controller has stored it for `n` of them (it
+    rides on their play_started), or what it has after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, acked = await asyncio.to_thread(_ready_at, system.database_url, bc_id)
+        if len(ready) >= n or time.monotonic() > deadline:
+            return ready, acked
+        await asyncio.sleep(0.2)
+
+
 def _acked_count(db: Any, bc_id: int) -> int:
     from controller.db.models import Delivery
 
@@ -325,6 +361,8 @@ async def _one_emergency(
         profiler.disable()
         profiler.dump_stats(profile)
     ack_stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
+    ready, acked_at = await _readiness(system, bc["id"], len(seen["started"]))
+    prepare_s = min(await fleet.call(fleet_probe.prepare_alone, sha))
     detail = await system.api_json("GET", f"/api/v1/broadcasts/{bc['id']}")
     start_at = datetime_ts(bc["start_at"])
     started = seen["started"]
@@ -344,6 +382,15 @@ async def _one_emergency(
         "media_http_downloads": counters[0], "media_bytes_downloaded": counters[1],
         "media_stored_inline": counters[2], "inline_bytes": detail["emergency"].get("inline_bytes"),
         "audio_prepared_ms": stats_ms([t - t_req for t in seen["prepared"]]),
+        # request -> the station could sound it (audio verified and decoded, relay on), as the
+        # stations reported it (Event.ready_at) and the controller stored it: what the lead is
+        # learnt from. In the simulator it includes the wait for the fleet's shared CPU;
+        # `ready_own_cpu_ms` is what a station with its own CPU would see: the PLAY reached its
+        # socket, its own handling, one decode of the clip alone (`prepare_alone_ms`).
+        "ready_ms": stats_ms([t - t_req for t in ready]), "ready_reported": len(ready),
+        "acked_ms": stats_ms([t - t_req for t in acked_at]),  # the older basis, on the same clock
+        "ready_own_cpu_ms": stats_ms([t - t_req + prepare_s for t in seen["own_handled"]]),
+        "prepare_alone_ms": round(prepare_s * 1000, 2),
         **_ack_figures(ack_stored, t_req, devices, t_ack), "acked_rows": acked,
         "post_ms": round((t_resp - t_req) * 1000, 1),
         "fleet_cpu_ms_per_station": round(fleet_cpu_s * 1000 / max(devices, 1), 3),
@@ -437,7 +484,10 @@ async def bench_fanout(
         "baseline_payload_bytes": play_size,
         "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms",
                                       "media_size", "inline_bytes", "media_http_downloads")}
-                   | {"sink_start_p99_ms": r["sink_start_ms"]["p99"],
+                   | {"ready_ms": {q: r["ready_ms"][q] for q in ("p50", "p99")},
+                      "acked_ms": {q: r["acked_ms"][q] for q in ("p50", "p99")},
+                      "ready_own_cpu_ms": {q: r["ready_own_cpu_ms"][q] for q in ("p50", "p99")},
+                      "sink_start_p99_ms": r["sink_start_ms"]["p99"],
                       "sink_start_max_ms": r["sink_start_ms"]["max"], "skew_p99_ms": r["skew_ms"]["p99"],
                       "start_error_p99_ms": r["start_error_ms"]["p99"],
                       "media_fetched_p99_ms": r["media_fetched_ms"]["p99"], "started": r["started"]}
@@ -480,6 +530,11 @@ def print_fanout(r: dict[str, Any]) -> None:
           f"the PLAY: {r['media_stored_inline']}")
     print(f"  request -> media fetched: p99 {r['media_fetched_ms']['p99']} ms; -> audio prepared: "
           f"p99 {r['audio_prepared_ms']['p99']} ms")
+    rd, own = r["ready_ms"], r["ready_own_cpu_ms"]
+    print(f"  request -> station ready (audio decoded, relay on; as reported, the lead's basis): p50 "
+          f"{rd['p50']} ms, p99 {rd['p99']} ms ({r['ready_reported']} stations); a station with its own "
+          f"CPU (socket arrival + its handling + decoding alone {r['prepare_alone_ms']} ms): p50 "
+          f"{own['p50']} ms, p99 {own['p99']} ms")
     print(f"  request -> sink start:     p50 {s['p50']} ms, p99 {s['p99']} ms, max {s['max']} ms "
           f"({r['started']} started)")
     print(f"  start error vs instant:    p50 {e['p50']} ms, p99 {e['p99']} ms; skew p99 {k['p99']} ms, "
@@ -495,7 +550,9 @@ def print_fanout(r: dict[str, Any]) -> None:
     for i, rd in enumerate(r["rounds"], 1):
         print(f"  round {i}: {rd['media_size']} bytes of audio ({rd['inline_bytes'] or 0} inside the PLAY, "
               f"{rd['media_http_downloads']} HTTP downloads, fetched p99 {rd['media_fetched_p99_ms']} ms); "
-              f"lead {rd['lead_ms']} ms ({rd['lead_basis']}); sink start p99 "
+              f"lead {rd['lead_ms']} ms ({rd['lead_basis']}); ready p50/p99 {rd['ready_ms']['p50']}/"
+              f"{rd['ready_ms']['p99']} ms (own CPU {rd['ready_own_cpu_ms']['p50']}/"
+              f"{rd['ready_own_cpu_ms']['p99']} ms; acked p99 {rd['acked_ms']['p99']} ms); sink start p99 "
               f"{rd['sink_start_p99_ms']} ms (max {rd['sink_start_max_ms']}, {rd['started']} started), "
               f"start error p99 {rd['start_error_p99_ms']} ms, skew p99 "
               f"{rd['skew_p99_ms']} ms, receipt p99 {rd['p99_ms']} ms, publish {rd['publish_ms']} ms")

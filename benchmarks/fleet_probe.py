@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device_agents.common.link import AgentLink
-from firmware_sim.audio_sink import Playback
+from firmware_sim.audio_sink import Playback, SimAudioSink
 from firmware_sim.fleet import Fleet, rss_bytes
 from firmware_sim.fleet_workers import FleetProcesses, LocalFleet, WorkerFleet
 
@@ -158,9 +158,27 @@ async def emergency_results(fleet: Fleet, sha: str, after: float, timeout: float
         "reached": [probe.reached[u] for u in uids if u in probe.reached],
         "waited": [probe.waited[u] for u in uids],
         "handling": [probe.handled[u] - probe.received[u] - probe.waited[u] for u in uids],
+        # A station with its own CPU: its bytes reached the socket, then its own handling (no wait
+        # for a shared CPU); `bench fanout` adds the audio preparation of one station alone.
+        "own_handled": [probe.reached[u] + probe.handled[u] - probe.received[u] - probe.waited[u]
+                        for u in uids if u in probe.reached],
         "fetched": list(probe.fetched.values()), "prepared": list(probe.prepared.values()),
         "started": [p.started_at for p in played],
     }  # fmt: skip
+
+
+async def prepare_alone(fleet: Fleet, sha: str, tries: int = 3) -> float:
+    """Seconds one station takes to prepare (decode and fingerprint) `sha` on its own: the fleet's
+    sinks share one decode (firmware_sim/fleet.py FleetSink), a real station decodes it itself.
+    Run on the idle fleet after the round; the shortest of `tries`."""
+    st = fleet.stations[0]
+    path = st.agent.role.media.path_for(sha)
+    best = math.inf
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        await SimAudioSink.prepare(st.sink, [path])
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 async def first_playbacks(fleet: Fleet, timeout: float) -> dict[str, list[float]]:

@@ -311,6 +311,13 @@ class Event(_Report):
     broadcast_id: int | None = None
     reason: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    # `play_started` (docs/protocol.md, "Events"): the instant the station was READY to sound the
+    # item — its audio verified in the media cache and decoded, the amplifier relay on — as if it
+    # had not waited for the start on purpose (a relay deliberately switched on `relay_lead_s`
+    # before the start counts at the moment it could have been). The controller learns the
+    # emergency lead from it (docs/emergency.md). Optional and left out of the JSON when unset:
+    # an older agent sends none (the lead falls back to the acks), an older controller ignores it.
+    ready_at: AwareDatetime | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Receipt(_Model):

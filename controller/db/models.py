@@ -181,6 +181,9 @@ class Delivery(Base):
     state: Mapped[DeliveryState] = mapped_column(String(16), default=DeliveryState.PENDING)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The station was ready to sound it (audio decoded, relay on; `Event.ready_at` of its
+    # play_started): what the emergency lead is learnt from (migration 0030_ready).
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     detail: Mapped[str | None] = mapped_column(Text)
 
     broadcast: Mapped[Broadcast] = relationship(back_populates="deliveries")

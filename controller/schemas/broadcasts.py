@@ -25,6 +25,7 @@ class DeliveryOut(Out):
     state: str
     sent_at: str | None = None
     acked_at: str | None = None
+    ready_at: str | None = None  # the station could sound it (audio decoded, relay on)
     detail: str | None = None
 
 
@@ -59,7 +60,7 @@ class BroadcastOut(Out):
         if deliveries is not None:
             body["stations"] = [
                 {"device_id": d.device_id, "state": d.state, "sent_at": iso(d.sent_at),
-                 "acked_at": iso(d.acked_at), "detail": d.detail}
+                 "acked_at": iso(d.acked_at), "ready_at": iso(d.ready_at), "detail": d.detail}
                 for d in deliveries
             ]  # fmt: skip
             body["acked"] = sum(d.state == DeliveryState.ACKED for d in deliveries)
@@ -148,6 +149,7 @@ class StationState(Out):
     reason: str | None = None
     sent_at: str | None = None
     acked_at: str | None = None
+    ready_at: str | None = None  # audio decoded and relay on (the station's play_started)
     started_at: str | None = None
     start_error_ms: Number | None = None
     clock_offset_ms: Number | None = None

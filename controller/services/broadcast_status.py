@@ -79,7 +79,7 @@ def station_states(
         late = explain(times, outages, now) if state != "rejected" else None
         out.append({
             "device_id": d.device_id, "uid": uid, "name": name, "state": state, "reason": reason,
-            "sent_at": _iso(d.sent_at), "acked_at": _iso(d.acked_at),
+            "sent_at": _iso(d.sent_at), "acked_at": _iso(d.acked_at), "ready_at": _iso(d.ready_at),
             "started_at": _iso(play.started_at) if play else None,
             "start_error_ms": play.start_error_ms if play else None,
             "clock_offset_ms": offset,

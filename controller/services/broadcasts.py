@@ -178,7 +178,7 @@ def reschedule(
     bc.start_at = new_start
     bc.status = BroadcastStatus.SCHEDULED if approved else BroadcastStatus.DRAFT
     for d in deliveries:  # the stations hear of the new time in their next desired state
-        d.state, d.sent_at, d.acked_at, d.detail = DeliveryState.PENDING, None, None, None
+        d.state, d.sent_at, d.acked_at, d.ready_at, d.detail = DeliveryState.PENDING, None, None, None, None
     audit.record(session, user.id, "broadcast.reschedule", "broadcast", bc.id, title=bc.title,
                  previous_start_at=previous.isoformat(), start_at=new_start.isoformat(),
                  stations=len(ids), policy=outcome, status=bc.status)  # fmt: skip

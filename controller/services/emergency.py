@@ -91,6 +91,8 @@ class EmergencyDeps:
 
 # How many earlier emergencies the lead is learnt from.
 LEAD_HISTORY = 5
+# Stations that must have reported readiness (or, failing that, acked) for an emergency to teach it.
+LEAD_MIN_SAMPLES = 10
 # A signed PLAY is valid this long after its start (a station that gets it later rejects
 # it as expired and is shown so; the desired state still carries the item).
 PLAY_TTL_AFTER_START = timedelta(seconds=60)
@@ -204,13 +206,24 @@ def _default_delivery(cfg: Any, stations: int) -> float:
     return float(cfg.emergency_default_delivery_s + stations * cfg.emergency_default_per_station_ms / 1000)
 
 
+def _p99_after(session: Session, bc_id: int, column: Any, count: int, since: datetime) -> float:
+    """Seconds from `since` to the p99 of this emergency's `column` (acked_at / ready_at), picked
+    by the database (10,000 timestamps are not worth loading here)."""
+    p99_at = session.scalar(
+        select(column).where(Delivery.broadcast_id == bc_id, column.is_not(None))
+        .order_by(column).offset(math.ceil(0.99 * count) - 1).limit(1))
+    return max(0.0, (p99_at - since).total_seconds()) if p99_at is not None else 0.0
+
+
 def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stations: int, *,
                 fresh: list[Media] | None = None, inline: dict[str, str] | None = None) -> Lead:
     """start_at = now + lead: long enough that (almost) every station has the PLAY, the audio
     and its amplifier on, short enough that the emergency is on air at once.
 
-    lead = p99(request -> ack) of the last emergency (scaled up to a bigger fan-out; until there
-           is one: 250 ms + 0.5 ms per station)
+    lead = p99(publish -> ready) of the last emergency with readiness reports (`Delivery.ready_at`:
+           audio verified and decoded, relay on; scaled up to a bigger fan-out), else
+           p99(request -> ack) of the last one with acks (agents older than readiness), until
+           there is one: 250 ms + 0.5 ms per station
          + media fetch estimate, 0 when the stations already hold the audio
            (stations x bytes / throughput + stations / request rate)
            or when it travels inside the PLAY (`inline`, sha -> base64): instead the broker's
@@ -224,28 +237,33 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
     if cfg.emergency_lead_s is not None:
         return Lead(cfg.emergency_lead_s, "fixed (emergency_lead_s)")
     delivery, basis = _default_delivery(cfg, stations), "default delivery"
-    learnt_inline = 0  # audio bytes inside the PLAY whose acks taught `delivery`
+    learnt_inline = 0  # audio bytes inside the PLAY whose acks / readiness taught `delivery`
     rows = session.execute(
         select(EmergencyBroadcast.broadcast_id, EmergencyBroadcast.requested_at,
-               EmergencyBroadcast.inline_bytes)
+               EmergencyBroadcast.published_at, EmergencyBroadcast.inline_bytes)
         .where(EmergencyBroadcast.published_at.is_not(None))
         .order_by(EmergencyBroadcast.broadcast_id.desc()).limit(LEAD_HISTORY)
     ).all()
-    for bc_id, requested, learnt_bytes in rows:  # the most recent emergency with enough acks teaches it
-        total, acked = session.execute(
-            select(func.count(), func.count(Delivery.acked_at)).where(Delivery.broadcast_id == bc_id)).one()
-        if acked >= 10:
-            # The p99 ack, picked by the database (10,000 timestamps are not worth loading here).
-            p99_at = session.scalar(
-                select(Delivery.acked_at)
-                .where(Delivery.broadcast_id == bc_id, Delivery.acked_at.is_not(None))
-                .order_by(Delivery.acked_at).offset(math.ceil(0.99 * acked) - 1).limit(1))
-            # From the request, as start_at is counted from it: controller time + fan-out + handling.
-            p99 = max(0.0, (p99_at - requested).total_seconds())
+    for bc_id, requested, published, learnt_bytes in rows:  # the most recent emergency with enough data
+        total, acked, ready = session.execute(
+            select(func.count(), func.count(Delivery.acked_at), func.count(Delivery.ready_at))
+            .where(Delivery.broadcast_id == bc_id)).one()
+        if ready >= LEAD_MIN_SAMPLES:
+            # Readiness: the PLAY in, its audio verified and decoded, the relay on — the moment each
+            # station could have sounded it (Event.ready_at). Counted from the publish, the same
+            # instant start_at is counted from.
+            p99 = _p99_after(session, bc_id, Delivery.ready_at, ready, published)
             delivery = p99 * max(1.0, stations / total)  # a bigger fan-out takes longer
+            basis = f"p99 ready {p99 * 1000:.0f} ms of emergency {bc_id} ({ready}/{total} stations)"
+        elif acked >= LEAD_MIN_SAMPLES:  # stations on an agent older than readiness: their acks
+            # From the request, as start_at is counted from it: controller time + fan-out + handling.
+            p99 = _p99_after(session, bc_id, Delivery.acked_at, acked, requested)
+            delivery = p99 * max(1.0, stations / total)
             basis = f"p99 ack {p99 * 1000:.0f} ms of emergency {bc_id} ({total} stations)"
-            learnt_inline = learnt_bytes or 0
-            break
+        else:
+            continue
+        learnt_inline = learnt_bytes or 0
+        break
     basis = f"{basis} {delivery * 1000:.0f} ms"
     if fresh is None:
         fresh = fresh_media(session, media, stations)

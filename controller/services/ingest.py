@@ -313,7 +313,8 @@ class Ingest:
             for _, ev in to_apply:
                 self.stats.by_kind[ev.kind.value] = self.stats.by_kind.get(ev.kind.value, 0) + 1
             telemetry.store_samples(s, samples)  # one insert for the batch (docs/health.md)
-            _apply_deliveries(s, [(d, e) for d, e in to_apply if e.kind in DELIVERY_EVENTS], pg=pg)
+            _apply_deliveries(s, [(d, e) for d, e in to_apply
+                                  if e.kind in DELIVERY_EVENTS or e.ready_at is not None], pg=pg)
             unreadable = {d for d, e in to_apply
                           if e.kind is EventKind.REJECTED and unreadable_command(e.reason, e.detail)}
             if unreadable:  # e.g. an older agent and audio inside a PLAY: the desired state carries it
@@ -422,6 +423,14 @@ _PG_ACK_DELIVERIES = (
 )
 
 
+_PG_READY_DELIVERIES = (
+    "UPDATE deliveries AS d SET ready_at = x.ts "
+    "FROM (SELECT d, i, min(ts) AS ts "
+    "FROM json_to_recordset(%s::json) AS r(d int, i varchar, ts timestamptz) GROUP BY d, i) AS x "
+    "WHERE d.device_id = x.d AND d.item_id = x.i AND d.ready_at IS NULL"
+)
+
+
 def unreadable_command(reason: object, detail: object) -> bool:
     """A `rejected` event says the station could not read a command (`malformed` on a cmd topic:
     an agent older than a field the command carries, e.g. audio inside an emergency PLAY). Its
@@ -455,14 +464,20 @@ def _unacknowledged(s: Session, device_ids: list[int], now: datetime) -> set[int
 
 
 def _apply_deliveries(s: Session, events: list[tuple[int, Event]], *, pg: bool) -> None:
-    """Acks and rejections mark the deliveries they name, in the database (loading and
+    """Acks and rejections mark the deliveries they name (and a `ready_at` — carried by a
+    play_started — sets the delivery's readiness, once), in the database (loading and
     flushing a Delivery object per ack was a third of the ingest's time for the 10,000 acks
     of one emergency). PostgreSQL: all of a batch's acks in one UPDATE ... FROM one JSON
     parameter (an executemany of 1,000 UPDATEs spent 0.2 s per batch waiting on the server,
     `communecast bench acks`); SQLite, in process: one executemany UPDATE."""
     acks: list[dict[str, object]] = []
     rejections: list[dict[str, object]] = []
+    readies: list[dict[str, object]] = []  # play_started with `ready_at`: the lead is learnt from it
     for device_id, ev in events:
+        if ev.ready_at is not None and ev.item_id:
+            readies.append({"d": device_id, "i": ev.item_id, "ts": ev.ready_at})
+        if ev.kind not in DELIVERY_EVENTS:
+            continue
         for item in ev.detail.get("items") or ([ev.item_id] if ev.item_id else []):
             if ev.kind is EventKind.ACK:
                 acks.append({"d": device_id, "i": str(item), "ts": ev.ts})
@@ -482,6 +497,14 @@ def _apply_deliveries(s: Session, events: list[tuple[int, Event]], *, pg: bool) 
     if rejections:
         s.connection().execute(
             update(t).where(named).values(state=DeliveryState.REJECTED, detail=bindparam("why")), rejections)
+    if readies and pg:
+        doc = json.dumps([{**r, "ts": r["ts"].isoformat()} for r in readies], separators=(",", ":"))  # type: ignore[attr-defined]
+        s.connection().exec_driver_sql(_PG_READY_DELIVERIES, (doc,))
+    elif readies:
+        readies.sort(key=lambda r: r["ts"])  # type: ignore[arg-type,return-value]  # the first one wins
+        s.connection().execute(
+            update(t).where(named, t.c.ready_at.is_(None))
+            .values(ready_at=bindparam("ts", type_=t.c.ready_at.type)), readies)  # fmt: skip
 
 
 _PG_PLAY_LOG_STATUS = (

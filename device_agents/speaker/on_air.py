@@ -70,13 +70,17 @@ class OnAir:
 
     # -- going on air --------------------------------------------------------------------------------
     @asynccontextmanager
-    async def scheduled(self, item: ScheduleItem, *, missed: Callable[[], str | None]) -> AsyncIterator[bool]:
+    async def scheduled(self, item: ScheduleItem, *, missed: Callable[[], str | None],
+                        relay_on: Callable[[], None] | None = None) -> AsyncIterator[bool]:
         """Relay, horn and pending → playing for a scheduled item; yields whether it may play.
 
         `missed` is asked once the horn is ours: a reason means the moment passed (reported
         `missed`). False is also yielded when the item was already played or cancelled:
-        never twice."""
+        never twice. `relay_on` is called as soon as the amplifier relay is on for it (the
+        item's readiness, `Event.ready_at`)."""
         async with self.relay.held():
+            if relay_on is not None:
+                relay_on()
             await self._claim(item)
             reason = missed()
             if reason is not None:

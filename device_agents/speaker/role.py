@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -226,25 +227,27 @@ class SpeakerRole:
         except MediaError as exc:
             self.on_air.finish(item, EventKind.PLAY_FAILED, "failed", reason=f"media: {exc}")
             return
-        await self.clock.sleep_until(start - self.cfg.prepare_ahead_s)
+        readiness = _Readiness(self.clock)
+        await readiness.wait_until(start - self.cfg.prepare_ahead_s)
         prepared = await self.audio.prepare(paths)
-        await self.clock.sleep_until(start - self.cfg.relay_lead_s)
+        await readiness.wait_until(start - self.cfg.relay_lead_s)
 
         def missed() -> str | None:
             return "horn busy past the start" if self.clock.time() - start > tolerance else None
 
-        async with self.on_air.scheduled(item, missed=missed) as on:
+        async with self.on_air.scheduled(item, missed=missed, relay_on=readiness.relay_on) as on:
             if on:
-                await self._play(item, prepared, start)
+                await self._play(item, prepared, start, readiness.ready_at())
 
-    async def _play(self, item: ScheduleItem, prepared: Any, start: float) -> None:
+    async def _play(self, item: ScheduleItem, prepared: Any, start: float,
+                    ready_at: datetime | None = None) -> None:
         volume = item.volume if item.volume is not None else self.volume.get()
         play = asyncio.create_task(self._start_output(item, prepared, start, volume))
         # Report a moment after the start, so the report's disk write never delays the first sample.
         await self.clock.sleep_until(start + 0.05)
         if not self.on_air.stopped(item.item_id):  # not stopped before it began
             self.events.emit(EventKind.PLAY_STARTED, item_id=item.item_id, broadcast_id=item.broadcast_id,
-                             detail={"started_at": start, "volume": volume})
+                             ready_at=ready_at, detail={"started_at": start, "volume": volume})
         try:
             result = await play
         except Exception as exc:
@@ -275,6 +278,37 @@ class SpeakerRole:
         if self.on_air.stopped(item.item_id):
             return PlaybackResult.not_started(self.clock.time())
         return await self.audio.play(prepared, start_at=max(start, self.clock.time()), volume=volume)
+
+
+class _Readiness:
+    """When a file item was READY to sound (`Event.ready_at`, docs/protocol.md): its audio in the
+    cache and decoded, the amplifier relay on. The agent waits on purpose before the last two
+    (decode `prepare_ahead_s`, switch the relay `relay_lead_s` before the start); those waits are
+    taken off, so the instant says when the station *could* have started, whatever the lead was.
+    The controller learns the emergency lead from it, and a lead learnt from a figure that grew
+    with the lead itself would never come down."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._waited = 0.0  # seconds spent waiting on purpose
+        self._relay_on: float | None = None
+
+    async def wait_until(self, instant: float) -> None:
+        before = self._clock.time()
+        if instant <= before:
+            return
+        await self._clock.sleep_until(instant)
+        self._waited += max(0.0, min(self._clock.time(), instant) - before)
+
+    def relay_on(self) -> None:
+        """The relay is on (or was already): called once the item holds it."""
+        if self._relay_on is None:
+            self._relay_on = self._clock.time()
+
+    def ready_at(self) -> datetime | None:
+        if self._relay_on is None:
+            return None
+        return datetime.fromtimestamp(self._relay_on - self._waited, UTC)
 
 
 def speaker_station(

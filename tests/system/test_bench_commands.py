@@ -42,6 +42,11 @@ def test_bench_fanout_measures_every_station_against_the_bare_broker(tmp_path: P
     assert 0 < r["publish_ms"] <= r["broker_ack_ms"]
     assert r["broker_accounts"] == "dynamic-security"
     assert "bare MQTT baseline" in out and "waiting for the fleet's shared CPU" in out
+    # Readiness as the stations reported it (the lead's basis), next to a station with its own CPU.
+    assert r["ready_reported"] == 12 and r["ready_ms"]["n"] == 12
+    assert r["ready_ms"]["p50"] <= r["ready_ms"]["p99"] == r["rounds"][0]["ready_ms"]["p99"]
+    assert r["ready_own_cpu_ms"]["n"] == 12 and r["ready_own_cpu_ms"]["p99"] > 0 and r["prepare_alone_ms"] > 0
+    assert "station ready (audio decoded, relay on" in out and "with its own CPU" in out
 
 
 def test_bench_sync_reports_skew_next_to_bare_timers(tmp_path: Path) -> None:

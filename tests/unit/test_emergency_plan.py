@@ -118,6 +118,58 @@ def test_the_lead_is_learnt_from_the_last_emergencys_p99_ack(database_url: str) 
         db.dispose()
 
 
+def test_the_lead_is_learnt_from_readiness_and_falls_back_to_acks(database_url: str) -> None:
+    """100 stations acked 10 ... 1,000 ms after the request, but were ready to sound (audio
+    decoded, relay on) 20 ... 2,000 ms after the publish: the next lead is the p99 readiness
+    (1,980 ms, picked by the database) plus the margin, scaled to a bigger fan-out, and says so.
+    An emergency whose stations reported no readiness (older agents) teaches from its acks."""
+    db = Database(database_url)
+    db.migrate()
+    rt = SimpleNamespace(settings=Settings(emergency_lead_margin_s=0.35))
+    try:
+        with db.session() as s:
+            commune = Area(level="commune", name="Xã Đạo Tú")
+            s.add(commune)
+            s.flush()
+            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
+                           tags=[], reported={}) for i in range(100)]
+            requested = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+            published = requested + timedelta(milliseconds=20)
+
+            def ready_at(i: int, ready: bool) -> datetime | None:
+                return published + timedelta(milliseconds=20 * (i + 1)) if ready else None
+
+            def emergency(ready: bool) -> int:
+                bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
+                               start_at=requested, duration_s=10.0, targets={"all": True})
+                s.add(bc)
+                s.flush()
+                s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=700.0, requested_at=requested,
+                                         published_at=published))
+                s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
+                                    acked_at=requested + timedelta(milliseconds=10 * (i + 1)),
+                                    ready_at=ready_at(i, ready))
+                           for i, d in enumerate(devs)])
+                s.commit()
+                return bc.id
+
+            s.add_all(devs)
+            s.flush()
+            first = emergency(ready=True)
+            same = choose_lead(s, rt, [], 100)  # type: ignore[arg-type]
+            assert same.seconds == pytest.approx(1.98 + 0.35)
+            assert f"p99 ready 1980 ms of emergency {first} (100/100 stations)" in same.basis
+            bigger = choose_lead(s, rt, [], 200)  # type: ignore[arg-type]
+            assert bigger.seconds == pytest.approx(2 * 1.98 + 0.35)
+
+            older = emergency(ready=False)  # the last one came from agents without readiness
+            acks = choose_lead(s, rt, [], 100)  # type: ignore[arg-type]
+            assert acks.seconds == pytest.approx(0.99 + 0.35)
+            assert f"p99 ack 990 ms of emergency {older} (100 stations)" in acks.basis
+    finally:
+        db.dispose()
+
+
 def test_audio_inside_the_play_needs_no_download_allowance(database_url: str) -> None:
     """A fresh 100 kB clip for 1,000 stations: by HTTP the lead allows 1,000 downloads (7 s);
     inside the PLAY only the broker's fan-out of the bigger PLAY (1,000 x 100 kB x 16/9 at

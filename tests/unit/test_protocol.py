@@ -128,6 +128,41 @@ def test_reports_tolerate_newer_fields_but_commands_do_not() -> None:
         DesiredState.model_validate({"version": 1, "horizon_until": now, "self_destruct": True})
 
 
+def test_readiness_is_an_optional_instant_on_the_event() -> None:
+    """`Event.ready_at` (docs/protocol.md, "Events"): an ISO-8601 instant with an offset, carried
+    by a play_started; left out of the JSON when unset, so every other event reads exactly as
+    before; an event from an older agent (none) still reads; an older controller's model
+    (without the field) ignores it, as reports are tolerant."""
+    import json
+
+    from pydantic import AwareDatetime
+
+    from protocol.messages import Event, EventKind, _Report
+
+    now = datetime.now(UTC)
+    ready = now - timedelta(milliseconds=1500)
+    started = Event(id="e" * 16, kind=EventKind.PLAY_STARTED, ts=now, item_id="b7", broadcast_id=7,
+                    ready_at=ready, detail={"started_at": now.timestamp()})
+    wire = started.model_dump_json()
+    assert Event.model_validate_json(wire).ready_at == ready
+    assert json.loads(wire)["ready_at"].endswith("Z")  # UTC, with its offset
+    ack = Event(id="a" * 16, kind=EventKind.ACK, ts=now, ref="r" * 32)
+    assert "ready_at" not in json.loads(ack.model_dump_json())  # byte-for-byte the event of before
+    assert "ready_at" not in ack.model_dump(mode="json")  # nor in the stored body
+    older_agent = {"id": "o" * 16, "kind": "play_started", "ts": now.isoformat(), "item_id": "b7"}
+    assert Event.model_validate(older_agent).ready_at is None
+    with pytest.raises(ValidationError):  # an instant without an offset is no instant on this wire
+        Event.model_validate({**older_agent, "ready_at": "2026-12-06T10:00:00"})
+
+    class OlderControllerEvent(_Report):  # the event model before readiness
+        id: str
+        kind: EventKind
+        ts: AwareDatetime
+        item_id: str | None = None
+
+    assert not hasattr(OlderControllerEvent.model_validate_json(wire), "ready_at")
+
+
 def _clip(n: int) -> bytes:
     return bytes(range(256)) * (n // 256) + bytes(n % 256)
 

@@ -153,7 +153,9 @@
   document.addEventListener("pointerup", end);
   document.addEventListener("pointercancel", end);
   document.addEventListener("click", function (ev) {  // the click that ends a drag opens nothing
-    if (swallowClick) { ev.preventDefault(); ev.stopPropagation(); swallowClick = false; }
+    if (swallowClick) { ev.preventDefault(); ev.stopPropagation(); swallowClick = false; return; }
+    var handle = ev.target.closest && ev.target.closest(".drag-handle[data-move]");
+    if (handle) window.location.assign(handle.getAttribute("data-move"));  // a tap or Enter: the "Đổi giờ" form
   }, true);
   document.addEventListener("dragstart", function (ev) {  // no native link or text drag
     if (ev.target.closest && ev.target.closest("[data-move], [data-drop]")) ev.preventDefault();

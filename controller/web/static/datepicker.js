@@ -95,13 +95,15 @@
 
     prev.addEventListener("click", function () { turn(-1); });
     next.addEventListener("click", function () { turn(1); });
-    close.addEventListener("click", function () { hide(true); });
-    todayBtn.addEventListener("click", function () { var t = today(); choose(t.y, t.m, t.d); });
+    // Back to the field after a choice made by keyboard (ev.detail 0); after a tap, not: on a
+    // phone the field's focus would bring the keyboard up over the page again.
+    close.addEventListener("click", function (ev) { hide(ev.detail === 0); });
+    todayBtn.addEventListener("click", function (ev) { var t = today(); choose(t.y, t.m, t.d, ev.detail === 0); });
     grid.addEventListener("click", function (ev) {
       var b = ev.target.closest("button[data-ymd]");
       if (!b) return;
       var p = b.getAttribute("data-ymd").split("-").map(Number);
-      choose(p[0], p[1], p[2]);
+      choose(p[0], p[1], p[2], ev.detail === 0);
     });
     pop.addEventListener("keydown", keys);
   }
@@ -180,13 +182,13 @@
     }
   }
 
-  function choose(y, m, d) {
+  function choose(y, m, d, refocus) {
     var old = parse(input.value);
     var rest = old ? old.rest : "";
     var withTime = input.getAttribute("data-picker") === "datetime";
     if (withTime && !old) rest = (/\d{1,2}:\d{2}(:\d{2})?\s*$/.exec(input.value) || [""])[0].trim();
     input.value = dmy(y, m, d) + (withTime && rest ? " " + rest : "");
-    hide(true);
+    hide(refocus);
     input.dispatchEvent(new Event("input", { bubbles: true }));
     input.dispatchEvent(new Event("change", { bubbles: true }));
   }

@@ -90,7 +90,8 @@ def week_slots(s: Session, user: User, first: date, zone: ZoneInfo, now: datetim
     """The week grid's slots from the same entries: schedules and one-off broadcasts alike."""
     start = datetime.combine(first, time(0), zone)
     return [
-        Slot(e.at.astimezone(zone), e.title, "draft" if e.awaiting_approval else "other", _href(e))
+        Slot(e.at.astimezone(zone), e.title, "draft" if e.awaiting_approval else "other", _href(e),
+             move_href(e, e.at <= now))
         for e in agenda.entries(s, user, start, start + timedelta(days=7), now=now)
     ]
 

@@ -59,7 +59,7 @@ class Cell:
     selected: bool
     count: int
     marks: list[tuple[str, int]]  # (verdict, plays), VERDICTS order, only the non-zero ones
-    first: list[tuple[str, str]]  # (HH:MM, title): the first plays of the day
+    first: list[tuple[str, str, str | None]]  # (HH:MM, title, move form or None): the first plays
     href: str
 
     @property
@@ -160,7 +160,8 @@ def build(s: Session, user: User, zone: ZoneInfo, now: datetime, first: date, se
             week.append(Cell(
                 day, day.month == first.month, day == today, day < today, day == selected, len(plays),
                 [(v, tally[v]) for v in VERDICTS if tally[v]],
-                [(e.at.astimezone(zone).strftime("%H:%M"), e.title) for e in plays[:SHOWN_PER_DAY]],
+                [(e.at.astimezone(zone).strftime("%H:%M"), e.title, agenda_view.move_href(e, e.at <= now))
+                 for e in plays[:SHOWN_PER_DAY]],
                 href(day),
             ))  # fmt: skip
             day += timedelta(days=1)

@@ -137,6 +137,7 @@ class Slot:
     title: str
     kind: str  # "mine" (the one being edited), "other", "draft"
     href: str | None = None
+    move: str | None = None  # a one-off bulletin not started yet: its "Đổi giờ" form (drag and drop)
 
 
 @dataclass

@@ -167,7 +167,8 @@ def render(request: Request, name: str, *, status: int = 200, ctx: Ctx | None = 
         role_name=lambda r: _(ROLE_NAMES.get(r, r)), play_status=lambda st: _(PLAY_STATUS.get(st, st)),
         event_kind=lambda k: _(EVENT_KINDS[k]) if k in EVENT_KINDS else k,
         notice=_(NOTICES[request.query_params["ok"]]) if request.query_params.get("ok") in NOTICES else None,
-        here=here, here_q=quote(here, safe=""), path=request.url.path, panel_feature=panel_feature, **values,
+        here=here, here_q=quote(here, safe=""), path=request.url.path, panel_feature=panel_feature,
+        panel_tz=rt.settings.timezone, **values,
     )  # fmt: skip
     return with_headers(HTMLResponse(body, status_code=status))
 

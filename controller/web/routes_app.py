@@ -24,7 +24,8 @@ router = APIRouter(include_in_schema=False)
 
 THEME = "#0e3a5b"  # the header's blue (panel.css .top)
 OFFLINE = "/offline"
-SHELL_FILES = ("panel.css", "panel.js", "shell.js", "icons/icon-192.png", "icons/icon-512.png")
+SHELL_FILES = ("panel.css", "panel.js", "shell.js", "datepicker.js", "icons/icon-192.png",
+               "icons/icon-512.png")
 SHELL = [OFFLINE, *(f"/panel-static/{name}" for name in SHELL_FILES)]
 
 

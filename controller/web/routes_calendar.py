@@ -7,6 +7,11 @@ who may move what; it only says what the use case answered.
 The form page asks the use case too: it runs the move to the bulletin's own time inside a
 transaction that is rolled back, so a bulletin that has started, was cancelled or is an
 emergency says why at once instead of offering a form that can only fail.
+
+Drag and drop in the month and week views (static/calendar-drag.js) posts the same form to the
+same route with `Accept: application/json`: the same CSRF check, right, use case and refusals,
+answered as `{"ok": true, "notice", "location"}` or `{"ok": false, "message"}` (the message in
+the page's language, as the form page would show it) with the form's status code.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
@@ -29,7 +34,7 @@ from controller.usecases import broadcasts as sending
 from controller.web import agenda as agenda_view
 from controller.web.i18n import gettext_for
 from controller.web.pagekit import BAD_DATE, authorized_form, dmy, page_ctx, parse_dmy, tz, user_error
-from controller.web.panel import Ctx, Forbidden, redirect, render, runtime
+from controller.web.panel import NOTICES, Ctx, Forbidden, redirect, render, runtime, with_headers
 
 router = APIRouter(include_in_schema=False)
 BAD_TIME = "Giờ không hợp lệ. Hãy viết giờ:phút theo 24 giờ, ví dụ 07:30."
@@ -46,10 +51,28 @@ def parse_clock(value: str) -> time:
     return time(int(m.group(1)), int(m.group(2)))  # ValueError past 23:59
 
 
+def wants_json(request: Request) -> bool:
+    """The calendar's drag and drop (calendar-drag.js) asks for JSON; the form asks for a page."""
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return with_headers(JSONResponse(body, status_code=status))
+
+
+def _json_refusal(ctx: Ctx, status: int, message: Any) -> Response:
+    """A refusal for the drag and drop: the words the form page would show, in the page's language."""
+    text, params = message
+    return _json(status, {"ok": False, "message": gettext_for(ctx.lang)(text, **params)})
+
+
 def _refused(request: Request, ctx: Ctx, exc: UserError, broadcast_id: int) -> Response:
     """A refusal that is not about the time typed: the panel's 403 page, a 404, or an error page."""
     if exc.status == 403 and exc.key == "auth.forbidden":
         raise Forbidden() from exc
+    if wants_json(request):
+        found = (NOT_FOUND, {"id": broadcast_id}) if exc.status == 404 else user_error(exc, ctx.lang)
+        return _json_refusal(ctx, exc.status, found)
     if exc.status == 404:
         return render(request, "error.html", status=404, ctx=ctx, message=(NOT_FOUND, {"id": broadcast_id}))
     return render(request, "error.html", status=exc.status, ctx=ctx, message=user_error(exc, ctx.lang))
@@ -67,6 +90,8 @@ def _facts(s: Session, ctx: Ctx, bc: Broadcast, zone: ZoneInfo) -> dict[str, Any
 
 def _page(request: Request, ctx: Ctx, facts: dict[str, Any], form: dict[str, str], *, status: int = 200,
           error: Any = None, blocked: Any = None, policy_blocked: bool = False) -> Response:  # fmt: skip
+    if wants_json(request) and error is not None:
+        return _json_refusal(ctx, status, error)
     return render(request, "broadcast_move.html", status=status, ctx=ctx, bc=facts, form=form, error=error,
                   blocked=blocked, policy_blocked=policy_blocked)  # fmt: skip
 
@@ -132,4 +157,8 @@ async def move(request: Request, broadcast_id: int) -> Response:
         s.commit()  # the stations' new desired state is queued in this same transaction
     local = new_start.astimezone(zone).date()
     ok = "broadcast_moved" if approved else "broadcast_moved_draft"
-    return redirect(f"/schedules?view=month&month={local:%Y-%m}&day={local.isoformat()}&ok={ok}#day")
+    location = f"/schedules?view=month&month={local:%Y-%m}&day={local.isoformat()}&ok={ok}#day"
+    if wants_json(request):
+        return _json(200, {"ok": True, "ok_key": ok, "notice": gettext_for(ctx.lang)(NOTICES[ok]),
+                           "location": location, "start": new_start.isoformat()})  # fmt: skip
+    return redirect(location)

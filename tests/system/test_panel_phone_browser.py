@@ -11,7 +11,8 @@ en-US so that every date and time seen is the app's own format, not the browser'
   the network gone a page navigation gets the offline page (never the old page) and an
   /api/ request fails instead of being answered from a cache.
 
-Screenshots of the main pages at both widths go to test-artifacts/panel/ (gitignored)."""
+Screenshots of every page (the menu's and the pages reached from them) at both widths go to
+test-artifacts/panel/ (gitignored); a phone never scrolls a page sideways."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ PHONE = {"width": 390, "height": 844}
 WIDE = {"width": 1366, "height": 900}
 MAIN_PAGES = ["/", "/stations", "/bulletins", "/schedules", "/playlog", "/alarms", "/reports"]
 DATE_PAGES = ["/schedules", "/playlog", "/audit", "/reports"]
+SUB_PAGES = ["/emergency", "/emergency-presets", "/bulletins/tts", "/schedules/new", "/schedules?view=month",
+             "/library", "/stations-import", "/admin/areas", "/account/password", "/account/alerts"]
 US_TIME = re.compile(r"\b\d{1,2}:\d{2}(:\d{2})?\s?(AM|PM|am|pm)\b")
 ISO = re.compile(r"\b\d{4}-\d{2}-\d{2}(T|\b)")
 SLASHED = re.compile(r"\b\d{1,4}/\d{1,2}(/\d{2,4})?\b")
@@ -269,3 +272,30 @@ async def test_installable_service_worker_and_offline_page(panel: ServedPanel, b
     await page.context.set_offline(False)
     await page.goto("/schedules")
     assert await page.locator("#agenda").is_visible()
+
+
+async def test_every_page_of_the_menu_at_both_widths(panel: ServedPanel, browser: Any) -> None:
+    """Every page the menu offers an admin (who sees them all), at 390 px and at 1366 px: it opens
+    with its heading, a phone never has to scroll it sideways (wide tables scroll inside their own
+    box), and its screenshot is kept under test-artifacts/panel/ for review."""
+    seeded = Panel.seed(panel)  # type: ignore[arg-type]
+    for label, viewport in (("phone-390", PHONE), ("wide-1366", WIDE)):
+        page = await _page(browser, panel, viewport, "admin", panel.admin_password)
+        links = await page.eval_on_selector_all(
+            "#site-menu nav a[href^='/']", "els => [...new Set(els.map(a => a.getAttribute('href')))]")
+        assert len(links) >= 12, links
+        # ...and the pages reached from them (a form, a library, a station, the month).
+        station = f"/stations/{next(iter(seeded['devices'].values()))[0]}"
+        links += [p for p in [*SUB_PAGES, station] if p not in links]
+        sideways: dict[str, int] = {}
+        for path in links:
+            answer = await page.goto(path)
+            assert answer is not None and answer.status == 200, (path, answer and answer.status)
+            assert await page.locator("main h1, h1").first.is_visible(), path
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            if width > viewport["width"] + 1:
+                sideways[path] = width
+            name = path.strip("/").replace("/", "-").replace("?view=", "-") or "dashboard"
+            await shot(page, f"all-{label}-{name}")
+        assert not sideways, f"pages wider than the {label} screen: {sideways}"
+        await page.context.close()

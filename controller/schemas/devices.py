@@ -63,6 +63,7 @@ class DeviceEventOut(Out):
     broadcast_id: int | None = None
     reason: str | None = None
     detail: dict[str, Any] | None = None
+    ready_at: str | None = None  # play_started: when the station could have sounded it (docs/protocol.md)
     received_at: str
 
 

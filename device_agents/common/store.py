@@ -119,21 +119,24 @@ class AgentStore:
 
     # -- schedule ---------------------------------------------------------------
     def upsert_items(self, items: list[ScheduleItem], source: str = "desired") -> list[ScheduleItem]:
-        """Add new items; return those that are new or still pending (to (re)arm).
+        """Add new items; return those that are new or changed while still pending (to (re)arm).
 
-        `source` says who owns a pending item: a newer desired state may drop only the
-        items that came from desired state, never one sent as a command (e.g. an emergency
-        on a group topic).
+        An item that comes again unchanged is not returned: re-arming it cancels a runner that
+        may be decoding its audio or switching its relay a moment before the start, and the new
+        one starts late (seen when a controller restart re-published every station's desired
+        state just before a bulletin). `source` says who owns a pending item: a newer desired
+        state may drop only the items that came from desired state, never one sent as a command
+        (e.g. an emergency on a group topic).
         """
         armed: list[ScheduleItem] = []
         with self._tx() if len(items) > 1 else contextlib.nullcontext(self._db) as db:
             for item in items:
-                # New: inserted; still pending: updated; playing or done: left alone (no change).
-                # (An upsert, SQLite >= 3.24; no RETURNING, which older Pi images lack.)
+                # New: inserted; pending and changed: updated; unchanged, playing or done: left
+                # alone. (An upsert, SQLite >= 3.24; no RETURNING, which older Pi images lack.)
                 cur = db.execute(
                     "INSERT INTO items(item_id, start_at, body, source) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(item_id) DO UPDATE SET start_at=excluded.start_at, body=excluded.body "
-                    "WHERE items.state='pending'",
+                    "WHERE items.state='pending' AND items.body IS NOT excluded.body",
                     (item.item_id, item.start_at.timestamp(), item.model_dump_json(), source),
                 )
                 if cur.rowcount == 1:

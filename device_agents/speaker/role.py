@@ -185,6 +185,9 @@ class SpeakerRole:
     def _accept(self, items: list[ScheduleItem], source: str = "desired") -> None:
         for item in self.store.upsert_items(items, source=source):
             self._arm(item)
+        for item in items:  # unchanged and pending, but nobody waits for it (its runner failed)
+            if item.item_id not in self._runners and self.store.item_state(item.item_id) == "pending":
+                self._arm(item)
 
     async def _cancel(self, item_id: str, why: str) -> None:
         runner = self._runners.pop(item_id, None)

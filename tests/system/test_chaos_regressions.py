@@ -48,6 +48,13 @@ async def _ready(value: int) -> int:
     return value
 
 
+async def _holds_audio(st: Station, sha256: str) -> None:
+    """The station fetches the audio after it acknowledges; a controller killed before that leaves
+    it nothing to play (a failed play, reported: not what these tests are about)."""
+    path = st.config.data_dir / "media" / f"{sha256}.media"
+    await eventually(lambda: _ready(path.exists()), bool, timeout=30, what="the audio in the station's cache")
+
+
 async def _played(st: Station, count: int) -> None:
     await st.sink.wait_for(lambda p: p.completed, timeout=30, start_index=count - 1)
 
@@ -96,6 +103,7 @@ async def test_proof_of_play_survives_a_broker_crash_while_the_controller_is_awa
     media = await api.upload(tone(tmp_path / "b.wav", freq=440, seconds=1.0))
     bc = await api.send(media, datetime.now(UTC) + timedelta(seconds=8), {"devices": [st.device_id]})
     await api.wait_for_acks(bc["id"], 1)
+    await _holds_audio(st, media["sha256"])
     system.controller.stop(signal.SIGKILL)  # away (crashed, or still reconnecting) ...
     system.broker.kill()  # ... when the broker crashes: its memory had the controller's session
     system.broker.start()
@@ -118,6 +126,7 @@ async def test_proof_of_play_survives_a_controller_kill_before_its_batch_is_stor
     media = await api.upload(tone(tmp_path / "b.wav", freq=440, seconds=1.0))
     bc = await api.send(media, datetime.now(UTC) + timedelta(seconds=6), {"devices": [st.device_id]})
     await api.wait_for_acks(bc["id"], 1)
+    await _holds_audio(st, media["sha256"])
     db_file = system.database_url.removeprefix("sqlite:///")
     # Hold the database for a moment (a slow disk, a long report query): ingest's write waits,
     # the messages it was handed wait in memory, already acknowledged to the broker.

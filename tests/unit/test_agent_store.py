@@ -27,13 +27,18 @@ def item(item_id: str, minutes: int = 5) -> ScheduleItem:
 
 def test_an_item_moves_to_playing_once(tmp_path: Path) -> None:
     store = AgentStore(tmp_path / "a.sqlite3")
-    assert [i.item_id for i in store.upsert_items([item("b1"), item("b2")])] == ["b1", "b2"]
+    b1, b2 = item("b1"), item("b2")
+    assert [i.item_id for i in store.upsert_items([b1, b2])] == ["b1", "b2"]
     assert store.transition("b1", "playing", expect="pending")
     assert not store.transition("b1", "playing", expect="pending")  # the second attempt loses
     store.transition("b1", "done", "played", event=QueuedEvent("t", b"e1", "event-e1"))
-    # Redelivery of the same desired state re-arms only what is still pending.
-    assert [i.item_id for i in store.upsert_items([item("b1"), item("b2")])] == ["b2"]
-    assert store.item_state("b1") == "done"
+    # Redelivery of the same desired state re-arms nothing: b1 is done, b2 pending and unchanged
+    # (its runner keeps going; re-arming it just before its start made it late).
+    assert store.upsert_items([b1, b2]) == []
+    assert store.item_state("b1") == "done" and store.item_state("b2") == "pending"
+    # A pending item that changed (moved, new audio) is re-armed; a done one never is.
+    moved = b2.model_copy(update={"start_at": b2.start_at + timedelta(minutes=5)})
+    assert [i.item_id for i in store.upsert_items([b1, moved])] == ["b2"]
 
 
 def test_dropping_pending_items_keeps_history(tmp_path: Path) -> None:

@@ -88,6 +88,7 @@ class HeldAlarmNote(Base):
     kind: Mapped[str] = mapped_column(String(32))
     device_name: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the alarm opened / was resolved
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when its episode opened
     quiet: Mapped[str] = mapped_column(String(11))  # "22:00–06:00", the window it was held in
     status: Mapped[str] = mapped_column(String(8), default="held")
     digest_id: Mapped[str | None] = mapped_column(String(32))

@@ -112,8 +112,14 @@ async def test_one_digest_per_channel_when_quiet_hours_end(
         for notifier in notifiers:
             await notifier.send(n)
 
-    # The night: overheating at 22:15 over at 23:40; a clock alarm at 01:05 still open in the
-    # morning; the station offline at 02:00 (critical: at once, to both).
+    # 21:30, before the quiet hours: a cut speaker line, sent at once.
+    t_line = NIGHT - timedelta(minutes=30)
+    line_open = note(db, "opened", 10, "speaker_line", "spk-2", t_line)
+    await publish(line_open, a_notifiers)
+    # The night: the line repaired at 22:45; overheating at 22:15 over at 23:40; a clock alarm at
+    # 01:05 still open in the morning; the station offline at 02:00 (critical: at once, to both).
+    await publish(note(db, "resolved", 10, "speaker_line", "spk-2", t_line, NIGHT + timedelta(minutes=45)),
+                  a_notifiers)  # fmt: skip
     t_hot, t_cool = NIGHT + timedelta(minutes=15), NIGHT + timedelta(hours=1, minutes=40)
     t_clock, t_off = NIGHT + timedelta(hours=3, minutes=5), NIGHT + timedelta(hours=4)
     hot = note(db, "opened", 11, "overheating", "spk-1", t_hot)
@@ -125,14 +131,15 @@ async def test_one_digest_per_channel_when_quiet_hours_end(
     offline = note(db, "opened", 13, "offline", "spk-1", t_off)
     await publish(offline, a_notifiers)
 
-    assert sim.texts_to(PHONE) == [sms_text(offline, cfg.timezone)]
+    assert sim.texts_to(PHONE) == [sms_text(line_open, cfg.timezone), sms_text(offline, cfg.timezone)]
     # The colleague has no quiet hours: everything at once (the change published twice reached
     # them twice: a duplicate the engine never makes, here only to see it held once).
-    assert sim.texts_to(OTHER_PHONE)[0] == sms_text(hot, cfg.timezone) and len(sim.texts_to(OTHER_PHONE)) == 5
-    (zalo_offline,) = zalo.texts_to(ZALO_ID)
+    assert sim.texts_to(OTHER_PHONE)[2] == sms_text(hot, cfg.timezone) and len(sim.texts_to(OTHER_PHONE)) == 7
+    zalo_line, zalo_offline = zalo.texts_to(ZALO_ID)
+    assert zalo_line.startswith("Cảnh báo: Đứt dây loa")
     assert zalo_offline.startswith("Cảnh báo: Trạm mất kết nối")
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(HeldAlarmNote)) == 6  # 3 changes x 2 channels
+        assert s.scalar(select(func.count()).select_from(HeldAlarmNote)) == 8  # 4 changes x 2 channels
 
     # 05:59: still quiet, both replicas tick: nothing.
     clock.now = NIGHT + timedelta(hours=7, minutes=59)
@@ -142,18 +149,20 @@ async def test_one_digest_per_channel_when_quiet_hours_end(
     sent = await asyncio.gather(a_digest.tick(), b_digest.tick())
     assert sum(sent) == 2
     # One SMS holds 70 characters: the counts, then as much of the first episode as fits.
-    digest_sms = "Trong giờ yên lặng 22:00–06:00: 2 cảnh báo, 1 đã hết: Tủ thiết bị quá…"
-    assert sim.texts_to(PHONE) == [sms_text(offline, cfg.timezone), digest_sms]
+    digest_sms = "Trong giờ yên lặng 22:00–06:00: 3 cảnh báo, 2 đã hết: Đứt dây loa (đã…"
+    assert sim.texts_to(PHONE) == [sms_text(line_open, cfg.timezone), sms_text(offline, cfg.timezone),
+                                   digest_sms]  # fmt: skip
     assert len(digest_sms) == 70
-    assert zalo.texts_to(ZALO_ID)[1:] == [
-        "Trong giờ yên lặng 22:00–06:00: 2 cảnh báo, 1 đã hết:\n"
+    assert zalo.texts_to(ZALO_ID)[2:] == [
+        "Trong giờ yên lặng 22:00–06:00: 3 cảnh báo, 2 đã hết:\n"
+        "• 21:30 06/12/2026: Đứt dây loa – Cụm loa 02, đã hết lúc 22:45 06/12/2026\n"
         "• 22:15 06/12/2026: Tủ thiết bị quá nóng – Cụm loa 01, đã hết lúc 23:40 06/12/2026\n"
         "• 01:05 07/12/2026: Đồng hồ trạm lệch – Cụm loa 02, chưa hết"
     ]
     # Later ticks, on either replica: nothing more.
     clock.now += timedelta(minutes=5)
     assert await asyncio.gather(a_digest.tick(), b_digest.tick()) == [0, 0]
-    assert len(sim.texts_to(PHONE)) == 2 and len(zalo.texts_to(ZALO_ID)) == 2
+    assert len(sim.texts_to(PHONE)) == 3 and len(zalo.texts_to(ZALO_ID)) == 3
     with db.session() as s:
         assert set(s.scalars(select(HeldAlarmNote.status))) == {"sent"}
     for notifier in a_notifiers + b_notifiers:

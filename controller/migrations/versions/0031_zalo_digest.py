@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("device_name", sa.String(length=200), nullable=False),
         sa.Column("at", controller.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("opened_at", controller.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("quiet", sa.String(length=11), nullable=False),
         sa.Column("status", sa.String(length=8), nullable=False),
         sa.Column("digest_id", sa.String(length=32), nullable=True),

@@ -4,7 +4,7 @@ During a user's quiet hours non-critical alarm changes are kept in `held_alarm_n
 `hold`, once per user, channel, alarm and event). When the user is no longer in quiet hours, one
 message per channel sums them up, episodes over during the night said as such:
 
-    SMS:  "Trong giờ yên lặng 22:00–06:00: 3 cảnh báo, 2 đã hết: Tủ thiết bị quá nóng – Cụm loa 01…"
+    SMS:  "Trong giờ yên lặng 22:00–06:00: 3 cảnh báo, 2 đã hết: Đứt dây loa (đã hết); Tủ…"
     Zalo: the same head, then one line per episode with its times.
 
 Nothing twice, also with replicas: the dispatch-lease holder runs the loop, and each digest first
@@ -47,21 +47,21 @@ HELD, SENDING, SENT, FAILED, DROPPED = "held", "sending", "sent", "failed", "dro
 class Episode:
     kind: str
     device_name: str
-    opened_at: datetime | None  # None: it opened before the quiet hours (only its end was held)
+    opened_at: datetime  # also for one that opened before the quiet hours (only its end was held)
     resolved_at: datetime | None  # None: not over yet
 
 
 def episodes(rows: Sequence[HeldAlarmNote]) -> list[Episode]:
-    """One entry per alarm, in the order they happened."""
+    """One entry per alarm, in the order they opened."""
     by_alarm: dict[int, dict[str, HeldAlarmNote]] = {}
     for r in sorted(rows, key=lambda r: (r.at, r.id)):
         by_alarm.setdefault(r.alarm_id, {})[r.event] = r
     out = []
     for events in by_alarm.values():
         first = events.get("opened") or events["resolved"]
-        out.append(Episode(first.kind, first.device_name, events["opened"].at if "opened" in events else None,
+        out.append(Episode(first.kind, first.device_name, first.opened_at,
                            events["resolved"].at if "resolved" in events else None))  # fmt: skip
-    return out
+    return sorted(out, key=lambda e: e.opened_at)
 
 
 def digest_text(quiet: str, eps: Sequence[Episode], channel: str, tz: str, lang: str = "vi") -> str:
@@ -72,12 +72,15 @@ def digest_text(quiet: str, eps: Sequence[Episode], channel: str, tz: str, lang:
     def name(e: Episode) -> str:
         return f"{t(f'alarm.kind.{e.kind}', lang)} – {e.device_name}"
 
-    if channel == "sms":
-        items = [t("alarm.digest.item_over", lang, item=name(e)) if e.resolved_at else name(e) for e in eps]
+    if channel == "sms":  # 70 characters: the counts, then the kinds (the stations' names would not fit)
+        items = []
+        for e in eps:
+            kind = t(f"alarm.kind.{e.kind}", lang)
+            items.append(t("alarm.digest.item_over", lang, item=kind) if e.resolved_at else kind)
         return fit_sms(f"{head}: " + "; ".join(items))
     lines = []
     for e in eps:
-        opened = formats.time_date(e.opened_at, tz, lang) if e.opened_at else "…"
+        opened = formats.time_date(e.opened_at, tz, lang)
         if e.resolved_at is not None:
             lines.append(t("alarm.digest.line_over", lang, at=opened, item=name(e),
                            over_at=formats.time_date(e.resolved_at, tz, lang)))  # fmt: skip

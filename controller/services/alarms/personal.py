@@ -154,7 +154,8 @@ def hold(s: Session, user: User, prefs: UserAlertPrefs, channel: str, note: Alar
     at = note.resolved_at if note.event == "resolved" and note.resolved_at else note.opened_at
     s.execute(insert(HeldAlarmNote).values(
         user_id=user.id, channel=channel, alarm_id=note.alarm_id, event=note.event, kind=note.kind,
-        device_name=note.device_name[:200], at=at, quiet=f"{prefs.quiet_start}–{prefs.quiet_end}",
+        device_name=note.device_name[:200], at=at, opened_at=note.opened_at,
+        quiet=f"{prefs.quiet_start}–{prefs.quiet_end}",
         status="held", attempts=0, created_at=datetime.now(UTC),
     ).on_conflict_do_nothing(index_elements=["user_id", "channel", "alarm_id", "event"]))  # fmt: skip
 

@@ -22,9 +22,11 @@ from controller.mqtt.bus import MqttBus
 from controller.mqtt.receipts import ReceiptSender
 from controller.mqtt.tls import broker_tls_context
 from controller.services import broker_auth, emergency, metrics, seed, signing_keys, telemetry
+from controller.services.alarms.digest import QuietDigest
 from controller.services.alarms.engine import AlarmEngine
 from controller.services.alarms.notify import NotificationHub, notifiers_from_settings
-from controller.services.alarms.personal import personal_notifiers
+from controller.services.alarms.personal import PersonalNotifier, ZaloChannel, personal_notifiers
+from controller.services.alarms.zalo_tokens import ZaloTokenStore
 from controller.services.audio_lanes import AudioLanes
 from controller.services.backup.nightly import NightlyBackup
 from controller.services.broker_outages import OutageRecorder
@@ -182,6 +184,7 @@ class Runtime:
             self.tasks += [asyncio.create_task(self.notifications.run(), name="alarm-notify"),
                            asyncio.create_task(self.alarms.run(), name="alarms"),
                            asyncio.create_task(self._telemetry_maintenance(), name="telemetry-rollup")]
+            self._start_personal(self.notifications)
         if self.settings.backup_dir is not None:  # only the dispatch-lease holder backs up
             nightly = NightlyBackup(self.db, self.settings, is_leader=lambda: self.publisher.is_leader)
             self.tasks.append(asyncio.create_task(nightly.run(), name="nightly-backup"))
@@ -193,6 +196,24 @@ class Runtime:
         with self.db.session() as s:
             ids = list(s.scalars(select(Device.id).where(Device.retired_at.is_(None))))
         self.publisher.mark_dirty(ids)
+
+    def _start_personal(self, hub: NotificationHub) -> None:
+        """The quiet-hours digest and the Zalo token refresh: work of the dispatch-lease holder
+        (docs/health.md, "Per-user SMS and Zalo"); both also claim their rows in the database."""
+        channels = [n.channel for n in hub.notifiers if isinstance(n, PersonalNotifier)]
+        if not channels:
+            return
+
+        def leader() -> bool:
+            return self.publisher.is_leader
+
+        digest = QuietDigest(self.db, self.settings, channels, is_leader=leader)
+        self.tasks.append(asyncio.create_task(digest.run(self.settings.alarm_digest_check_s),
+                                              name="alarm-digest"))  # fmt: skip
+        for channel in channels:
+            if isinstance(channel, ZaloChannel) and isinstance(channel.tokens, ZaloTokenStore):
+                self.tasks.append(asyncio.create_task(
+                    channel.tokens.keep_fresh(leader, self.settings.zalo_token_check_s), name="zalo-token"))
 
     async def _roll_horizon(self) -> None:
         """Recurring schedules expand into a rolling horizon: re-publish every station now

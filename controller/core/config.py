@@ -196,14 +196,27 @@ class Settings(BaseSettings):
     alarm_sms_baudrate: int = Field(default=115200, ge=1200)
     alarm_sms_attempts: int = Field(default=3, ge=1, le=10)
     alarm_sms_retry_s: float = Field(default=2.0, ge=0, le=300)
-    # Zalo Official Account messages: the OA access token only from the environment
-    # (COMMUNECAST_ZALO_OA_ACCESS_TOKEN); none: no Zalo.
+    # Zalo Official Account messages. Secrets only from the environment, never the repository:
+    # COMMUNECAST_ZALO_OA_APP_ID, _ZALO_OA_SECRET_KEY and _ZALO_OA_REFRESH_TOKEN (the first refresh
+    # token: the controller refreshes the access token itself and keeps the rotated pair in the
+    # database, table zalo_oa_tokens, services/alarms/zalo_tokens.py), or only
+    # COMMUNECAST_ZALO_OA_ACCESS_TOKEN (a fixed token, expires in ~25 h). None of them: no Zalo.
     zalo_oa_url: str = "https://openapi.zalo.me/v3.0/oa/message/cs"
     zalo_oa_access_token: SecretStr | None = None
+    zalo_oa_app_id: str | None = None
+    zalo_oa_secret_key: SecretStr | None = None
+    zalo_oa_refresh_token: SecretStr | None = None
+    zalo_oauth_url: str = "https://oauth.zaloapp.com/v4/oa/access_token"
+    # Refresh this long before the access token expires (Zalo: expires_in ~90,000 s); the leader
+    # checks every zalo_token_check_s, so an idle installation keeps its refresh token alive too.
+    zalo_token_refresh_margin_s: float = Field(default=3600.0, ge=0, le=86400)
+    zalo_token_check_s: float = Field(default=300.0, gt=0, le=86400)
     zalo_attempts: int = Field(default=4, ge=1, le=10)
     zalo_retry_s: float = Field(default=1.0, ge=0, le=300)
-    # Kinds that reach people also during their quiet hours.
+    # Kinds that reach people also during their quiet hours; the rest waits for the digest the
+    # dispatch-lease holder sends when a user's quiet hours end (checked this often).
     alarm_critical_kinds: list[str] = Field(default_factory=lambda: ["offline", "mains_loss"])
+    alarm_digest_check_s: float = Field(default=30.0, gt=0, le=3600)
     # /metrics: with a token, a bearer token is required; without, only loopback clients get it.
     metrics_token: str | None = None
 
@@ -225,6 +238,16 @@ class Settings(BaseSettings):
     backup_at: str = "02:30"
     backup_keep: int = Field(default=7, ge=1, le=1000)
     backup_passphrase: SecretStr | None = None
+
+    @property
+    def zalo_refreshable(self) -> bool:
+        """App id, secret key and a first refresh token: the controller keeps the token fresh."""
+        return bool(self.zalo_oa_app_id and self.zalo_oa_secret_key is not None
+                    and self.zalo_oa_refresh_token is not None)  # fmt: skip
+
+    @property
+    def zalo_enabled(self) -> bool:
+        return self.zalo_oa_access_token is not None or self.zalo_refreshable
 
     @field_validator("backup_at")
     @classmethod

@@ -6,13 +6,20 @@ Official Account user id, which channels, and quiet hours (local "HH:MM"). Kept 
 
 `EmergencyPreset`: a province's ready-made emergency texts (storm, flood, ...), edited by its
 operators and admins; `area_id` NULL is the installation-wide default an unscoped admin edits.
+
+`ZaloOaToken`: the one row of the Zalo OA token pair (access + single-use refresh token), kept in
+the database so that every replica sees the latest rotation and a restart does not lose it.
+
+`HeldAlarmNote`: an alarm change held back during a user's quiet hours, per channel, until the
+digest at the end of the quiet hours (services/alarms/digest.py) sends it (status held -> sending
+-> sent | failed | dropped).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.db.models import Base, utcnow
@@ -48,3 +55,43 @@ class EmergencyPreset(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ZaloOaToken(Base):
+    __tablename__ = "zalo_oa_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
+    access_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # SHA-256 of the environment's refresh token this chain started from: a new one there (the
+    # operator made a fresh one after a broken chain) starts a new chain.
+    seed_digest: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    refreshing_by: Mapped[str | None] = mapped_column(String(64))  # the replica refreshing now
+    refreshing_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class HeldAlarmNote(Base):
+    __tablename__ = "held_alarm_notes"
+    __table_args__ = (
+        UniqueConstraint("user_id", "channel", "alarm_id", "event"),
+        Index("ix_held_alarm_notes_status_user", "status", "user_id", "channel"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))  # sms | zalo
+    alarm_id: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(16))  # opened | resolved
+    kind: Mapped[str] = mapped_column(String(32))
+    device_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the alarm opened / was resolved
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when its episode opened
+    quiet: Mapped[str] = mapped_column(String(11))  # "22:00–06:00", the window it was held in
+    status: Mapped[str] = mapped_column(String(8), default="held")
+    digest_id: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

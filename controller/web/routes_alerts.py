@@ -49,7 +49,7 @@ def _page(request: Request, ctx: Ctx, user_id: int, *, status: int = 200, error:
     critical = ", ".join(t(f"alarm.kind.{k}", ctx.lang) for k in s_cfg.alarm_critical_kinds)
     return render(request, "account_alerts.html", status=status, ctx=ctx, target_id=user_id,
                   target_name=username, people=people, values=shown, error=error,
-                  sms_ready=bool(s_cfg.alarm_sms_port), zalo_ready=s_cfg.zalo_oa_access_token is not None,
+                  sms_ready=bool(s_cfg.alarm_sms_port), zalo_ready=s_cfg.zalo_enabled,
                   critical=critical)  # fmt: skip
 
 

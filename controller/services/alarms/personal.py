@@ -8,8 +8,9 @@ person's settings (`UserAlertPrefs`, the account page):
   the desk talking to itself: not worth waking anyone). The engine publishes each change of an
   episode once (`INSERT … ON CONFLICT DO NOTHING`, `UPDATE … RETURNING`), also with replicas;
 - during the user's quiet hours (local time, e.g. 22:00–06:00) only `alarm_critical_kinds`
-  (default: the station is offline, mains loss) go through; the rest is *held back*: not sent,
-  logged, and not sent later either (the morning's alarm page shows what is still open).
+  (default: the station is offline, mains loss) go through; the rest is *held back*: kept in
+  `held_alarm_notes` (per user and channel, once) and summed up in one digest message per user
+  and channel when the quiet hours end (digest.py).
 
 One `PersonalNotifier` per channel is one worker of the `NotificationHub`, so a slow modem
 never delays Zalo. It never raises: the hub would retry the whole note and message again the
@@ -20,23 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from controller.core.config import Settings
 from controller.core.i18n import t
 from controller.core.permissions import covers
 from controller.db.models import Device, User
-from controller.db.models_alerts import UserAlertPrefs
+from controller.db.models_alerts import HeldAlarmNote, UserAlertPrefs
 from controller.db.session import Database
 from controller.i18n import formats
 from controller.services.alarms.notify import AlarmNote, Notifier
 from controller.services.alarms.sms import AtModemSms, SmsSender, fit_sms
 from controller.services.alarms.zalo import ZaloOaClient
+from controller.services.alarms.zalo_tokens import TokenSource, ZaloTokenStore
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,8 @@ class Channel(Protocol):
 
     async def deliver(self, address: str, note: AlarmNote) -> None: ...
 
+    async def deliver_text(self, address: str, text: str) -> None: ...
+
 
 class SmsChannel:
     kind = "sms"
@@ -111,6 +118,9 @@ class SmsChannel:
 
     async def deliver(self, address: str, note: AlarmNote) -> None:
         await asyncio.to_thread(self._sender.send, address, sms_text(note, self._tz))
+
+    async def deliver_text(self, address: str, text: str) -> None:
+        await asyncio.to_thread(self._sender.send, address, fit_sms(text))
 
 
 class ZaloChannel:
@@ -127,13 +137,33 @@ class ZaloChannel:
     async def deliver(self, address: str, note: AlarmNote) -> None:
         await self._client.send_text(address, zalo_text(note, self._tz))
 
+    async def deliver_text(self, address: str, text: str) -> None:
+        await self._client.send_text(address, text)
+
+    @property
+    def tokens(self) -> TokenSource:
+        return self._client.tokens
+
     async def close(self) -> None:
         await self._client.close()
 
 
+def hold(s: Session, user: User, prefs: UserAlertPrefs, channel: str, note: AlarmNote) -> None:
+    """Keep a held-back change for the user's digest (once, also when two replicas hold it)."""
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[s.get_bind().dialect.name]
+    at = note.resolved_at if note.event == "resolved" and note.resolved_at else note.opened_at
+    s.execute(insert(HeldAlarmNote).values(
+        user_id=user.id, channel=channel, alarm_id=note.alarm_id, event=note.event, kind=note.kind,
+        device_name=note.device_name[:200], at=at, opened_at=note.opened_at,
+        quiet=f"{prefs.quiet_start}–{prefs.quiet_end}",
+        status="held", attempts=0, created_at=datetime.now(UTC),
+    ).on_conflict_do_nothing(index_elements=["user_id", "channel", "alarm_id", "event"]))  # fmt: skip
+
+
 def recipients(db: Database, cfg: Settings, channel: Channel, note: AlarmNote,
                now: datetime | None = None) -> list[Recipient]:  # fmt: skip
-    """The people this note goes to on this channel, by area and quiet hours."""
+    """The people this note goes to on this channel, by area and quiet hours (the held-back
+    ones are kept for their digest)."""
     local = (now or datetime.now(UTC)).astimezone(ZoneInfo(cfg.timezone)).time()
     critical = note.kind in cfg.alarm_critical_kinds
     out: list[Recipient] = []
@@ -152,8 +182,10 @@ def recipients(db: Database, cfg: Settings, channel: Channel, note: AlarmNote,
             except ValueError:
                 quiet = False
             if quiet and not critical:
-                log.info("%s: alarm %s %s held back for %s (quiet hours %s–%s)", channel.name, note.alarm_id,
-                         note.event, user.username, prefs.quiet_start, prefs.quiet_end)  # fmt: skip
+                log.info("%s: alarm %s %s held back for %s until the end of quiet hours %s–%s",
+                         channel.name, note.alarm_id, note.event, user.username, prefs.quiet_start,
+                         prefs.quiet_end)  # fmt: skip
+                hold(s, user, prefs, channel.kind, note)
                 continue
             out.append(Recipient(user.username, address))
     return out
@@ -162,16 +194,18 @@ def recipients(db: Database, cfg: Settings, channel: Channel, note: AlarmNote,
 class PersonalNotifier:
     """One channel's messages to the people who asked for them (a `Notifier` of the hub)."""
 
-    def __init__(self, db: Database, cfg: Settings, channel: Channel) -> None:
+    def __init__(self, db: Database, cfg: Settings, channel: Channel,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:  # fmt: skip
         self._db = db
         self._cfg = cfg
+        self._clock = clock
         self.channel = channel
         self.name = f"personal-{channel.name}"
 
     async def send(self, note: AlarmNote) -> None:
         if note.event not in PERSONAL_EVENTS:
             return
-        people = await asyncio.to_thread(recipients, self._db, self._cfg, self.channel, note)
+        people = await asyncio.to_thread(recipients, self._db, self._cfg, self.channel, note, self._clock())
         for person in people:
             try:
                 await self.channel.deliver(person.address, note)
@@ -197,8 +231,14 @@ def personal_notifiers(db: Database, cfg: Settings) -> list[Notifier]:
         modem = AtModemSms(cfg.alarm_sms_port, baudrate=cfg.alarm_sms_baudrate,
                            attempts=cfg.alarm_sms_attempts, backoff_s=cfg.alarm_sms_retry_s)  # fmt: skip
         out.append(PersonalNotifier(db, cfg, SmsChannel(modem, cfg.timezone)))
-    if cfg.zalo_oa_access_token is not None:
-        client = ZaloOaClient(cfg.zalo_oa_url, cfg.zalo_oa_access_token.get_secret_value(),
-                              attempts=cfg.zalo_attempts, backoff_s=cfg.zalo_retry_s)  # fmt: skip
+    if cfg.zalo_enabled:
+        tokens: TokenSource | str
+        if cfg.zalo_refreshable:
+            tokens = ZaloTokenStore(db, cfg)
+        else:
+            assert cfg.zalo_oa_access_token is not None
+            tokens = cfg.zalo_oa_access_token.get_secret_value()
+        client = ZaloOaClient(cfg.zalo_oa_url, tokens, attempts=cfg.zalo_attempts,
+                              backoff_s=cfg.zalo_retry_s)  # fmt: skip
         out.append(PersonalNotifier(db, cfg, ZaloChannel(client, cfg.timezone)))
     return out

@@ -7,7 +7,10 @@ with a non-zero `error` (e.g. -216 token invalid, -213 the user does not follow 
 JSON, not the status, says whether it went. Failures are logged and retried with a doubling
 pause, then raised: the caller (the per-user notifier) logs and goes on with the next person.
 
-The token comes from settings (COMMUNECAST_ZALO_OA_ACCESS_TOKEN), never from the repository.
+The token comes from a `TokenSource` (zalo_tokens.py): the pair the controller refreshes itself
+(COMMUNECAST_ZALO_OA_APP_ID, _SECRET_KEY, _REFRESH_TOKEN) or a fixed COMMUNECAST_ZALO_OA_ACCESS_TOKEN,
+never from the repository. An answer "access token invalid/expired" (-216, -124) gets one refresh
+and an immediate retry that does not count as an attempt. Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ import logging
 from typing import Any
 
 import httpx
+
+from controller.services.alarms.zalo_tokens import (
+    INVALID_TOKEN_ERRORS,
+    FixedToken,
+    TokenSource,
+    TokenUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +38,11 @@ class ZaloFailed(Exception):
 
 
 class ZaloOaClient:
-    def __init__(self, url: str, access_token: str, *, attempts: int = 4, backoff_s: float = 1.0,
+    def __init__(self, url: str, tokens: TokenSource | str, *, attempts: int = 4, backoff_s: float = 1.0,
                  timeout_s: float = 10.0) -> None:  # fmt: skip
         self.url = url
         self.name = f"zalo:{httpx.URL(url).host}"
-        self._token = access_token
+        self.tokens: TokenSource = FixedToken(tokens) if isinstance(tokens, str) else tokens
         self._attempts = attempts
         self._backoff = backoff_s
         self._http = httpx.AsyncClient(timeout=timeout_s)
@@ -42,9 +52,13 @@ class ZaloOaClient:
         body = {"recipient": {"user_id": user_id}, "message": {"text": text[:ZALO_TEXT_MAX]}}
         delay = self._backoff
         last = ""
-        for attempt in range(1, self._attempts + 1):
+        refreshed = False
+        attempt = 0
+        while attempt < self._attempts:
+            attempt += 1
             try:
-                r = await self._http.post(self.url, json=body, headers={"access_token": self._token})
+                token = await self.tokens.current()
+                r = await self._http.post(self.url, json=body, headers={"access_token": token})
                 answer = r.json() if r.content else {}
                 code = answer.get("error") if isinstance(answer, dict) else None
                 if r.status_code == 200 and code == 0:
@@ -52,7 +66,15 @@ class ZaloOaClient:
                     return data if isinstance(data, dict) else {}
                 said = answer.get("message") if isinstance(answer, dict) else r.text[:200]
                 last = f"HTTP {r.status_code}, error {code}: {said}"
-            except (httpx.HTTPError, ValueError) as exc:
+                if isinstance(code, int) and code in INVALID_TOKEN_ERRORS and not refreshed:
+                    refreshed = True
+                    fresh = await self.tokens.after_rejection(token)
+                    if fresh is not None and fresh != token:
+                        log.info("%s: access token refused (error %s); retrying with a refreshed one",
+                                 self.name, code)  # fmt: skip
+                        attempt -= 1  # the retry with the new token is not a failed attempt
+                        continue
+            except (httpx.HTTPError, ValueError, TokenUnavailable) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt < self._attempts:
                 log.info("%s: message to %s failed (%s); retry %d/%d in %.1f s", self.name, user_id, last,
@@ -67,3 +89,6 @@ class ZaloOaClient:
 
     async def close(self) -> None:
         await self._http.aclose()
+        close = getattr(self.tokens, "close", None)
+        if close is not None:
+            await close()

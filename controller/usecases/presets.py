@@ -15,7 +15,8 @@ wants to change.
 The panel (`web/routes_presets.py`) and the API (`api/routes/presets.py`, `/api/v1/emergency-presets`)
 call these same functions: `entries`/`presets` to read, `save` (the panel's form; the API's PATCH
 through `update`), `create` (a province's own version of a key, 409 if it has one) and `reset`
-(delete the province's version: the installation-wide or built-in text is offered again).
+(delete the province's version: the installation-wide or built-in text is offered again; the
+panel's "Về mẫu mặc định" through `reset_key`).
 A stored row of another province is not found (404), as a read of that province is.
 """
 
@@ -268,3 +269,14 @@ def reset(session: Session, user: User, preset_id: int) -> EmergencyPreset:
     session.flush()
     audit.record(session, user.id, "emergency.preset_reset", "area", row.area_id, key=row.key)
     return row
+
+
+def reset_key(session: Session, user: User, province_id: int | None, key: str) -> None:
+    """The panel's "Về mẫu mặc định": `reset` of the province's stored version of `key` (none: 404)."""
+    if key not in KEYS:
+        raise NotFound("preset.not_found", key=key[:32])
+    _require_edit(session, user, province_id)
+    row = _row(session, province_id, key)
+    if row is None:
+        raise NotFound("preset.not_found", key=key)
+    reset(session, user, row.id)

@@ -112,6 +112,25 @@ def test_province_operator_creates_changes_and_resets_as_the_panel_shows(panel: 
     assert field(commune.http.get("/emergency?preset=flood").text, "text").startswith(FLOOD_DEFAULT)
     assert api.delete(f"{URL}/{row['id']}").status_code == 404
 
+    # The panel's "Về mẫu mặc định" is the same reset: made through the API, reset on the panel.
+    remade = api.post(URL, json=FLOOD).json()
+    lao_cai = login(panel, "tinh.laocai")
+    r = lao_cai.post_form("/emergency-presets/flood/reset", {"province_id": str(ids["province"])},
+                          csrf_from="/emergency-presets")
+    assert r.status_code == 403  # type: ignore[attr-defined]
+    operator = login(panel, "tinh.phutho")
+    page = operator.http.get("/emergency-presets").text
+    assert 'id="reset-flood"' in page and 'id="reset-storm"' not in page
+    r = operator.post_form("/emergency-presets/flood/reset", {"province_id": str(ids["province"])},
+                           csrf_from="/emergency-presets")
+    assert r.status_code == 303, r.text  # type: ignore[attr-defined]
+    assert "Đã đưa mẫu về nội dung mặc định." in operator.http.get(r.headers["location"]).text  # type: ignore[attr-defined]
+    assert by_key(api.get(URL).json())["flood"]["source"] == "builtin"
+    assert api.patch(f"{URL}/{remade['id']}", json={"text": "x"}).status_code == 404
+    r = operator.post_form("/emergency-presets/flood/reset", {"province_id": str(ids["province"])},
+                           csrf_from="/emergency-presets")
+    assert r.status_code == 404  # type: ignore[attr-defined]
+
 
 def test_who_may_read_and_write(panel: Panel) -> None:
     ids = seed(panel)

@@ -35,7 +35,7 @@ def has_message(key: str) -> bool:
     return key in message_keys()
 
 
-def t(key: str, lang: str = "vi", **params: object) -> str:
+def t(key: str, lang: str = "vi", /, **params: object) -> str:
     """The message `key` in `lang` ("en", else Vietnamese), its {placeholders} filled.
 
     KeyError for an unknown key, as a typo should fail loudly in tests."""

@@ -11,6 +11,13 @@ an approver, a technician and a viewer read but never write; another province's 
 A preset is looked up as: the province's own row, else the installation-wide row (area NULL),
 else the built-in default below: the defaults need no seeding and a province edits only what it
 wants to change.
+
+The panel (`web/routes_presets.py`) and the API (`api/routes/presets.py`, `/api/v1/emergency-presets`)
+call these same functions: `entries`/`presets` to read, `save` (the panel's form; the API's PATCH
+through `update`), `create` (a province's own version of a key, 409 if it has one) and `reset`
+(delete the province's version: the installation-wide or built-in text is offered again; the
+panel's "Về mẫu mặc định" through `reset_key`).
+A stored row of another province is not found (404), as a read of that province is.
 """
 
 from __future__ import annotations
@@ -113,17 +120,38 @@ def _view(row: EmergencyPreset) -> Preset:
     return Preset(row.key, row.label, row.title, row.text, row.led_text, row.voice, row.repeat_hours)
 
 
-def presets(session: Session, user: User, province_id: int | None = None) -> list[Preset]:
-    """The presets the user's emergency form offers (their province's, else the defaults)."""
+@dataclass(frozen=True)
+class Entry:
+    """One preset as offered, with where its text comes from: `province` (that province's own row),
+    `installation` (the installation-wide row) or `builtin` (DEFAULTS); `id` is the stored row's."""
+
+    preset: Preset
+    source: str
+    id: int | None = None
+    area_id: int | None = None
+
+
+def entries(session: Session, user: User, province_id: int | None = None) -> tuple[int | None, list[Entry]]:
+    """The province whose presets the user sees (`visible_province`) and its presets in order."""
     if not can(user, Action.VIEW):
         raise UserError(403, "auth.forbidden")
     province = visible_province(session, user, province_id)
     rows = _rows(session, province)
     out = []
     for default in DEFAULTS:
-        row = rows.get((province, default.key)) or rows.get((None, default.key))
-        out.append(_view(row) if row is not None else default)
-    return out
+        row = rows.get((province, default.key)) if province is not None else None
+        if row is not None:
+            out.append(Entry(_view(row), "province", row.id, row.area_id))
+        elif (row := rows.get((None, default.key))) is not None:
+            out.append(Entry(_view(row), "installation", row.id, None))
+        else:
+            out.append(Entry(default, "builtin"))
+    return province, out
+
+
+def presets(session: Session, user: User, province_id: int | None = None) -> list[Preset]:
+    """The presets the user's emergency form offers (their province's, else the defaults)."""
+    return [e.preset for e in entries(session, user, province_id)[1]]
 
 
 def may_edit(session: Session, user: User, province_id: int | None) -> bool:
@@ -150,10 +178,9 @@ def _checked(values: Preset) -> Preset:
     return Preset(values.key, label, title, text, led_text, values.voice, values.repeat_hours)
 
 
-def save(session: Session, user: User, province_id: int | None, values: Preset) -> Preset:
-    """Store the province's version of one preset (the installation-wide one for province None)."""
-    if values.key not in KEYS:
-        raise NotFound("preset.not_found", key=values.key[:32])
+def _require_edit(session: Session, user: User, province_id: int | None) -> None:
+    """403 unless the user may edit the presets of `province_id` (None: the installation-wide ones);
+    404 for an id that is not a province."""
     if province_id is None:
         if not can(user, Action.POLICY_EDIT) or not unscoped(user):
             raise UserError(403, "auth.forbidden")
@@ -162,15 +189,26 @@ def save(session: Session, user: User, province_id: int | None, values: Preset) 
         if area is None or area.level != AreaLevel.PROVINCE:
             raise NotFound("preset.province_not_found", id=province_id)
         require_area_action(session, user, Action.POLICY_EDIT, province_id)
-    v = _checked(values)
-    row = session.scalar(
+
+
+def _row(session: Session, province_id: int | None, key: str) -> EmergencyPreset | None:
+    return session.scalar(
         select(EmergencyPreset).where(
-            EmergencyPreset.key == v.key,
+            EmergencyPreset.key == key,
             EmergencyPreset.area_id.is_(None)
             if province_id is None
             else EmergencyPreset.area_id == province_id,
         )
     )
+
+
+def save(session: Session, user: User, province_id: int | None, values: Preset) -> Preset:
+    """Store the province's version of one preset (the installation-wide one for province None)."""
+    if values.key not in KEYS:
+        raise NotFound("preset.not_found", key=values.key[:32])
+    _require_edit(session, user, province_id)
+    v = _checked(values)
+    row = _row(session, province_id, v.key)
     if row is None:
         row = EmergencyPreset(area_id=province_id, key=v.key, position=KEYS.index(v.key))
         session.add(row)
@@ -179,3 +217,66 @@ def save(session: Session, user: User, province_id: int | None, values: Preset) 
     session.flush()
     audit.record(session, user.id, "emergency.preset", "area", province_id, key=v.key)
     return v
+
+
+def default_province(session: Session, user: User) -> int | None:
+    """Where a new preset goes when none is named: the user's province; an unscoped user's
+    installation-wide set."""
+    return None if unscoped(user) else province_of(session, user.area_id)
+
+
+def create(session: Session, user: User, province_id: int | None, values: Preset) -> EmergencyPreset:
+    """A province's own version of one preset key (409 if it has one already: change that one)."""
+    if values.key not in KEYS:
+        raise UserError(422, "preset.unknown_key", key=values.key[:32], allowed=", ".join(KEYS))
+    _require_edit(session, user, province_id)
+    if _row(session, province_id, values.key) is not None:
+        raise UserError(409, "preset.exists", key=values.key)
+    save(session, user, province_id, values)
+    row = _row(session, province_id, values.key)
+    assert row is not None
+    return row
+
+
+def stored(session: Session, user: User, preset_id: int) -> EmergencyPreset:
+    """A stored preset the user may see (their province's, or the installation-wide one), else 404."""
+    if not can(user, Action.VIEW):
+        raise UserError(403, "auth.forbidden")
+    row = session.get(EmergencyPreset, preset_id)
+    if row is None or not (
+        unscoped(user) or row.area_id is None or row.area_id == province_of(session, user.area_id)
+    ):
+        raise NotFound("preset.id_not_found", id=preset_id)
+    return row
+
+
+def update(session: Session, user: User, preset_id: int, changes: dict[str, object]) -> EmergencyPreset:
+    """Change some fields of a stored preset (`changes`: label, title, text, led_text, voice,
+    repeat_hours), with `save`'s rights and checks."""
+    row = stored(session, user, preset_id)
+    values = _view(row)
+    texts = ("label", "title", "text", "led_text", "voice")  # null keeps the value; repeat null: once
+    fields = {k: v for k, v in changes.items() if (k in texts and v is not None) or k == "repeat_hours"}
+    save(session, user, row.area_id, Preset(**{**values.__dict__, **fields}))  # type: ignore[arg-type]
+    return row
+
+
+def reset(session: Session, user: User, preset_id: int) -> EmergencyPreset:
+    """Delete a stored preset: the province offers the installation-wide (or built-in) text again."""
+    row = stored(session, user, preset_id)
+    _require_edit(session, user, row.area_id)
+    session.delete(row)
+    session.flush()
+    audit.record(session, user.id, "emergency.preset_reset", "area", row.area_id, key=row.key)
+    return row
+
+
+def reset_key(session: Session, user: User, province_id: int | None, key: str) -> None:
+    """The panel's "Về mẫu mặc định": `reset` of the province's stored version of `key` (none: 404)."""
+    if key not in KEYS:
+        raise NotFound("preset.not_found", key=key[:32])
+    _require_edit(session, user, province_id)
+    row = _row(session, province_id, key)
+    if row is None:
+        raise NotFound("preset.not_found", key=key)
+    reset(session, user, row.id)

@@ -69,6 +69,7 @@ NOTICES = {  # fixed messages shown after a redirect (?ok=...): never text from 
     # alarms where people are, emergency presets (issue 20 items 8 and 9)
     "alerts": "Đã lưu cài đặt nhận cảnh báo.",
     "preset_saved": "Đã lưu mẫu thông báo khẩn cấp.",
+    "preset_reset": "Đã đưa mẫu về nội dung mặc định.",
     # the calendar's "Đổi giờ" (routes_calendar.py)
     "broadcast_moved": "Đã đổi giờ phát. Các trạm sẽ nhận giờ mới.",
     "broadcast_moved_draft": "Đã đổi giờ phát. Bản tin sẽ được phát khi người có quyền duyệt lại.",

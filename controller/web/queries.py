@@ -11,28 +11,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, case, cast, func, or_, select
+from sqlalchemy import Integer, Select, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from controller.core import permissions
 from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, PlayLog, User
-from controller.db.statuses import AreaLevel, BroadcastStatus, DeviceKind
+from controller.db.statuses import AreaLevel, BroadcastStatus
+from controller.services import station_filter as station_filter_mod
 
 PAGE_SIZE = 50
 MAP_W, MAP_H = 640, 420
 MAP_BINS = 48  # at most MAP_BINS x (MAP_BINS * h/w) dots on the map, whatever the fleet size
 
 
-def _playing():  # type: ignore[no-untyped-def]
-    """Reported 'playing' (item id or null) from the station's retained state, on both backends."""
-    return Device.reported["playing"].as_string()
-
-
-def _active(scope: set[int] | None) -> list[Any]:
-    cond: list[Any] = [Device.retired_at.is_(None)]
-    if scope is not None:
-        cond.append(Device.commune_id.in_(scope or {-1}))
-    return cond
+_playing = station_filter_mod.playing
+_active = station_filter_mod.active
 
 
 @dataclass
@@ -141,34 +134,7 @@ class StationPage:
     pages: int
 
 
-def station_filter(q: str, commune_id: int | None, state: str, kind: str,
-                   scope: set[int] | None, group_id: int | None = None) -> list[Any]:
-    cond = _active(scope)
-    if group_id:  # a group of communes (docs/areas.md): its member communes
-        from controller.db.models import AreaGroupMember
-
-        members = select(AreaGroupMember.commune_id).where(AreaGroupMember.group_id == group_id)
-        cond.append(Device.commune_id.in_(members))
-    if state == "alarm":  # an alarm not resolved yet (open or acknowledged)
-        from controller.db.models_health import Alarm
-        from controller.db.statuses import AlarmState
-
-        alarmed = select(Alarm.device_id).where(Alarm.state != AlarmState.RESOLVED)
-        cond.append(Device.id.in_(alarmed))
-    if q:
-        like = f"%{q.strip().lower()}%"
-        cond.append(or_(func.lower(Device.name).like(like), func.lower(Device.uid).like(like)))
-    if commune_id:
-        cond.append(Device.commune_id == commune_id)
-    if kind in tuple(DeviceKind):
-        cond.append(Device.kind == kind)
-    if state == "online":
-        cond.append(Device.online.is_(True))
-    elif state == "offline":
-        cond.append(Device.online.is_(False))
-    elif state == "playing":
-        cond += [Device.online.is_(True), _playing().is_not(None), _playing() != ""]
-    return cond
+station_filter = station_filter_mod.station_filter
 
 
 def stations(s: Session, *, q: str = "", commune_id: int | None = None, state: str = "", kind: str = "",

@@ -27,8 +27,10 @@ def _page(request: Request, ctx: Ctx, province_id: int | None, *, status: int = 
           edited: presets.Preset | None = None) -> Response:  # fmt: skip
     with ctx.rt.db.session() as s:
         try:
-            province = presets.visible_province(s, ctx.user, province_id)
-            rows = presets.presets(s, ctx.user, province)
+            province, entries = presets.entries(s, ctx.user, province_id)
+            rows = [e.preset for e in entries]
+            own = "province" if province is not None else "installation"
+            own_keys = {e.preset.key for e in entries if e.source == own}
         except UserError as exc:
             return render(
                 request, "error.html", status=exc.status, ctx=ctx, message=user_error(exc, ctx.lang)
@@ -41,7 +43,7 @@ def _page(request: Request, ctx: Ctx, province_id: int | None, *, status: int = 
         rows = [edited if p.key == edited.key else p for p in rows]
     return render(request, "emergency_presets.html", status=status, ctx=ctx, presets=rows, editable=editable,
                   province_id=province, province_name=name, provinces=provinces, error=error,
-                  voices=[(v, VOICE_NAMES.get(v, v)) for v in VOICES])  # fmt: skip
+                  own_keys=own_keys, voices=[(v, VOICE_NAMES.get(v, v)) for v in VOICES])  # fmt: skip
 
 
 @router.get("/emergency-presets", response_class=HTMLResponse)
@@ -71,3 +73,19 @@ async def preset_save(request: Request, key: str) -> Response:
         )
     where = f"&province_id={province_id}" if province_id is not None else ""
     return redirect(f"/emergency-presets?ok=preset_saved{where}#preset-{key}")
+
+
+@router.post("/emergency-presets/{key}/reset", response_class=HTMLResponse)
+async def preset_reset(request: Request, key: str) -> Response:
+    """"Về mẫu mặc định": drop the province's own version (as `DELETE /api/v1/emergency-presets/{id}`)."""
+    rt, form, ctx = await authorized_form(request, Action.POLICY_EDIT)
+    province_id = to_int(form.get("province_id"))
+    try:
+        with rt.db.session() as s:
+            presets.reset_key(s, ctx.user, province_id, key[:32])
+    except UserError as exc:
+        if exc.status == 403:
+            raise Forbidden() from exc
+        return _page(request, ctx, province_id, status=exc.status, error=user_error(exc, ctx.lang))
+    where = f"&province_id={province_id}" if province_id is not None else ""
+    return redirect(f"/emergency-presets?ok=preset_reset{where}#preset-{key[:32]}")

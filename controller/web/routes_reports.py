@@ -75,6 +75,7 @@ AUDIT_ACTIONS = {
     "device.position": "Đặt vị trí trạm",
     "device.village": "Đặt thôn, tổ dân phố của trạm",
     "emergency.preset": "Sửa mẫu phát khẩn cấp",
+    "emergency.preset_reset": "Đưa mẫu phát khẩn cấp về mặc định",
     "media.update": "Sửa thông tin tệp âm thanh",
     "media.delete": "Xoá tệp âm thanh",
 }

@@ -9,8 +9,6 @@ in a transaction that is rolled back (the preview) and once for real (all or not
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -22,9 +20,10 @@ from sqlalchemy import select
 from controller.core.errors import UserError
 from controller.core.i18n import t
 from controller.core.permissions import Action
-from controller.db.models import Area, Device
+from controller.db.models import Area
 from controller.schemas.diagnostics import DiagnosticRequest
 from controller.services import devices, enrollment
+from controller.services.station_filter import STATES
 from controller.usecases import stations as bulk
 from controller.web import queries
 from controller.web.i18n import gettext_for
@@ -32,8 +31,6 @@ from controller.web.pagekit import Message, authorized_form, page_ctx, to_int, u
 from controller.web.panel import Ctx, redirect, render, runtime, with_headers
 
 router = APIRouter(include_in_schema=False)
-STATES = ("online", "offline", "playing", "alarm")
-EXPORT_LIMIT = 20000
 IMPORT_MAX_BYTES = 512 * 1024  # the preview carries the file back in a form field
 ACTIONS = {  # bulk action -> its name on the page
     "test_tone": "Phát tiếng thử",
@@ -48,8 +45,6 @@ DONE = {  # ?done=... after a bulk action: fixed texts, never text from the URL
     "retire": "Đã ngừng sử dụng {n} trạm.",
     "imported": "Đã nhập {n} trạm.",
 }
-EXPORT_COLUMNS = ("name", "kind", "commune_code", "commune_id", "commune", "lat", "lon", "tags", "uid",
-                  "online")
 
 
 @dataclass(frozen=True)
@@ -132,22 +127,12 @@ async def bulk_action(request: Request) -> Response:
 # -- CSV export --------------------------------------------------------------------------------------
 @router.get("/stations.csv")
 def export_csv(request: Request) -> Response:
-    """The filtered list as CSV, UTF-8 with a BOM (Excel then reads the diacritics right); its
-    columns are the import's, so an exported file imports again."""
+    """The filtered list as CSV (`usecases/stations.py export_csv`, as `GET /api/v1/devices/export.csv`)."""
     ctx = page_ctx(request)
     f = Filters.of(request.query_params)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(EXPORT_COLUMNS)
     with runtime(request).db.session() as s:
-        cond = queries.station_filter(f.q, f.commune, f.state, f.kind, ctx.scope, f.group)
-        q = (select(Device, Area.code, Area.name).join(Area, Area.id == Device.commune_id)
-             .where(*cond).order_by(Device.id).limit(EXPORT_LIMIT))
-        for d, code, commune in s.execute(q):
-            writer.writerow([d.name, d.kind, code or "", d.commune_id, commune,
-                             "" if d.lat is None else d.lat, "" if d.lon is None else d.lon,
-                             ";".join(d.tags or []), d.uid, "1" if d.online else "0"])
-    body = ("\ufeff" + out.getvalue()).encode("utf-8")
+        body = bulk.export_csv(s, ctx.user, bulk.ListFilter(q=f.q, commune=f.commune, group=f.group,
+                                                            state=f.state, kind=f.kind))
     return with_headers(Response(body, media_type="text/csv; charset=utf-8",
                                  headers={"Content-Disposition": 'attachment; filename="tram-loa.csv"'}))
 

@@ -74,12 +74,13 @@ class PanelClient:
 class Panel:
     """One in-process controller (its MQTT side points at a closed port: not needed here)."""
 
-    def __init__(self, tmp_path: Path, database_url: str) -> None:
-        self.settings = Settings(
-            data_dir=tmp_path / "ctl", database_url=database_url, admin_password=ADMIN_PW,
-            mqtt_port=free_port(), mqtt_client_id=f"panel-test-{secrets.token_hex(4)}",
-            login_max_failures=3,
-        )  # fmt: skip
+    def __init__(self, tmp_path: Path, database_url: str, **settings: Any) -> None:
+        """`settings`: more controller settings (a broker to talk to: mqtt_port, mqtt_username...)."""
+        self.settings = Settings(**{
+            "data_dir": tmp_path / "ctl", "database_url": database_url, "admin_password": ADMIN_PW,
+            "mqtt_port": free_port(), "mqtt_client_id": f"panel-test-{secrets.token_hex(4)}",
+            "login_max_failures": 3, **settings,
+        })  # fmt: skip
         self.app = create_app(self.settings)
         self.clients: list[TestClient] = []
 
@@ -137,9 +138,9 @@ class Panel:
 
 
 @contextmanager
-def running_panel(tmp_path: Path, database_url: str) -> Iterator[Panel]:
+def running_panel(tmp_path: Path, database_url: str, **settings: Any) -> Iterator[Panel]:
     """An in-process controller (lifespan run by the first client) for one test."""
-    p = Panel(tmp_path, database_url)
+    p = Panel(tmp_path, database_url, **settings)
     first = TestClient(p.app, base_url="http://testserver")
     first.__enter__()  # runs the lifespan: migrations, admin account
     p.clients.append(first)

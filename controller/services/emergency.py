@@ -745,6 +745,40 @@ def _cancels(
 
 
 # -- desired-state hook -------------------------------------------------------------------------------
+def horizon_items(
+    session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
+) -> dict[int, list[ScheduleItem]]:
+    """Emergencies answered whose per-station rows are not written yet (a horizon source,
+    controller/horizon_sources.py). The POST answers first and the Delivery rows follow (within
+    a second, or from `recover_deliveries` after a crash); a desired state built in between
+    must still carry the emergency, or the station stops it on air as no longer wanted. Built
+    exactly as `broadcasts.horizon_items` builds it once the rows exist, so the item the station
+    holds does not change (and is not re-armed) when they do. Usually finds nothing: one query."""
+    has_rows = select(Delivery.id).where(Delivery.broadcast_id == Broadcast.id).exists()
+    found = list(session.scalars(
+        select(Broadcast).join(EmergencyBroadcast, EmergencyBroadcast.broadcast_id == Broadcast.id)
+        .where(EmergencyBroadcast.status == EmergencyStatus.ACTIVE,
+               Broadcast.start_at >= now - RECOVER_WINDOW, Broadcast.start_at <= now + horizon, ~has_rows)
+        .order_by(Broadcast.start_at)))  # fmt: skip
+    items: dict[int, list[ScheduleItem]] = {}
+    if not found:
+        return items
+    wanted = {d.id for d in devices}
+    media = {m.sha256: m for m in session.scalars(
+        select(Media).where(Media.sha256.in_({sha for bc in found for sha in bc.media})))}
+    for bc in found:
+        if bc.start_at + timedelta(seconds=bc.duration_s) < now:
+            continue
+        item = ScheduleItem(
+            item_id=item_id_for(bc.id), broadcast_id=bc.id, title=bc.title, start_at=bc.start_at,
+            priority=Priority(bc.priority),
+            media=[MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in bc.media])
+        for st in plan(session, Targets.model_validate(bc.targets)).stations(session):
+            if st.id in wanted:
+                items.setdefault(st.id, []).append(item)
+    return items
+
+
 def apply_volumes(session: Session, items: dict[int, list[ScheduleItem]]) -> None:
     """Emergency items in a desired state (the broadcast itself, its repeats) carry the
     emergency volume, as their PLAY did. Called from desired_state.build."""

@@ -41,7 +41,9 @@ class LedSource(Protocol):
 
 @dataclass(frozen=True)
 class HorizonSources:
-    """The registered sources, asked in order; items of all sources are merged by start."""
+    """The registered sources, asked in order; items of all sources are merged by start. An item
+    id a source already gave is not taken again: the sources read one after another, not in one
+    snapshot (an emergency's Delivery rows may be committed between two of them)."""
 
     items: Sequence[ItemSource] = ()
     adjusters: Sequence[ItemAdjuster] = ()
@@ -53,7 +55,9 @@ class HorizonSources:
         items: dict[int, list[ScheduleItem]] = {d.id: [] for d in devices}
         for source in self.items:
             for device_id, found in source(session, devices, now=now, horizon=horizon).items():
-                items[device_id] = sorted(items[device_id] + found, key=lambda i: i.start_at)
+                have = {i.item_id for i in items[device_id]}
+                fresh = [i for i in found if i.item_id not in have]
+                items[device_id] = sorted(items[device_id] + fresh, key=lambda i: i.start_at)
         for adjust in self.adjusters:
             adjust(session, items)
         return items

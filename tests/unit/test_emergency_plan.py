@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from controller.core.config import Settings
-from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device
+from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device, Media
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.session import Database
 from controller.services.emergency import choose_lead, inline_payloads, plan
@@ -235,3 +235,52 @@ def test_only_fresh_clips_within_the_limit_go_inside(tmp_path: Path) -> None:
     assert len(inline_payloads(deps, three)) == 2  # type: ignore[arg-type]
     off = SimpleNamespace(settings=Settings(emergency_inline_max_bytes=0), media=store)
     assert inline_payloads(off, [short]) == {}  # type: ignore[arg-type,list-item]
+
+
+def test_a_desired_state_built_before_the_delivery_rows_carries_the_emergency(database_url: str) -> None:
+    # Answer first (issue 21): the POST answers, then the Delivery rows are written. A desired state
+    # built in between (a repeat's, a volume change's) lacked the emergency, and the agent stops
+    # what is on air and missing from its desired state: CI saw the emergency cut off on two
+    # stations 0.25 s before its start. The item must be the one the rows give, so the station
+    # does not re-arm it when they come.
+    from controller.services import broadcasts, emergency
+    from controller.services.horizon import HorizonSources
+
+    db = Database(database_url)
+    db.migrate()
+    try:
+        with db.session() as s:
+            here, there = Area(level="commune", name="Xã Đạo Tú"), Area(level="commune", name="Xã Hợp Hòa")
+            s.add_all([here, there])
+            s.flush()
+            near = Device(uid="spk-near", name="Cụm loa 1", kind="speaker", commune_id=here.id,
+                          tags=[], reported={})
+            far = Device(uid="spk-far", name="Cụm loa 2", kind="speaker", commune_id=there.id,
+                         tags=[], reported={})
+            s.add(Media(sha256="c" * 64, original_name="coi.wav", content_type="audio/ogg", size=1000,
+                        duration_s=2.0, codec="opus", source_sha256="d" * 64))
+            now = datetime.now(UTC)
+            bc = Broadcast(title="Cảnh báo lũ quét", status="scheduled", media=["c" * 64],
+                           priority="emergency", start_at=now + timedelta(seconds=1), duration_s=2.0,
+                           targets={"communes": [here.id]})
+            s.add_all([near, far, bc])
+            s.flush()
+            s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[f"cc/v1/grp/commune/{here.id}/cmd"],
+                                     lead_ms=600.0, requested_at=now))
+            s.commit()
+
+            window = emergency.horizon_items(s, [near, far], now=now, horizon=timedelta(hours=1))
+            assert list(window) == [near.id] and [i.item_id for i in window[near.id]] == [f"b{bc.id}"]
+
+            s.add(Delivery(broadcast_id=bc.id, device_id=near.id, item_id=f"b{bc.id}", state="pending"))
+            s.commit()
+            assert emergency.horizon_items(s, [near, far], now=now, horizon=timedelta(hours=1)) == {}
+            rows = broadcasts.horizon_items(s, [near, far], now=now, horizon=timedelta(hours=1))
+            assert rows[near.id] == window[near.id]  # the same item: nothing for the station to re-arm
+            # The builder's sources read one after another: if the rows land between the two
+            # queries, both give the item; the station gets it once.
+            both = HorizonSources(items=(lambda *a, **k: window, broadcasts.horizon_items))
+            gathered = both.gather(s, [near, far], now=now, horizon=timedelta(hours=1))
+            assert [i.item_id for i in gathered[near.id]] == [f"b{bc.id}"] and gathered[far.id] == []
+    finally:
+        db.dispose()

@@ -191,6 +191,15 @@ def reschedule(
     return Moved(bc, ids, outcome, approved, previous)
 
 
+def one_off_item(bc: Broadcast, item_id: str, media: dict[str, Media]) -> ScheduleItem:
+    """A one-off broadcast as a station's desired state carries it (its audio by reference)."""
+    return ScheduleItem(
+        item_id=item_id, broadcast_id=bc.id, title=bc.title, start_at=bc.start_at,
+        priority=Priority(bc.priority),
+        media=[MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in bc.media],
+    )
+
+
 def horizon_items(
     session: Session, devices: list[Device], *, now: datetime, horizon: timedelta
 ) -> dict[int, list[ScheduleItem]]:
@@ -213,19 +222,7 @@ def horizon_items(
     for delivery, bc in rows:
         if bc.start_at + timedelta(seconds=bc.duration_s) < now - KEEP_PAST:
             continue
-        items.setdefault(delivery.device_id, []).append(
-            ScheduleItem(
-                item_id=delivery.item_id,
-                broadcast_id=bc.id,
-                title=bc.title,
-                start_at=bc.start_at,
-                priority=Priority(bc.priority),
-                media=[
-                    MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s)
-                    for s in bc.media
-                ],
-            )
-        )
+        items.setdefault(delivery.device_id, []).append(one_off_item(bc, delivery.item_id, media))
         if delivery.sent_at is None:
             delivery.sent_at = now
     return items

@@ -45,7 +45,7 @@ from controller.db.statuses import (
 )
 from controller.schemas.broadcasts import BroadcastCreate
 from controller.services import approval, audit, dispatch, led, media_library, policy, recurrence
-from controller.services.broadcasts import check_emergency_fields, item_id_for
+from controller.services.broadcasts import check_emergency_fields, item_id_for, one_off_item
 from controller.services.ingest import unreadable_command
 from controller.services.schedule_limits import Limits, check_rule, check_rule_text
 from controller.services.targets import Targets, commune_ids, normalized
@@ -751,9 +751,9 @@ def horizon_items(
     """Emergencies answered whose per-station rows are not written yet (a horizon source,
     controller/horizon_sources.py). The POST answers first and the Delivery rows follow (within
     a second, or from `recover_deliveries` after a crash); a desired state built in between
-    must still carry the emergency, or the station stops it on air as no longer wanted. Built
-    exactly as `broadcasts.horizon_items` builds it once the rows exist, so the item the station
-    holds does not change (and is not re-armed) when they do. Usually finds nothing: one query."""
+    must still carry the emergency, or the station stops it on air as no longer wanted. Built by
+    `broadcasts.one_off_item`, as the rows will give it, so the item the station holds does not
+    change (and is not re-armed) when they come. Usually finds nothing: one query."""
     has_rows = select(Delivery.id).where(Delivery.broadcast_id == Broadcast.id).exists()
     found = list(session.scalars(
         select(Broadcast).join(EmergencyBroadcast, EmergencyBroadcast.broadcast_id == Broadcast.id)
@@ -769,10 +769,7 @@ def horizon_items(
     for bc in found:
         if bc.start_at + timedelta(seconds=bc.duration_s) < now:
             continue
-        item = ScheduleItem(
-            item_id=item_id_for(bc.id), broadcast_id=bc.id, title=bc.title, start_at=bc.start_at,
-            priority=Priority(bc.priority),
-            media=[MediaRef(sha256=s, size=media[s].size, duration_s=media[s].duration_s) for s in bc.media])
+        item = one_off_item(bc, item_id_for(bc.id), media)
         for st in plan(session, Targets.model_validate(bc.targets)).stations(session):
             if st.id in wanted:
                 items.setdefault(st.id, []).append(item)

@@ -482,8 +482,11 @@ async def bench_fanout(
         "reached_ratio_p99": _ratio(last["reached_socket_ms"]["p99"], baseline["reached_ms"]["p99"]),
         "fleet_start_s": round(fleet_start_s, 1), "fleet_rss_mb": rss_mb,
         "baseline_payload_bytes": play_size,
-        "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "ack_all_ms",
-                                      "media_size", "inline_bytes", "media_http_downloads")}
+        # The target is the p99 of the POST's answer over the rounds, not the last one's.
+        "post_ms_rounds": [r["post_ms"] for r in runs],
+        "post_ms_p99_of_rounds": pct([r["post_ms"] for r in runs], 0.99),
+        "rounds": [{k: r[k] for k in ("lead_ms", "lead_basis", "p99_ms", "publish_ms", "post_ms",
+                                      "ack_all_ms", "media_size", "inline_bytes", "media_http_downloads")}
                    | {"ready_ms": {q: r["ready_ms"][q] for q in ("p50", "p99")},
                       "acked_ms": {q: r["acked_ms"][q] for q in ("p50", "p99")},
                       "ready_own_cpu_ms": {q: r["ready_own_cpu_ms"][q] for q in ("p50", "p99")},
@@ -517,7 +520,9 @@ def print_fanout(r: dict[str, Any]) -> None:
           f"p50 {at['p50']} ms, p99 {at['p99']} ms; bare subscribers p99 {bare_at['p99']} ms -> ratio "
           f"{r['reached_ratio_p99']}")
     print(f"  controller request->publish {r['publish_ms']} ms (-> broker's PUBACK, after it queued the PLAY "
-          f"for every subscriber: {r['broker_ack_ms']} ms); POST answered in {r['post_ms']} ms; "
+          f"for every subscriber: {r['broker_ack_ms']} ms); POST answered in {r['post_ms']} ms "
+          f"(p99 of {len(r['post_ms_rounds'])} rounds {r['post_ms_p99_of_rounds']} ms: "
+          f"{r['post_ms_rounds']}); "
           f"lead {r['lead_ms']} ms ({r['lead_basis']})")
     w = r["cpu_wait_ms"]
     print("  station handling (handler start -> stored, signature checked, ack queued): "
@@ -555,7 +560,8 @@ def print_fanout(r: dict[str, Any]) -> None:
               f"{rd['ready_own_cpu_ms']['p99']} ms; acked p99 {rd['acked_ms']['p99']} ms); sink start p99 "
               f"{rd['sink_start_p99_ms']} ms (max {rd['sink_start_max_ms']}, {rd['started']} started), "
               f"start error p99 {rd['start_error_p99_ms']} ms, skew p99 "
-              f"{rd['skew_p99_ms']} ms, receipt p99 {rd['p99_ms']} ms, publish {rd['publish_ms']} ms")
+              f"{rd['skew_p99_ms']} ms, receipt p99 {rd['p99_ms']} ms, publish {rd['publish_ms']} ms, "
+              f"POST answered {rd['post_ms']} ms")
 
 
 def run(args: Any) -> int:

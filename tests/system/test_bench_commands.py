@@ -47,6 +47,9 @@ def test_bench_fanout_measures_every_station_against_the_bare_broker(tmp_path: P
     assert r["ready_ms"]["p50"] <= r["ready_ms"]["p99"] == r["rounds"][0]["ready_ms"]["p99"]
     assert r["ready_own_cpu_ms"]["n"] == 12 and r["ready_own_cpu_ms"]["p99"] > 0 and r["prepare_alone_ms"] > 0
     assert "station ready (audio decoded, relay on" in out and "with its own CPU" in out
+    # The POST's answer per round (the target is the p99 over rounds, not the last round alone).
+    assert r["post_ms_rounds"] == [r["rounds"][0]["post_ms"]] == [r["post_ms"]]
+    assert r["post_ms_p99_of_rounds"] == r["post_ms"] > 0
 
 
 def test_bench_sync_reports_skew_next_to_bare_timers(tmp_path: Path) -> None:

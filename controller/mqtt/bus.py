@@ -216,14 +216,14 @@ class MqttBus:
         if not all(p.published for p in pendings):
             raise ConnectionError("MQTT connection lost before the broker's PUBACK")
 
-    def send_now(self, topic: str, payload: bytes) -> bool:
-        """QoS 0, handed to the socket at once, without waiting: for messages whose loss only
-        costs a resend (event receipts). False when not connected."""
+    def send_now(self, messages: list[tuple[str, bytes]]) -> bool:
+        """QoS 0, handed to the socket at once in one write, without waiting: for messages
+        whose loss only costs a resend (event receipts). False when not connected."""
         client = self._client
         if client is None or not self.connected.is_set():
             return False
         try:
-            client.publish_nowait(topic, payload, qos=0)
+            client.send_qos0(messages)
         except PublishError:
             return False
         return True

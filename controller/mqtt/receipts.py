@@ -14,7 +14,7 @@ from protocol import topics
 from protocol.limits import RECEIPT_MAX_IDS
 from protocol.messages import Receipt
 
-Send = Callable[[str, bytes], bool]
+Send = Callable[[list[tuple[str, bytes]]], bool]  # (topic, payload) pairs, QoS 0, one write
 
 
 class ReceiptSender:
@@ -24,10 +24,13 @@ class ReceiptSender:
         self.unsent = 0  # not connected at the time: those stations will send their events again
 
     def __call__(self, stored: dict[str, list[str]]) -> None:
-        for uid, ids in stored.items():
-            for i in range(0, len(ids), RECEIPT_MAX_IDS):
-                payload = Receipt(ids=ids[i : i + RECEIPT_MAX_IDS]).model_dump_json().encode()
-                if self._send(topics.receipts(uid), payload):
-                    self.sent += 1
-                else:
-                    self.unsent += 1
+        """One receipt per station (more past RECEIPT_MAX_IDS ids), all of a batch in one write."""
+        messages = [
+            (topics.receipts(uid), Receipt(ids=ids[i : i + RECEIPT_MAX_IDS]).model_dump_json().encode())
+            for uid, ids in stored.items()
+            for i in range(0, len(ids), RECEIPT_MAX_IDS)
+        ]
+        if self._send(messages):
+            self.sent += len(messages)
+        else:
+            self.unsent += len(messages)

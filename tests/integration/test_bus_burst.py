@@ -80,6 +80,39 @@ async def test_burst_reader_delivers_everything_once_in_order_and_acks(tmp_path:
         broker.stop()
 
 
+async def test_qos0_batch_reaches_a_subscriber_whole_and_in_order(tmp_path: Path) -> None:
+    """Event receipts go out as one encoded write (bus.send_now): every message reaches a
+    real subscriber with its topic and payload intact, in order, including payloads whose
+    length needs two and three bytes (MQTT's remaining length)."""
+    port = free_port()
+    broker = PrivateMosquitto(tmp_path / "broker", port=port, controller_user="ctl", controller_password="pw",
+                              dynsec=False)  # fmt: skip
+    broker.start()
+    heard: Received = []
+    subscribed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rcpt-sub", clean_session=True)
+    sub.username_pw_set("ctl", "pw")
+    sub.on_message = lambda _c, _u, m: heard.append((m.topic, m.payload))
+    sub.on_subscribe = lambda *_a: loop.call_soon_threadsafe(subscribed.set)
+    try:
+        bus, task = await _run_bus(port, [], [])
+        sub.connect("127.0.0.1", port)
+        sub.subscribe(topics.receipts("spk-0").replace("spk-0", "+"), qos=0)
+        sub.loop_start()
+        await asyncio.wait_for(subscribed.wait(), 10)
+        sizes = [1, 127, 128, 300, 16_383, 16_384, 200_000] + [40] * 500
+        sent = [(topics.receipts(f"spk-{n}"), bytes([65 + n % 26]) * size) for n, size in enumerate(sizes)]
+        assert bus.send_now(sent)
+        await eventually(count_of(heard), lambda n: n >= len(sent), timeout=10, what="every receipt")
+        assert heard == sent
+        await _stop(bus, task)
+        assert not bus.send_now(sent[:1])  # not connected: the stations will send again
+    finally:
+        sub.loop_stop()
+        broker.stop()
+
+
 def count_of(items: Received) -> Callable[[], Awaitable[int]]:
     async def probe() -> int:
         return len(items)

@@ -65,8 +65,8 @@ def _count(db: Database, tag: str) -> int:
 
 async def _publishers(auth: list[str], rate: int, seconds: float, devices: int, tag: str,
                       processes: int, *extra: str) -> dict[str, Any]:
-    """Offer `rate` msg/s from `processes` load generators at once (one Python publisher tops
-    out near 10,000 msg/s here), each a share of the rate and of the devices, its own tag
+    """Offer `rate` msg/s from `processes` load generators at once (one publisher offers up
+    to ~20,000 msg/s here), each a share of the rate and of the devices, its own tag
     suffix; their results summed as one publisher's."""
     share = rate / processes
     procs = [await _loadgen("publish", *auth, "--rate", f"{share:.3f}", "--seconds", str(seconds),

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bi.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                     help="server to create a fresh benchmark database on")
     bi.add_argument("--processes", type=int, default=1, help="load generator processes sharing each "
-                    "step's rate (one tops out near 10,000 msg/s here)")
+                    "step's rate (one offers up to ~20,000 msg/s here)")
     bi.add_argument("--climb", type=float, default=0.0, help="after the given rates, multiply the last "
                     "one by this (e.g. 1.25) until the controller falls behind or loses: its ceiling")
     bi.add_argument("--climb-max", type=int, default=60_000, help="highest rate --climb offers")

@@ -167,6 +167,14 @@ class AgentStore:
             db.executemany("DELETE FROM items WHERE item_id=?", [(i,) for i in gone])
         return gone
 
+    def from_commands(self) -> set[str]:
+        """Items sent as a command (an emergency's PLAY) still pending or playing: only a
+        CANCEL ends them, never a desired state that does not list them (`upsert_items`)."""
+        rows = self._db.execute(
+            "SELECT item_id FROM items WHERE source='command' AND state IN ('pending', 'playing')"
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def forget_pending(self, item_id: str) -> bool:
         cur = self._db.execute("DELETE FROM items WHERE item_id=? AND state='pending'", (item_id,))
         return cur.rowcount == 1

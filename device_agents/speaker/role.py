@@ -112,7 +112,9 @@ class SpeakerRole:
             runner = self._runners.pop(item_id, None)
             if runner is not None:
                 runner.cancel()
-        self.on_air.cancel_all_except(keep)
+        # What came as a command plays on: the desired state may have been built before the
+        # command, and only a CANCEL stops it (as drop_pending keeps it while pending).
+        self.on_air.cancel_all_except(keep | self.store.from_commands())
         self._accept(state.schedule)
         return sorted(keep)
 

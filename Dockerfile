@@ -8,9 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # ffmpeg/ffprobe: media pipeline (pydub); espeak-ng: Vietnamese TTS;
-# mosquitto-clients: mosquitto_sub/pub for diagnostics and health checks.
+# mosquitto-clients: mosquitto_sub/pub for diagnostics and health checks;
+# opus-tools: opusdec, the simulated stations' decoder for Ogg/Opus as on a Pi (device_agents/hardware/decode.py).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg espeak-ng mosquitto-clients \
+    && apt-get install -y --no-install-recommends ffmpeg espeak-ng mosquitto-clients opus-tools \
     && rm -rf /var/lib/apt/lists/*
 
 # A fixed uid/gid: with the file-based broker fallback the broker runs with this group so

@@ -2,10 +2,11 @@
 
 A real controller (SQLite) and broker (testkit.harness.System) and ONE station agent in a
 process of its own (benchmarks/agent_process.py: the real agent, its real Modbus driver on the
-cabinet simulator's pty, ffmpeg decoding), capped by a cgroup at `--cpu-fraction` of one core
-(benchmarks/cpu_quota.py). It measures what the Pi's budget is about:
+cabinet simulator's pty, its real decoder: opusdec or ffmpeg), capped by a cgroup at
+`--cpu-fraction` of one core (benchmarks/cpu_quota.py). It measures what the Pi's budget is about:
 
-- RSS of the agent's process tree (ffmpeg included) at idle and at its peak while playing;
+- RSS of the agent's process tree (its decoder included) at idle and at its peak while playing
+  (TreeRss: each process once, a decoder's own high-water mark between samples);
 - CPU per bulletin: the tree's CPU time from the request to the end of the sound, minus what
   it spends idle over the same time;
 - handling p99: a controller message off the socket -> signature checked, stored, ack queued;
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,24 +61,67 @@ def _children(pid: int) -> list[int]:
 
 
 def tree(pid: int) -> list[int]:
-    pids, frontier = [], [pid]
+    return [p for p, _ in _tree(pid)]
+
+
+def _tree(pid: int) -> list[tuple[int, int | None]]:
+    """(pid, its parent's pid) for the process and all its descendants."""
+    pids: list[tuple[int, int | None]] = []
+    frontier: list[tuple[int, int | None]] = [(pid, None)]
     while frontier:
-        p = frontier.pop()
-        pids.append(p)
-        frontier += _children(p)
+        p, parent = frontier.pop()
+        pids.append((p, parent))
+        frontier += [(c, p) for c in _children(p)]
     return pids
 
 
+def _image(pid: int) -> tuple[str, bytes] | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe"), Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def _kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class TreeRss:
+    """RSS of a process tree, each process once.
+
+    A child between fork and exec (the agent starting a decoder or aplay) still runs its parent's
+    program on its parent's pages: with vfork literally the same memory, with fork shared
+    copy-on-write. /proc shows it with its parent's whole VmRSS; adding that would count the agent
+    twice (under a 0.1-core quota a throttled child can sit there for most of a 100 ms CFS period,
+    so a 50 ms sampler catches it: 121 MB "peaks" that were 2 x 60 MB). Such a child counts 0 and
+    is tallied in `pre_exec_seen`. A child that has exec'd counts with its VmHWM when `peak`: its
+    own high-water mark, so a decoder's spike between two samples is not missed."""
+
+    pre_exec_seen: int = 0
+
+    def mb(self, pid: int, *, peak: bool = False) -> float:
+        total = 0
+        for p, parent in _tree(pid):
+            if parent is not None:
+                image = _image(p)
+                if image is None:
+                    continue
+                if image == _image(parent):
+                    self.pre_exec_seen += 1
+                    continue
+            total += _kb(p, "VmHWM:" if peak and parent is not None else "VmRSS:")
+        return total / 1024
+
+
 def tree_rss_mb(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
+    return TreeRss().mb(pid)
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -137,6 +182,18 @@ def _mp3(path: Path, freq: int, seconds: float) -> Path:
     return path
 
 
+async def _wait_for_line(stream: Any, line: str, timeout: float) -> bool:
+    """True once `line` comes on `stream`; False at EOF or after `timeout` s."""
+
+    def read() -> bool:
+        return any(got.strip() == line for got in stream)
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(read), timeout)
+    except TimeoutError:
+        return False  # the thread ends at the agent's EOF
+
+
 def _playbacks(journal: Path) -> list[dict[str, Any]]:
     if not journal.exists():
         return []
@@ -178,7 +235,10 @@ async def bench_agent(rounds: int, seconds: float, fraction: float, idle_s: floa
                 return bool((await api.json("GET", "/api/v1/devices"))[0]["online"])
 
             await eventually(online, bool, timeout=60, what="the agent online")
-            await asyncio.sleep(idle_s / 2)  # settle: the first telemetry, the clock probe
+            assert proc.stdout is not None
+            # Start-up's one-offs (the first clock probe, 0.5-20 s after start) are not idle.
+            settled = await _wait_for_line(proc.stdout, "settled", 30.0)
+            await asyncio.sleep(idle_s / 2)  # settle: the first telemetry
             idle: list[float] = []
             cpu0, t0 = tree_cpu_s(proc.pid), time.monotonic()
             while time.monotonic() - t0 < idle_s:
@@ -189,6 +249,7 @@ async def bench_agent(rounds: int, seconds: float, fraction: float, idle_s: floa
             journal = cfg.data_dir / "sim" / "playbacks.jsonl"
             per: list[dict[str, Any]] = []
             peak = 0.0
+            rss = TreeRss()
             for i in range(rounds):  # fresh audio each time: fetched and decoded under the cap
                 media = await api.upload(_mp3(root / f"b{i}.mp3", 300 + 40 * i, seconds))
                 had = len(_playbacks(journal))
@@ -199,7 +260,7 @@ async def bench_agent(rounds: int, seconds: float, fraction: float, idle_s: floa
                     "targets": {"all": True}, "text": "Cảnh báo lũ"})  # fmt: skip
                 deadline = time.monotonic() + seconds + 60
                 while len(_playbacks(journal)) <= had and time.monotonic() < deadline:
-                    peak = max(peak, tree_rss_mb(proc.pid))
+                    peak = max(peak, rss.mb(proc.pid, peak=True))
                     await asyncio.sleep(0.05)
                 played = _playbacks(journal)[had:]
                 cpu_s = tree_cpu_s(proc.pid) - cpu_a - idle_rate * (time.monotonic() - ta)
@@ -225,10 +286,11 @@ async def bench_agent(rounds: int, seconds: float, fraction: float, idle_s: floa
             played_ok = [r for r in per if r["played"]]
             return {
                 "rounds": rounds, "audio_s": seconds, "played": len(played_ok),
-                "cpu_quota": quota_note,
+                "cpu_quota": quota_note, "settled": settled,
                 "throttled_s": round(quota.throttled_s(), 2) if quota else None,
                 "rss_idle_mb": round(statistics.median(idle), 1),
                 "rss_playing_mb": round(peak, 1), "rss_budget_mb": RSS_BUDGET_MB,
+                "rss_pre_exec_seen": rss.pre_exec_seen,
                 "cpu_idle_pct": round(idle_rate * 100, 2),
                 "cpu_ms_per_bulletin": round(statistics.median(r["cpu_ms"] for r in per), 1),
                 "handling_p50_ms": _pct(handling, 0.5), "handling_p99_ms": _pct(handling, 0.99),
@@ -278,7 +340,9 @@ def report(r: dict[str, Any]) -> str:
     return (
         f"one speaker agent, CPU quota: {r['cpu_quota']} (throttled {r['throttled_s']} s)\n"
         f"  RSS idle {r['rss_idle_mb']} MB, while playing {r['rss_playing_mb']} MB "
-        f"(budget {r['rss_budget_mb']:g} MB, ffmpeg included)\n"
+        f"(budget {r['rss_budget_mb']:g} MB, decoder children included)\n"
+        f"  a child caught between fork and exec (the agent's own pages, counted once): "
+        f"{r.get('rss_pre_exec_seen', 0)} samples\n"
         f"  CPU idle {r['cpu_idle_pct']} % of a core; per {r['audio_s']:g} s bulletin (fetch, decode, play) "
         f"{r['cpu_ms_per_bulletin']} ms\n"
         f"  handling (off the socket -> verified, stored, ack queued) p50 {r['handling_p50_ms']} ms, "

@@ -18,6 +18,7 @@ from device_agents.common.clock import Clock
 from device_agents.common.config import AgentConfig
 from device_agents.hardware.amplifier import Amplifier, ModbusAmplifier, ModbusBusConfig, NoAmplifier
 from device_agents.hardware.audio import AlsaAudioOutput, AudioOutput
+from device_agents.hardware.decode import log_decoder_note
 from device_agents.host.host import StationHost
 from device_agents.led.driver import LedController
 from device_agents.led.role import led_station
@@ -94,6 +95,7 @@ def controller_for(config: AgentConfig, url: str) -> LedController:
 
 
 def _speaker(config: AgentConfig, bench: Bench | None) -> StationHost[Any]:
+    log_decoder_note()
     if bench is not None:
         audio = bench.audio or AlsaAudioOutput(config.audio_device)
         return speaker_station(config, audio, _amplifier(config, bench.modbus_url), clock=bench.clock)

@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import sys
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,7 +129,10 @@ class SimAudioSink:
         self._stop_event: asyncio.Event | None = None
         self._ended: asyncio.Event | None = None
         self._changed = asyncio.Condition()
-        self._fingerprints: dict[int, tuple[PreparedAudio, str]] = {}
+        # id -> (a weak reference to the audio, its fingerprint): weak, so the simulated card does
+        # not keep decoded audio alive after the agent lets it go (a real card keeps none; `bench
+        # agent` counts this process's RSS as the agent's).
+        self._fingerprints: dict[int, tuple[weakref.ref[PreparedAudio], str]] = {}
         self.streams: list[StreamRecording] = []
 
     @property
@@ -156,13 +160,13 @@ class SimAudioSink:
 
     async def _fingerprint(self, prepared: PreparedAudio) -> str:
         cached = self._fingerprints.get(id(prepared))
-        if cached is not None and cached[0] is prepared:
+        if cached is not None and cached[0]() is prepared:
             return cached[1]
         fp = await asyncio.to_thread(fingerprint_pcm, prepared.pcm, prepared.rate)
         if len(self._fingerprints) >= _FINGERPRINT_CACHE:
             self._fingerprints.pop(next(iter(self._fingerprints)))
-        # The PreparedAudio is kept in the entry so its id cannot be reused meanwhile.
-        self._fingerprints[id(prepared)] = (prepared, fp)
+        # A reused id is told apart by the dead reference.
+        self._fingerprints[id(prepared)] = (weakref.ref(prepared), fp)
         return fp
 
     async def play(self, prepared: PreparedAudio, *, start_at: float, volume: int) -> PlaybackResult:

@@ -12,14 +12,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from protocol import ed25519
+
+# cryptography is imported where keys are made, loaded or signed with (the controller's side), not
+# here: a station only verifies, with PublicKey below, and keeps ~8 MB of RSS for it (issue 21).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
 class SignatureError(ValueError):
@@ -39,17 +39,51 @@ def b64u_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + pad)
 
 
-def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+@dataclass(frozen=True)
+class PublicKey:
+    """An Ed25519 public key (its 32 raw bytes) that verifies: through the libcrypto the process
+    has loaded already (protocol/ed25519.py), or through cryptography where that is not usable."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != ed25519.PUBLIC_KEY_BYTES:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Raises ValueError unless `signature` is this key's signature of `data`."""
+        ok = ed25519.verify(self.raw, signature, data)
+        if ok is None:
+            from cryptography.exceptions import InvalidSignature
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            try:
+                Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
+            except InvalidSignature:
+                ok = False
+            else:
+                ok = True
+        if not ok:
+            raise ValueError("bad Ed25519 signature")
 
 
-def key_fingerprint(public: Ed25519PublicKey) -> str:
+def raw_public(public: PublicKey | Ed25519PublicKey) -> bytes:
+    if isinstance(public, PublicKey):
+        return public.raw
+    from cryptography.hazmat.primitives import serialization
+
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(public: PublicKey | Ed25519PublicKey) -> str:
+    return hashlib.sha256(raw_public(public)).hexdigest()[:16]
+
+
+def key_fingerprint(public: PublicKey | Ed25519PublicKey) -> str:
     """What the enrollment code carries so a station can check the key it is handed (issue 16):
     base32 of the first 20 bytes of SHA-256 of the raw 32-byte key, 32 characters. 160 bits:
     out of reach of a second-preimage search, short enough for a QR code or to read aloud."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b32encode(hashlib.sha256(raw).digest()[:20]).decode("ascii")
+    return base64.b32encode(hashlib.sha256(raw_public(public)).digest()[:20]).decode("ascii")
 
 
 def normalize_fingerprint(text: str) -> str:
@@ -57,18 +91,13 @@ def normalize_fingerprint(text: str) -> str:
     return "".join(ch for ch in text.upper() if ch not in " -_\t")
 
 
-def public_key_to_text(public: Ed25519PublicKey) -> str:
+def public_key_to_text(public: PublicKey | Ed25519PublicKey) -> str:
     """Base64url of the 32 raw bytes: short enough for an agent config file."""
-    return b64u_encode(
-        public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    )
+    return b64u_encode(raw_public(public))
 
 
-def public_key_from_text(text: str) -> Ed25519PublicKey:
-    raw = b64u_decode(text.strip())
-    if len(raw) != 32:
-        raise ValueError("an Ed25519 public key is 32 bytes")
-    return Ed25519PublicKey.from_public_bytes(raw)
+def public_key_from_text(text: str) -> PublicKey:
+    return PublicKey(b64u_decode(text.strip()))
 
 
 @dataclass(frozen=True)
@@ -85,6 +114,8 @@ class KeyPair:
 
     @classmethod
     def generate(cls) -> KeyPair:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @property
@@ -92,6 +123,8 @@ class KeyPair:
         return key_id(self.public)
 
     def pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self.private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -100,6 +133,9 @@ class KeyPair:
 
     @classmethod
     def load(cls, path: Path) -> KeyPair:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} is not an Ed25519 private key")
@@ -123,17 +159,10 @@ class KeyPair:
     def load_or_create(cls, path: Path) -> KeyPair:
         """Load the controller key, creating it (owner-only) on first start."""
         if path.exists():
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError(f"{path} is not an Ed25519 private key")
-            return cls(key)
+            return cls.load(path)
         pair = cls.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
-        pem = pair.private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        pem = pair.pem()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
@@ -178,8 +207,8 @@ class SignatureVerifier(Protocol):
 class Verifier:
     """Holds the public keys a station trusts, by key id (room for key rotation)."""
 
-    def __init__(self, public_keys: list[Ed25519PublicKey]) -> None:
-        self._keys = {key_id(k): k for k in public_keys}
+    def __init__(self, public_keys: list[PublicKey] | list[Ed25519PublicKey]) -> None:
+        self._keys = {key_id(k): PublicKey(raw_public(k)) for k in public_keys}
 
     def verify(self, kid: str, payload: bytes, signature: str) -> None:
         key = self._keys.get(kid)
@@ -187,5 +216,5 @@ class Verifier:
             raise SignatureError(f"unknown signing key {kid!r}")
         try:
             key.verify(b64u_decode(signature), payload)
-        except (InvalidSignature, ValueError) as exc:
+        except ValueError as exc:  # a bad signature, or one that is not base64url
             raise SignatureError("signature does not match") from exc

@@ -7,7 +7,7 @@
 #
 # Environment:
 #   PYTHON=/path/to/python3.x            interpreter for a new .venv (default: first 3.11+ on PATH)
-#   COMMUNECAST_SKIP_SYSTEM_PACKAGES=1   do not check/install mosquitto, ffmpeg, espeak-ng
+#   COMMUNECAST_SKIP_SYSTEM_PACKAGES=1   do not check/install mosquitto, ffmpeg, espeak-ng, opus-tools
 #   COMMUNECAST_SETUP_VERBOSE=1          show apt/pip output instead of keeping it in a log
 
 if [ -z "${BASH_VERSION:-}" ]; then
@@ -87,9 +87,11 @@ _communecast_setup() (
     # --- system tools -------------------------------------------------------------------
     if [[ ${COMMUNECAST_SKIP_SYSTEM_PACKAGES:-0} != 1 ]]; then
         # alsa-utils: aplay is the agent's audio path, and `agent doctor` probes with it.
-        apt_packages=(mosquitto mosquitto-clients ffmpeg espeak-ng alsa-utils)
+        # opus-tools: opusdec decodes the controller's Ogg/Opus on a station in ~4 MB instead of
+        # ffmpeg's ~55 MB (device_agents/hardware/decode.py; the agent falls back to ffmpeg).
+        apt_packages=(mosquitto mosquitto-clients ffmpeg espeak-ng alsa-utils opus-tools)
         missing=()
-        for cmd in mosquitto mosquitto_passwd ffmpeg ffprobe espeak-ng aplay; do
+        for cmd in mosquitto mosquitto_passwd ffmpeg ffprobe espeak-ng aplay opusdec; do
             have "$cmd" || missing+=("$cmd")
         done
         # LED boards: a font with Vietnamese glyphs for the bitmap path (docs/led.md).

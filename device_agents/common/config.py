@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "COMMUNECAST_AGENT_"
 
 
-class AgentConfig(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COMMUNECAST_AGENT_", extra="ignore")
+class AgentConfig(BaseModel):
+    """The settings: what is given (the issued JSON, keyword arguments) first, then for a field not
+    given its environment variable (COMMUNECAST_AGENT_<FIELD>, any case; JSON for lists and dicts),
+    then the default. pydantic-settings' BaseSettings did the same, but importing it costs a station
+    1.4 MB of RSS for the rest of its life (issue 21: the agent's 60 MB budget on a Pi)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**_with_env(type(self), data))
 
     uid: str
     kind: str = "speaker"
@@ -83,3 +94,17 @@ class AgentConfig(BaseSettings):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(self.model_dump_json(indent=2))
+
+
+def _with_env(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    env = {k.lower(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+    if not env:
+        return data
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        value = env.get((ENV_PREFIX + name).lower())
+        if name in data or value is None:
+            continue
+        complex_ = typing.get_origin(field.annotation) in (list, dict)
+        out[name] = json.loads(value) if complex_ else value
+    return out

@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import sys
-import tarfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -161,6 +160,8 @@ def sha256_file(path: Path) -> str:
 
 def read_bundle(path: Path, into: Path) -> tuple[str, ManifestSignature, Path]:
     """An offline bundle (tar: manifest.json, manifest.sig, the wheel): only those members, by name."""
+    import tarfile  # only offline installs read bundles: not kept in every agent's memory
+
     with tarfile.open(path, "r:") as tar:
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
 
@@ -253,6 +254,8 @@ class Updater:
 
     async def apply_bundle(self, bundle: Path) -> Outcome:
         """The offline path (`communecast update install`): the same checks, from a file."""
+        import tarfile  # the offline path only (see read_bundle)
+
         async with self._lock:
             staging = self.releases.root / ".download"
             try:
@@ -442,6 +445,8 @@ def _peek_version(text: str) -> str | None:
 
 def write_bundle(out: Path, manifest_text: str, signature: ManifestSignature, wheel: Path) -> None:
     """The offline bundle: a plain tar (the wheel is compressed already)."""
+    import tarfile  # the release tooling's, never a running agent's
+
     with tarfile.open(out, "w:") as tar:
         for name, data in (("manifest.json", manifest_text.encode()),
                            ("manifest.sig", signature.model_dump_json().encode())):

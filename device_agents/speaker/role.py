@@ -73,8 +73,10 @@ class SpeakerRole:
         self.events = kit.events
         self._report_state = kit.report_state
         self.media = MediaCache(config.data_dir / "media", config.controller_url, http=media_http)
-        # Offset to the controller's clock, reported in the retained state (docs/emergency.md).
-        self.clock_probe = ClockOffsetProbe(config.controller_url, http=media_http, clock=self.clock,
+        # Offset to the controller's clock, reported in the retained state (docs/emergency.md). It
+        # asks over the media cache's client (one TLS context per station, not two; the cache closes it).
+        self.clock_probe = ClockOffsetProbe(config.controller_url, http=media_http or self.media.client(),
+                                            clock=self.clock,
                                             period_s=config.clock_offset_interval_s,
                                             first_within_s=min(20.0, config.clock_offset_interval_s))
         self.volume = Volume(self.store, config.default_volume)

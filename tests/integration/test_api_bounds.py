@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from controller.db.models import Media
+from testkit.pgtemp import fresh_database
 from tests.support.browser import ADMIN_PW, Panel, running_panel
 
 HUGE = 2**70  # beyond SQLite's and PostgreSQL's 64-bit integers
@@ -24,6 +25,25 @@ WIDE = 2**40  # fits SQLite, not PostgreSQL's 32-bit INTEGER primary keys
 def panel(tmp_path: Path, database_url: str) -> Iterator[Panel]:
     with running_panel(tmp_path, database_url) as p:
         yield p
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def admin_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[Any, dict[str, str]]]:  # fmt: skip
+    """One controller per database kind for every out-of-range case, the admin logged in once:
+    each case is refused (422) before a row is read or written, so none can see another's."""
+    tmp_path = tmp_path_factory.mktemp(f"bounds-{request.param}")
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'controller.db'}"
+    else:
+        url, drop = fresh_database(request.getfixturevalue("postgres_server"), prefix="cc_test")
+    try:
+        with running_panel(tmp_path, url) as p:
+            yield _admin(p)
+    finally:
+        if drop is not None:
+            drop()
 
 
 def _admin(panel: Panel) -> tuple[Any, dict[str, str]]:
@@ -55,8 +75,10 @@ def _admin(panel: Panel) -> tuple[Any, dict[str, str]]:
         ("POST", "/api/v1/live", {"targets": {"devices": [WIDE]}}),
     ],
 )
-def test_out_of_range_integers_are_422(panel: Panel, method: str, path: str, body: Any) -> None:
-    http, admin = _admin(panel)
+def test_out_of_range_integers_are_422(
+    admin_api: tuple[Any, dict[str, str]], method: str, path: str, body: Any
+) -> None:
+    http, admin = admin_api
     r = http.request(method, path, json=body, headers=admin)
     assert r.status_code == 422, (path, r.status_code, r.text[:300])
     assert r.json()["code"] == "request.invalid", r.text

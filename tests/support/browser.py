@@ -95,8 +95,17 @@ class Panel:
         return {"Authorization": f"Bearer {token.json()['access_token']}", "Accept-Language": "vi"}
 
     def client(self) -> PanelClient:
-        """Another browser on the same running app (the first client ran its lifespan)."""
-        return PanelClient(TestClient(self.app, base_url="http://testserver"))
+        """Another browser on the same running app (the first client ran its lifespan).
+
+        Its requests are served on the app's own event loop (the lifespan's portal), as uvicorn
+        serves every request: a TestClient left to itself starts a new loop per request, and
+        the MQTT bus, which lives on the lifespan's loop, never wakes a PUBACK wait begun on
+        another loop (every signed command sent from such a request took the bus's 10 s
+        timeout)."""
+        http = TestClient(self.app, base_url="http://testserver")
+        if self.clients:
+            http.portal = self.clients[0].portal
+        return PanelClient(http)
 
     def seed(self, stations_per_commune: int = 2) -> dict[str, Any]:
         with self.rt.db.session() as s:

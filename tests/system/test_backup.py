@@ -125,8 +125,10 @@ async def test_restore_on_a_fresh_machine_brings_every_station_back(
     assert {d["uid"] for d in devices} == {st.uid for st in stations}
     for st in stations:  # the bulletin scheduled before the backup plays and is proven
         await st.sink.wait_for(starting_at(next_at), timeout=30)
+    # A station's play_finished sent while the controller was down (and the broker's queue wiped
+    # with its accounts) comes again after the receipt wait: 15 s, then up to 30 s (jittered).
     await eventually(lambda: api.play_log(nxt["id"]),
-                     both_played, timeout=20, what="proof of play of the scheduled bulletin")
+                     both_played, timeout=60, what="proof of play of the scheduled bulletin")
 
     # A new bulletin from the restored controller: signed with the same key, accepted by all.
     new_at = datetime.now(UTC) + timedelta(seconds=3)

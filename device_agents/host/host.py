@@ -108,10 +108,7 @@ class StationHost(Generic[R]):
         await self.diagnostics.close()
         await self.updater.close()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await _cancelled(task)
         await self.role.stop()
         self.store.close()
 
@@ -231,3 +228,16 @@ class StationHost(Generic[R]):
         tele |= await self.role.telemetry()
         payload = Telemetry.model_validate(tele).model_dump_json().encode()
         await self.link.publish_now(topics.telemetry(self.uid), payload)
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` until it ends. On Python 3.11 `asyncio.wait_for` (aiomqtt's connect,
+    subscribe and publish use it) loses a cancellation that lands as the awaited call
+    completes: the link then went on to wait for messages forever and the agent never
+    stopped (a station stopped during its first second hung a test's teardown for good)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()  # retrieved: a task that failed earlier is not reported again at exit

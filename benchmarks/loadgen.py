@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
+from mqtt_adapter.packets import packet, utf8
 from protocol.messages import Event, EventKind
 
 
@@ -40,30 +41,16 @@ def _event(tag: str, n: int) -> bytes:
     return ev.model_dump_json().encode()
 
 
-def _packet(kind: int, body: bytes) -> bytes:
-    n, length = len(body), bytearray()
-    while True:  # MQTT's remaining length, 7 bits a byte
-        n, digit = n >> 7, n & 0x7F
-        length.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes((kind,)) + bytes(length) + body
-
-
-def _string(value: str) -> bytes:
-    raw = value.encode()
-    return struct.pack("!H", len(raw)) + raw
-
-
 def _connect(args: argparse.Namespace) -> socket.socket:
     """An MQTT 3.1.1 session (clean, keepalive 60 s) over a plain socket, CONNACK checked."""
     flags = 0x02 | ((0xC0 if args.password else 0x80) if args.username else 0)
     client_id = f"loadgen-{uuid.uuid4().hex[:6]}"
-    body = _string("MQTT") + bytes((4, flags)) + struct.pack("!H", 60) + _string(client_id)
+    body = utf8("MQTT") + bytes((4, flags)) + struct.pack("!H", 60) + utf8(client_id)
     if args.username:
-        body += _string(args.username) + (_string(args.password) if args.password else b"")
+        body += utf8(args.username) + (utf8(args.password) if args.password else b"")
     sock = socket.create_connection((args.host, args.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(_packet(0x10, body))
+    sock.sendall(packet(0x10, body))
     connack = sock.recv(4)
     if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
         raise SystemExit(f"broker refused the connection: {connack!r}")
@@ -78,7 +65,7 @@ def publish(args: argparse.Namespace) -> dict[str, object]:
     total = int(args.rate * args.seconds)
     topics = [args.topic.format(device=f"bench-{d}") for d in range(args.devices)]
     qos1 = 0x30 | 0x02
-    packets = [_packet(qos1, _string(topics[n % args.devices]) + struct.pack("!H", n % 65535 + 1)
+    packets = [packet(qos1, utf8(topics[n % args.devices]) + struct.pack("!H", n % 65535 + 1)
                        + _event(args.tag, n)) for n in range(total)]  # fmt: skip
     sock = _connect(args)
     acked = 0

@@ -70,6 +70,7 @@ import aiomqtt
 import paho.mqtt.client as paho_mqtt
 from aiomqtt.exceptions import MqttCodeError
 
+from mqtt_adapter import packets
 from mqtt_adapter.message import Message
 
 BatchHandler = Callable[[list[Message]], None]
@@ -444,12 +445,4 @@ def _raw_packet(data: bytes) -> dict[str, Any]:
 
 def _qos0_publish(topic: str, payload: bytes, v5: bool) -> bytes:
     """One QoS 0 PUBLISH packet (MQTT 3.1.1 section 3.3; v5 adds an empty property list)."""
-    name = topic.encode()
-    body = struct.pack("!H", len(name)) + name + (b"\x00" if v5 else b"") + payload
-    n, length = len(body), bytearray()
-    while True:  # the remaining length, 7 bits a byte
-        n, digit = n >> 7, n & 0x7F
-        length.append(digit | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes((paho_mqtt.PUBLISH,)) + bytes(length) + body
+    return packets.packet(paho_mqtt.PUBLISH, packets.utf8(topic) + (b"\x00" if v5 else b"") + payload)

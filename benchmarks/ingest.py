@@ -26,6 +26,13 @@ from testkit.harness import CONTROLLER_USER, System
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _auth(system: System) -> list[str]:
+    """The load generator's broker login; `--password=` in one word, as a random password may
+    begin with '-' (argparse then took it for an option and the run failed)."""
+    return ["--port", str(system.broker.port), "--username", CONTROLLER_USER,
+            f"--password={system.mqtt_password}"]
+
+
 def proc_stats(pid: int) -> tuple[float, float]:
     """(CPU seconds used, RSS in MB) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -81,8 +88,7 @@ async def _publishers(auth: list[str], rate: int, seconds: float, devices: int, 
 
 async def _run_rate(system: System, db: Database, rate: int, seconds: float, devices: int,
                     processes: int = 1) -> dict[str, Any]:
-    auth = ["--port", str(system.broker.port), "--username", CONTROLLER_USER,
-            "--password", system.mqtt_password]  # fmt: skip
+    auth = _auth(system)
     pid = system.controller.proc.pid  # type: ignore[union-attr]
     tag = f"r{rate}x"
     cpu0, _ = proc_stats(pid)
@@ -125,8 +131,7 @@ async def _run_rate(system: System, db: Database, rate: int, seconds: float, dev
 
 async def _baseline(system: System, rate: int, seconds: float, devices: int,
                     processes: int = 1) -> dict[str, Any]:
-    auth = ["--port", str(system.broker.port), "--username", CONTROLLER_USER,
-            "--password", system.mqtt_password]  # fmt: skip
+    auth = _auth(system)
     total = processes * int(rate / processes * seconds)
     drain = await _loadgen("drain", *auth, "--topic", "cc/v1/bench/+/evt", "--expect", str(total),
                            "--timeout", str(seconds + 30))  # fmt: skip

@@ -91,7 +91,9 @@ class EmergencyDeps:
 
 # How many earlier emergencies the lead is learnt from.
 LEAD_HISTORY = 5
-# Stations that must have reported readiness (or, failing that, acked) for an emergency to teach it.
+# Stations that must have reported readiness (or, failing that, acked) for an emergency to teach
+# it; an emergency to fewer stations teaches one no bigger than itself once all of them reported
+# (a commune with three clusters, a one-station bench: `_enough_samples`).
 LEAD_MIN_SAMPLES = 10
 # A signed PLAY is valid this long after its start (a station that gets it later rejects
 # it as expired and is shown so; the desired state still carries the item).
@@ -206,6 +208,15 @@ def _default_delivery(cfg: Any, stations: int) -> float:
     return float(cfg.emergency_default_delivery_s + stations * cfg.emergency_default_per_station_ms / 1000)
 
 
+def _enough_samples(learnt_from: int, stations: int) -> int:
+    """Reports an emergency to `learnt_from` stations needs before it teaches the lead of one to
+    `stations`: LEAD_MIN_SAMPLES, or all of them when it had fewer and the new one is no bigger
+    (one slow station of three must not teach a province-wide lead scaled up a thousandfold)."""
+    if learnt_from < LEAD_MIN_SAMPLES and stations <= learnt_from:
+        return max(1, learnt_from)
+    return LEAD_MIN_SAMPLES
+
+
 def _p99_after(session: Session, bc_id: int, column: Any, count: int, since: datetime) -> float:
     """Seconds from `since` to the p99 of this emergency's `column` (acked_at / ready_at), picked
     by the database (10,000 timestamps are not worth loading here)."""
@@ -248,14 +259,15 @@ def choose_lead(session: Session, deps: EmergencyDeps, media: list[Media], stati
         total, acked, ready = session.execute(
             select(func.count(), func.count(Delivery.acked_at), func.count(Delivery.ready_at))
             .where(Delivery.broadcast_id == bc_id)).one()
-        if ready >= LEAD_MIN_SAMPLES:
+        enough = _enough_samples(total, stations)
+        if ready >= enough:
             # Readiness: the PLAY in, its audio verified and decoded, the relay on — the moment each
             # station could have sounded it (Event.ready_at). Counted from the publish, the same
             # instant start_at is counted from.
             p99 = _p99_after(session, bc_id, Delivery.ready_at, ready, published)
             delivery = p99 * max(1.0, stations / total)  # a bigger fan-out takes longer
             basis = f"p99 ready {p99 * 1000:.0f} ms of emergency {bc_id} ({ready}/{total} stations)"
-        elif acked >= LEAD_MIN_SAMPLES:  # stations on an agent older than readiness: their acks
+        elif acked >= enough:  # stations on an agent older than readiness: their acks
             # From the request, as start_at is counted from it: controller time + fan-out + handling.
             p99 = _p99_after(session, bc_id, Delivery.acked_at, acked, requested)
             delivery = p99 * max(1.0, stations / total)

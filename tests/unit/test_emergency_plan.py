@@ -170,6 +170,44 @@ def test_the_lead_is_learnt_from_readiness_and_falls_back_to_acks(database_url: 
         db.dispose()
 
 
+def test_a_small_fleet_learns_its_lead_from_all_of_its_stations(database_url: str) -> None:
+    """A commune with three clusters, all ready 1.2-1.5 s after the publish: its next emergency
+    to those three starts 1.5 s + the margin after the request (not the default, which at three
+    stations is shorter and would start them late); an emergency to thirty stations does not
+    learn from three (it keeps the default: one slow cluster must not teach it a lead x10)."""
+    db = Database(database_url)
+    db.migrate()
+    rt = SimpleNamespace(settings=Settings(emergency_lead_margin_s=0.35))
+    try:
+        with db.session() as s:
+            commune = Area(level="commune", name="Xã Đạo Tú")
+            s.add(commune)
+            s.flush()
+            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
+                           tags=[], reported={}) for i in range(3)]
+            requested = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+            bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
+                           start_at=requested, duration_s=10.0, targets={"all": True})
+            s.add_all([*devs, bc])
+            s.flush()
+            s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=600.0, requested_at=requested,
+                                     published_at=requested))
+            s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
+                                acked_at=requested + timedelta(milliseconds=50),
+                                ready_at=requested + timedelta(milliseconds=1200 + 150 * i))
+                       for i, d in enumerate(devs)])
+            s.commit()
+
+            same = choose_lead(s, rt, [], 3)  # type: ignore[arg-type]
+            assert same.seconds == pytest.approx(1.5 + 0.35)
+            assert f"p99 ready 1500 ms of emergency {bc.id} (3/3 stations)" in same.basis
+            bigger = choose_lead(s, rt, [], 30)  # type: ignore[arg-type]
+            assert bigger.seconds == pytest.approx(0.25 + 30 * 0.0005 + 0.35)
+            assert "default delivery" in bigger.basis
+    finally:
+        db.dispose()
+
+
 def test_audio_inside_the_play_needs_no_download_allowance(database_url: str) -> None:
     """A fresh 100 kB clip for 1,000 stations: by HTTP the lead allows 1,000 downloads (7 s);
     inside the PLAY only the broker's fan-out of the bigger PLAY (1,000 x 100 kB x 16/9 at

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from communecast import http_clients
 from communecast.broker_supervisor import supervise
 from communecast.mosquitto import PrivateMosquitto, free_port
 from communecast.stations import ApiClient, provision, provision_led, run_simulated
@@ -166,7 +167,7 @@ async def _start_stations(
 
 async def _wait_healthy(base_url: str, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    async with httpx.AsyncClient(base_url=base_url, timeout=2) as http:
+    async with http_clients.client(base_url, timeout=2) as http:
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get("/healthz")).status_code == 200:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from communecast import http_clients
 from device_agents.common.config import AgentConfig
 from device_agents.runner import RunningStation
 from firmware_sim.bench import Transport, start_simulated_station
@@ -27,13 +26,13 @@ class ApiClient:
 
     @classmethod
     async def login(cls, base_url: str, username: str, password: str) -> ApiClient:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        async with http_clients.client(base_url, timeout=30) as http:
             r = await http.post("/api/v1/auth/token", data={"username": username, "password": password})
             r.raise_for_status()
             return cls(base_url, r.json()["access_token"])
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=60) as http:
+        async with http_clients.client(self.base_url, timeout=60) as http:
             r = await http.request(
                 method, path, headers={"Authorization": f"Bearer {self.token}"}, **kwargs
             )

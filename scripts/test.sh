@@ -13,6 +13,12 @@ cd "$root" || exit 1
 
 bash "$root/scripts/setup.sh" || exit $?
 
+# Byte-code caches on: with PYTHONDONTWRITEBYTECODE set (some shells and sandboxes set it)
+# every controller, station and fleet process the suite starts compiled the project from
+# source (~0.4 s of CPU per controller start), and every pytest worker rewrote and compiled
+# the test modules again; the suite is CPU-bound on two cores. __pycache__ is git-ignored.
+unset PYTHONDONTWRITEBYTECODE
+
 lint_status=0
 echo "[test] ruff check ."
 .venv/bin/ruff check . || lint_status=$?

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from communecast import http_clients
 from testkit.waiting import eventually
 
 
@@ -45,7 +46,7 @@ class Api:
         headers = dict(kwargs.pop("headers", None) or {})
         if self.token is not None:
             headers.setdefault("Authorization", f"Bearer {self.token}")
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout) as http:
+        async with http_clients.client(self.base_url, timeout=self.timeout) as http:
             return await http.request(method, path, headers=headers, **kwargs)
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from communecast import http_clients
 from communecast.mosquitto import PrivateMosquitto, free_port
 from communecast.stations import ApiClient, provision
 from device_agents.common.config import AgentConfig
@@ -72,7 +73,7 @@ class ControllerProcess:
     async def wait_healthy(self, timeout: float = 60.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as http:
+        async with http_clients.client(self.base_url, timeout=2) as http:
             while loop.time() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise RuntimeError(f"controller exited; log:\n{self.log_tail()}")
@@ -211,7 +212,7 @@ class System:
         headers = dict(kwargs.pop("headers", {}) or {})
         if auth and self._api is not None:
             headers["Authorization"] = f"Bearer {self._api.token}"
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=60) as http:
+        async with http_clients.client(self.base_url, timeout=60) as http:
             return await http.request(method, path, headers=headers, **kwargs)
 
     async def api_json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import pytest
 
 from controller.core.config import Settings
-from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device, Media
+from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device, Media, PlayLog
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.session import Database
-from controller.services.emergency import choose_lead, inline_payloads, plan
+from controller.services.emergency import choose_lead, fresh_media, inline_payloads, plan
 from controller.services.media import MediaStore
 from controller.services.targets import Targets
 from protocol.limits import INLINE_MEDIA_MAX_BYTES
@@ -204,6 +204,47 @@ def test_a_small_fleet_learns_its_lead_from_all_of_its_stations(database_url: st
             bigger = choose_lead(s, rt, [], 30)  # type: ignore[arg-type]
             assert bigger.seconds == pytest.approx(0.25 + 30 * 0.0005 + 0.35)
             assert "default delivery" in bigger.basis
+    finally:
+        db.dispose()
+
+
+def test_audio_counts_as_held_when_nearly_every_station_aired_it(database_url: str) -> None:
+    """No download allowance for a clip 99 % of the stations aired before: in one broadcast (a
+    drill), or in several together (60 stations one day, the other 40 the next); a clip half of
+    them aired, or one they only failed to play, is fresh."""
+    db = Database(database_url)
+    db.migrate()
+    try:
+        with db.session() as s:
+            commune = Area(level="commune", name="Xã Đạo Tú")
+            s.add(commune)
+            s.flush()
+            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
+                           tags=[], reported={}) for i in range(100)]
+            s.add_all(devs)
+            s.flush()
+
+            def aired(sha: str, stations: list[Device], status: str = "played") -> None:
+                bc = Broadcast(title="Diễn tập", status="done", media=[sha], priority="emergency",
+                               start_at=datetime(2026, 12, 1, 7, 0, tzinfo=UTC), duration_s=20.0,
+                               targets={"all": True})
+                s.add(bc)
+                s.flush()
+                s.add_all([PlayLog(device_id=d.id, broadcast_id=bc.id, item_id=f"b{bc.id}", status=status)
+                           for d in stations])
+
+            drill, split, half, failed = (SimpleNamespace(sha256=c * 64) for c in "abcd")
+            aired(drill.sha256, devs)
+            aired(split.sha256, devs[:60])
+            aired(split.sha256, devs[60:])
+            aired(half.sha256, devs[:50])
+            aired(failed.sha256, devs, status="failed")
+            for _ in range(4):  # newer broadcasts of the drill's clip that reached few stations
+                aired(drill.sha256, devs[:5])
+            s.commit()
+
+            fresh = fresh_media(s, [drill, split, half, failed], 100)  # type: ignore[list-item]
+            assert [m.sha256[0] for m in fresh] == ["c", "d"]
     finally:
         db.dispose()
 

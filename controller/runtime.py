@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from controller import horizon_sources
 from controller.core.config import Settings
-from controller.core.security import mosquitto_password_hash
+from controller.core.security import mosquitto_password_hash, set_scrypt_cost
 from controller.db import id_floors
 from controller.db.models import Device
 from controller.db.session import Database
@@ -72,6 +72,7 @@ class Runtime:
         # 0700, also when an older version left it 0755 (issue 16; umask 077: communecast.private)
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(settings.data_dir, 0o700)
+        set_scrypt_cost(settings.password_scrypt_n)
         db = Database(settings.resolved_database_url)
         db.migrate()
         restored = settings.data_dir / id_floors.RESTORED_MARKER

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     login_address_max_failures: int = Field(default=3, ge=1)
     login_address_max_delay_s: float = Field(default=3600.0, ge=1, le=7 * 24 * 3600)
     login_forget_s: float = Field(default=900.0, ge=1, le=30 * 24 * 3600)
+    # scrypt cost (N) of new password hashes (controller/core/security.py). Keep the default:
+    # the test suite lowers it to 2**10 (tests/conftest.py), as it makes ~2,000 hashes.
+    password_scrypt_n: int = Field(default=2**14, ge=2**10, le=2**20)
     # /docs, /redoc and /openapi.json without a login (dev, demo). Production: set False,
     # then they need a panel session or a bearer token.
     api_docs_public: bool = True
@@ -256,6 +259,13 @@ class Settings(BaseSettings):
         if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60 and len(mm) == 2):
             raise ValueError(f"backup_at {v!r}: a local time as HH:MM, e.g. 02:30")
         return f"{int(hh):02d}:{mm}"
+
+    @field_validator("password_scrypt_n")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"password_scrypt_n {v}: scrypt needs a power of two, e.g. {2**14}")
+        return v
 
     @field_validator("timezone")
     @classmethod

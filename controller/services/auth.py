@@ -13,7 +13,6 @@ scrypt like known ones, so the reply time does not tell which usernames exist.
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from controller.core.config import Settings
 from controller.core.errors import RetryLater, UserError
-from controller.core.security import hash_password, token_digest, verify_password
+from controller.core.security import dummy_hash, token_digest, verify_password
 from controller.db.models import ApiToken, User
 from controller.db.models_web import LoginThrottle
 
@@ -71,11 +70,6 @@ class LoginOutcome:
         return UserError(401, "auth.bad_credentials")
 
 
-# A real scrypt hash of nothing anyone knows, verified when the username is unknown. Made
-# at import, so that even the first unknown username costs one scrypt, not two.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(32))
-
-
 def login(
     s: Session, settings: Settings, username: str, password: str, address: str, *, now: datetime
 ) -> LoginOutcome:
@@ -93,7 +87,7 @@ def login(
     if wait > 0:
         return LoginOutcome(None, wait)  # no password check at all: the answer says nothing
     user = s.scalars(select(User).where(User.username == username)).first()
-    ok = verify_password(password, user.password_hash if user is not None else _DUMMY_HASH)
+    ok = verify_password(password, user.password_hash if user is not None else dummy_hash())
     if ok and user is not None and user.active:
         s.delete(rows[ACCOUNT])  # the owner proved it; the address keeps its count
         return LoginOutcome(user)

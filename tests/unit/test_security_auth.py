@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from controller.app import create_app
+from controller.core.security import dummy_hash
 from controller.db.models import User
 from controller.db.models_web import LoginThrottle
 from controller.services.auth import login_now
@@ -225,6 +226,9 @@ def test_unknown_usernames_cost_a_hash_like_known_ones(panel: AuthPanel, scrypt_
 
     known, unknown, inactive = cost("kythuat"), cost("khong-ton-tai"), cost("duyet")
     assert known[0] == unknown[0] == inactive[0] == 1
+    with panel.rt.db.session() as s:  # and the unknown name's hash costs what a known one's does
+        stored = s.scalars(select(User.password_hash).where(User.username == "kythuat")).one()
+    assert dummy_hash().split("$")[:4] == stored.split("$")[:4]
     print(f"login time: known {known[1] * 1000:.1f} ms, unknown {unknown[1] * 1000:.1f} ms, "
           f"inactive {inactive[1] * 1000:.1f} ms")  # fmt: skip
 

@@ -13,11 +13,21 @@ from sqlalchemy import create_engine, text
 
 from controller.db.session import Database
 from testkit.pgtemp import fresh_database
+from testkit.zygote import FORK_ENV
 
 PG_URL = os.environ.get(
     "COMMUNECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# New password hashes at scrypt N = 2**10 instead of production's 2**14 in this process and in
+# every controller it starts (Settings.password_scrypt_n): the suite makes ~2,000 of them (every
+# login, every account), ~45 ms of CPU each at full cost, and it is CPU-bound. Only the cost
+# changes, not the code path; tests/unit/test_password_hashing.py checks the production default.
+os.environ.setdefault("COMMUNECAST_PASSWORD_SCRYPT_N", str(2**10))
+# System tests' controllers forked from a process that has imported them (testkit/zygote.py):
+# the import was 1.25 s of the 1.7 s of CPU each of the suite's ~150 controller starts cost.
+os.environ.setdefault(FORK_ENV, "1")
 
 
 def _postgres_available() -> str | None:

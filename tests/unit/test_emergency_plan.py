@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy.orm import Session
 
 from controller.core.config import Settings
 from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device, Media, PlayLog
@@ -83,6 +85,44 @@ def test_targets_map_to_the_fewest_group_topics(database_url: str) -> None:
         db.dispose()
 
 
+REQUESTED = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+def _stations(s: Session, count: int) -> list[Device]:
+    """`count` speaker stations in one commune."""
+    commune = Area(level="commune", name="Xã Đạo Tú")
+    s.add(commune)
+    s.flush()
+    devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
+                   tags=[], reported={}) for i in range(count)]
+    s.add_all(devs)
+    s.flush()
+    return devs
+
+
+def _past_emergency(s: Session, stations: list[Device], *, published_ms: float,
+                    acked_ms: Callable[[int], float], ready_ms: Callable[[int], float] | None = None) -> int:
+    """An emergency requested at REQUESTED, published `published_ms` later, whose i-th station
+    acked `acked_ms(i)` after the request and was ready `ready_ms(i)` after the publish."""
+    bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
+                   start_at=REQUESTED, duration_s=10.0, targets={"all": True})
+    s.add(bc)
+    s.flush()
+    published = REQUESTED + timedelta(milliseconds=published_ms)
+
+    def ready(i: int) -> datetime | None:
+        return None if ready_ms is None else published + timedelta(milliseconds=ready_ms(i))
+
+    s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=700.0, requested_at=REQUESTED,
+                             published_at=published))
+    s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
+                        acked_at=REQUESTED + timedelta(milliseconds=acked_ms(i)),
+                        ready_at=ready(i))
+               for i, d in enumerate(stations)])
+    s.commit()
+    return bc.id
+
+
 def test_the_lead_is_learnt_from_the_last_emergencys_p99_ack(database_url: str) -> None:
     """100 stations acked 10, 20, ... 1,000 ms after the last emergency's request: its p99 ack
     (990 ms, picked by the database) plus the margin is the next lead, scaled to a fan-out
@@ -92,26 +132,11 @@ def test_the_lead_is_learnt_from_the_last_emergencys_p99_ack(database_url: str) 
     rt = SimpleNamespace(settings=Settings(emergency_lead_margin_s=0.35))
     try:
         with db.session() as s:
-            commune = Area(level="commune", name="Xã Đạo Tú")
-            s.add(commune)
-            s.flush()
-            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
-                           tags=[], reported={}) for i in range(100)]
-            requested = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-            bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
-                           start_at=requested, duration_s=10.0, targets={"all": True})
-            s.add_all([*devs, bc])
-            s.flush()
-            s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=700.0, requested_at=requested,
-                                     published_at=requested + timedelta(milliseconds=20)))
-            s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
-                                acked_at=requested + timedelta(milliseconds=10 * (i + 1)))
-                       for i, d in enumerate(devs)])
-            s.commit()
+            bc_id = _past_emergency(s, _stations(s, 100), published_ms=20, acked_ms=lambda i: 10 * (i + 1))
 
             same = choose_lead(s, rt, [], 100)  # type: ignore[arg-type]
             assert same.seconds == pytest.approx(0.99 + 0.35)
-            assert f"p99 ack 990 ms of emergency {bc.id} (100 stations)" in same.basis
+            assert f"p99 ack 990 ms of emergency {bc_id} (100 stations)" in same.basis
             bigger = choose_lead(s, rt, [], 200)  # type: ignore[arg-type]
             assert bigger.seconds == pytest.approx(2 * 0.99 + 0.35)
     finally:
@@ -128,33 +153,12 @@ def test_the_lead_is_learnt_from_readiness_and_falls_back_to_acks(database_url: 
     rt = SimpleNamespace(settings=Settings(emergency_lead_margin_s=0.35))
     try:
         with db.session() as s:
-            commune = Area(level="commune", name="Xã Đạo Tú")
-            s.add(commune)
-            s.flush()
-            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
-                           tags=[], reported={}) for i in range(100)]
-            requested = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-            published = requested + timedelta(milliseconds=20)
-
-            def ready_at(i: int, ready: bool) -> datetime | None:
-                return published + timedelta(milliseconds=20 * (i + 1)) if ready else None
+            devs = _stations(s, 100)
 
             def emergency(ready: bool) -> int:
-                bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
-                               start_at=requested, duration_s=10.0, targets={"all": True})
-                s.add(bc)
-                s.flush()
-                s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=700.0, requested_at=requested,
-                                         published_at=published))
-                s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
-                                    acked_at=requested + timedelta(milliseconds=10 * (i + 1)),
-                                    ready_at=ready_at(i, ready))
-                           for i, d in enumerate(devs)])
-                s.commit()
-                return bc.id
+                return _past_emergency(s, devs, published_ms=20, acked_ms=lambda i: 10 * (i + 1),
+                                       ready_ms=(lambda i: 20 * (i + 1)) if ready else None)
 
-            s.add_all(devs)
-            s.flush()
             first = emergency(ready=True)
             same = choose_lead(s, rt, [], 100)  # type: ignore[arg-type]
             assert same.seconds == pytest.approx(1.98 + 0.35)
@@ -180,27 +184,12 @@ def test_a_small_fleet_learns_its_lead_from_all_of_its_stations(database_url: st
     rt = SimpleNamespace(settings=Settings(emergency_lead_margin_s=0.35))
     try:
         with db.session() as s:
-            commune = Area(level="commune", name="Xã Đạo Tú")
-            s.add(commune)
-            s.flush()
-            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
-                           tags=[], reported={}) for i in range(3)]
-            requested = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-            bc = Broadcast(title="Cảnh báo lũ", status="done", media=[], priority="emergency",
-                           start_at=requested, duration_s=10.0, targets={"all": True})
-            s.add_all([*devs, bc])
-            s.flush()
-            s.add(EmergencyBroadcast(broadcast_id=bc.id, topics=[], lead_ms=600.0, requested_at=requested,
-                                     published_at=requested))
-            s.add_all([Delivery(broadcast_id=bc.id, device_id=d.id, item_id=f"b{bc.id}", state="acked",
-                                acked_at=requested + timedelta(milliseconds=50),
-                                ready_at=requested + timedelta(milliseconds=1200 + 150 * i))
-                       for i, d in enumerate(devs)])
-            s.commit()
+            bc_id = _past_emergency(s, _stations(s, 3), published_ms=0, acked_ms=lambda i: 50,
+                                    ready_ms=lambda i: 1200 + 150 * i)
 
             same = choose_lead(s, rt, [], 3)  # type: ignore[arg-type]
             assert same.seconds == pytest.approx(1.5 + 0.35)
-            assert f"p99 ready 1500 ms of emergency {bc.id} (3/3 stations)" in same.basis
+            assert f"p99 ready 1500 ms of emergency {bc_id} (3/3 stations)" in same.basis
             bigger = choose_lead(s, rt, [], 30)  # type: ignore[arg-type]
             assert bigger.seconds == pytest.approx(0.25 + 30 * 0.0005 + 0.35)
             assert "default delivery" in bigger.basis
@@ -216,13 +205,7 @@ def test_audio_counts_as_held_when_nearly_every_station_aired_it(database_url: s
     db.migrate()
     try:
         with db.session() as s:
-            commune = Area(level="commune", name="Xã Đạo Tú")
-            s.add(commune)
-            s.flush()
-            devs = [Device(uid=f"spk-{i}", name=f"Cụm loa {i}", kind="speaker", commune_id=commune.id,
-                           tags=[], reported={}) for i in range(100)]
-            s.add_all(devs)
-            s.flush()
+            devs = _stations(s, 100)
 
             def aired(sha: str, stations: list[Device], status: str = "played") -> None:
                 bc = Broadcast(title="Diễn tập", status="done", media=[sha], priority="emergency",

@@ -50,7 +50,11 @@ class ForkedProcess:
         self.pid = pid
         self.returncode: int | None = None
         self._exit_file = exit_file
-        self._fd = os.pidfd_open(pid)
+        self._fd: int | None = None
+        try:
+            self._fd = os.pidfd_open(pid)
+        except ProcessLookupError:  # it ended, and the zygote reaped it, before we looked
+            self._ended()
 
     def poll(self) -> int | None:
         if self.returncode is None and select.select([self._fd], [], [], 0)[0]:
@@ -76,13 +80,15 @@ class ForkedProcess:
     def _ended(self) -> None:
         """The child is gone; its status comes from the zygote, which reaps it a moment later."""
         deadline = time.monotonic() + 2.0
-        while not self._exit_file.exists() and time.monotonic() < deadline:
+        self.returncode = -1  # unless the zygote says (it is gone itself, or slower than 2 s)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):  # not there yet, or half written
+                self.returncode = int(self._exit_file.read_text())
+                break
             time.sleep(0.01)
-        try:
-            self.returncode = int(self._exit_file.read_text())
-        except (OSError, ValueError):
-            self.returncode = -1  # ended, status unknown (the zygote itself is gone)
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Zygote:
@@ -107,6 +113,7 @@ class Zygote:
     def spawn(self, env: dict[str, str], log_path: Path) -> ForkedProcess:
         """`communecast controller run` with exactly `env`, its output appended to `log_path`."""
         exit_file = log_path.with_name(log_path.name + f".{time.monotonic_ns()}.exit")
+        log_path.open("ab").close()  # there from the start, as with a Popen's output file
         request = {"env": env, "log": str(log_path), "exit": str(exit_file)}
         stdin, stdout = self._proc.stdin, self._proc.stdout
         assert stdin is not None and stdout is not None

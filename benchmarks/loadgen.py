@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=1883)
     p.add_argument("--username")
     p.add_argument("--password")
-    p.add_argument("--qos", type=int, default=1)
+    p.add_argument("--qos", type=int, default=1, help="drain: its subscription's QoS (publish always "
+                   "sends QoS 1, the stations' events)")
     p.add_argument("--topic", default="cc/v1/dev/{device}/evt")
     p.add_argument("--rate", type=float, default=1000)
     p.add_argument("--seconds", type=float, default=5)

@@ -26,7 +26,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # changes, not the code path; tests/unit/test_password_hashing.py checks the production default.
 os.environ.setdefault("COMMUNECAST_PASSWORD_SCRYPT_N", str(2**10))
 # System tests' controllers forked from a process that has imported them (testkit/zygote.py):
-# the import was 1.25 s of the 1.7 s of CPU each of the suite's ~150 controller starts cost.
+# the import was 1.25 s of the 1.7 s of CPU each of the suite's 100-odd controller starts cost.
 os.environ.setdefault(FORK_ENV, "1")
 
 

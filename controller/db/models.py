@@ -73,12 +73,14 @@ class AreaGroupMember(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    # An emergency counts its stations per commune from this index alone (migration 0032).
+    __table_args__ = (Index("ix_devices_commune_kind_retired", "commune_id", "kind", "retired_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(String(40), unique=True)  # MQTT identity and topic segment
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[DeviceKind] = mapped_column(String(16))
-    commune_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    commune_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))  # indexed in __table_args__
     # The village (thôn, tổ dân phố, bản, ấp) inside its commune, when known (issue 19).
     village_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)

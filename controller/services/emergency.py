@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.core.permissions import Action, can, covers
+from controller.core.permissions import Action, can, communes_in_scope
 from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, Media, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.models_led import LedMessageRow
@@ -220,10 +220,13 @@ def _enough_samples(learnt_from: int, stations: int) -> int:
 
 def _p99_after(session: Session, bc_id: int, column: Any, count: int, since: datetime) -> float:
     """Seconds from `since` to the p99 of this emergency's `column` (acked_at / ready_at), picked
-    by the database (10,000 timestamps are not worth loading here)."""
+    by the database (10,000 timestamps are not worth loading here). Counted from the latest, so
+    the database keeps the top 1 % in its sorter rather than sorting every row (10,000 stations
+    on SQLite: 5.8 -> 1.3 ms, before the PLAY leaves)."""
+    from_latest = count - math.ceil(0.99 * count)  # ascending position ceil(0.99 n) - 1
     p99_at = session.scalar(
         select(column).where(Delivery.broadcast_id == bc_id, column.is_not(None))
-        .order_by(column).offset(math.ceil(0.99 * count) - 1).limit(1))
+        .order_by(column.desc()).offset(from_latest).limit(1))
     return max(0.0, (p99_at - since).total_seconds()) if p99_at is not None else 0.0
 
 
@@ -371,17 +374,22 @@ class _Phases:
         return ", ".join(f"{name} {ms:.1f} ms" for name, ms in self._ms)
 
 
-def _check_rights(session: Session, user: User | None, req: BroadcastCreate, fan: Fanout) -> None:
-    """Emergencies skip approval, but the sender's role must allow them in every target area."""
+def check_rights(session: Session, user: User | None, req: BroadcastCreate, fan: Fanout) -> None:
+    """Emergencies skip approval, but the sender's role must allow them in every target area.
+    `start` checks it for every caller (the use-case has checked the targets before, the CAP
+    importer its matched areas): 403 naming the first commune outside the sender's area."""
     if user is None:
         return  # a system caller (CAP importer with its own checks)
     action = Action.BROADCAST_EMERGENCY if req.priority is Priority.EMERGENCY else Action.BROADCAST_SEND
     if not can(user, action):
         raise UserError(403, "auth.forbidden")
-    for commune in fan.communes:
-        if not covers(session, user, commune):
-            name = session.scalar(select(Area.name).where(Area.id == commune)) or str(commune)
-            raise UserError(403, "emergency.forbidden_area", area=name)
+    # The user's communes once, not `covers` per target commune: a province operator's warning
+    # to its 100 communes spent 18 ms here (two queries a commune) before the PLAY left.
+    scope = communes_in_scope(session, user)
+    outside = [c for c in fan.communes if scope is not None and c not in scope]
+    if outside:
+        name = session.scalar(select(Area.name).where(Area.id == outside[0])) or str(outside[0])
+        raise UserError(403, "emergency.forbidden_area", area=name)
 
 
 async def _tts_media(
@@ -495,7 +503,7 @@ async def start(deps: EmergencyDeps, session: Session, req: BroadcastCreate, use
     fan = plan(session, req.targets)
     if not fan.count:
         raise UserError(422, "broadcast.no_targets")
-    _check_rights(session, user, req, fan)
+    check_rights(session, user, req, fan)
     phases.mark("plan")
     communes = fan.communes
     if req.priority is Priority.PRIORITY and user is not None and not approval.can_approve(

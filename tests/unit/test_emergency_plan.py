@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy.orm import Session
 
 from controller.core.config import Settings
-from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device, Media, PlayLog
+from controller.core.errors import UserError
+from controller.db.models import Area, AreaGroupMember, Broadcast, Delivery, Device, Media, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.session import Database
-from controller.services.emergency import choose_lead, fresh_media, inline_payloads, plan
+from controller.schemas.broadcasts import BroadcastCreate
+from controller.services.emergency import check_rights, choose_lead, fresh_media, inline_payloads, plan
 from controller.services.media import MediaStore
 from controller.services.targets import Targets
 from protocol.limits import INLINE_MEDIA_MAX_BYTES
@@ -344,5 +346,44 @@ def test_a_desired_state_built_before_the_delivery_rows_carries_the_emergency(da
             both = HorizonSources(items=(lambda *a, **k: window, broadcasts.horizon_items))
             gathered = both.gather(s, [near, far], now=now, horizon=timedelta(hours=1))
             assert [i.item_id for i in gathered[near.id]] == [f"b{bc.id}"] and gathered[far.id] == []
+    finally:
+        db.dispose()
+
+
+def test_an_emergency_reaches_only_the_senders_communes(database_url: str) -> None:
+    """The last check before the PLAY is signed: a province operator may warn every commune of
+    the province, a group operator only the group's member communes (the first commune outside
+    is named), and a viewer nowhere."""
+    db = Database(database_url)
+    db.migrate()
+    try:
+        with db.session() as s:
+            province = Area(level="province", name="Tỉnh Phú Thọ", code="25")
+            s.add(province)
+            s.flush()
+            group = Area(level="group", name="Khu vực Tam Dương (huyện cũ)", parent_id=province.id)
+            a = Area(level="commune", name="Xã Tam Dương", parent_id=province.id)
+            b = Area(level="commune", name="Xã Tử Du", parent_id=province.id)
+            s.add_all([group, a, b])
+            s.flush()
+            s.add(AreaGroupMember(group_id=group.id, commune_id=a.id))
+            s.add_all([Device(uid=f"spk-{c.id}", name="Cụm loa", kind="speaker", commune_id=c.id, tags=[],
+                              reported={}) for c in (a, b)])
+            s.commit()
+            req = BroadcastCreate(title="Cảnh báo lũ", media_sha256="a" * 64, priority="emergency",
+                                  targets={"all": True})
+            everyone, own = plan(s, Targets(all=True)), plan(s, Targets(communes=[a.id]))
+
+            def user(role: str, area: Area) -> User:
+                return User(username=role, role=role, area_id=area.id, password_hash="x", active=True)
+
+            check_rights(s, user("province", province), req, everyone)
+            check_rights(s, user("group", group), req, own)
+            with pytest.raises(UserError) as refused:
+                check_rights(s, user("group", group), req, everyone)
+            assert refused.value.status == 403 and refused.value.params == {"area": "Xã Tử Du"}
+            with pytest.raises(UserError) as viewer:
+                check_rights(s, user("viewer", province), req, own)
+            assert viewer.value.status == 403
     finally:
         db.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
-from controller.core.permissions import area_names, communes_of_broadcasts, covers, outside_scope
+from controller.core.permissions import area_names, communes_in_scope, communes_of_broadcasts, outside_scope
 from controller.db.models import Broadcast, Device, Media, User
 from controller.db.models_cap import CapAlertRecord
 from controller.db.models_emergency import EmergencyBroadcast
@@ -156,12 +156,13 @@ def _in_scope(session: Session, user: User | None, match: AreaMatch) -> tuple[Ta
     notes: list[str] = []
     communes = set(match.communes)
     devices = set(match.devices)
-    if user is not None:
-        outside = {c for c in communes if not covers(session, user, c)}
+    scope = communes_in_scope(session, user) if user is not None else None  # once, not per commune
+    if scope is not None:
+        outside = communes - scope
         communes -= outside
         if devices:
             rows = session.execute(select(Device.id, Device.commune_id).where(Device.id.in_(devices))).all()
-            bad = {i for i, c in rows if not covers(session, user, c)}
+            bad = {i for i, c in rows if c not in scope}
             devices -= bad
             outside |= {c for i, c in rows if i in bad}
         if outside:

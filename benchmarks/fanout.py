@@ -209,17 +209,22 @@ async def bare_ack_round(system: System, uids: list[str], processes: int, sha: s
     t_ack, _ = await _all_acked(system, bc["id"], n, timeout=60)
     stored = await asyncio.to_thread(_acks_stored_at, system.database_url, f"b{bc['id']}")
     return {"responders": n, "received_ms": stats_ms([t - t_req for t, _ in received]),
-            **_ack_figures(stored, t_req, n, t_ack)}
+            **_ack_figures(stored, t_req, n, t_ack, sent=[t for t, _ in received])}  # acked on receipt
 
 
-def _ack_figures(stored: list[float], t_req: float, n: int, t_ack: float | None) -> dict[str, Any]:
+def _ack_figures(stored: list[float], t_req: float, n: int, t_ack: float | None,
+                 sent: list[float]) -> dict[str, Any]:
     """Request -> each ack stored at the controller (`stored`: its clock), and -> all Delivery
-    rows seen acked (`t_ack`, polled)."""
+    rows seen acked (`t_ack`, polled). `ack_path_ms`: the ack path alone (broker, controller,
+    database), the k-th ack stored after the k-th was sent (`sent`: when the stations queued
+    them), so the simulated stations' shared CPU, which decides when they send, is left out."""
+    path = [a - b for a, b in zip(sorted(stored), sorted(sent), strict=False)]
     return {
         "acked": len(stored),
         "ack_all_ms": round((max(stored) - t_req) * 1000, 1) if len(stored) >= n else None,
         "ack_stored_ms": stats_ms([a - t_req for a in stored]),
         "ack_all_seen_ms": round((t_ack - t_req) * 1000, 1) if t_ack else None,
+        "ack_path_ms": stats_ms(path) if path else None,
     }
 
 
@@ -391,7 +396,7 @@ async def _one_emergency(
         "acked_ms": stats_ms([t - t_req for t in acked_at]),  # the older basis, on the same clock
         "ready_own_cpu_ms": stats_ms([t - t_req + prepare_s for t in seen["own_handled"]]),
         "prepare_alone_ms": round(prepare_s * 1000, 2),
-        **_ack_figures(ack_stored, t_req, devices, t_ack), "acked_rows": acked,
+        **_ack_figures(ack_stored, t_req, devices, t_ack, sent=seen["acks_sent"]), "acked_rows": acked,
         "post_ms": round((t_resp - t_req) * 1000, 1),
         "fleet_cpu_ms_per_station": round(fleet_cpu_s * 1000 / max(devices, 1), 3),
         "publish_ms": detail["emergency"]["publish_ms"],
@@ -561,6 +566,10 @@ def print_fanout(r: dict[str, Any]) -> None:
     print(f"  the same emergency answered by {b['responders']} bare responders (the controller's and "
           f"broker's own limit): all acks stored in {b['ack_all_ms']} ms (p50 {b['ack_stored_ms']['p50']} "
           f"ms), PLAY received p99 {b['received_ms']['p99']} ms")
+    if r.get("ack_path_ms") and b.get("ack_path_ms"):
+        print(f"  the ack path alone (the k-th ack stored after the k-th was sent, the stations' CPU left "
+              f"out): p50 {r['ack_path_ms']['p50']} ms, p99 {r['ack_path_ms']['p99']} ms; bare responders "
+              f"p50 {b['ack_path_ms']['p50']} ms, p99 {b['ack_path_ms']['p99']} ms")
     print(f"  fleet RSS {r['fleet_rss_mb']} MB; fleet CPU for the whole emergency (receipt to played): "
           f"{r['fleet_cpu_ms_per_station']} ms per station")
     for i, rd in enumerate(r["rounds"], 1):

@@ -158,6 +158,7 @@ async def emergency_results(fleet: Fleet, sha: str, after: float, timeout: float
         "reached": [probe.reached[u] for u in uids if u in probe.reached],
         "waited": [probe.waited[u] for u in uids],
         "handling": [probe.handled[u] - probe.received[u] - probe.waited[u] for u in uids],
+        "acks_sent": [probe.handled[u] for u in uids],  # the ack queued (wall clock)
         # A station with its own CPU: its bytes reached the socket, then its own handling (no wait
         # for a shared CPU); `bench fanout` adds the audio preparation of one station alone.
         "own_handled": [probe.reached[u] + probe.handled[u] - probe.received[u] - probe.waited[u]

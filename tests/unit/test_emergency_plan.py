@@ -27,28 +27,35 @@ from controller.services.targets import Targets
 from protocol.limits import INLINE_MEDIA_MAX_BYTES
 
 
+def _province(s: Session) -> tuple[Area, ...]:
+    """A province, two groups of communes (the old districts) and four communes: a, b in the
+    first group, c, e in the second."""
+    province = Area(level="province", name="Tỉnh Phú Thọ", code="25")
+    s.add(province)
+    s.flush()
+    d1 = Area(level="group", name="Khu vực Tam Dương (huyện cũ)", parent_id=province.id)
+    d2 = Area(level="group", name="Khu vực Lập Thạch (huyện cũ)", parent_id=province.id)
+    s.add_all([d1, d2])
+    s.flush()
+    a = Area(level="commune", name="Xã Tam Dương", code="8869", parent_id=province.id)
+    b = Area(level="commune", name="Xã Tam Dương Bắc", code="8872", parent_id=province.id)
+    c = Area(level="commune", name="Xã Tử Du", parent_id=province.id)
+    e = Area(level="commune", name="Xã Bàn Giản", parent_id=province.id)
+    s.add_all([a, b, c, e])
+    s.flush()
+    s.add_all([AreaGroupMember(group_id=d1.id, commune_id=a.id),
+               AreaGroupMember(group_id=d1.id, commune_id=b.id),
+               AreaGroupMember(group_id=d2.id, commune_id=c.id),
+               AreaGroupMember(group_id=d2.id, commune_id=e.id)])
+    return province, d1, d2, a, b, c, e
+
+
 def test_targets_map_to_the_fewest_group_topics(database_url: str) -> None:
     db = Database(database_url)
     db.migrate()
     try:
         with db.session() as s:
-            province = Area(level="province", name="Tỉnh Phú Thọ", code="25")
-            s.add(province)
-            s.flush()
-            d1 = Area(level="group", name="Khu vực Tam Dương (huyện cũ)", parent_id=province.id)
-            d2 = Area(level="group", name="Khu vực Lập Thạch (huyện cũ)", parent_id=province.id)
-            s.add_all([d1, d2])
-            s.flush()
-            a = Area(level="commune", name="Xã Tam Dương", code="8869", parent_id=province.id)
-            b = Area(level="commune", name="Xã Tam Dương Bắc", code="8872", parent_id=province.id)
-            c = Area(level="commune", name="Xã Tử Du", parent_id=province.id)
-            e = Area(level="commune", name="Xã Bàn Giản", parent_id=province.id)
-            s.add_all([a, b, c, e])
-            s.flush()
-            s.add_all([AreaGroupMember(group_id=d1.id, commune_id=a.id),
-                       AreaGroupMember(group_id=d1.id, commune_id=b.id),
-                       AreaGroupMember(group_id=d2.id, commune_id=c.id),
-                       AreaGroupMember(group_id=d2.id, commune_id=e.id)])
+            _, d1, d2, a, b, c, e = _province(s)
             devs = {
                 "a1": Device(uid="a1", name="a1", kind="speaker", commune_id=a.id, tags=[], reported={}),
                 "b1": Device(uid="b1", name="b1", kind="speaker", commune_id=b.id, tags=[], reported={}),
@@ -358,17 +365,9 @@ def test_an_emergency_reaches_only_the_senders_communes(database_url: str) -> No
     db.migrate()
     try:
         with db.session() as s:
-            province = Area(level="province", name="Tỉnh Phú Thọ", code="25")
-            s.add(province)
-            s.flush()
-            group = Area(level="group", name="Khu vực Tam Dương (huyện cũ)", parent_id=province.id)
-            a = Area(level="commune", name="Xã Tam Dương", parent_id=province.id)
-            b = Area(level="commune", name="Xã Tử Du", parent_id=province.id)
-            s.add_all([group, a, b])
-            s.flush()
-            s.add(AreaGroupMember(group_id=group.id, commune_id=a.id))
-            s.add_all([Device(uid=f"spk-{c.id}", name="Cụm loa", kind="speaker", commune_id=c.id, tags=[],
-                              reported={}) for c in (a, b)])
+            province, group, _, a, _, c, _ = _province(s)
+            s.add_all([Device(uid=f"spk-{x.id}", name="Cụm loa", kind="speaker", commune_id=x.id, tags=[],
+                              reported={}) for x in (a, c)])
             s.commit()
             req = BroadcastCreate(title="Cảnh báo lũ", media_sha256="a" * 64, priority="emergency",
                                   targets={"all": True})

@@ -382,6 +382,7 @@ async def _one_emergency(
         "start_error_ms": stats_ms([t - start_at for t in started]),
         "skew_ms": stats_ms([abs(t - median) for t in started]),
         "handling_p99_ms": handling["p99"], "handling_ms": handling,
+        "handling_cpu_ms": stats_ms(seen["handling_cpu"]),
         "cpu_wait_ms": stats_ms(seen["waited"]),
         "media_fetched_ms": stats_ms([t - t_req for t in seen["fetched"]]),
         "media_http_downloads": counters[0], "media_bytes_downloaded": counters[1],
@@ -541,8 +542,10 @@ def print_fanout(r: dict[str, Any]) -> None:
           f"{r['post_ms_rounds']}); "
           f"lead {r['lead_ms']} ms ({r['lead_basis']})")
     w = r["cpu_wait_ms"]
+    hc = r["handling_cpu_ms"]
     print("  station handling (handler start -> stored, signature checked, ack queued): "
-          f"p99 {r['handling_p99_ms']} ms")
+          f"p50 {r['handling_ms']['p50']} ms, p99 {r['handling_p99_ms']} ms; of it the handler's own CPU "
+          f"(thread time): p50 {hc['p50']} ms, p99 {hc['p99']} ms")
     print(f"  waiting for the fleet's shared CPU (off the socket -> handler start): p50 {w['p50']} ms, "
           f"p99 {w['p99']} ms (a real station has its own CPU)")
     print(f"  audio: {r['media_duration_s']} s, {r['media_size']} bytes stored; inside the PLAY: "

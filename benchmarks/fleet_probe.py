@@ -44,6 +44,9 @@ class ReceiptProbe:
     reached: dict[str, float] = field(default_factory=dict)  # uid -> its bytes reached the socket (kernel)
     waited: dict[str, float] = field(default_factory=dict)  # uid -> off the socket -> handler ran
     handled: dict[str, float] = field(default_factory=dict)
+    # uid -> the handler's own CPU (thread time): what of `handled - received - waited` was work,
+    # the rest the process waiting for a core it shares with the broker, the controller and more.
+    handling_cpu: dict[str, float] = field(default_factory=dict)
     fetched: dict[str, float] = field(default_factory=dict)  # uid -> media verified in the cache
     prepared: dict[str, float] = field(default_factory=dict)  # uid -> audio decoded, ready to start
 
@@ -68,6 +71,7 @@ class ReceiptProbe:
         self.reached.clear()
         self.waited.clear()
         self.handled.clear()
+        self.handling_cpu.clear()
         self.fetched.clear()
         self.prepared.clear()
 
@@ -76,8 +80,10 @@ class ReceiptProbe:
 
         async def handler(topic: str, payload: bytes) -> None:
             arrived, reached, t = link.last_arrival, link.last_socket_arrival, time.time()
+            cpu = time.thread_time()
             await inner(topic, payload)
             if topic.endswith("/cmd") and uid not in self.received:
+                self.handling_cpu[uid] = time.thread_time() - cpu
                 self.received[uid] = arrived
                 if reached is not None:
                     self.reached[uid] = reached
@@ -159,6 +165,7 @@ async def emergency_results(fleet: Fleet, sha: str, after: float, timeout: float
         "waited": [probe.waited[u] for u in uids],
         "handling": [probe.handled[u] - probe.received[u] - probe.waited[u] for u in uids],
         "acks_sent": [probe.handled[u] for u in uids],  # the ack queued (wall clock)
+        "handling_cpu": [probe.handling_cpu[u] for u in uids],
         # A station with its own CPU: its bytes reached the socket, then its own handling (no wait
         # for a shared CPU); `bench fanout` adds the audio preparation of one station alone.
         "own_handled": [probe.reached[u] + probe.handled[u] - probe.received[u] - probe.waited[u]

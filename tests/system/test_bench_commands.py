@@ -50,6 +50,11 @@ def test_bench_fanout_measures_every_station_against_the_bare_broker(tmp_path: P
     # The POST's answer per round (the target is the p99 over rounds, not the last round alone).
     assert r["post_ms_rounds"] == [r["rounds"][0]["post_ms"]] == [r["post_ms"]]
     assert r["post_ms_p99_of_rounds"] == r["post_ms"] > 0
+    # The ack path alone (sent -> stored) for both, and the handler's own CPU inside its wall time.
+    assert r["ack_path_ms"]["n"] == 12 and r["bare_acks"]["ack_path_ms"]["n"] == 12
+    assert 0 < r["ack_path_ms"]["p50"] <= r["ack_stored_ms"]["p50"]
+    assert r["handling_cpu_ms"]["n"] == 12 and 0 < r["handling_cpu_ms"]["p50"] <= r["handling_ms"]["p50"]
+    assert "the ack path alone" in out and "the handler's own CPU" in out
 
 
 def test_bench_sync_reports_skew_next_to_bare_timers(tmp_path: Path) -> None:

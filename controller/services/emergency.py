@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from controller.core.errors import NotFound, UserError
-from controller.core.permissions import Action, can, communes_in_scope
+from controller.core.permissions import Action, can, outside_scope
 from controller.db.models import Area, Broadcast, Delivery, Device, DeviceEvent, Media, PlayLog, User
 from controller.db.models_emergency import EmergencyBroadcast
 from controller.db.models_led import LedMessageRow
@@ -385,10 +385,10 @@ def check_rights(session: Session, user: User | None, req: BroadcastCreate, fan:
         raise UserError(403, "auth.forbidden")
     # The user's communes once, not `covers` per target commune: a province operator's warning
     # to its 100 communes spent 18 ms here (two queries a commune) before the PLAY left.
-    scope = communes_in_scope(session, user)
-    outside = [c for c in fan.communes if scope is not None and c not in scope]
+    outside = outside_scope(session, user, fan.communes)
     if outside:
-        name = session.scalar(select(Area.name).where(Area.id == outside[0])) or str(outside[0])
+        first = min(outside)
+        name = session.scalar(select(Area.name).where(Area.id == first)) or str(first)
         raise UserError(403, "emergency.forbidden_area", area=name)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controller.core.errors import UserError
-from controller.core.permissions import area_names, communes_in_scope, communes_of_broadcasts, outside_scope
+from controller.core.permissions import area_names, communes_of_broadcasts, outside_scope
 from controller.db.models import Broadcast, Device, Media, User
 from controller.db.models_cap import CapAlertRecord
 from controller.db.models_emergency import EmergencyBroadcast
@@ -156,15 +156,13 @@ def _in_scope(session: Session, user: User | None, match: AreaMatch) -> tuple[Ta
     notes: list[str] = []
     communes = set(match.communes)
     devices = set(match.devices)
-    scope = communes_in_scope(session, user) if user is not None else None  # once, not per commune
-    if scope is not None:
-        outside = communes - scope
+    if user is not None:
+        rows = (session.execute(select(Device.id, Device.commune_id).where(Device.id.in_(devices))).all()
+                if devices else [])
+        # The user's scope once for the communes and the stations' communes, not per commune.
+        outside = outside_scope(session, user, communes | {c for _, c in rows})
         communes -= outside
-        if devices:
-            rows = session.execute(select(Device.id, Device.commune_id).where(Device.id.in_(devices))).all()
-            bad = {i for i, c in rows if c not in scope}
-            devices -= bad
-            outside |= {c for i, c in rows if i in bad}
+        devices -= {i for i, c in rows if c in outside}
         if outside:
             notes.append(f"outside the account's area, left out: communes {sorted(outside)}")
     if not communes and not devices:

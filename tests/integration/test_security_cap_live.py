@@ -128,6 +128,27 @@ def test_cap_cancel_of_another_areas_alert_is_refused(panel: Panel) -> None:
     assert _status(panel, ours_bc) == "cancelled"
 
 
+def test_a_cap_alert_reaches_only_the_senders_own_communes(panel: Panel) -> None:
+    """The attack: a Xã Hợp Hòa operator posts an alert naming their commune and Xã Xuân Hòa.
+    The broadcast reaches Xã Hợp Hòa alone and the record says which commune was left out; an
+    alert naming only Xã Xuân Hòa starts nothing."""
+    ids = panel.seed(stations_per_commune=1)
+    http, commune_op = panel.client().http, _token(panel, "canbo.hophoa")
+    before = _broadcast_count(panel)
+
+    r = http.post("/api/v1/cap", content=_alert("VN-HH-9", ["Xã Hợp Hòa", "Xã Xuân Hòa"]),
+                  headers=CAP | commune_op)
+    assert r.status_code == 201 and r.json()["outcome"] == "draft", r.text
+    with panel.rt.db.session() as s:
+        bc = s.get(Broadcast, r.json()["broadcast_id"])
+        assert bc is not None and bc.targets == {"communes": [ids["hop_hoa"]]}
+    assert f"left out: communes [{ids['xuan_hoa']}]" in " ".join(r.json()["detail"]["areas"])
+
+    r = http.post("/api/v1/cap", content=_alert("VN-XH-9", ["Xã Xuân Hòa"]), headers=CAP | commune_op)
+    assert r.json()["outcome"] == "not_for_us", r.text
+    assert _broadcast_count(panel) == before + 1
+
+
 def test_cap_update_of_a_thread_partly_outside_the_area_changes_nothing(panel: Panel) -> None:
     """The attack: an Update referencing an alert that reaches Hợp Hòa and Xuân Hòa, from the
     Hợp Hòa operator. The whole message is refused: nothing stopped, nothing new created."""
